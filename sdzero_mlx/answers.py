@@ -1,0 +1,222 @@
+"""Final-answer extraction from model text and string-level normalisation of answers.
+
+Everything here is plain string work that runs in linear (or, on the short extracted answer,
+small polynomial) time, so it is safe to run in the caller's process. Parsing and symbolic
+comparison happen in `mathparse` / `mathcompare`, inside a killable worker.
+
+Extraction order (the first that matches wins):
+  1. the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces allowed);
+  2. GSM8K's last ``#### 42``;
+  3. the last "The answer is ..." / "Final answer: ...";
+  4. optionally the last number in the text (off by default: with boxed-style prompts a number
+     left in the reasoning is not an answer).
+"""
+
+from __future__ import annotations
+
+import re
+
+BOX_COMMANDS = ("\\boxed", "\\fbox")
+_ANSWER_PHRASES = ("final answer is", "final answer:", "final answer", "the answer is", "answer is", "answer:")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+
+
+def matching_brace(s: str, start: int) -> int:
+    """Index of the brace closing the one at s[start], or -1 if it never closes."""
+    depth = 0
+    i = start
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
+            i += 2  # escaped braces (\{ \}) are set delimiters, not grouping
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} or \\fbox{...}; None if absent or left unclosed.
+
+    An unclosed last box (a truncated generation) yields None rather than an earlier box,
+    so a box from the reasoning is never graded as the final answer.
+    """
+    pos = max(text.rfind(cmd) for cmd in BOX_COMMANDS)
+    if pos < 0:
+        return None
+    cmd = next(c for c in BOX_COMMANDS if text.startswith(c, pos))
+    i = pos + len(cmd)
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i < len(text) and text[i] == "{":
+        end = matching_brace(text, i)
+        return None if end < 0 else text[i + 1 : end]
+    # "\boxed 5": the argument is the next whitespace-delimited token
+    m = re.match(r"[^\s$]+", text[i:])
+    return m.group(0) if m else None
+
+
+def _after_phrase(text: str) -> str | None:
+    """The answer following the last 'the answer is' / 'final answer' phrase."""
+    low = text.lower()
+    best, best_end = -1, -1
+    for phrase in _ANSWER_PHRASES:
+        p = low.rfind(phrase)
+        if p > best:
+            best, best_end = p, p + len(phrase)
+    if best < 0:
+        return None
+    rest = text[best_end:].lstrip(" :*\t")
+    if rest.startswith("$"):
+        # "$...$" or "$$...$$": take the math span
+        delim = "$$" if rest.startswith("$$") else "$"
+        end = rest.find(delim, len(delim))
+        if end > 0:
+            return rest[len(delim) : end]
+    # up to the end of the line or the sentence (a period followed by a space or the end)
+    line = rest.split("\n", 1)[0]
+    m = re.search(r"\.(\s|$)", line)
+    ans = line[: m.start()] if m else line
+    for tail in (" i hope it is correct", ". i hope it is correct"):
+        if ans.lower().endswith(tail):
+            ans = ans[: -len(tail)]
+    ans = ans.strip()
+    return ans or None
+
+
+def extract_answer(text: str, last_number_fallback: bool = False) -> str | None:
+    """The final answer written in model text, or None. See the module docstring for the order."""
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed.strip() or None
+    p = text.rfind("####")
+    if p >= 0:
+        ans = text[p + 4 :].strip().split("\n", 1)[0].strip()
+        if ans:
+            return ans
+    phrase = _after_phrase(text)
+    if phrase is not None:
+        return phrase
+    if last_number_fallback:
+        # scan only the tail: the last number is near the end, and this bounds the regex work
+        nums = _NUMBER.findall(text[-2000:])
+        if nums:
+            return nums[-1].rstrip(",")
+    return None
+
+
+def extract_gold(answer: str) -> str:
+    """The gold answer proper: unwrap a \\boxed{} or a GSM8K '#### x' suffix if present."""
+    boxed = last_boxed(answer)
+    if boxed is not None and boxed.strip():
+        return boxed.strip()
+    p = answer.rfind("####")
+    if p >= 0 and answer[p + 4 :].strip():
+        return answer[p + 4 :].strip()
+    return answer.strip()
+
+
+def _unwrap_command(s: str, names: tuple[str, ...]) -> str:
+    """Replace \\name{content} by content for each listed command (content may nest braces)."""
+    for name in names:
+        cmd = "\\" + name
+        while True:
+            p = s.find(cmd + "{")
+            if p < 0:
+                # also "\text {x}" with a space before the brace
+                m = re.search(re.escape(cmd) + r"\s+\{", s)
+                if not m:
+                    break
+                p, brace = m.start(), m.end() - 1
+            else:
+                brace = p + len(cmd)
+            end = matching_brace(s, brace)
+            if end < 0:
+                break
+            s = s[:p] + s[brace + 1 : end] + s[end + 1 :]
+    return s
+
+
+_REPLACEMENTS = (
+    ("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\cfrac", "\\frac"),
+    ("\\displaystyle", ""), ("\\left", ""), ("\\right", ""),
+    ("\\bigl", ""), ("\\bigr", ""), ("\\Bigl", ""), ("\\Bigr", ""), ("\\big", ""), ("\\Big", ""),
+    ("\\!", ""), ("\\,", " "), ("\\;", " "), ("\\:", " "), ("\\ ", " "), ("~", " "),
+    ("\\qquad", " "), ("\\quad", " "), ("{,}", ""),
+    ("\\cdot", "*"), ("\\times", "*"), ("\\ast", "*"), ("\\div", "/"),
+    ("\\leqslant", "\\le"), ("\\geqslant", "\\ge"), ("\\leq", "\\le"), ("\\geq", "\\ge"),
+    ("\\neq", "\\ne"), ("\\emptyset", "\\{\\}"), ("\\varnothing", "\\{\\}"),
+    ("\\dots", ""), ("\\ldots", ""), ("\\cdots", ""),
+    ("×", "*"), ("·", "*"), ("÷", "/"), ("−", "-"), ("–", "-"), ("π", "\\pi"), ("∞", "\\infty"),
+    ("≤", "\\le"), ("≥", "\\ge"), ("√", "\\sqrt"), ("∪", "\\cup"), ("±", "\\pm"),
+)
+# Degrees and the percent sign are both dropped; percent is reported so the policy can apply.
+_DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree|\s*\bdegrees?\b")
+_PERCENT = re.compile(r"\\%|%|\s*\bpercent\b")
+_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?")
+_SPACED_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?: \d{3})+(?![\d/])")
+# A number followed only by words (units or "apples"): keep the number.
+_TRAILING_WORDS = re.compile(r"(?P<num>.*?\d\}?)\s*(?:[A-Za-z]{2,}|[A-Za-z]+ [A-Za-z ]+)\.?(?:\s*\^\s*\{?[23]\}?)?")
+_LEADING_VAR = re.compile(r"^\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\\[a-z]+)\s*(?:=|\\in)\s*(?P<rhs>[^=]+)$")
+_MIXED = re.compile(r"^(-?)(\d+)\s+(\d+)\s*/\s*(\d+)$")
+
+
+def normalize(answer: str) -> tuple[str, bool]:
+    """Canonical string form of an answer and whether it carried a percent sign.
+
+    Example: normalize("\\$1,000.") == ("1000", False); normalize("50\\%") == ("50", True)
+    """
+    s = answer.strip()
+    # math delimiters around the whole answer
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            s = s[len(left) : len(s) - len(right)].strip()
+    inner = last_boxed(s)
+    if inner is not None and inner.strip():
+        s = inner.strip()
+    for old, new in _REPLACEMENTS:
+        s = s.replace(old, new)
+    s = _unwrap_command(s, ("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox", "operatorname", "hbox"))
+    s = s.replace("\\$", "").replace("$", "")
+    s, n_pct = _PERCENT.subn("", s)
+    s = _DEGREES.sub("", s)
+    s = re.sub(r"\s+(?:and|or)\s+", ", ", s)
+    s = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), s)
+    s = _SPACED_THOUSANDS.sub(lambda m: m.group(0).replace(" ", ""), s)
+    s = re.sub(r"\s+", " ", s).strip()
+    s = s.rstrip(".").strip()
+    if not s.startswith("\\") or s.startswith("\\sqrt") or s.startswith("\\frac"):
+        m = _TRAILING_WORDS.fullmatch(s)
+        # only after a plain number (commands such as \frac allowed): "2x cm" and "2 pi" stay
+        if m and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", m.group("num"))):
+            if not re.match(r"\s*(?:pi|sqrt|e|i)\b", s[m.end("num"):]):
+                s = m.group("num").strip()
+    m = _LEADING_VAR.match(s)
+    if m and not re.search(r"[<>]|\\le|\\ge", m.group("rhs")):
+        s = m.group("rhs").strip()
+    m = _MIXED.match(s)
+    if m:
+        sign, whole, num, den = m.groups()
+        s = f"{sign}({whole}+{num}/{den})"
+    if s.startswith("+") and len(s) > 1:
+        s = s[1:]
+    return s, n_pct > 0
+
+
+_CHOICE = re.compile(r"^\(?([A-Ja-j])\)?(?:[\s.:)].*)?$", re.S)
+
+
+def choice_letter(s: str) -> str | None:
+    """The multiple-choice letter of an answer such as 'B', '(b)', 'B) 42'; None otherwise."""
+    m = _CHOICE.match(s.strip())
+    return m.group(1).upper() if m else None
+
+
+def plain_text(s: str) -> str:
+    """Case- and space-insensitive form used when an answer is not mathematics."""
+    return re.sub(r"[\s{}]", "", s).lower().strip(".")

@@ -1,0 +1,498 @@
+"""A safe parser from (LaTeX-flavoured) answer strings to sympy values.
+
+sympy's `sympify` / `parse_expr` run Python `eval` on their input, so model text never goes near
+them. This is a recursive-descent parser over a fixed grammar that builds sympy objects through
+their constructors; anything outside the whitelist is a `ParseError`.
+
+Guards keep evaluation cheap: nesting depth, literal length, and the size of integer powers and
+factorials are capped (`2^{2^{100}}` is refused at once instead of being computed). The killable
+worker in `verifier` is the backstop for anything these caps miss.
+
+Values: a sympy expression, or one of the containers below (tuples, sets, intervals, unions,
+equations, relations, matrices).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+MAX_DEPTH = 40          # bracket / call nesting; Python's recursion limit is ~7 frames per level away
+MAX_DIGITS = 400        # a literal longer than this is not a plausible answer
+MAX_LOG10 = 5000        # refuse integer powers whose value exceeds 10**5000
+MAX_SYMBOLIC_EXP = 200  # (x+1)^N with larger N makes expansion slow for no real answer
+MAX_FACTORIAL = 1000
+
+
+class ParseError(ValueError):
+    """The string is not an answer this grammar understands (or is too large to evaluate)."""
+
+
+@dataclass(frozen=True)
+class Seq:
+    """Ordered items in brackets: a tuple / point / interval ('(', ']', ...), or a bare list ('' '')."""
+
+    items: tuple
+    open: str
+    close: str
+
+
+@dataclass(frozen=True)
+class SetOf:
+    """An explicit set \\{a, b\\}: compared without order."""
+
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Union:
+    """Intervals joined by \\cup: compared without order."""
+
+    parts: tuple
+
+
+@dataclass(frozen=True)
+class Relation:
+    """lhs op rhs with op one of '=', '<', '<=', '!=' ('>' and '>=' are flipped on parsing)."""
+
+    op: str
+    lhs: sp.Expr
+    rhs: sp.Expr
+
+
+@dataclass(frozen=True)
+class Matrix:
+    rows: tuple  # tuple of tuples of sympy expressions
+
+
+_FUNCS = {
+    "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "cot": sp.cot, "sec": sp.sec, "csc": sp.csc,
+    "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan,
+    "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "exp": sp.exp, "ln": sp.log, "log": sp.log,
+}
+_GREEK = {
+    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
+    "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi",
+    "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega",
+}
+_REL_CMDS = {"le": "<=", "ge": ">=", "lt": "<", "gt": ">", "ne": "!="}
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<cmd>\\[A-Za-z]+|\\[{}|])|(?P<op><=|>=|!=|[-+*/^_!=<>,;|&()\[\]{}'])|(?P<name>[A-Za-z]))"
+)
+
+
+def tokenize(s: str) -> list[tuple[str, str]]:
+    """(kind, text) tokens; kinds are num, cmd, op, name."""
+    tokens, pos = [], 0
+    s = s.rstrip()
+    while pos < len(s):
+        m = _TOKEN.match(s, pos)
+        if not m or m.end() == pos:
+            raise ParseError(f"unexpected character {s[pos]!r}")
+        kind = m.lastgroup
+        tokens.append((kind, m.group(kind)))
+        pos = m.end()
+    return tokens
+
+
+def _check_pow(base: sp.Expr, exp: sp.Expr) -> None:
+    """Refuse powers whose exact value would be astronomically large."""
+    if exp.is_number and exp.is_real is not False:
+        try:
+            e = abs(float(exp))
+        except (TypeError, ValueError, OverflowError):
+            raise ParseError("exponent too large") from None
+        if base.is_number:
+            try:
+                b = abs(complex(base))
+            except (TypeError, ValueError, OverflowError):
+                raise ParseError("base too large") from None
+            if b > 1 and e * math.log10(b) > MAX_LOG10:
+                raise ParseError("number too large")
+            if 0 < b < 1 and e * -math.log10(b) > MAX_LOG10:
+                raise ParseError("number too small")
+        elif e > MAX_SYMBOLIC_EXP:
+            raise ParseError("exponent too large")
+
+
+class _Parser:
+    def __init__(self, tokens: list[tuple[str, str]]):
+        self.toks = tokens
+        self.i = 0
+        self.depth = 0
+
+    # -- token helpers --------------------------------------------------------------------
+    def peek(self, k: int = 0) -> tuple[str, str] | None:
+        j = self.i + k
+        return self.toks[j] if j < len(self.toks) else None
+
+    def at(self, text: str) -> bool:
+        t = self.peek()
+        return t is not None and t[1] == text
+
+    def take(self) -> tuple[str, str]:
+        t = self.peek()
+        if t is None:
+            raise ParseError("unexpected end of answer")
+        self.i += 1
+        return t
+
+    def expect(self, text: str) -> None:
+        t = self.take()
+        if t[1] != text:
+            raise ParseError(f"expected {text!r}, got {t[1]!r}")
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ParseError("too deeply nested")
+
+    # -- grammar --------------------------------------------------------------------------
+    def expr(self) -> sp.Expr:
+        """sum := term (('+' | '-') term)*"""
+        self.enter()
+        value = self.unary()
+        while self.at("+") or self.at("-"):
+            op = self.take()[1]
+            rhs = self.unary()
+            value = value + rhs if op == "+" else value - rhs
+        self.depth -= 1
+        return value
+
+    def unary(self) -> sp.Expr:
+        if self.at("-"):
+            self.take()
+            return -self.term()
+        if self.at("+"):
+            self.take()
+        return self.term()
+
+    def term(self) -> sp.Expr:
+        """term := power (('*' | '/' | implicit) power)*"""
+        value = self.power()
+        while True:
+            t = self.peek()
+            if t is None:
+                return value
+            if t[1] in ("*", "/"):
+                self.take()
+                rhs = self.unary_power()
+                if t[1] == "*":
+                    value = value * rhs
+                else:
+                    if rhs == 0:
+                        raise ParseError("division by zero")
+                    value = value / rhs
+            elif self.starts_atom(t):
+                value = value * self.power()  # implicit multiplication: 2x, 3\sqrt{2}, (a)(b)
+            else:
+                return value
+
+    def unary_power(self) -> sp.Expr:
+        if self.at("-"):
+            self.take()
+            return -self.power()
+        return self.power()
+
+    def starts_atom(self, t: tuple[str, str]) -> bool:
+        kind, text = t
+        if kind in ("num", "name"):
+            return True
+        if kind == "cmd":
+            return text[1:] not in _REL_CMDS and text not in ("\\cup", "\\}", "\\pm", "\\mp", "\\in")
+        return text in ("(", "{")  # not "|": inside |x| a bar closes, it does not multiply
+
+    def power(self) -> sp.Expr:
+        """power := postfix ('^' exponent)?, right-associative"""
+        base = self.postfix()
+        if self.at("^"):
+            self.take()
+            self.enter()
+            if self.at("-"):
+                self.take()
+                exp = -self.power_operand()
+            else:
+                exp = self.power_operand()
+            if self.at("^"):  # a^b^c = a^(b^c)
+                self.take()
+                inner = self.power_operand()
+                _check_pow(exp, inner)
+                exp = exp**inner
+            self.depth -= 1
+            _check_pow(base, exp)
+            return base**exp
+        return base
+
+    def power_operand(self) -> sp.Expr:
+        """An exponent: a braced group, or a single token (x^2, x^n, e^\\pi)."""
+        t = self.peek()
+        if t is not None and t[0] == "num" and not self.at("{"):
+            self.take()
+            return self.number(t[1])
+        return self.postfix()
+
+    def postfix(self) -> sp.Expr:
+        value = self.atom()
+        while self.at("!") or self.at("'"):
+            if self.take()[1] == "'":
+                raise ParseError("derivative marks are not supported")
+            if not (value.is_Integer and 0 <= value <= MAX_FACTORIAL):
+                raise ParseError("factorial of a non-integer or too large number")
+            value = sp.factorial(value)
+        return value
+
+    def number(self, text: str) -> sp.Expr:
+        if len(text) > MAX_DIGITS:
+            raise ParseError("number literal too long")
+        if "." in text:
+            whole, frac = text.split(".")
+            # exact decimal: 0.1 is 1/10, so decimals compare exactly with fractions
+            return sp.Rational(int(whole or "0") * 10 ** len(frac) + int(frac or "0"), 10 ** len(frac))
+        return sp.Integer(int(text))
+
+    def group(self, close: str) -> sp.Expr:
+        self.enter()
+        value = self.expr()
+        self.expect(close)
+        self.depth -= 1
+        return value
+
+    def arg(self) -> sp.Expr:
+        """A command argument: {expr} or a single token (\\frac12, \\sqrt2, \\sqrt x)."""
+        if self.at("{"):
+            self.take()
+            return self.group("}")
+        t = self.peek()
+        if t is not None and t[0] == "num":
+            if len(t[1]) > 1:
+                # as in TeX, an unbraced argument is one character: \frac12 = 1/2, \sqrt23 = 3 sqrt(2)
+                self.toks[self.i] = ("num", t[1][1:])
+                return self.number(t[1][0]) if t[1][0] != "." else self._bad_arg()
+            self.take()
+            return self.number(t[1])
+        return self.atom()
+
+    def _bad_arg(self):
+        raise ParseError("a decimal point cannot start an unbraced argument")
+
+    def frac_args(self) -> tuple[sp.Expr, sp.Expr]:
+        return self.arg(), self.arg()
+
+    def atom(self) -> sp.Expr:
+        t = self.take()
+        kind, text = t
+        if kind == "num":
+            value = self.number(text)
+            nxt = self.peek()
+            if nxt is not None and nxt[1] == "\\frac" and value.is_Integer:
+                # mixed number: 3\frac{1}{2} = 7/2
+                save = self.i
+                self.take()
+                num, den = self.frac_args()
+                if num.is_Integer and den.is_Integer and den != 0 and 0 <= num < den:
+                    return value + num / den
+                self.i = save
+            if nxt is not None and nxt[0] == "name" and nxt[1] in "eE":
+                after = self.peek(1)
+                # scientific notation 1.5e3 / 2E-4, written without spaces
+                if after is not None and (after[0] == "num" or (after[1] in "+-" and (self.peek(2) or ("", ""))[0] == "num")):
+                    self.take()
+                    sign = 1
+                    if self.peek()[1] in "+-":
+                        sign = -1 if self.take()[1] == "-" else 1
+                    exp = sign * int(self.take()[1].split(".")[0])
+                    _check_pow(sp.Integer(10), sp.Integer(exp))
+                    return value * sp.Integer(10) ** exp
+            return value
+        if kind == "name":
+            if text == "e":
+                return sp.E
+            if text == "i":
+                return sp.I
+            name = text
+            if self.at("_"):  # x_1, a_{n}
+                self.take()
+                sub = self.take()
+                if sub[1] == "{":
+                    parts = []
+                    while not self.at("}"):
+                        parts.append(self.take()[1])
+                        if len(parts) > 20:
+                            raise ParseError("subscript too long")
+                    self.take()
+                    sub = ("", "".join(parts))
+                name = f"{text}_{sub[1]}"
+            return sp.Symbol(name)
+        if kind == "op":
+            if text == "(":
+                return self.group(")")
+            if text == "{":
+                return self.group("}")
+            if text == "[":
+                return self.group("]")
+            if text == "|":
+                self.enter()
+                value = self.expr()
+                self.expect("|")
+                self.depth -= 1
+                return sp.Abs(value)
+            raise ParseError(f"unexpected {text!r}")
+        # commands
+        name = text[1:]
+        if name in ("frac", "dfrac", "tfrac"):
+            num, den = self.frac_args()
+            if den == 0:
+                raise ParseError("division by zero")
+            return num / den
+        if name == "sqrt":
+            if self.at("["):
+                self.take()
+                n = self.group("]")
+                return sp.root(self.arg(), n)
+            return sp.sqrt(self.arg())
+        if name == "binom":
+            n, k = self.arg(), self.arg()
+            if not (n.is_Integer and k.is_Integer and 0 <= n <= MAX_FACTORIAL):
+                raise ParseError("binomial of non-integers or too large numbers")
+            return sp.binomial(n, k)
+        if name == "pi":
+            return sp.pi
+        if name in ("infty", "infinity"):
+            return sp.oo
+        if name in ("mathbb", "mathcal"):
+            return sp.Symbol(f"{name}_{self.arg()}")
+        if name in _GREEK:
+            return sp.Symbol(name)
+        if name in _FUNCS:
+            return self.function(name)
+        raise ParseError(f"unsupported command \\{name}")
+
+    def function(self, name: str) -> sp.Expr:
+        base = None
+        if name == "log" and self.at("_"):
+            self.take()
+            base = self.arg()
+        power = None
+        if self.at("^"):  # \sin^2 x
+            self.take()
+            power = self.power_operand()
+        self.enter()
+        if self.at("(") or self.at("{"):
+            arg = self.atom()
+        else:
+            arg = self.power()  # \sin x, \ln 2
+        self.depth -= 1
+        if base is not None:
+            value = sp.log(arg, base)
+        else:
+            value = _FUNCS[name](arg)
+        if power is not None:
+            _check_pow(value, power)
+            value = value**power
+        return value
+
+
+def parse_expr(s: str) -> sp.Expr:
+    """One expression; the whole string must be consumed."""
+    if not s.strip():
+        raise ParseError("empty expression")
+    p = _Parser(tokenize(s))
+    value = p.expr()
+    if p.peek() is not None:
+        raise ParseError(f"unexpected {p.peek()[1]!r}")
+    return value
+
+
+def _split_top(s: str, seps: tuple[str, ...]) -> list[str]:
+    """Split at separators that are outside any (), [], {} or \\{ \\}."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
+            depth += 1 if s[i + 1] == "{" else -1
+            i += 2
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif depth == 0:
+            sep = next((x for x in seps if s.startswith(x, i)), None)
+            # a command separator (\cup) must not be the prefix of a longer command
+            if sep is not None and not (sep[-1].isalpha() and s[i + len(sep) : i + len(sep) + 1].isalpha()):
+                parts.append(s[start:i])
+                i += len(sep)
+                start = i
+                continue
+        i += 1
+    parts.append(s[start:])
+    return parts
+
+
+def _outer_pair(s: str) -> bool:
+    """True when s[0] is an opening bracket whose match (any kind: intervals mix them) is s[-1]."""
+    depth = 0
+    for i, c in enumerate(s):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i == len(s) - 1
+    return False
+
+
+def max_nesting(s: str) -> int:
+    """Deepest bracket nesting in s: a cheap pre-check before parsing."""
+    depth = best = 0
+    for c in s:
+        if c in "([{":
+            depth += 1
+            best = max(best, depth)
+        elif c in ")]}":
+            depth -= 1
+    return best
+
+
+def parse_answer(s: str):
+    """An answer string (already normalised) -> sympy expression or container value."""
+    s = s.strip()
+    if not s:
+        raise ParseError("empty answer")
+    if max_nesting(s) > MAX_DEPTH:
+        raise ParseError("too deeply nested")
+    m = re.fullmatch(r"\\begin\{([pbvB]?matrix)\}(.*)\\end\{\1\}", s, re.S)
+    if m:
+        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+        cells = tuple(tuple(parse_expr(c) for c in r.split("&")) for r in rows)
+        if len({len(r) for r in cells}) != 1:
+            raise ParseError("ragged matrix")
+        return Matrix(cells)
+    parts = _split_top(s, ("\\cup",))
+    if len(parts) > 1:
+        return Union(tuple(parse_answer(p) for p in parts))
+    if s.startswith("\\{") and s.endswith("\\}"):
+        inner = s[2:-2].strip()
+        return SetOf(tuple(parse_answer(p) for p in _split_top(inner, (",", ";"))) if inner else ())
+    if s[0] in "([" and s[-1] in ")]" and _outer_pair(s):
+        items = _split_top(s[1:-1], (",", ";"))
+        if len(items) > 1:
+            return Seq(tuple(parse_answer(p) for p in items), s[0], s[-1])
+    items = _split_top(s, (",", ";"))
+    if len(items) > 1:
+        return Seq(tuple(parse_answer(p) for p in items), "", "")
+    for cmd, op in _REL_CMDS.items():
+        s = re.sub(r"\\" + cmd + r"(?![A-Za-z])", op, s)
+    for op in ("<=", ">=", "!=", "=", "<", ">"):
+        sides = _split_top(s, (op,))
+        if len(sides) == 2:
+            lhs, rhs = parse_expr(sides[0]), parse_expr(sides[1])
+            if op in (">", ">="):
+                return Relation(op.replace(">", "<"), rhs, lhs)
+            return Relation(op, lhs, rhs)
+        if len(sides) > 2:
+            raise ParseError("chained relations are not supported")
+    return parse_expr(s)
