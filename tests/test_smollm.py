@@ -124,5 +124,5 @@ def test_logits_match_numpy_reference_on_gguf_weights(loaded):
     got = np.array(model(mx.array([ids])).astype(mx.float32))[0]  # (T, V)
     want = _numpy_llama_logits(gguf_path(), ids)
     assert got.shape == want.shape == (12, 49152)
-    assert np.abs(got - want).max() < 1e-3 * np.abs(want).max()
+    assert np.abs(got - want).max() < 1e-4 * np.abs(want).max()  # measured: 2e-6 relative
     assert (got.argmax(-1) == want.argmax(-1)).all()
