@@ -8,7 +8,8 @@ turns that file into the folder `mlx_lm.load` opens:
     special_tokens_map.json
 
 cached under `~/.cache/sdzero-mlx/test-models/smollm2-135m-instruct-<hash>/`, where the hash
-covers the GGUF's bytes and `FORMAT_VERSION` (bump it when the conversion changes).
+covers the GGUF's bytes and `FORMAT_VERSION` (bump it when the conversion changes);
+`SDZERO_TEST_MODELS` moves the cache root.
 
 How the conversion departs from a plain copy:
 - Every tensor is dequantized with `gguf.quants.dequantize` and stored as float32: bf16 and
