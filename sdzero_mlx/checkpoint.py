@@ -1,0 +1,95 @@
+"""Run directories: adapters in mlx-lm's format, and the state that makes --resume exact.
+
+RUN/
+  recipe.yaml         the resolved recipe
+  metrics.jsonl       one line per optimizer step
+  adapters/           adapters.safetensors + adapter_config.json (mlx_lm.generate --adapter-path)
+  checkpoint/         state.json, adapters/optimizer/teacher .safetensors of the last saved step
+
+A checkpoint is written into checkpoint.tmp and swapped in with renames, so an interruption at
+any moment leaves either the previous or the new checkpoint, never a half one. Sampling seeds and
+data positions are functions of (seed, step), so the step counter restores them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.optimizers as optim
+from mlx.utils import tree_flatten, tree_unflatten
+
+from .config import LoraConfig
+
+ADAPTER_WEIGHTS = "adapters.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    step: int = 0  # optimizer steps completed
+    generations: int = 0  # budget accounting (the paper's): sequences sampled
+    sampled_tokens: int = 0
+    trained_tokens: int = 0
+    elapsed_s: float = 0.0
+
+
+def save_adapters(out_dir: Path, lora: dict[str, mx.array], config: LoraConfig, num_layers: int, model_path: str) -> None:
+    """Write mlx-lm's adapter format: what `mlx_lm.generate --adapter-path` and `load_adapters` read."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(out_dir / ADAPTER_WEIGHTS), lora)
+    adapter_config = {
+        "fine_tune_type": "lora",
+        "num_layers": num_layers,
+        "lora_parameters": config.mlx_lm_parameters(),
+        "model": model_path,
+    }
+    (out_dir / ADAPTER_CONFIG).write_text(json.dumps(adapter_config, indent=2))
+
+
+def save_checkpoint(
+    run_dir: Path,
+    state: TrainingState,
+    lora: dict[str, mx.array],
+    optimizer: optim.Optimizer,
+    extra: dict[str, dict[str, mx.array]] | None = None,
+) -> None:
+    """Atomically replace RUN/checkpoint with the given state (extra: e.g. {"teacher": params})."""
+    tmp, final, old = run_dir / "checkpoint.tmp", run_dir / "checkpoint", run_dir / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    mx.save_safetensors(str(tmp / "lora.safetensors"), lora)
+    mx.save_safetensors(str(tmp / "optimizer.safetensors"), dict(tree_flatten(optimizer.state)))
+    for name, arrays in (extra or {}).items():
+        mx.save_safetensors(str(tmp / f"{name}.safetensors"), arrays)
+    (tmp / "state.json").write_text(json.dumps(asdict(state), indent=2))
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_dir(run_dir: Path) -> Path | None:
+    """The complete checkpoint of a run, if any (an interrupted swap leaves checkpoint.old)."""
+    for name in ("checkpoint", "checkpoint.old"):
+        path = run_dir / name
+        if (path / "state.json").is_file():
+            return path
+    return None
+
+
+def load_checkpoint(run_dir: Path, optimizer: optim.Optimizer, extra_names: tuple[str, ...] = ()):
+    """Returns (state, lora, extras) and restores the optimizer state in place."""
+    path = checkpoint_dir(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from (expected {run_dir / 'checkpoint'}).")
+    state = TrainingState(**json.loads((path / "state.json").read_text()))
+    lora = mx.load(str(path / "lora.safetensors"))
+    optimizer.state = tree_unflatten(list(mx.load(str(path / "optimizer.safetensors")).items()))
+    extras = {name: mx.load(str(path / f"{name}.safetensors")) for name in extra_names}
+    return state, lora, extras

@@ -1,0 +1,171 @@
+"""Typed loading of nested frozen dataclasses from YAML-like dicts, with `--set` overrides.
+
+Kept apart from the recipe's fields so that every stage (distill, srt, eval) can reuse it.
+Unknown keys are rejected with the list of valid ones; values are coerced to the field's type
+(PyYAML reads `1e-5` as a string, so floats must be coerced, not trusted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+def _is_optional(tp) -> tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return True, args[0]
+    return False, tp
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a parsed YAML value to the annotated type, or raise naming the key."""
+    optional, inner = _is_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where}: null is not allowed here (expected {_type_name(tp)}).")
+    tp = inner
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}.")
+        return from_dict(tp, value, where)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ValueError(f"{where}: {value!r} is not one of {list(choices)}.")
+        return value
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}.")
+        (item_tp, *_rest) = typing.get_args(tp) or (Any,)
+        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}.")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ValueError(f"{where}: expected true or false, got {value!r}.")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected an integer, got {value!r}.")
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected an integer, got {value!r}.") from None
+        if not as_float.is_integer():
+            raise ValueError(f"{where}: expected an integer, got {value!r}.")
+        return int(as_float)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected a number, got {value!r}.")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number, got {value!r}.") from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"{where}: expected a string, got {value!r}.")
+        return str(value)
+    return value
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def from_dict(cls, data: dict, where: str = "recipe"):
+    """Build dataclass `cls` from `data`, rejecting unknown keys and coercing types."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {unknown}. Valid keys: {sorted(fields)}."
+        )
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
+    missing = [
+        n for n, f in fields.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ValueError(f"{where}: missing required key(s) {missing}.")
+    return cls(**kwargs)
+
+
+def to_dict(obj) -> dict:
+    """Dataclass -> plain dict of YAML-safe values (tuples become lists)."""
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(obj)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.c=value` strings to a nested dict; values are parsed as YAML scalars.
+
+    Example: apply_overrides({"optim": {"learning_rate": 1e-4}}, ["optim.learning_rate=3e-4"])
+    """
+    data = _deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"Override {item!r} must look like section.key=value.")
+        dotted, raw = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = data
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"Override {item!r}: {key!r} is not a section.")
+            node = child
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return data
+
+
+def _deepcopy(d):
+    if isinstance(d, dict):
+        return {k: _deepcopy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deepcopy(v) for v in d]
+    return d
+
+
+def read_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping, naming the file in every error."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Recipe {path} does not exist.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"Recipe {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"Recipe {path} must be a mapping of sections, got {type(data).__name__}.")
+    return data
+
+
+def write_yaml(obj, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))

@@ -1,0 +1,90 @@
+"""Pure array functions: log-probabilities, the teacher's top-k, KL in three directions, NLL.
+
+Conventions: `student_logp` and `teacher_logp` are log-probabilities over the same support
+(the full vocabulary, or the teacher's top-k renormalised), shape (..., K), computed in float32.
+The teacher is always a constant: callers pass `mx.stop_gradient` of it, and `distill_token_kl`
+does so itself, because MLX differentiates every argument it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+
+
+def log_softmax(logits: mx.array) -> mx.array:
+    logits = logits.astype(mx.float32)
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+
+
+def forward_kl(student_logp: mx.array, teacher_logp: mx.array) -> mx.array:
+    """KL(teacher || student) per position: sum_v p_t (log p_t - log p_s). Mass-covering."""
+    return (mx.exp(teacher_logp) * (teacher_logp - student_logp)).sum(axis=-1)
+
+
+def reverse_kl(student_logp: mx.array, teacher_logp: mx.array) -> mx.array:
+    """KL(student || teacher) per position: sum_v p_s (log p_s - log p_t). Mode-seeking (paper)."""
+    return (mx.exp(student_logp) * (student_logp - teacher_logp)).sum(axis=-1)
+
+
+def mixed_kl(student_logp: mx.array, teacher_logp: mx.array, forward_weight: float) -> mx.array:
+    """forward_weight * KL(t || s) + (1 - forward_weight) * KL(s || t) (reference code's default 0.5)."""
+    return forward_weight * forward_kl(student_logp, teacher_logp) + (1.0 - forward_weight) * reverse_kl(
+        student_logp, teacher_logp
+    )
+
+
+@dataclass(frozen=True)
+class TeacherTargets:
+    """What the teacher contributes for a batch of scored positions.
+
+    indices: (B, L, k) token ids of the teacher's top-k, or None for the full vocabulary.
+    logp:    (B, L, k or V) teacher log-probabilities, renormalised over the support, constant.
+    """
+
+    indices: mx.array | None
+    logp: mx.array
+
+
+def teacher_targets(teacher_logits: mx.array, top_k: int) -> TeacherTargets:
+    """Top-k support of the teacher (renormalised), or the full vocabulary when top_k == 0."""
+    teacher_logits = mx.stop_gradient(teacher_logits.astype(mx.float32))
+    vocab = teacher_logits.shape[-1]
+    if top_k == 0 or top_k >= vocab:
+        return TeacherTargets(indices=None, logp=log_softmax(teacher_logits))
+    indices = mx.argpartition(-teacher_logits, kth=top_k - 1, axis=-1)[..., :top_k]
+    top = mx.take_along_axis(teacher_logits, indices, axis=-1)
+    return TeacherTargets(indices=indices, logp=log_softmax(top))
+
+
+def student_logp_on(student_logits: mx.array, targets: TeacherTargets) -> mx.array:
+    """Student log-probabilities on the teacher's support, renormalised over it."""
+    if targets.indices is None:
+        return log_softmax(student_logits)
+    return log_softmax(mx.take_along_axis(student_logits.astype(mx.float32), targets.indices, axis=-1))
+
+
+def distill_token_kl(
+    student_logits: mx.array, targets: TeacherTargets, kind: str, forward_weight: float = 0.5
+) -> mx.array:
+    """Per-position KL between student and (constant) teacher, shape (B, L)."""
+    s = student_logp_on(student_logits, targets)
+    t = mx.stop_gradient(targets.logp)
+    if kind == "reverse":
+        return reverse_kl(s, t)
+    if kind == "forward":
+        return forward_kl(s, t)
+    if kind == "mixed":
+        return mixed_kl(s, t, forward_weight)
+    raise ValueError(f"Unknown KL kind {kind!r}: use reverse, forward or mixed.")
+
+
+def token_logprobs(logits: mx.array, token_ids: mx.array) -> mx.array:
+    """log p(token) at every position, full vocabulary, float32. (B, L, V), (B, L) -> (B, L)."""
+    return mx.take_along_axis(log_softmax(logits), token_ids[..., None], axis=-1)[..., 0]
+
+
+def masked_sum(values: mx.array, mask: mx.array) -> mx.array:
+    """Sum of `values` where mask is 1; padding contributes exactly nothing."""
+    return mx.where(mask.astype(mx.bool_), values, 0.0).sum()

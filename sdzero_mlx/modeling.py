@@ -1,0 +1,55 @@
+"""Loading a model for training and giving it LoRA, all through mlx-lm's own functions."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_unflatten
+from mlx_lm import load as mlx_lm_load
+from mlx_lm.tuner.utils import linear_to_lora_layers
+
+from .config import LoraConfig, ModelConfig
+
+DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
+
+
+def is_quantized(model: nn.Module) -> bool:
+    return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
+
+
+def load_model(config: ModelConfig, adapter_path: str | None = None):
+    """mlx_lm.load, then the recipe's dtype. `auto` means float32 on CPU: bf16 matmuls crawl there."""
+    model, tokenizer = mlx_lm_load(config.path, adapter_path=adapter_path)
+    dtype = config.dtype
+    if dtype == "auto":
+        dtype = "float32" if mx.default_device() == mx.cpu else None
+    if dtype is not None and not is_quantized(model):
+        model.set_dtype(DTYPES[dtype])
+    return model, tokenizer
+
+
+def add_lora(model: nn.Module, config: LoraConfig, seed: int) -> None:
+    """Freeze the base and wrap its linear layers in mlx-lm LoRA layers (seeded init)."""
+    model.freeze()
+    mx.random.seed(seed)
+    linear_to_lora_layers(model, lora_num_layers(model, config), config.mlx_lm_parameters())
+
+
+def lora_num_layers(model: nn.Module, config: LoraConfig) -> int:
+    return len(model.layers) if config.num_layers == -1 else config.num_layers
+
+
+def trainable(model: nn.Module) -> dict[str, mx.array]:
+    """Flat name -> array of the trainable (LoRA) parameters."""
+    return dict(tree_flatten(model.trainable_parameters()))
+
+
+def set_params(model: nn.Module, params: dict[str, mx.array]) -> None:
+    model.update(tree_unflatten(list(params.items())))
+
+
+def fuse_lora(model: nn.Module) -> None:
+    """Fold every LoRA delta into its base weight (mlx-lm's own fuse), leaving plain layers."""
+    fused = [(name, module.fuse()) for name, module in model.named_modules() if hasattr(module, "fuse")]
+    if fused:
+        model.update_modules(tree_unflatten(fused))
