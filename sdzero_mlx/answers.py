@@ -179,8 +179,10 @@ def normalize(answer: str) -> tuple[str, bool]:
     inner = last_boxed(s)
     if inner is not None and inner.strip():
         s = inner.strip()
+    s = s.replace("\\\\", "\x00")  # protect matrix row breaks from the "\\ " (space) rule
     for old, new in _REPLACEMENTS:
         s = s.replace(old, new)
+    s = s.replace("\x00", "\\\\")
     s = _unwrap_command(s, ("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox", "operatorname", "hbox"))
     s = s.replace("\\$", "").replace("$", "")
     s, n_pct = _PERCENT.subn("", s)
@@ -220,3 +222,13 @@ def choice_letter(s: str) -> str | None:
 def plain_text(s: str) -> str:
     """Case- and space-insensitive form used when an answer is not mathematics."""
     return re.sub(r"[\s{}]", "", s).lower().strip(".")
+
+
+_MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "sqrt", "frac", "arcsin", "arccos",
+               "arctan", "sinh", "cosh", "tanh", "infty", "pmatrix", "bmatrix", "matrix", "begin", "end"}
+
+
+def is_text(s: str) -> bool:
+    """Whether an answer is words (a name, yes/no), which must not be read as a product of symbols."""
+    words = re.findall(r"(?<![\\A-Za-z])[A-Za-z]{3,}", s)
+    return s.strip().lower() == "no" or any(w.lower() not in _MATH_WORDS for w in words)

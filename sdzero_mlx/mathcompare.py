@@ -21,7 +21,7 @@ import re
 
 import sympy as sp
 
-from .answers import choice_letter, plain_text
+from .answers import choice_letter, is_text, plain_text
 from .mathparse import Matrix, ParseError, Relation, Seq, SetOf, Union, parse_answer
 
 N_POINTS = 5
@@ -177,6 +177,9 @@ def compare(answer: str, answer_pct: bool, gold: str, gold_pct: bool, percent_po
     if re.fullmatch(r"[A-J]|\([A-Ja-j]\)", gold.strip()):
         ok = choice_letter(answer) == gold.strip("() ").upper()
         return ok, "same choice" if ok else "different choice"
+    if is_text(answer) or is_text(gold):
+        same = plain_text(answer) == plain_text(gold)
+        return same, "equal as text" if same else "different text"
     try:
         a, g = parse_answer(answer), parse_answer(gold)
     except ParseError as exc:

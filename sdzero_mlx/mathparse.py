@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-MAX_DEPTH = 40          # bracket / call nesting; Python's recursion limit is ~7 frames per level away
+MAX_DEPTH = 120         # parser nesting counter (about 2 per bracket level): ~7 frames each, under Python's 1000
+MAX_BRACKETS = 50       # bracket nesting checked before parsing
 MAX_DIGITS = 400        # a literal longer than this is not a plausible answer
 MAX_LOG10 = 5000        # refuse integer powers whose value exceeds 10**5000
 MAX_SYMBOLIC_EXP = 200  # (x+1)^N with larger N makes expansion slow for no real answer
@@ -106,16 +107,26 @@ def _check_pow(base: sp.Expr, exp: sp.Expr) -> None:
         except (TypeError, ValueError, OverflowError):
             raise ParseError("exponent too large") from None
         if base.is_number:
-            try:
-                b = abs(complex(base))
-            except (TypeError, ValueError, OverflowError):
-                raise ParseError("base too large") from None
-            if b > 1 and e * math.log10(b) > MAX_LOG10:
-                raise ParseError("number too large")
-            if 0 < b < 1 and e * -math.log10(b) > MAX_LOG10:
-                raise ParseError("number too small")
+            log_b = _log10_abs(base)
+            if log_b is None:
+                raise ParseError("base too large")
+            if abs(e * log_b) > MAX_LOG10:
+                raise ParseError("number too large" if log_b > 0 else "number too small")
         elif e > MAX_SYMBOLIC_EXP:
             raise ParseError("exponent too large")
+
+
+def _log10_abs(x: sp.Expr) -> float | None:
+    """log10 |x| without overflowing on big exact integers; None if not a finite nonzero value."""
+    try:
+        if x.is_Rational:
+            if x == 0:
+                return 0.0  # 0^e is cheap whatever e is
+            return math.log10(abs(int(x.p))) - math.log10(int(x.q))
+        v = abs(complex(x))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return math.log10(v) if 0 < v < float("inf") else (0.0 if v == 0 else None)
 
 
 class _Parser:
@@ -462,7 +473,7 @@ def parse_answer(s: str):
     s = s.strip()
     if not s:
         raise ParseError("empty answer")
-    if max_nesting(s) > MAX_DEPTH:
+    if max_nesting(s) > MAX_BRACKETS:
         raise ParseError("too deeply nested")
     m = re.fullmatch(r"\\begin\{([pbvB]?matrix)\}(.*)\\end\{\1\}", s, re.S)
     if m:
