@@ -150,6 +150,53 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class CollectConfig:
+    """Phase 1 collection: initial answers, then revisions continued after sep(r)."""
+
+    initial_samples: int = field(default=1, metadata={"help": "n initial answers per question (paper: 1)."})
+    revisions: int = field(default=3, metadata={"help": "k revisions per initial answer (paper: 3)."})
+    rephrase_correct: bool = field(default=True, metadata={"help": "Also revise correct answers (rephrase cue)."})
+    target_tuples: int = field(default=0, metadata={"help": "Stop after this many kept tuples; 0 = whole split."})
+
+    def __post_init__(self):
+        if self.initial_samples < 1 or self.revisions < 1 or self.target_tuples < 0:
+            raise ValueError("collect.initial_samples and collect.revisions must be >= 1, target_tuples >= 0.")
+
+
+@dataclass(frozen=True)
+class SrtConfig:
+    """Phase 1 training on kept tuples: revision loss + generation loss."""
+
+    mode: Literal["summed", "staged"] = field(
+        default="summed", metadata={"help": "Paper: both NLL terms summed; reference code: two consecutive stages."}
+    )
+    epochs: int = 1
+    batch_size: int = field(default=8, metadata={"help": "Tuples per optimizer step."})
+    micro_batch_size: int = 4
+    learning_rate: float = field(default=1e-4, metadata={"help": "Paper: 5e-6 (full fine-tuning)."})
+    max_tokens: int = field(default=2048, metadata={"help": "Longest training sequence; longer tuples are dropped."})
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.micro_batch_size < 1 or self.learning_rate <= 0:
+            raise ValueError("srt.epochs, batch_size, micro_batch_size must be >= 1 and learning_rate > 0.")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The paper's protocol: avg@k and pass@k at temperature 0.7, k = 8."""
+
+    k: int = 8
+    temperature: float = 0.7
+    max_tokens: int = 512
+    greedy: bool = field(default=True, metadata={"help": "Also report greedy (temperature 0) accuracy."})
+    revise: bool = field(default=False, metadata={"help": "Also run generate-then-revise."})
+
+    def __post_init__(self):
+        if self.k < 1 or self.max_tokens < 1 or self.temperature < 0:
+            raise ValueError("eval.k and eval.max_tokens must be >= 1, eval.temperature >= 0.")
+
+
+@dataclass(frozen=True)
 class OptimConfig:
     learning_rate: float = field(default=1e-4, metadata={"help": "Paper: 5e-6 (full fine-tuning)."})
     warmup_steps: int = 0
@@ -184,6 +231,9 @@ class Recipe:
     sampling: SamplingConfig = SamplingConfig()
     distill: DistillConfig = DistillConfig()
     optim: OptimConfig = OptimConfig()
+    collect: CollectConfig = CollectConfig()
+    srt: SrtConfig = SrtConfig()
+    eval: EvalConfig = EvalConfig()
     verifier: VerifierConfig = VerifierConfig()
     run: RunConfig = RunConfig()
 
