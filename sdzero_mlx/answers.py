@@ -161,7 +161,17 @@ _PERCENT = re.compile(r"\\%|%|\s*\bpercent\b")
 _THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?")
 _SPACED_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?: \d{3})+(?![\d/])")
 # A number followed only by words (units or "apples"): keep the number.
-_TRAILING_WORDS = re.compile(r"(?P<num>.*?\d\}?)\s*(?:[A-Za-z]{2,}|[A-Za-z]+ [A-Za-z ]+)\.?(?:\s*\^\s*\{?[23]\}?)?")
+_TRAILING_WORDS = re.compile(r"(?P<num>.*?(?:\d|\}|\\pi))\s*(?:[A-Za-z]{2,}|[A-Za-z]+ [A-Za-z ]+)\.?(?:\s*\^\s*\{?[23]\}?)?")
+# 0.1\overline{6} = 1/6: a repeating decimal, written as an exact fraction for the parser
+_REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\{(\d{1,20})\}")
+
+
+def _repeating_to_fraction(m: re.Match) -> str:
+    whole, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
+    # x = whole.fixed(rep)(rep)... => x = (whole fixed rep - whole fixed) / (10^len(fixed) (10^len(rep) - 1))
+    num = int(whole + fixed + rep) - int(whole + fixed)
+    den = (10 ** len(rep) - 1) * 10 ** len(fixed)
+    return f"({num}/{den})"
 _LEADING_VAR = re.compile(r"^\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\\[a-z]+)\s*(?:=|\\in)\s*(?P<rhs>[^=]+)$")
 _MIXED = re.compile(r"^(-?)(\d+)\s+(\d+)\s*/\s*(\d+)$")
 
@@ -185,6 +195,10 @@ def normalize(answer: str) -> tuple[str, bool]:
     s = s.replace("\x00", "\\\\")
     s = _unwrap_command(s, ("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox", "operatorname", "hbox"))
     s = s.replace("\\$", "").replace("$", "")
+    s = _REPEATING.sub(_repeating_to_fraction, s)
+    # plain-text spellings of pi and sqrt, as written outside LaTeX
+    s = re.sub(r"(?<![\\A-Za-z])(pi|sqrt)(?![A-Za-z])", lambda m: "\\" + m.group(1), s)
+    s = re.sub(r"\\mathbb\s*\{?R\}?", lambda m: "(-\\infty,\\infty)", s)
     s, n_pct = _PERCENT.subn("", s)
     s = _DEGREES.sub("", s)
     s = re.sub(r"\s+(?:and|or)\s+", ", ", s)
@@ -195,7 +209,7 @@ def normalize(answer: str) -> tuple[str, bool]:
     if not s.startswith("\\") or s.startswith("\\sqrt") or s.startswith("\\frac"):
         m = _TRAILING_WORDS.fullmatch(s)
         # only after a plain number (commands such as \frac allowed): "2x cm" and "2 pi" stay
-        if m and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", m.group("num"))):
+        if m and re.search(r"\d", m.group("num")) and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", m.group("num"))):
             if not re.match(r"\s*(?:pi|sqrt|e|i)\b", s[m.end("num"):]):
                 s = m.group("num").strip()
     m = _LEADING_VAR.match(s)

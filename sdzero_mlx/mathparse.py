@@ -482,6 +482,14 @@ def parse_answer(s: str):
         if len({len(r) for r in cells}) != 1:
             raise ParseError("ragged matrix")
         return Matrix(cells)
+    if s.count("\\pm") + s.count("\\mp") > 3:
+        raise ParseError("too many \\pm signs")  # each one doubles the work
+    for pm in ("\\pm", "\\mp"):
+        p = s.find(pm)
+        if p >= 0 and "," not in s:
+            # a \pm b stands for the two answers a + b and a - b (unordered)
+            signs = ("+", "-") if pm == "\\pm" else ("-", "+")
+            return Seq(tuple(parse_answer(s[:p] + sign + s[p + len(pm):]) for sign in signs), "", "")
     parts = _split_top(s, ("\\cup",))
     if len(parts) > 1:
         return Union(tuple(parse_answer(p) for p in parts))

@@ -222,6 +222,32 @@ TEXT_AND_CHOICE = [
     (f"{B}{{North East}}", "north east", 1.0),
 ]
 
+MORE_FORMS = [
+    # plus-minus, repeating decimals, units after pi, the reals, plain-text pi / sqrt
+    (f"{B}{{1 \\pm \\sqrt{{2}}}}", "1+\\sqrt2, 1-\\sqrt2", 1.0),
+    (f"{B}{{1 \\pm \\sqrt{{2}}}}", "1+\\sqrt2", 0.0),
+    (f"{B}{{x = \\frac{{-3 \\pm \\sqrt{{5}}}}{{2}}}}", "\\frac{-3+\\sqrt5}{2},\\frac{-3-\\sqrt5}{2}", 1.0),
+    (f"{B}{{1/3}}", "0.\\overline{3}", 1.0),
+    (f"{B}{{0.1\\overline{{6}}}}", "\\frac16", 1.0),
+    (f"{B}{{0.1\\overline{{6}}}}", "0.16", 0.0),
+    (f"{B}{{20\\pi \\text{{ cm}}^2}}", "20\\pi", 1.0),
+    (f"{B}{{\\mathbb{{R}}}}", "(-\\infty,\\infty)", 1.0),
+    (f"{B}{{12cm}}", "12", 1.0),
+    (f"{B}{{2 pi}}", "2\\pi", 1.0),
+    (f"{B}{{sqrt(2)/2}}", "\\frac{\\sqrt2}{2}", 1.0),
+    (f"{B}{{-\\infty}}", "\\infty", 0.0),
+    (f"{B}{{\\frac{{\\sqrt{{3}}}}{{3}}}}", "\\frac{1}{\\sqrt3}", 1.0),
+    (f"{B}{{\\frac{{-1+\\sqrt5}}{{2}}}}", "\\frac{\\sqrt5-1}{2}", 1.0),
+    (f"{B}{{\\frac{{1+\\sqrt5}}{{2}}}}", "\\frac{\\sqrt5-1}{2}", 0.0),
+    (f"{B}{{\\sqrt{{2}}/2}}", "0.7071", 0.0),
+    (f"{B}{{3.5\\%}}", "0.035", 1.0),
+    (f"{B}{{a=2, b=3}}", "(2,3)", 1.0),
+    (f"{B}{{x \\in [1, 2)}}", "[1,2)", 1.0),
+    ("The final answer is $\\boxed{5}$.", "5", 1.0),
+    (f"{B}{{\\frac{{x+1}}{{x}}}}", "1+\\frac1x", 1.0),
+    (f"{B}{{\\frac{{x+1}}{{x}}}}", "1+x", 0.0),
+]
+
 HOSTILE = [
     # refused or timed out: each must come back 0.0, quickly (see test_hostile_inputs_return_zero_fast)
     (f"{B}{{2^{{2^{{2^{{100}}}}}}}}", "2", 0.0),
@@ -238,4 +264,4 @@ FALLBACK_OFF = [
     ("It costs $1,250 in total", "1250", 0.0),
 ]
 
-CASES = EXTRACTION + NORMALISATION + NUMBERS + SYMBOLIC + CONTAINERS + TEXT_AND_CHOICE + HOSTILE + FALLBACK_OFF
+CASES = EXTRACTION + NORMALISATION + NUMBERS + SYMBOLIC + CONTAINERS + TEXT_AND_CHOICE + MORE_FORMS + HOSTILE + FALLBACK_OFF
