@@ -1,0 +1,380 @@
+"""The paper's evaluation protocols: avg@k / pass@k / greedy accuracy, and generate-then-revise.
+
+avg@k: k samples per problem at a temperature (paper: k = 8, T = 0.7); the mean reward over all
+  samples, i.e. the mean over problems of c_i / k.
+pass@k: the unbiased estimator 1 - C(n - c, k) / C(n, k) per problem (Chen et al. 2021), averaged;
+  with n = k samples it is the share of problems with at least one correct sample.
+greedy: one temperature-0 answer per problem.
+Generate-then-revise (the paper's Table 9): one first attempt y1 at the temperature, r1 = verify(y1);
+  the revision y2 continues `chat(x) + y1 + sep(r1)` in the same assistant turn (token ids only, the
+  layout of every phase), and r2 = verify(y2). Correction rate = P(r2 = 1 | r1 = 0), degradation
+  rate = P(r2 = 0 | r1 = 1).
+Grading uses the training verifier, so the metric is the reward. Token counts are sampled tokens
+without the end-of-turn token, as in the distillation budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+from .config import EvalConfig, PromptConfig, SamplingConfig
+from .prompts import prompt_ids, separators
+from .rollout import generate_completions
+from .types import Example
+from .verifier import VerifierConfig, verify_batch
+
+Progress = Optional[Callable[[int], None]]  # called with the number of generations just finished
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct: 1 - C(n - c, k) / C(n, k).
+
+    Example: pass_at_k(5, 2, 2) == 1 - 3/10 == 0.7
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n; got n={n}, c={c}, k={k}.")
+    if n - c < k:  # every k-subset holds a correct sample
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+@dataclass(frozen=True)
+class ProblemRow:
+    """One problem's samples: rewards, token counts and texts, aligned."""
+
+    id: str
+    answer: str
+    rewards: tuple[float, ...]
+    tokens: tuple[int, ...]
+    texts: tuple[str, ...]
+    finish_reasons: tuple[str, ...]
+    greedy_reward: Optional[float] = None
+    greedy_tokens: Optional[int] = None
+    greedy_text: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    avg_at_k: float
+    pass_at_k: float
+    greedy_accuracy: Optional[float]  # None when greedy decoding was not run
+    mean_tokens: float  # over the k sampled answers
+    k: int
+    temperature: float
+    n_problems: int
+    generations: int  # sampled sequences, greedy included (budget accounting)
+    sampled_tokens: int
+    rows: tuple[ProblemRow, ...]
+
+
+def sampling_config(config: EvalConfig, batch_size: int, temperature: Optional[float] = None) -> SamplingConfig:
+    """The rollout settings of an evaluation; top_p 1 as in the paper."""
+    temp = config.temperature if temperature is None else temperature
+    return SamplingConfig(temperature=temp, top_p=1.0, max_tokens=config.max_tokens, batch_size=batch_size)
+
+
+def _check_examples(examples: Sequence[Example]) -> None:
+    if not examples:
+        raise ValueError("No examples to evaluate; check --data / --limit (or data.eval_size).")
+
+
+def evaluate_examples(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    prompts: PromptConfig,
+    config: EvalConfig,
+    verifier: VerifierConfig,
+    seed: int,
+    on_progress: Progress = None,
+    batch_size: int = 16,
+) -> EvalResult:
+    """avg@k, pass@k (k samples at config.temperature) and greedy accuracy over `examples`."""
+    _check_examples(examples)
+    k = config.k
+    ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
+    # sample j of problem i is entry i * k + j: all samples go through one batched generator
+    sampled = generate_completions(
+        model, tokenizer, [p for p in ids for _ in range(k)], sampling_config(config, batch_size), seed, on_progress
+    )
+    texts = [tokenizer.decode(list(c.ids)) for c in sampled]
+    golds = [ex.answer for ex in examples for _ in range(k)]
+    greedy = greedy_texts = greedy_rewards = None
+    if config.greedy:
+        greedy = generate_completions(model, tokenizer, ids, sampling_config(config, batch_size, 0.0), seed, on_progress)
+        greedy_texts = [tokenizer.decode(list(c.ids)) for c in greedy]
+        texts_all, golds_all = texts + greedy_texts, golds + [ex.answer for ex in examples]
+    else:
+        texts_all, golds_all = texts, golds
+    rewards_all = verify_batch(texts_all, golds_all, verifier)
+    rewards = rewards_all[: len(texts)]
+    if config.greedy:
+        greedy_rewards = rewards_all[len(texts):]
+
+    rows = []
+    for i, ex in enumerate(examples):
+        sl = slice(i * k, (i + 1) * k)
+        rows.append(
+            ProblemRow(
+                id=ex.id,
+                answer=ex.answer,
+                rewards=tuple(rewards[sl]),
+                tokens=tuple(len(c.ids) for c in sampled[sl]),
+                texts=tuple(texts[sl]),
+                finish_reasons=tuple(c.finish_reason for c in sampled[sl]),
+                greedy_reward=None if greedy is None else greedy_rewards[i],
+                greedy_tokens=None if greedy is None else len(greedy[i].ids),
+                greedy_text=None if greedy is None else greedy_texts[i],
+            )
+        )
+    n = len(examples)
+    sampled_tokens = sum(len(c.ids) for c in sampled) + (sum(len(c.ids) for c in greedy) if greedy else 0)
+    return EvalResult(
+        avg_at_k=sum(rewards) / len(rewards),
+        pass_at_k=sum(pass_at_k(k, sum(r >= 0.5 for r in row.rewards), k) for row in rows) / n,
+        greedy_accuracy=None if greedy is None else sum(greedy_rewards) / n,
+        mean_tokens=sum(len(c.ids) for c in sampled) / len(sampled),
+        k=k,
+        temperature=config.temperature,
+        n_problems=n,
+        generations=len(sampled) + (len(greedy) if greedy else 0),
+        sampled_tokens=sampled_tokens,
+        rows=tuple(rows),
+    )
+
+
+# -- generate-then-revise --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RevisionRates:
+    first_accuracy: float
+    revised_accuracy: float
+    correction_rate: Optional[float]  # wrong -> right / wrong; None without wrong first attempts
+    degradation_rate: Optional[float]  # right -> wrong / right; None without right first attempts
+    n_first_wrong: int
+    n_first_right: int
+    corrected: int
+    degraded: int
+
+
+def revision_rates(first: Sequence[float], revised: Sequence[float]) -> RevisionRates:
+    """Accuracies and transition rates of aligned first / revised rewards (1.0 right, 0.0 wrong).
+
+    Example: revision_rates([0, 0, 1, 1], [1, 0, 1, 0]) has correction 1/2 and degradation 1/2.
+    """
+    if len(first) != len(revised) or not first:
+        raise ValueError(f"need equal, non-empty reward lists; got {len(first)} first and {len(revised)} revised.")
+    pairs = [(f >= 0.5, r >= 0.5) for f, r in zip(first, revised)]
+    wrong = sum(not f for f, _ in pairs)
+    right = len(pairs) - wrong
+    corrected = sum(not f and r for f, r in pairs)
+    degraded = sum(f and not r for f, r in pairs)
+    return RevisionRates(
+        first_accuracy=right / len(pairs),
+        revised_accuracy=sum(r for _, r in pairs) / len(pairs),
+        correction_rate=corrected / wrong if wrong else None,
+        degradation_rate=degraded / right if right else None,
+        n_first_wrong=wrong,
+        n_first_right=right,
+        corrected=corrected,
+        degraded=degraded,
+    )
+
+
+@dataclass(frozen=True)
+class ReviseRow:
+    id: str
+    answer: str
+    first_reward: float
+    revised_reward: float
+    first_tokens: int
+    revised_tokens: int
+    first_text: str
+    revised_text: str
+
+
+@dataclass(frozen=True)
+class ReviseResult:
+    first_accuracy: float
+    revised_accuracy: float
+    correction_rate: Optional[float]
+    degradation_rate: Optional[float]
+    first_tokens: float  # mean tokens of first attempts
+    revised_tokens: float  # mean tokens of revisions (after sep(r))
+    n_problems: int
+    n_first_wrong: int
+    n_first_right: int
+    corrected: int
+    degraded: int
+    temperature: float
+    generations: int
+    sampled_tokens: int
+    rows: tuple[ReviseRow, ...]
+
+
+def generate_then_revise(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    prompts: PromptConfig,
+    config: EvalConfig,
+    verifier: VerifierConfig,
+    seed: int,
+    on_progress: Progress = None,
+    batch_size: int = 16,
+) -> ReviseResult:
+    """First attempt, grade, revise after sep(r) in the same turn, grade again (paper's Table 9)."""
+    _check_examples(examples)
+    sampling = sampling_config(config, batch_size)
+    seps = separators(tokenizer, prompts)
+    golds = [ex.answer for ex in examples]
+    ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
+    first = generate_completions(model, tokenizer, ids, sampling, seed, on_progress)
+    first_texts = [tokenizer.decode(list(c.ids)) for c in first]
+    first_rewards = verify_batch(first_texts, golds, verifier)
+    # the reviser reads y1 without its end-of-turn token, exactly as in phases 1 and 2
+    revise_ids = [p + c.ids + seps.for_reward(r) for p, c, r in zip(ids, first, first_rewards)]
+    revised = generate_completions(model, tokenizer, revise_ids, sampling, seed + 1, on_progress)
+    revised_texts = [tokenizer.decode(list(c.ids)) for c in revised]
+    revised_rewards = verify_batch(revised_texts, golds, verifier)
+
+    rates = revision_rates(first_rewards, revised_rewards)
+    rows = tuple(
+        ReviseRow(ex.id, ex.answer, f, r, len(c1.ids), len(c2.ids), t1, t2)
+        for ex, f, r, c1, c2, t1, t2 in zip(examples, first_rewards, revised_rewards, first, revised, first_texts, revised_texts)
+    )
+    n = len(examples)
+    first_tok = sum(len(c.ids) for c in first)
+    revised_tok = sum(len(c.ids) for c in revised)
+    return ReviseResult(
+        **asdict(rates),
+        first_tokens=first_tok / n,
+        revised_tokens=revised_tok / n,
+        n_problems=n,
+        temperature=config.temperature,
+        generations=2 * n,
+        sampled_tokens=first_tok + revised_tok,
+        rows=rows,
+    )
+
+
+# -- reporting -------------------------------------------------------------------------------
+
+AnyResult = Union[EvalResult, ReviseResult]
+
+
+def write_rows_jsonl(result: AnyResult, path: str | Path) -> Path:
+    """Per-problem results, one JSON object per line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in result.rows:
+            f.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+    return path
+
+
+def summary(result: AnyResult) -> dict:
+    """The result without its per-problem rows, as plain JSON-able values."""
+    d = asdict(result)
+    d.pop("rows")
+    d["kind"] = "revise" if isinstance(result, ReviseResult) else "sample"
+    return d
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def results_records(named_results: dict, budgets: Optional[dict[str, dict]] = None) -> list[dict]:
+    """One JSON record per name: {"name", "sample": summary?, "revise": summary?, "budget": ...?}."""
+    records = []
+    for name, value in named_results.items():
+        rec: dict = {"name": name}
+        for res in _as_list(value):
+            s = summary(res)
+            rec[s.pop("kind")] = s
+        if budgets and budgets.get(name):
+            rec["budget"] = dict(budgets[name])
+        records.append(rec)
+    return records
+
+
+def _pct(x: Optional[float]) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _num(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.0f}"
+
+
+def results_table(named_results: dict, budgets: Optional[dict[str, dict]] = None) -> str:
+    """A Markdown comparison table, one row per name.
+
+    Values are an EvalResult, a ReviseResult, or a list of both (one model evaluated both ways).
+    `budgets` maps a name to training budget counters (generations, sampled_tokens, trained_tokens),
+    shown beside accuracy when given. Accuracies are percentages; "-" marks what was not measured.
+    """
+    records = results_records(named_results, budgets)
+    ks = {r["sample"]["k"] for r in records if "sample" in r}
+    k = str(ks.pop()) if len(ks) == 1 else "k"
+    cols: list[tuple[str, Callable[[dict], str]]] = [("model", lambda r: r["name"])]
+    if any("sample" in r for r in records):
+        s = lambda r, key: r.get("sample", {}).get(key)  # noqa: E731
+        cols += [
+            ("n", lambda r: str(s(r, "n_problems") or r.get("revise", {}).get("n_problems", "-"))),
+            (f"avg@{k}", lambda r: _pct(s(r, "avg_at_k"))),
+            (f"pass@{k}", lambda r: _pct(s(r, "pass_at_k"))),
+            ("greedy", lambda r: _pct(s(r, "greedy_accuracy"))),
+            ("tokens", lambda r: _num(s(r, "mean_tokens"))),
+        ]
+    if any("revise" in r for r in records):
+        v = lambda r, key: r.get("revise", {}).get(key)  # noqa: E731
+        if not any("sample" in r for r in records):
+            cols.append(("n", lambda r: str(v(r, "n_problems"))))
+        cols += [
+            ("first", lambda r: _pct(v(r, "first_accuracy"))),
+            ("revised", lambda r: _pct(v(r, "revised_accuracy"))),
+            ("correction", lambda r: _pct(v(r, "correction_rate"))),
+            ("degradation", lambda r: _pct(v(r, "degradation_rate"))),
+            ("first tok", lambda r: _num(v(r, "first_tokens"))),
+            ("revised tok", lambda r: _num(v(r, "revised_tokens"))),
+        ]
+    if any("budget" in r for r in records):
+        b = lambda r, key: r.get("budget", {}).get(key)  # noqa: E731
+        cols += [
+            ("train gens", lambda r: _num(b(r, "generations"))),
+            ("train sampled tok", lambda r: _num(b(r, "sampled_tokens"))),
+            ("train trained tok", lambda r: _num(b(r, "trained_tokens"))),
+        ]
+    lines = ["| " + " | ".join(name for name, _ in cols) + " |", "|" + "---|" * len(cols)]
+    for r in records:
+        lines.append("| " + " | ".join(fn(r) for _, fn in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_budget(run_dir: str | Path) -> Optional[dict]:
+    """Budget counters of a training run: the last line of its metrics.jsonl, or None if absent."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    lines = [l for l in path.read_text().splitlines() if l.strip()]
+    if not lines:
+        return None
+    last = json.loads(lines[-1])
+    keys = ("step", "generations", "sampled_tokens", "trained_tokens")
+    return {key: last[key] for key in keys if key in last} or None
+
+
+def write_summary(named_results: dict, out_dir: str | Path, budgets: Optional[dict[str, dict]] = None) -> tuple[Path, Path]:
+    """summary.md (the table) and summary.json (the records) in out_dir; returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md, js = out / "summary.md", out / "summary.json"
+    md.write_text(results_table(named_results, budgets))
+    js.write_text(json.dumps(results_records(named_results, budgets), indent=2) + "\n")
+    return md, js
