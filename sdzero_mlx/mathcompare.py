@@ -181,10 +181,15 @@ def compare(answer: str, answer_pct: bool, gold: str, gold_pct: bool, percent_po
         same = plain_text(answer) == plain_text(gold)
         return same, "equal as text" if same else "different text"
     try:
-        a, g = parse_answer(answer), parse_answer(gold)
+        a = parse_answer(answer)
     except ParseError as exc:
         same = plain_text(answer) == plain_text(gold)
-        return same, "equal as text" if same else f"not equal as text ({exc})"
+        return same, "equal as text" if same else f"answer not understood ({exc})"
+    try:
+        g = parse_answer(gold)
+    except ParseError as exc:
+        same = plain_text(answer) == plain_text(gold)
+        return same, "equal as text" if same else f"gold answer not understood ({exc})"
     a_forms, g_forms = [a], [g]
     if percent_policy != "strip":
         # "divide": 50% means 1/2; "either": accept the reading with or without the /100

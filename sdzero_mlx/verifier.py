@@ -135,14 +135,19 @@ class _Worker:
 
     def wait_ready(self) -> None:
         if not self.ready:
-            line = self._readline(time.monotonic() + _STARTUP_TIMEOUT_S)
+            try:
+                line = self._readline(time.monotonic() + _STARTUP_TIMEOUT_S)
+            except EOFError:
+                line = b"<exited>"
             if line != b"ready":
-                raise RuntimeError(f"verifier worker did not start (got {line!r}); check that sympy imports in {sys.executable}")
+                raise RuntimeError(
+                    f"verifier worker did not start (got {line!r}); run `{sys.executable} -m sdzero_mlx.verifier_worker` to see why "
+                    "(usually sympy is missing from this environment)."
+                )
             self.ready = True
 
-    def ask(self, job: dict, timeout_s: float) -> dict | None:
-        """The worker's reply, or None if it did not answer within timeout_s."""
-        self.proc.stdin.write((json.dumps(job) + "\n").encode())
+    def receive(self, timeout_s: float) -> dict | None:
+        """The worker's reply to the job just sent, or None if it did not answer within timeout_s."""
         line = self._readline(time.monotonic() + timeout_s)
         return None if line is None else json.loads(line)
 
@@ -163,18 +168,32 @@ class WorkerPool:
             self._idle.put(_Worker(memory_mb))  # all start importing now, in parallel
 
     def ask(self, job: dict, timeout_s: float) -> tuple[dict | None, str]:
-        """(reply, "") or (None, why) where why is 'timeout' or 'crash'."""
+        """(reply, "") or (None, why) where why is 'timeout' or 'crash'.
+
+        A worker that cannot start raises RuntimeError: a broken environment must stop training
+        loudly, not hand out silent all-zero rewards.
+        """
         worker = self._idle.get()
         try:
-            worker.wait_ready()
-            reply = worker.ask(job, timeout_s)
+            for attempt in range(2):
+                worker.wait_ready()
+                try:
+                    worker.proc.stdin.write((json.dumps(job) + "\n").encode())
+                    break
+                except (BrokenPipeError, OSError):
+                    # died while idle (killed from outside): the job was never delivered, so retry once
+                    worker.kill()
+                    worker = _Worker(self.memory_mb)
+                    if attempt == 1:
+                        return None, "crash"
+            reply = worker.receive(timeout_s)
             if reply is None:
                 worker.kill()
                 worker = _Worker(self.memory_mb)
                 return None, "timeout"
             return reply, ""
-        except (EOFError, BrokenPipeError, OSError, ValueError, RuntimeError):
-            # died (e.g. hit the memory cap) or sent garbage: replace it, grade as 0
+        except (EOFError, OSError, ValueError):
+            # died mid-job (e.g. hit the memory cap) or sent garbage: replace it, grade as 0
             worker.kill()
             worker = _Worker(self.memory_mb)
             return None, "crash"
@@ -266,7 +285,7 @@ def check(text: str, answer: str, config: VerifierConfig | None = None) -> Verdi
     if extracted == gold:
         return Verdict(1.0, extracted, gold, "identical to the gold answer")
     key = (extracted, gold, cfg.percent_policy, cfg.rel_tol, cfg.abs_tol)
-    hit = _cache_get(key)
+    hit = _cache_get(key) if cfg.cache_size > 0 else None
     if hit is not None:
         ok, reason, norm_gold = hit
         return Verdict(1.0 if ok else 0.0, extracted, norm_gold, reason)

@@ -88,12 +88,17 @@ def test_hostile_inputs_return_zero_fast(i):
     assert elapsed < FAST.timeout_s + 0.5, (elapsed, v.reason)
 
 
-def test_overrunning_worker_is_killed_and_replaced():
-    # a ~900-character list whose unordered matching takes ~0.4 s; with a 0.05 s budget the
-    # worker must be killed, the verdict must be 0.0, and the next call must still work
+def _slow_pair() -> tuple[str, str]:
+    """A ~900-character list whose unordered matching takes ~0.5 s (quadratic, each pair a sympy check)."""
     ks = list(range(2, 90))
     gold = ",".join(f"\\sin({k}x)" for k in ks)
     answer = ",".join(f"\\sin({k}x)" for k in [*reversed(ks[1:]), 99])
+    return answer, gold
+
+
+def test_overrunning_worker_is_killed_and_replaced():
+    # with a 0.05 s budget the worker must be killed, the verdict must be 0.0, and the next call must still work
+    answer, gold = _slow_pair()
     tight = VerifierConfig(timeout_s=0.05, cache_size=0)
     verify("\\boxed{1}", "2", tight)  # warm the pool
     t0 = time.monotonic()
@@ -118,12 +123,22 @@ def test_verify_from_threads():
     for t in threads:
         t.join(timeout=60)
     assert not errors and results == {k: (1.0, 0.0) for k in range(8)}
-    # a hostile input from a non-main thread also comes back 0.0 (no signal.alarm anywhere)
+    # an overrunning comparison from a non-main thread is also cut off (no signal.alarm anywhere)
     out = []
-    t = threading.Thread(target=lambda: out.append(verify("\\boxed{10^{10^{10}}}", "1", FAST)))
+    answer, gold = _slow_pair()
+    tight = VerifierConfig(timeout_s=0.05, cache_size=0)
+    t = threading.Thread(target=lambda: out.append(check(f"\\boxed{{{answer}}}", gold, tight)))
     t.start()
     t.join(timeout=10)
-    assert out == [0.0]
+    assert [v.reason for v in out] == ["timed out after 0.05 s"]
+
+
+def test_deep_nesting_with_a_large_answer_limit():
+    roomy = VerifierConfig(max_answer_chars=50_000, timeout_s=1.0)
+    t0 = time.monotonic()
+    v = check("\\boxed{" + "(" * 5000 + "1" + ")" * 5000 + "}", "1", roomy)
+    assert v.score == 0.0 and "too deeply nested" in v.reason, v
+    assert time.monotonic() - t0 < 1.5
 
 
 def test_verify_batch_and_cache():
@@ -175,3 +190,25 @@ def test_never_raises_on_model_text():
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         VerifierConfig(**kwargs)
+
+
+def test_worker_killed_while_idle_is_replaced():
+    cfg = VerifierConfig(workers=1, cache_size=0)
+    pool = verifier.get_pool(cfg)
+    assert verify("\\boxed{3}", "3.0", cfg) == 1.0
+    worker = pool._idle.get()
+    worker.proc.kill()
+    worker.proc.wait()
+    pool._idle.put(worker)
+    assert verify("\\boxed{3}", "3.0", cfg) == 1.0  # the dead worker was replaced and the job retried
+
+
+def test_broken_environment_fails_loudly(monkeypatch):
+    # a worker that cannot start must raise, not return silent all-zero rewards
+    verifier.shutdown()
+    monkeypatch.setattr(verifier.sys, "executable", "/bin/false")
+    try:
+        with pytest.raises(RuntimeError, match="did not start"):
+            verify("\\boxed{1}", "2", VerifierConfig(workers=1, cache_size=0))
+    finally:
+        verifier.shutdown()

@@ -252,7 +252,9 @@ HOSTILE = [
     # refused or timed out: each must come back 0.0, quickly (see test_hostile_inputs_return_zero_fast)
     (f"{B}{{2^{{2^{{2^{{100}}}}}}}}", "2", 0.0),
     (f"{B}{{10^{{10^{{10}}}}}}", "10", 0.0),
-    (f"{B}{{" + "(" * 3000 + "1" + ")" * 3000 + "}", "1", 0.0),
+    (f"{B}{{" + "(" * 3000 + "1" + ")" * 3000 + "}", "1", 0.0),  # over max_answer_chars
+    (f"{B}{{" + "(" * 450 + "1" + ")" * 450 + "}", "1", 0.0),  # under it: the parser's depth guard
+    (f"{B}{{" + "\\sqrt{" * 300 + "2" + "}" * 300 + "}", "2", 0.0),
     (f"{B}{{__import__('os').system('true')}}", "0", 0.0),
     (f"{B}{{9999999999!}}", "1", 0.0),
     ("x" * 1_000_000 + f"{B}{{1}}", "1", 0.0),
