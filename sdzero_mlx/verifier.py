@@ -340,8 +340,11 @@ def grade_file(path: str | Path, config: VerifierConfig | None = None) -> FileGr
                 raise ValueError(f"Row {i} of {path} has no field 'response' or 'text' (found: {sorted(row)}). Name the model output 'response'.")
             if "answer" not in row:
                 raise ValueError(f"Row {i} of {path} has no field 'answer' (found: {sorted(row)}). Name the gold answer 'answer'.")
+            gold = row["answer"]
+            if isinstance(gold, bool) or not isinstance(gold, (str, int, float)):
+                raise ValueError(f"Row {i} of {path} has an 'answer' of type {type(gold).__name__}; write the gold answer as a string.")
             texts.append(text)
-            golds.append(row["answer"])
+            golds.append(gold)
     verdicts = tuple(check_batch(texts, golds, config))
     correct = sum(v.score == 1.0 for v in verdicts)
     return FileGrade(len(verdicts), correct, correct / len(verdicts) if verdicts else 0.0, verdicts)

@@ -168,6 +168,9 @@ def test_grade_file(tmp_path):
     bad.write_text(json.dumps({"response": "x"}) + "\n")
     with pytest.raises(ValueError, match="Row 1 .* no field 'answer'"):
         grade_file(bad)
+    bad.write_text(json.dumps({"response": "x", "answer": ["1"]}) + "\n")
+    with pytest.raises(ValueError, match="Row 1 .* 'answer' of type list"):
+        grade_file(bad)
     bad.write_text(json.dumps({"answer": "1"}) + "\n")
     with pytest.raises(ValueError, match="Row 1 .* no field 'response' or 'text'"):
         grade_file(bad)
