@@ -26,4 +26,5 @@ demo: setup
 	$(BIN)/sdzero demo
 
 bench: setup
+	$(BIN)/pip install -q -e ".[$(EXTRAS),bench]"
 	for b in benchmarks/bench_*.py; do LD_PRELOAD=$(FAST_BLAS) $(BIN)/python $$b || exit 1; done
