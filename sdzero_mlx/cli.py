@@ -102,6 +102,66 @@ def info() -> None:
     typer.echo(format_info(collect_info()))
 
 
+def count_printer(total: int, every: int = 0):
+    """on_progress(name, n) callback: a line every `every` finished generations (default: ~10 lines)."""
+    every = every or max(total // 10, 1)
+    done: dict[str, int] = {}
+
+    def on_progress(name: str, n: int) -> None:
+        before = done.get(name, 0)
+        done[name] = before + n
+        if done[name] // every > before // every or done[name] == total:
+            typer.echo(f"  {name}: {done[name]}/{total} generations")
+
+    return on_progress
+
+
+@app.command("eval")
+def eval_(
+    models: Annotated[list[str], typer.Argument(help="MODEL folder(s), or MODEL:ADAPTER; several make one table.")],
+    data: Annotated[Path, typer.Option(help="Evaluation file (.jsonl/.json/.parquet).")],
+    adapter: Annotated[Optional[list[str]], typer.Option(help="LoRA adapter folder per MODEL (repeatable).")] = None,
+    field_problem: Annotated[str, typer.Option(help="Row field with the problem.")] = "problem",
+    field_answer: Annotated[str, typer.Option(help="Row field with the reference answer.")] = "answer",
+    field_id: Annotated[Optional[str], typer.Option(help="Row field with an id (row number if unset).")] = None,
+    k: Annotated[int, typer.Option(help="Samples per problem for avg@k / pass@k (paper: 8).")] = 8,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (paper: 0.7).")] = 0.7,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 512,
+    greedy: Annotated[bool, typer.Option(help="Also report greedy accuracy.")] = True,
+    revise: Annotated[bool, typer.Option(help="Also run generate-then-revise (first/revised accuracy, correction rate).")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N problems only.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="Take prompts (template, control phrases) and verifier settings from this recipe.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Sequences sampled together.")] = 16,
+    seed: int = 0,
+    out: Annotated[Optional[Path], typer.Option(help="Write per-problem JSONL and summary.md/json here.")] = None,
+) -> None:
+    """avg@k, pass@k and greedy accuracy (and generate-then-revise) of one or several models."""
+    from .config import EvalConfig, FieldMap, PromptConfig, load_recipe
+    from .data import load_examples
+    from .evaluate import evaluate_models, generations_per_model, parse_model_specs, results_table
+    from .verifier import VerifierConfig
+
+    try:
+        specs = parse_model_specs(models, adapter or [])
+        config = EvalConfig(k=k, temperature=temperature, max_tokens=max_tokens, greedy=greedy, revise=revise)
+        prompts, verifier = PromptConfig(), VerifierConfig()
+        if recipe is not None:
+            loaded = load_recipe(recipe)
+            prompts, verifier = loaded.prompts, loaded.verifier
+        examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer, id=field_id))
+        examples = examples[:limit] if limit is not None else examples
+        typer.echo(f"{len(examples)} problems, {len(specs)} model(s), k={k}, T={temperature}")
+        named, budgets = evaluate_models(
+            specs, examples, prompts, config, verifier, seed, out, batch_size,
+            count_printer(generations_per_model(len(examples), config)),
+        )
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        fail(str(err))
+    typer.echo(results_table(named, budgets))
+    if out is not None:
+        typer.echo(f"per-problem results and summary.md/json in {out}")
+
+
 def main() -> None:
     from .blas import reexec_with_fast_blas
 

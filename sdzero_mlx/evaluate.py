@@ -378,3 +378,100 @@ def write_summary(named_results: dict, out_dir: str | Path, budgets: Optional[di
     md.write_text(results_table(named_results, budgets))
     js.write_text(json.dumps(results_records(named_results, budgets), indent=2) + "\n")
     return md, js
+
+
+# -- several models, one table ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # the row label
+    path: str  # model folder or Hub id
+    adapter: Optional[str] = None  # mlx-lm adapter folder
+
+
+def parse_model_specs(models: Sequence[str], adapters: Sequence[str] = ()) -> list[ModelSpec]:
+    """MODEL or MODEL:ADAPTER arguments, or MODELs paired one-to-one with --adapter options.
+
+    Example: parse_model_specs(["m", "m:runs/a/adapters"]) labels them "m" and "m:a".
+    """
+    if not models:
+        raise ValueError("Give at least one MODEL (a model folder, optionally MODEL:ADAPTER).")
+    if adapters and (len(adapters) != len(models) or any(":" in m for m in models)):
+        raise ValueError(
+            f"Got {len(models)} models and {len(adapters)} --adapter options; give one --adapter per MODEL, "
+            "or write MODEL:ADAPTER arguments instead."
+        )
+    pairs = list(zip(models, adapters)) if adapters else [tuple(m.split(":", 1)) if ":" in m else (m, None) for m in models]
+    specs = []
+    for path, adapter in pairs:
+        name = Path(path).name or path
+        if adapter:
+            a = Path(adapter)
+            name += ":" + (a.parent.name if a.name == "adapters" else a.name)
+        specs.append(ModelSpec(name, path, adapter or None))
+    seen: set[str] = set()
+    for i, s in enumerate(specs):  # keep labels unique: fall back to the full argument
+        if s.name in seen:
+            specs[i] = ModelSpec(f"{s.path}:{s.adapter}" if s.adapter else s.path, s.path, s.adapter)
+        seen.add(specs[i].name)
+    return specs
+
+
+def adapter_budget(adapter: Optional[str]) -> Optional[dict]:
+    """Training budget of the run an adapter came from (RUN/adapters -> RUN/metrics.jsonl)."""
+    if not adapter:
+        return None
+    return run_budget(adapter) or run_budget(Path(adapter).parent)
+
+
+def evaluate_models(
+    specs: Sequence[ModelSpec],
+    examples: Sequence[Example],
+    prompts: PromptConfig,
+    config: EvalConfig,
+    verifier: VerifierConfig,
+    seed: int,
+    out_dir: Optional[str | Path] = None,
+    batch_size: int = 16,
+    on_progress: Optional[Callable[[str, int], None]] = None,
+) -> tuple[dict[str, list[AnyResult]], dict[str, dict]]:
+    """Evaluate each model (and generate-then-revise when config.revise) on the same examples.
+
+    Returns (named results, training budgets by name). With out_dir, writes OUT/NAME/samples.jsonl,
+    OUT/NAME/revise.jsonl, and OUT/summary.md + summary.json.
+    """
+    import mlx.core as mx
+
+    from .config import ModelConfig
+    from .modeling import load_model
+
+    _check_examples(examples)
+    named: dict[str, list[AnyResult]] = {}
+    budgets: dict[str, dict] = {}
+    for spec in specs:
+        progress = (lambda n, s=spec.name: on_progress(s, n)) if on_progress else None
+        model, tokenizer = load_model(ModelConfig(spec.path), adapter_path=spec.adapter)
+        results: list[AnyResult] = [
+            evaluate_examples(model, tokenizer, examples, prompts, config, verifier, seed, progress, batch_size)
+        ]
+        if config.revise:
+            results.append(generate_then_revise(model, tokenizer, examples, prompts, config, verifier, seed, progress, batch_size))
+        named[spec.name] = results
+        budget = adapter_budget(spec.adapter)
+        if budget:
+            budgets[spec.name] = budget
+        if out_dir is not None:
+            sub = Path(out_dir) / spec.name.replace("/", "_").replace(":", "__")
+            for res in results:
+                write_rows_jsonl(res, sub / ("revise.jsonl" if isinstance(res, ReviseResult) else "samples.jsonl"))
+        del model, tokenizer
+        mx.clear_cache()
+    if out_dir is not None:
+        write_summary(named, out_dir, budgets)
+    return named, budgets
+
+
+def generations_per_model(n_problems: int, config: EvalConfig) -> int:
+    """Sequences evaluate_models samples per model (for progress bars)."""
+    return n_problems * (config.k + int(config.greedy) + 2 * int(config.revise))

@@ -17,6 +17,9 @@ import mlx.core as mx
 import mlx_lm
 import pytest
 
+from typer.testing import CliRunner
+
+from sdzero_mlx.cli import app
 from sdzero_mlx.config import EvalConfig, PromptConfig
 from sdzero_mlx.evaluate import (
     EvalResult,
@@ -86,12 +89,17 @@ def scripted_weights(config: dict) -> dict[str, mx.array]:
 
 
 @pytest.fixture(scope="module")
-def scripted(tmp_path_factory):
+def scripted_dir(tmp_path_factory):
     config = model_config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     out = make_model_dir(tmp_path_factory.mktemp("scripted") / "model", hidden_size=16, num_hidden_layers=1,
                          num_attention_heads=2, intermediate_size=32, weights=scripted_weights(config))
     (out / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}, indent=2))
-    return mlx_lm.load(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def scripted(scripted_dir):
+    return mlx_lm.load(str(scripted_dir))
 
 
 def examples(golds):
@@ -171,3 +179,25 @@ def test_results_table_and_budget(tmp_path):
     md, js = write_summary({"base": fake_eval(0.25)}, tmp_path / "out")
     assert md.read_text() == results_table({"base": fake_eval(0.25)})
     assert json.loads(js.read_text())[0]["sample"]["avg_at_k"] == 0.25
+
+
+def test_eval_command_compares_models(scripted_dir, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"q": f"What is {g} + 0?", "a": g}) + "\n" for g in ("7", "8", "9")))
+    out = tmp_path / "eval"
+    other = tmp_path / "copy"
+    other.symlink_to(scripted_dir)
+    args = ["eval", str(scripted_dir), str(other), "--data", str(data), "--field-problem", "q",
+            "--field-answer", "a", "--k", "4", "--max-tokens", "12", "--revise", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    records = json.loads((out / "summary.json").read_text())
+    assert [r["name"] for r in records] == ["model", "copy"]
+    for r in records:
+        rows = [json.loads(l) for l in (out / r["name"] / "samples.jsonl").read_text().splitlines()]
+        assert [row["greedy_reward"] for row in rows] == [1.0, 0.0, 0.0]  # greedy says 7
+        assert r["sample"]["avg_at_k"] == pytest.approx(sum(sum(row["rewards"]) for row in rows) / 12)
+        assert r["revise"]["n_problems"] == 3
+        assert f"| {r['name']} | 3 |" in result.output and "| 33.3 |" in result.output
+    bad = CliRunner().invoke(app, ["eval", str(scripted_dir), "--data", str(data)])
+    assert bad.exit_code == 2 and "has no field 'problem'" in bad.output
