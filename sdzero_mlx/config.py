@@ -157,10 +157,20 @@ class CollectConfig:
     revisions: int = field(default=3, metadata={"help": "k revisions per initial answer (paper: 3)."})
     rephrase_correct: bool = field(default=True, metadata={"help": "Also revise correct answers (rephrase cue)."})
     target_tuples: int = field(default=0, metadata={"help": "Stop after this many kept tuples; 0 = whole split."})
+    questions_per_batch: int = field(
+        default=16, metadata={"help": "Questions sampled and revised together; also the resume unit (not in the paper)."}
+    )
+    clean: bool = field(default=True, metadata={"help": "Trim repeating tails, cut sycophantic openers (reference code)."})
+    tail_min_repeats: int = field(default=3, metadata={"help": "Copies of a block that make a tail degenerate (reference: 3)."})
+    tail_min_tokens: int = field(
+        default=16, metadata={"help": "Shortest degenerate tail in tokens (reference: 3 x >= 10 characters)."}
+    )
 
     def __post_init__(self):
         if self.initial_samples < 1 or self.revisions < 1 or self.target_tuples < 0:
             raise ValueError("collect.initial_samples and collect.revisions must be >= 1, target_tuples >= 0.")
+        if self.questions_per_batch < 1 or self.tail_min_repeats < 2 or self.tail_min_tokens < 1:
+            raise ValueError("collect.questions_per_batch >= 1, tail_min_repeats >= 2 and tail_min_tokens >= 1 are needed.")
 
 
 @dataclass(frozen=True)
@@ -175,10 +185,17 @@ class SrtConfig:
     micro_batch_size: int = 4
     learning_rate: float = field(default=1e-4, metadata={"help": "Paper: 5e-6 (full fine-tuning)."})
     max_tokens: int = field(default=2048, metadata={"help": "Longest training sequence; longer tuples are dropped."})
+    stage2_size: int = field(
+        default=1000,
+        metadata={"help": "staged mode: tuples of the revision stage, correct-initial first (reference code: 1000); "
+                  "the other wrong-initial tuples train the generation stage, which runs first."},
+    )
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.micro_batch_size < 1 or self.learning_rate <= 0:
             raise ValueError("srt.epochs, batch_size, micro_batch_size must be >= 1 and learning_rate > 0.")
+        if self.stage2_size < 1:
+            raise ValueError(f"srt.stage2_size must be >= 1, got {self.stage2_size}.")
 
 
 @dataclass(frozen=True)
