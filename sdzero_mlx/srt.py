@@ -1,0 +1,280 @@
+"""Phase 1, step 2: Self-Revision Training (SRT) on the collected tuples.
+
+Every tuple gives one token sequence, built from the sampled ids only:
+    ids = chat(x) + y_init + sep(r_init) + y_rev + end-of-turn      (no end-of-turn after y_init)
+and two negative log-likelihood terms on it:
+    revision loss:   the tokens of y_rev + end-of-turn, given chat(x) + y_init + sep
+    generation loss: the tokens of y_init + sep + y_rev + end-of-turn, given chat(x)
+The prompt is never a target. Each term is a mean over its target tokens of the whole optimizer
+step (per-micro-batch sums divided by the step's token count, so accumulation does not change the
+gradient); `srt.mode` chooses how they combine:
+    summed (paper): loss = revision mean + generation mean, both on every tuple, one forward pass
+        (a y_rev token carries weight 1/N_rev + 1/N_gen, a y_init or sep token 1/N_gen);
+    staged (reference code): first the generation loss on the wrong-initial tuples, then, with a
+        fresh optimizer, the revision loss on `srt.stage2_size` tuples (correct-initial first, then
+        wrong-initial ones the first stage did not use).
+Output: LoRA adapters in mlx-lm's format (RUN/srt/adapters) and the model with them fused, saved as
+an ordinary mlx-lm model folder (RUN/srt/model): phase 2's starting point and teacher.
+
+Departures from the paper (recipe fields): LoRA instead of full fine-tuning (`lora.*`), learning
+rate `srt.learning_rate` 1e-4 (paper 5e-6), tuples longer than `srt.max_tokens` are dropped,
+`srt.epochs` 1 (reference code: 3 per stage). The fused model is saved in the training dtype
+(float32 on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .checkpoint import TrainingState, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
+from .collect import RevisionTuple, check_same_recipe, load_tuples
+from .config import Recipe, SrtConfig
+from .configio import write_yaml
+from .data import epoch_order
+from .distill import MetricsLog, ScoredBatch, logits_at, scored_batch
+from .loss import token_logprobs
+from .modeling import add_lora, fuse_lora, load_model, lora_num_layers, set_params, trainable
+from .trainer import make_optimizer, optimizer_step
+
+REVISION, GENERATION = "revision", "generation"
+SRT_SECTIONS = ("model", "lora", "srt", "optim")
+DONE = "done"
+
+
+@dataclass(frozen=True)
+class SrtItem:
+    """One training sequence: ids = prompt + y_init + sep + y_rev (+ end-of-turn)."""
+
+    ids: tuple[int, ...]
+    gen_start: int  # first token of y_init: the generation loss covers [gen_start, len(ids))
+    rev_start: int  # first token of y_rev: the revision loss covers [rev_start, len(ids))
+    r_init: float
+
+    def span(self, term: str) -> tuple[int, int]:
+        return (self.rev_start if term == REVISION else self.gen_start, len(self.ids))
+
+
+def srt_item(t: RevisionTuple) -> SrtItem:
+    """The sequence of a tuple, from its sampled ids.
+
+    Example: prompt (1, 2), y_init (7,), sep (5,), y_rev (8, 9), stop 3 -> ids (1, 2, 7, 5, 8, 9, 3),
+    generation targets at [2, 7), revision targets at [4, 7).
+    """
+    ids = t.prompt_ids + t.y_init + t.sep_ids + t.rev_target
+    gen_start = len(t.prompt_ids)
+    return SrtItem(ids, gen_start, gen_start + len(t.y_init) + len(t.sep_ids), t.r_init)
+
+
+@dataclass(frozen=True)
+class SrtBatch:
+    batch: ScoredBatch  # ids (B, T); positions / mask (B, L) over the generation-or-revision span
+    targets: mx.array  # (B, L) token predicted at each position
+    weights: mx.array  # (B, L) loss weight per target: 1 / (tokens of its term in the step), 0 on padding
+
+
+def srt_batches(items: Sequence[SrtItem], terms: tuple[str, ...], micro_batch_size: int, pad_id: int) -> list[SrtBatch]:
+    """Micro-batches of one optimizer step, weighted so that their losses sum to the step's loss."""
+    term_tokens = {
+        term: max(sum(it.span(term)[1] - it.span(term)[0] for it in items), 1) for term in terms
+    }
+    widest = GENERATION if GENERATION in terms else REVISION
+    out = []
+    for i in range(0, len(items), micro_batch_size):
+        chunk = items[i : i + micro_batch_size]
+        spans = [it.span(widest) for it in chunk]
+        batch = scored_batch([it.ids for it in chunk], spans, pad_id)
+        length = batch.mask.shape[1]
+        targets, weights = [], []
+        for it, (start, end) in zip(chunk, spans):
+            row_t, row_w = [], []
+            for p in range(start, start + length):
+                inside = p < end
+                row_t.append(it.ids[p] if inside else pad_id)
+                w = 0.0
+                for term in terms:
+                    if inside and p >= it.span(term)[0]:
+                        w += 1.0 / term_tokens[term]
+                row_w.append(w)
+            targets.append(row_t)
+            weights.append(row_w)
+        out.append(SrtBatch(batch, mx.array(targets), mx.array(weights, dtype=mx.float32)))
+    return out
+
+
+def srt_loss(model: nn.Module, mb: SrtBatch) -> mx.array:
+    """Weighted NLL of the micro-batch (weights already divide by the step's token counts)."""
+    logp = token_logprobs(logits_at(model, mb.batch), mb.targets)  # (B, L)
+    return -(logp * mb.weights).sum()
+
+
+def mean_nll(model: nn.Module, items: Sequence[SrtItem], term: str, pad_id: int, micro_batch_size: int = 8) -> float:
+    """Token-mean NLL of one term over `items` (no gradient); for reports and tests."""
+    total = 0.0
+    for mb in srt_batches(items, (term,), micro_batch_size, pad_id):
+        total += srt_loss(model, mb).item()
+    return total
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    terms: tuple[str, ...]
+    items: tuple[SrtItem, ...]
+
+    def steps(self, config: SrtConfig) -> int:
+        return config.epochs * -(-len(self.items) // config.batch_size) if self.items else 0
+
+
+def plan_stages(items: Sequence[SrtItem], config: SrtConfig, seed: int = 0) -> list[Stage]:
+    """summed: one stage with both terms on every item; staged: generation, then revision (see top)."""
+    if config.mode == "summed":
+        return [Stage("summed", (REVISION, GENERATION), tuple(items))]
+    import random
+
+    rng = random.Random(seed)
+    wrong = [it for it in items if it.r_init < 0.5]
+    right = [it for it in items if it.r_init >= 0.5]
+    rng.shuffle(wrong)
+    rng.shuffle(right)
+    n_right = min(len(right), config.stage2_size)
+    n_wrong = min(len(wrong), config.stage2_size - n_right)
+    revision = right[:n_right] + wrong[:n_wrong]
+    rng.shuffle(revision)
+    return [Stage(GENERATION, (GENERATION,), tuple(wrong[n_wrong:])), Stage(REVISION, (REVISION,), tuple(revision))]
+
+
+def step_items(stage: Stage, step_in_stage: int, config: SrtConfig, seed: int) -> list[SrtItem]:
+    """The items of one optimizer step: consecutive slices of a seeded per-epoch order."""
+    per_epoch = -(-len(stage.items) // config.batch_size)
+    epoch, b = divmod(step_in_stage, per_epoch)
+    order = epoch_order(len(stage.items), seed, epoch)
+    return [stage.items[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
+
+
+def save_fused_model(model: nn.Module, tokenizer, source: str, out_dir: Path) -> None:
+    """Fuse the LoRA layers and write an mlx-lm model folder (weights, config, tokenizer) atomically.
+
+    Uses mlx-lm's own save_model / save_config; the model card step of mlx_lm.utils.save is skipped
+    because it may reach the Hub.
+    """
+    from mlx_lm.utils import hf_repo_to_path, load_config, save_config, save_model
+
+    src = Path(source) if Path(source).exists() else hf_repo_to_path(source)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    fuse_lora(model)
+    save_model(tmp, model)
+    save_config(load_config(src), config_path=tmp / "config.json")
+    tokenizer.save_pretrained(str(tmp))
+    for pattern in ("*.py", "generation_config.json"):
+        for f in src.glob(pattern):
+            shutil.copy(f, tmp)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+
+
+def run_srt(
+    recipe: Recipe,
+    tuples_path: Path,
+    out_dir: Path,
+    on_step: Optional[Callable[[int, int, dict], None]] = None,
+    stop_after: Optional[int] = None,
+) -> TrainingState:
+    """Train LoRA adapters on the tuples, resuming a checkpoint in out_dir; then fuse and save.
+
+    `stop_after` ends the call after that many steps (tests use it to interrupt).
+    """
+    out_dir = Path(out_dir)
+    cfg, seed = recipe.srt, recipe.run.seed
+    if (out_dir / DONE).is_file():
+        check_same_recipe(recipe, out_dir / "recipe.yaml", SRT_SECTIONS)
+        return TrainingState(**json.loads((out_dir / "state.json").read_text()))
+    resume = checkpoint_dir(out_dir) is not None
+    if resume:
+        check_same_recipe(recipe, out_dir / "recipe.yaml", SRT_SECTIONS)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(recipe, out_dir / "recipe.yaml")
+
+    tuples = load_tuples(tuples_path)
+    all_items = [srt_item(t) for t in tuples]
+    items = [it for it in all_items if len(it.ids) <= cfg.max_tokens]
+    if not items:
+        raise ValueError(
+            f"No SRT tuples to train on: {tuples_path} has {len(all_items)} rows, "
+            f"{len(all_items) - len(items)} longer than srt.max_tokens={cfg.max_tokens}. Collect more or raise it."
+        )
+    stages = [s for s in plan_stages(items, cfg, seed) if s.items]
+    bounds, total = [], 0
+    for s in stages:
+        bounds.append(total)
+        total += s.steps(cfg)
+
+    model, tokenizer = load_model(recipe.model)
+    add_lora(model, recipe.lora, seed)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    optim_cfg = replace(recipe.optim, learning_rate=cfg.learning_rate)
+
+    def stage_at(step: int) -> int:
+        return max(i for i, b in enumerate(bounds) if b <= step)
+
+    state = TrainingState()
+    if resume:
+        state = TrainingState(**json.loads((checkpoint_dir(out_dir) / "state.json").read_text()))
+    current = stage_at(min(state.step, total - 1))
+    optimizer = make_optimizer(optim_cfg, stages[current].steps(cfg))
+    if resume:
+        at_boundary = state.step == bounds[current] and state.step > 0  # the saved moments belong to the last stage
+        state, lora, _ = load_checkpoint(out_dir, make_optimizer(optim_cfg, 1) if at_boundary else optimizer)
+        set_params(model, lora)
+    metrics = MetricsLog(out_dir / "metrics.jsonl", state.step)
+    model.train()
+
+    last = total if stop_after is None else min(total, state.step + stop_after)
+    for step in range(state.step, last):
+        tic = time.perf_counter()
+        s = stage_at(step)
+        if s != current:  # the reference code's second stage is a new fine-tuning run
+            current, optimizer = s, make_optimizer(optim_cfg, stages[s].steps(cfg))
+        stage = stages[s]
+        chunk = step_items(stage, step - bounds[s], cfg, seed + s)
+        batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad_id)
+        result = optimizer_step(model, optimizer, srt_loss, [(mb,) for mb in batches], optim_cfg.grad_clip)
+        trained = sum(len(it.ids) - it.span(GENERATION if GENERATION in stage.terms else REVISION)[0] for it in chunk)
+        elapsed = time.perf_counter() - tic
+        state = replace(state, step=step + 1, trained_tokens=state.trained_tokens + trained,
+                        elapsed_s=state.elapsed_s + elapsed)
+        values = {
+            "stage": stage.name,
+            "loss": result.loss,
+            "grad_norm": result.grad_norm,
+            "learning_rate": result.learning_rate,
+            "tuples": len(chunk),
+            "trained_tokens_per_s": trained / max(elapsed, 1e-9),
+            "step_s": elapsed,
+            **{k: v for k, v in asdict(state).items() if k != "step"},
+        }
+        metrics.log(step + 1, values)
+        if (step + 1) % recipe.run.save_every == 0 or step + 1 == last:
+            save_checkpoint(out_dir, state, trainable(model), optimizer)
+        if on_step is not None:
+            on_step(step + 1, total, values)
+
+    if state.step < total:
+        return state
+    save_adapters(out_dir / "adapters", trainable(model), recipe.lora, lora_num_layers(model, recipe.lora),
+                  recipe.model.path)
+    save_fused_model(model, tokenizer, recipe.model.path, out_dir / "model")
+    (out_dir / "state.json").write_text(json.dumps(asdict(state), indent=2))
+    summary = {**asdict(state), "tuples": len(items), "dropped_too_long": len(all_items) - len(items),
+               "stages": {st.name: {"tuples": len(st.items), "steps": st.steps(cfg)} for st in stages}}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / DONE).write_text("")
+    return state
