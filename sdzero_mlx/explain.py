@@ -1,0 +1,364 @@
+"""Self-localisation: where in a response the Reviser disagrees with the Generator.
+
+For a response y to chat(x) with reward r, on exactly the sequences and positions the distillation
+loss uses (`distill.distill_item`, `scored_batch`, `logits_at`):
+  student: chat(x) + y                 -> log p_s(y_t) and logits at each token of y (+ end-of-turn)
+  teacher: chat(x) + y + sep(r) + y    -> log p_t(y_t) and logits at the second copy
+per token t:  delta_t = log p_s(y_t) - log p_t(y_t)   (> 0: the reviser finds the token less likely)
+              kl_t    = loss.distill_token_kl(student logits, teacher targets)   (the training signal)
+The paper's observation: when r = 0, KL mass concentrates on a few "mistake" tokens; when r = 1 it is
+flat. `kl_concentration` measures it as the share of a response's KL mass held by its top 5% tokens.
+
+The teacher is either a separate model on the same tokenizer (e.g. the SRT model folder) or a dict of
+LoRA values for the student's own model (the in-training teacher of teacher.py).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .config import PromptConfig, SamplingConfig
+from .distill import distill_item, logits_at, student_batch, teacher_batch
+from .loss import distill_token_kl, teacher_targets, token_logprobs
+from .prompts import Separators, prompt_ids as make_prompt_ids
+from .rollout import sample_rollouts
+from .teacher import lora_values
+from .types import Example, Graded, Rollout
+from .verifier import VerifierConfig, verify_batch
+
+Teacher = Union[nn.Module, dict]  # a separate model, or LoRA values for the student's model
+
+
+@dataclass(frozen=True)
+class TokenReport:
+    """Per-token values over the scored tokens of one response (y plus its end-of-turn token)."""
+
+    token_ids: tuple[int, ...]
+    pieces: tuple[str, ...]  # text of each token; "".join(pieces) == decode(token_ids)
+    student_logp: tuple[float, ...]
+    teacher_logp: tuple[float, ...]
+    delta: tuple[float, ...]  # student_logp - teacher_logp
+    kl: tuple[float, ...]  # distill_token_kl at the same positions
+    reward: float
+    kind: str  # reverse / forward / mixed
+    top_k: int  # teacher support (0 = full vocabulary)
+    problem: str = ""
+
+
+def token_pieces(tokenizer, ids: Sequence[int]) -> tuple[str, ...]:
+    """Text added by each token: differences of prefix decodes, so multi-byte characters stay whole."""
+    pieces, prev = [], ""
+    for i in range(1, len(ids) + 1):
+        text = tokenizer.decode(list(ids[:i]))
+        pieces.append(text[len(prev):] if text.startswith(prev) else text)
+        prev = text
+    return tuple(pieces)
+
+
+def token_report(
+    model: nn.Module,
+    tokenizer,
+    teacher: Teacher,
+    prompt_ids: Sequence[int],
+    response_ids: Sequence[int],
+    reward: float,
+    seps: Separators,
+    top_k: int = 0,
+    kind: str = "reverse",
+    forward_weight: float = 0.5,
+    problem: str = "",
+) -> TokenReport:
+    """Per-token log-prob gap and KL of `response_ids` (a trailing end-of-turn id is its stop token)."""
+    response = tuple(int(t) for t in response_ids)
+    if not response:
+        raise ValueError("The response is empty; give at least one token.")
+    stop = response[-1] if response[-1] in set(tokenizer.eos_token_ids) else None
+    completion = response[:-1] if stop is not None else response
+    rollout = Rollout(
+        example=Example("explain", problem, ""),
+        prompt_ids=tuple(int(t) for t in prompt_ids),
+        completion_ids=completion,
+        text="",
+        finish_reason="stop" if stop is not None else "length",
+        stop_id=stop,
+    )
+    # no truncation here: the report covers the whole response
+    item = distill_item(Graded(rollout, reward), seps, max_teacher_tokens=2 * len(response) + len(prompt_ids) + 64)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    s_batch, t_batch = student_batch([item], pad), teacher_batch([item], pad)
+    was_training = model.training
+    model.eval()
+    try:
+        s_logits = logits_at(model, s_batch)
+        if isinstance(teacher, nn.Module):  # checked first: an mlx Module is itself a dict
+            t_logits = logits_at(teacher, t_batch)
+        else:
+            with lora_values(model, teacher):
+                t_logits = logits_at(model, t_batch)
+    finally:
+        model.train(was_training)
+    t_logits = mx.stop_gradient(t_logits)
+    kl = distill_token_kl(s_logits, teacher_targets(t_logits, top_k), kind, forward_weight)[0]
+    scored = item.student_ids[item.student_span[0]:item.student_span[1]]
+    ids = mx.array([scored])
+    s_lp, t_lp = token_logprobs(s_logits, ids)[0], token_logprobs(t_logits, ids)[0]
+    mx.eval(kl, s_lp, t_lp)
+    s_list, t_list = s_lp.tolist(), t_lp.tolist()
+    return TokenReport(
+        token_ids=tuple(scored),
+        pieces=token_pieces(tokenizer, scored),
+        student_logp=tuple(s_list),
+        teacher_logp=tuple(t_list),
+        delta=tuple(s - t for s, t in zip(s_list, t_list)),
+        kl=tuple(kl.tolist()),
+        reward=reward,
+        kind=kind,
+        top_k=top_k,
+        problem=problem,
+    )
+
+
+def top_tokens(report: TokenReport, n: int = 10) -> list[tuple[int, str, float, float]]:
+    """(position, piece, kl, delta) of the n tokens with the largest KL, largest first."""
+    order = sorted(range(len(report.kl)), key=lambda i: -report.kl[i])[:n]
+    return [(i, report.pieces[i], report.kl[i], report.delta[i]) for i in order]
+
+
+# -- the bucketed view -----------------------------------------------------------------------
+
+
+def kl_concentration(per_token_kl: Sequence[float], top_frac: float = 0.05) -> float:
+    """Share of the total KL held by the top ceil(top_frac * n) tokens (at least one).
+
+    Flat KL gives about top_frac; KL on a single token gives 1. All-zero KL counts as flat.
+    Example: kl_concentration([4, 0, 0, 0], 0.25) == 1.0; kl_concentration([1, 1, 1, 1], 0.25) == 0.25
+    """
+    if not 0 < top_frac <= 1:
+        raise ValueError(f"top_frac must be in (0, 1], got {top_frac}.")
+    values = sorted((float(v) for v in per_token_kl), reverse=True)
+    if not values:
+        raise ValueError("kl_concentration needs at least one token.")
+    n_top = max(1, math.ceil(top_frac * len(values)))
+    total = sum(values)
+    if total <= 0:
+        return n_top / len(values)
+    return sum(values[:n_top]) / total
+
+
+@dataclass(frozen=True)
+class BucketStats:
+    reward: float
+    n: int
+    concentration: float  # mean over responses of kl_concentration
+    mean_kl: float  # mean per-token KL over all tokens of the bucket
+    mean_tokens: float
+
+
+def localisation_summary(reports: Sequence[TokenReport], top_frac: float = 0.05) -> tuple[BucketStats, ...]:
+    """One BucketStats per reward value present (r = 0 first)."""
+    out = []
+    for reward in sorted({r.reward for r in reports}):
+        group = [r for r in reports if r.reward == reward]
+        tokens = sum(len(r.kl) for r in group)
+        out.append(
+            BucketStats(
+                reward=reward,
+                n=len(group),
+                concentration=sum(kl_concentration(r.kl, top_frac) for r in group) / len(group),
+                mean_kl=sum(sum(r.kl) for r in group) / max(tokens, 1),
+                mean_tokens=tokens / len(group),
+            )
+        )
+    return tuple(out)
+
+
+def summary_table(buckets: Sequence[BucketStats], top_frac: float = 0.05) -> str:
+    """Markdown table of the bucketed view."""
+    pct = f"{100 * top_frac:g}%"
+    lines = [f"| reward | responses | KL share in top {pct} tokens | mean KL / token | mean tokens |", "|---|---|---|---|---|"]
+    for b in buckets:
+        lines.append(f"| {b.reward:g} | {b.n} | {b.concentration:.3f} | {b.mean_kl:.4f} | {b.mean_tokens:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def explain_examples(
+    model: nn.Module,
+    tokenizer,
+    teacher: Teacher,
+    examples: Sequence[Example],
+    prompts: PromptConfig,
+    sampling: SamplingConfig,
+    verifier: VerifierConfig,
+    seps: Separators,
+    seed: int,
+    top_k: int = 0,
+    kind: str = "reverse",
+) -> list[TokenReport]:
+    """One sampled student response per example, graded, then its token report."""
+    rollouts = sample_rollouts(model, tokenizer, examples, prompts, sampling, seed)
+    rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], verifier)
+    return [
+        token_report(model, tokenizer, teacher, r.prompt_ids, r.target_ids, w, seps, top_k, kind, problem=r.example.problem)
+        for r, w in zip(rollouts, rewards)
+    ]
+
+
+def response_ids(tokenizer, problem: str, response: str, prompts: PromptConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(prompt ids, response ids) for a response given as text by a user.
+
+    User text has no sampled ids, so it is encoded here (the only place the project tokenises an
+    answer); the end-of-turn id is appended as if the model had stopped.
+    """
+    ids = tuple(int(t) for t in tokenizer.encode(response, add_special_tokens=False))
+    return make_prompt_ids(tokenizer, problem, prompts), ids + (int(tokenizer.eos_token_id),)
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _delta_colour(delta: float, scale: float) -> tuple[float, float, float]:
+    """White at 0, red where the reviser finds the token less likely (delta > 0), blue where more."""
+    a = min(abs(delta) / scale, 1.0) if scale > 0 else 0.0
+    return (1.0, 1.0 - a, 1.0 - a) if delta > 0 else (1.0 - a, 1.0 - a, 1.0)
+
+
+def _kl_colour(kl: float, scale: float) -> tuple[float, float, float]:
+    a = min(kl / scale, 1.0) if scale > 0 else 0.0
+    return (1.0, 1.0 - 0.45 * a, 1.0 - a)  # white -> orange
+
+
+def _css(rgb) -> str:
+    return "rgb({},{},{})".format(*(round(255 * c) for c in rgb))
+
+
+def _scales(report: TokenReport) -> tuple[float, float]:
+    return max((abs(d) for d in report.delta), default=0.0), max(report.kl, default=0.0)
+
+
+def render_html(report: TokenReport, top_n: int = 10) -> str:
+    """A self-contained HTML page: the response coloured by delta and by KL, and the top-n tokens."""
+    d_scale, k_scale = _scales(report)
+
+    def strip(colour) -> str:
+        spans = []
+        for i, piece in enumerate(report.pieces):
+            tip = f"#{i} id {report.token_ids[i]}: log p_s - log p_t = {report.delta[i]:+.3f}, KL = {report.kl[i]:.4f}"
+            spans.append(f'<span title="{html.escape(tip)}" style="background:{_css(colour(i))}">{html.escape(piece)}</span>')
+        return '<div class="strip">' + "".join(spans) + "</div>"
+
+    rows = "".join(
+        f"<tr><td>{i}</td><td><code>{html.escape(repr(p))}</code></td><td>{k:.4f}</td><td>{d:+.3f}</td></tr>"
+        for i, p, k, d in top_tokens(report, top_n)
+    )
+    total = sum(report.kl)
+    support = "full vocabulary" if report.top_k == 0 else f"teacher top-{report.top_k}"
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>SD-Zero self-localisation</title>
+<style>
+body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; }}
+.strip {{ font-family: monospace; white-space: pre-wrap; line-height: 1.6; border: 1px solid #ccc; padding: .5em; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: .2em .6em; border-bottom: 1px solid #ddd; }}
+</style></head><body>
+<h2>Self-localisation (reward r = {report.reward:g})</h2>
+<p>{html.escape(report.problem)}</p>
+<p>{len(report.kl)} tokens; total KL {total:.4f} ({report.kind}, {support}); share of KL in the top 5% of tokens:
+{kl_concentration(report.kl):.3f}.</p>
+<h3>log p<sub>student</sub> - log p<sub>teacher</sub> (red: the reviser doubts this token; blue: it prefers it; max |delta| {d_scale:.3f})</h3>
+{strip(lambda i: _delta_colour(report.delta[i], d_scale))}
+<h3>per-token KL (max {k_scale:.4f})</h3>
+{strip(lambda i: _kl_colour(report.kl[i], k_scale))}
+<h3>Top {top_n} tokens by KL</h3>
+<table><tr><th>position</th><th>token</th><th>KL</th><th>delta</th></tr>{rows}</table>
+</body></html>
+"""
+
+
+def render_png(report: TokenReport, path: str | Path, chars_per_line: int = 80, top_n: int = 10):
+    """PNG: the token strip coloured by delta (wrapped, newlines shown as a return sign) above a bar
+    chart of per-token KL with the top-n tokens marked. Returns the matplotlib Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    d_scale, _ = _scales(report)
+    # lay the pieces out on a character grid
+    cells, line, col = [], 0, 0
+    for i, piece in enumerate(report.pieces):
+        shown = piece.replace("\n", "\u23ce") or " "
+        if col + len(shown) > chars_per_line and col > 0:
+            line, col = line + 1, 0
+        cells.append((i, shown, line, col))
+        col += len(shown)
+        if "\n" in piece:
+            line, col = line + 1, 0
+    n_lines = line + 1
+    fig, (ax_text, ax_kl) = plt.subplots(
+        2, 1, figsize=(10, 1.2 + 0.25 * n_lines + 2.2), gridspec_kw={"height_ratios": [max(n_lines, 2) * 0.25 + 0.4, 2.2]}
+    )
+    ax_text.set_xlim(0, chars_per_line)
+    ax_text.set_ylim(n_lines, 0)
+    ax_text.axis("off")
+    for i, shown, ln, c in cells:
+        ax_text.add_patch(Rectangle((c, ln), len(shown), 1, color=_delta_colour(report.delta[i], d_scale)))
+        ax_text.text(c, ln + 0.75, shown, family="monospace", fontsize=7)
+    ax_text.set_title(f"r = {report.reward:g}: log p_student - log p_teacher per token (red: reviser doubts it)", fontsize=9)
+    positions = list(range(len(report.kl)))
+    ax_kl.bar(positions, report.kl, color="tab:orange", width=1.0)
+    for i, piece, k, _ in top_tokens(report, top_n):
+        ax_kl.annotate(repr(piece)[1:-1][:12], (i, k), fontsize=6, rotation=45, ha="left", va="bottom")
+    ax_kl.set_xlabel("token position")
+    ax_kl.set_ylabel(f"{report.kind} KL")
+    ax_kl.set_title(f"per-token KL; top-5% share {kl_concentration(report.kl):.2f}", fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return fig
+
+
+def render_buckets_png(reports: Sequence[TokenReport], path: str | Path, top_frac: float = 0.05):
+    """PNG: sorted per-token KL share curves (the paper's bucketed view), one line per response,
+    red for r = 0 and green for r = 1. Returns the Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in reports:
+        values = sorted(r.kl, reverse=True)
+        total = sum(values) or 1.0
+        cumulative, acc = [], 0.0
+        for v in values:
+            acc += v / total
+            cumulative.append(acc)
+        xs = [(i + 1) / len(values) for i in range(len(values))]
+        ax.plot(xs, cumulative, color="tab:red" if r.reward < 0.5 else "tab:green", alpha=0.6)
+    ax.axvline(top_frac, color="gray", linestyle=":")
+    ax.set_xlabel("share of tokens (largest KL first)")
+    ax.set_ylabel("share of KL mass")
+    ax.set_title("KL concentration: red r = 0, green r = 1")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return fig
+
+
+def write_report(report: TokenReport, out_dir: str | Path, stem: str = "explain") -> tuple[Path, Path]:
+    """OUT/STEM.html and OUT/STEM.png."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    page, png = out / f"{stem}.html", out / f"{stem}.png"
+    page.write_text(render_html(report), encoding="utf-8")
+    render_png(report, png)
+    return page, png

@@ -1,0 +1,140 @@
+"""Self-localisation: the report's per-token values are the loss module's, on ids laid out by hand."""
+
+from __future__ import annotations
+
+
+import mlx.core as mx
+import mlx_lm
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+from sdzero_mlx.config import LoraConfig, PromptConfig
+from sdzero_mlx.explain import (
+    TokenReport,
+    kl_concentration,
+    localisation_summary,
+    render_html,
+    render_png,
+    summary_table,
+    token_report,
+    top_tokens,
+)
+from sdzero_mlx.loss import distill_token_kl, log_softmax, teacher_targets
+from sdzero_mlx.modeling import add_lora, set_params, trainable
+from sdzero_mlx.prompts import prompt_ids, separators
+from sdzero_mlx.tinymodel import make_model_dir
+
+
+@pytest.fixture(scope="module")
+def student_and_teacher(tiny_model_dir):
+    """Student: tiny model + LoRA with non-zero B; teacher dict: the initial LoRA (B = 0, the base)."""
+    model, tok = mlx_lm.load(str(tiny_model_dir))
+    add_lora(model, LoraConfig(rank=4, scale=10.0), seed=0)
+    base_lora = trainable(model)
+    mx.random.seed(1)
+    set_params(model, {k: v + 0.05 * mx.random.normal(v.shape) for k, v in base_lora.items()})
+    return model, tok, base_lora
+
+
+def by_hand(student, teacher_fn, prompt, y, eos, sep, top_k, kind):
+    """The distill layout written out: student prompt + y + eos; teacher prompt + y + sep + y + eos."""
+    scored = list(y) + [eos]
+    s_ids = list(prompt) + scored
+    t_ids = list(prompt) + list(y) + list(sep) + scored
+    n = len(scored)
+    s_logits = student(mx.array([s_ids]))[:, len(prompt) - 1:len(prompt) - 1 + n]
+    t_start = len(prompt) + len(y) + len(sep)
+    t_logits = teacher_fn(mx.array([t_ids]))[:, t_start - 1:t_start - 1 + n]
+    kl = distill_token_kl(s_logits, teacher_targets(t_logits, top_k), kind)[0]
+    ids = mx.array(scored)
+    s_lp = log_softmax(s_logits)[0][mx.arange(n), ids]
+    t_lp = log_softmax(t_logits)[0][mx.arange(n), ids]
+    return np.array(kl), np.array(s_lp - t_lp)
+
+
+@pytest.mark.parametrize("reward,top_k,kind", [(0.0, 0, "reverse"), (1.0, 16, "mixed")])
+def test_lora_teacher_values_equal_loss_module(student_and_teacher, reward, top_k, kind):
+    model, tok, base_lora = student_and_teacher
+    pc = PromptConfig()
+    seps = separators(tok, pc)
+    prompt = prompt_ids(tok, "What is 3 + 4?", pc)
+    y = tuple(tok.encode("3 plus 4 is 8. \\boxed{8}", add_special_tokens=False))
+    report = token_report(model, tok, base_lora, prompt, y + (tok.eos_token_id,), reward, seps, top_k=top_k, kind=kind)
+
+    def teacher_fn(ids):
+        saved = trainable(model)
+        set_params(model, base_lora)
+        out = model(ids)
+        set_params(model, saved)
+        return out
+
+    model.eval()
+    kl, delta = by_hand(model, teacher_fn, prompt, y, tok.eos_token_id, seps.for_reward(reward), top_k, kind)
+    assert len(report.kl) == len(y) + 1 and report.token_ids == y + (tok.eos_token_id,)
+    np.testing.assert_allclose(report.kl, kl, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(report.delta, delta, rtol=1e-4, atol=1e-5)
+    assert max(report.kl) > 1e-4  # the student really differs from the teacher
+    assert "".join(report.pieces) == tok.decode(list(report.token_ids))
+    np.testing.assert_allclose(np.array(report.student_logp) - report.teacher_logp, report.delta, atol=1e-6)
+
+
+def test_separate_teacher_model_and_renderings(student_and_teacher, tmp_path):
+    model, tok, _ = student_and_teacher
+    other, _ = mlx_lm.load(str(make_model_dir(tmp_path / "teacher", hidden_size=32, num_hidden_layers=2,
+                                              num_attention_heads=2, intermediate_size=64, seed=5)))
+    pc = PromptConfig()
+    seps = separators(tok, pc)
+    prompt = prompt_ids(tok, "What is 1 + 1?", pc)
+    y = tuple(tok.encode("1 <plus> 1 & so \\boxed{2}", add_special_tokens=False))
+    report = token_report(model, tok, other, prompt, y, 0.0, seps)  # no end-of-turn: a cut-off answer
+    model.eval()
+    # without a stop token the teacher reads all of y: prompt + y + sep + y
+    scored = list(y)
+    t_ids = list(prompt) + scored + list(seps.wrong) + scored
+    start = len(prompt) + len(y) + len(seps.wrong)
+    t_logits = other(mx.array([t_ids]))[:, start - 1:start - 1 + len(y)]
+    s_logits = model(mx.array([list(prompt) + scored]))[:, len(prompt) - 1:len(prompt) - 1 + len(y)]
+    np.testing.assert_allclose(report.kl, np.array(distill_token_kl(s_logits, teacher_targets(t_logits, 0), "reverse")[0]),
+                               rtol=1e-4, atol=1e-6)
+
+    page = render_html(report, top_n=3)
+    assert "<script" not in page and "src=" not in page and "http" not in page  # self-contained
+    assert page.count("<span title=") == 2 * len(report.pieces)
+    assert "<plus>" not in page and "&lt;" in page  # model text is escaped
+    for i, piece, k, d in top_tokens(report, 3):
+        assert f"<td>{i}</td>" in page and f"{k:.4f}" in page
+    assert [t[2] for t in top_tokens(report, 3)] == sorted(report.kl, reverse=True)[:3]
+
+    png = tmp_path / "strip.png"
+    fig = render_png(report, png)
+    pixels = mpimg.imread(png)
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] == 1200  # 10 in at 120 dpi
+    assert len(fig.axes[1].patches) == len(report.kl)  # one KL bar per token
+    assert len(fig.axes[0].texts) == len(report.pieces)
+
+
+def test_kl_concentration_by_hand():
+    assert kl_concentration([4, 0, 0, 0], 0.25) == 1.0
+    assert kl_concentration([1, 1, 1, 1], 0.25) == 0.25
+    assert kl_concentration([3, 1, 0, 0, 0, 0, 0, 0, 0, 0], 0.05) == 0.75  # ceil(0.5) = 1 token of 10
+    assert kl_concentration([0, 0], 0.05) == 0.5  # zero KL is flat
+    with pytest.raises(ValueError):
+        kl_concentration([1.0], 0.0)
+
+
+def fake_report(kl, reward) -> TokenReport:
+    n = len(kl)
+    zeros = (0.0,) * n
+    return TokenReport(tuple(range(n)), ("x",) * n, zeros, zeros, zeros, tuple(kl), reward, "reverse", 0)
+
+
+def test_localisation_summary_buckets():
+    reports = [fake_report([9, 1, 0, 0], 0.0), fake_report([1, 0, 0, 0], 0.0), fake_report([1, 1, 1, 1], 1.0)]
+    wrong, right = localisation_summary(reports, top_frac=0.25)
+    assert (wrong.reward, wrong.n, right.reward, right.n) == (0.0, 2, 1.0, 1)
+    assert wrong.concentration == pytest.approx((0.9 + 1.0) / 2)
+    assert right.concentration == pytest.approx(0.25)
+    assert wrong.mean_kl == pytest.approx(11 / 8) and right.mean_kl == pytest.approx(1.0)
+    table = summary_table((wrong, right), 0.25)
+    assert "| 0 | 2 | 0.950 | 1.3750 | 4.0 |" in table and "top 25% tokens" in table
