@@ -70,6 +70,100 @@ def distill(
     )
 
 
+def _load(recipe: Path, set_: Optional[list[str]]):
+    from .config import load_recipe
+
+    try:
+        return load_recipe(recipe, list(set_ or []))
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+
+
+def _pct(x: Optional[float]) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _interrupted(command: str, recipe: Path) -> None:
+    typer.echo(f"\ninterrupted; continue with the same command: sdzero {command} {recipe} (finished work is kept)", err=True)
+    raise typer.Exit(code=130)
+
+
+@app.command()
+def collect(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
+    set_: SetOption = None,
+) -> None:
+    """Phase 1: sample answers and revisions, keep verified revisions -> RUN/collect/tuples.jsonl (resumable)."""
+    from .collect import run_collect
+
+    loaded = _load(recipe, set_)
+    out = Path(loaded.run.output_dir) / "collect"
+    typer.echo(f"collecting into {out}")
+
+    def on_batch(b: int, n: int, s: dict) -> None:
+        typer.echo(f"batch {b}/{n}  questions {s['questions_seen']}  initial acc {_pct(s['initial_accuracy'])}  "
+                   f"revisions {s['revisions_tried']}  kept {s['kept']}  {s['elapsed_s']:.0f}s")
+
+    try:
+        s = run_collect(loaded, out, on_batch=on_batch)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        _interrupted("collect", recipe)
+    typer.echo(
+        f"{'done' if s['done'] else 'stopped'}: {s['questions_seen']} questions, initial accuracy "
+        f"{_pct(s['initial_accuracy'])}, {s['revisions_tried']} revisions tried, {s['kept']} kept; correction rate "
+        f"{_pct(s['correction_rate'])}, rephrase rate {_pct(s['rephrase_rate'])}. Tuples: {out / 'tuples.jsonl'}"
+    )
+
+
+@app.command()
+def srt(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
+    tuples: Annotated[Optional[Path], typer.Option(help="Tuples JSONL; default RUN/collect/tuples.jsonl.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Phase 1: self-revision training on collected tuples -> RUN/srt/adapters and the fused RUN/srt/model."""
+    from .srt import run_srt
+
+    loaded = _load(recipe, set_)
+    run_dir = Path(loaded.run.output_dir)
+    tuples = tuples or run_dir / "collect" / "tuples.jsonl"
+    if not tuples.is_file():
+        fail(f"{tuples} does not exist: run `sdzero collect {recipe}` first, or pass --tuples.")
+
+    def on_step(step: int, total: int, v: dict) -> None:
+        typer.echo(f"step {step}/{total}  {v['stage']}  loss {v['loss']:.4f}  {v['step_s']:.1f}s/step  "
+                   f"{v['trained_tokens_per_s']:.0f} trained tok/s")
+
+    try:
+        state = run_srt(loaded, tuples, run_dir / "srt", on_step=on_step)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        _interrupted("srt", recipe)
+    typer.echo(f"done: {state.step} steps, {state.trained_tokens} trained tokens. Model: {run_dir / 'srt' / 'model'}")
+
+
+@app.command("run")
+def run_(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
+    set_: SetOption = None,
+) -> None:
+    """The whole method: collect -> SRT -> distill -> evaluate base / SRT / SD-Zero; skips finished stages."""
+    from .pipeline import run_pipeline
+
+    loaded = _load(recipe, set_)
+    typer.echo(f"run directory: {loaded.run.output_dir}")
+    try:
+        run_pipeline(loaded, log=typer.echo)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        _interrupted("run", recipe)
+    typer.echo(f"table: {Path(loaded.run.output_dir) / 'results.md'}")
+
+
 @app.command()
 def verify(
     text: Annotated[Optional[str], typer.Argument(help="Model output to grade.")] = None,

@@ -1,0 +1,200 @@
+"""The whole method in one run: collect -> SRT -> distill -> evaluate base, SRT and SD-Zero.
+
+RUN/ (= run.output_dir)
+  recipe.yaml
+  collect/   tuples.jsonl, progress.json, summary.json, done        (collect.py)
+  srt/       adapters/, model/ (fused mlx-lm folder), metrics.jsonl, done   (srt.py)
+  distill/   run_distill's run directory with model.path = RUN/srt/model, plus done
+  eval/      base.json, srt.json, sd-zero.json (+ *.rows.jsonl): one file per evaluated model
+  results.md, results.json   the final table and the budget spent per stage
+Each stage is skipped when its completed output exists (a `done` marker, or the eval file, written
+last) and resumes from its own checkpoint otherwise, so rerunning an interrupted run continues it.
+Phase 2 starts from, and is taught by, the fused SRT model (its teacher is that model with B = 0
+LoRA). Budget accounting follows the paper: generations and sampled tokens per stage (plus
+trained tokens); evaluation spends its own, reported apart from training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Optional
+
+from .collect import run_collect
+from .config import Recipe
+from .configio import write_yaml
+from .data import make_splits
+from .distill import run_distill
+from .evaluate import (
+    EvalResult, ReviseResult, evaluate_examples, generate_then_revise, results_table, run_budget, summary, write_rows_jsonl,
+)
+from .modeling import load_model
+from .srt import run_srt
+
+MODELS = ("base", "srt", "sd-zero")
+LABELS = {"base": "base", "srt": "SRT", "sd-zero": "SD-Zero"}
+
+
+def distill_recipe(recipe: Recipe, run_dir: Path) -> Recipe:
+    """Phase 2's recipe: the same settings, starting from the fused SRT model, writing into RUN/distill."""
+    return replace(
+        recipe,
+        model=replace(recipe.model, path=str(run_dir / "srt" / "model")),
+        run=replace(recipe.run, output_dir=str(run_dir / "distill")),
+    )
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _result_from_json(d: dict):
+    d = {k: v for k, v in d.items() if k != "kind"}
+    return ReviseResult(**d, rows=()) if "revised_accuracy" in d else EvalResult(**d, rows=())
+
+
+def evaluate_model(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str], None]) -> list:
+    """Evaluate one of base / srt / sd-zero on the held-out split; cached in RUN/eval/NAME.json."""
+    out = run_dir / "eval" / f"{name}.json"
+    if out.is_file():
+        log(f"eval {name}: done, skipped")
+        return [_result_from_json(d) for d in json.loads(out.read_text())]
+    path = recipe.model.path if name == "base" else str(run_dir / "srt" / "model")
+    adapters = str(run_dir / "distill" / "adapters") if name == "sd-zero" else None
+    model, tokenizer = load_model(replace(recipe.model, path=path), adapter_path=adapters)
+    examples = make_splits(recipe.data).eval
+    total = len(examples) * (recipe.eval.k + int(recipe.eval.greedy) + 2 * int(recipe.eval.revise))
+    finished = [0]
+
+    def progress(n: int) -> None:
+        finished[0] += n
+        if finished[0] % max(total // 4, 1) == 0 or finished[0] == total:
+            log(f"eval {name}: {finished[0]}/{total} generations")
+
+    args = (model, tokenizer, examples, recipe.prompts, recipe.eval, recipe.verifier, recipe.run.seed, progress,
+            recipe.sampling.batch_size)
+    results = [evaluate_examples(*args)]
+    if recipe.eval.revise:
+        results.append(generate_then_revise(*args))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for res in results:
+        kind = "revise" if isinstance(res, ReviseResult) else "sample"
+        write_rows_jsonl(res, run_dir / "eval" / f"{name}.{kind}.rows.jsonl")
+    _write_json(out, [summary(r) for r in results])
+    return results
+
+
+def stage_budgets(run_dir: Path, evals: dict[str, list]) -> dict[str, dict]:
+    """Generations, sampled and trained tokens spent by each stage (the paper's budget accounting)."""
+    collect = json.loads((run_dir / "collect" / "summary.json").read_text())
+    srt = json.loads((run_dir / "srt" / "state.json").read_text())
+    distill = run_budget(run_dir / "distill") or {}
+    budgets = {
+        "collect": {"generations": collect["generations"], "sampled_tokens": collect["sampled_tokens"], "trained_tokens": 0},
+        "srt": {"generations": 0, "sampled_tokens": 0, "trained_tokens": srt["trained_tokens"], "steps": srt["step"]},
+        "distill": {"generations": distill.get("generations", 0), "sampled_tokens": distill.get("sampled_tokens", 0),
+                    "trained_tokens": distill.get("trained_tokens", 0), "steps": distill.get("step", 0)},
+    }
+    for name, results in evals.items():
+        budgets[f"eval {name}"] = {
+            "generations": sum(r.generations for r in results),
+            "sampled_tokens": sum(r.sampled_tokens for r in results),
+            "trained_tokens": 0,
+        }
+    return budgets
+
+
+def training_budgets(stages: dict[str, dict]) -> dict[str, dict]:
+    """Cumulative training budget behind each model: SRT = collect + srt; SD-Zero adds distill."""
+    keys = ("generations", "sampled_tokens", "trained_tokens")
+    add = lambda *names: {k: sum(stages[n][k] for n in names) for k in keys}  # noqa: E731
+    return {"SRT": add("collect", "srt"), "SD-Zero": add("collect", "srt", "distill")}
+
+
+def final_table(run_dir: Path, evals: dict[str, list]) -> tuple[str, dict]:
+    """results.md text and results.json data of a finished run."""
+    stages = stage_budgets(run_dir, evals)
+    named = {LABELS[n]: evals[n] for n in MODELS}
+    collect = json.loads((run_dir / "collect" / "summary.json").read_text())
+    lines = [
+        f"# SD-Zero run: {run_dir}",
+        "",
+        "## Held-out evaluation (training budget cumulative per model)",
+        "",
+        results_table(named, training_budgets(stages)),
+        "## Budget per stage",
+        "",
+        "| stage | generations | sampled tokens | trained tokens |",
+        "|---|---|---|---|",
+        *[f"| {s} | {b['generations']} | {b['sampled_tokens']} | {b['trained_tokens']} |" for s, b in stages.items()],
+        "",
+        "## Phase-1 collection",
+        "",
+        *[f"- {k}: {_fmt(collect[k])}" for k in ("questions_seen", "initial_accuracy", "revisions_tried",
+                                                  "revisions_verified", "kept", "correction_rate",
+                                                  "answers_corrected_rate", "rephrase_rate")],
+        "",
+    ]
+    data = {
+        "models": {LABELS[n]: [summary(r) for r in evals[n]] for n in MODELS},
+        "stages": stages,
+        "collect": collect,
+    }
+    return "\n".join(lines), data
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after: Optional[str] = None) -> dict:
+    """Run (or continue) every stage; returns results.json's data. `stop_after`: a stage name (tests)."""
+    run_dir = Path(recipe.run.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / "recipe.yaml").is_file():
+        write_yaml(recipe, run_dir / "recipe.yaml")
+
+    # 1. phase-1 collection
+    if (run_dir / "collect" / "done").is_file():
+        log("collect: done, skipped")
+    collected = run_collect(
+        recipe, run_dir / "collect",
+        on_batch=lambda b, n, s: log(f"collect: batch {b}/{n}  questions {s['questions_seen']}  kept {s['kept']}  "
+                                     f"initial acc {_fmt(s['initial_accuracy'])}"),
+    )
+    log(f"collect: {collected['kept']} tuples kept from {collected['questions_seen']} questions")
+    if stop_after == "collect":
+        return {}
+
+    # 2. self-revision training, fused into RUN/srt/model
+    if (run_dir / "srt" / "done").is_file():
+        log("srt: done, skipped")
+    run_srt(recipe, run_dir / "collect" / "tuples.jsonl", run_dir / "srt",
+            on_step=lambda s, n, v: log(f"srt: step {s}/{n}  {v['stage']} loss {v['loss']:.4f}  {v['step_s']:.1f}s"))
+    if stop_after == "srt":
+        return {}
+
+    # 3. on-policy self-distillation from the SRT model
+    distill_dir = run_dir / "distill"
+    if (distill_dir / "done").is_file():
+        log("distill: done, skipped")
+    else:
+        d_recipe = distill_recipe(recipe, run_dir)
+        steps = d_recipe.distill.steps
+        run_distill(d_recipe, distill_dir, resume=(distill_dir / "checkpoint").exists(),
+                    on_step=lambda s, v: log(f"distill: step {s}/{steps}  reward {v['reward']:.3f}  kl {v['kl']:.4f}"))
+        (distill_dir / "done").write_text("")
+    if stop_after == "distill":
+        return {}
+
+    # 4. held-out evaluation of the three models, 5. the final table
+    evals = {name: evaluate_model(recipe, name, run_dir, log) for name in MODELS}
+    text, data = final_table(run_dir, evals)
+    (run_dir / "results.md").write_text(text)
+    _write_json(run_dir / "results.json", data)
+    log(text)
+    return data
