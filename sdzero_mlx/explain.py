@@ -280,7 +280,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: .2em .6em; border-bott
 """
 
 
-def render_png(report: TokenReport, path: str | Path, chars_per_line: int = 80, top_n: int = 10):
+def render_png(report: TokenReport, path: str | Path, chars_per_line: int = 110, top_n: int = 10):
     """PNG: the token strip coloured by delta (wrapped, newlines shown as a return sign) above a bar
     chart of per-token KL with the top-n tokens marked. Returns the matplotlib Figure."""
     import matplotlib
@@ -309,7 +309,6 @@ def render_png(report: TokenReport, path: str | Path, chars_per_line: int = 80, 
     ax_text.axis("off")
     for i, shown, ln, c in cells:
         ax_text.add_patch(Rectangle((c, ln), len(shown), 1, color=_delta_colour(report.delta[i], d_scale)))
-        ax_text.text(c, ln + 0.75, shown, family="monospace", fontsize=7)
     ax_text.set_title(f"r = {report.reward:g}: log p_student - log p_teacher per token (red: reviser doubts it)", fontsize=9)
     positions = list(range(len(report.kl)))
     ax_kl.bar(positions, report.kl, color="tab:orange", width=1.0)
@@ -319,6 +318,13 @@ def render_png(report: TokenReport, path: str | Path, chars_per_line: int = 80, 
     ax_kl.set_ylabel(f"{report.kind} KL")
     ax_kl.set_title(f"per-token KL; top-5% share {kl_concentration(report.kl):.2f}", fontsize=9)
     fig.tight_layout()
+    # widen the strip to the figure and size the font so that one character fills one grid cell
+    # (a monospace advance is about 0.6 em)
+    box = ax_text.get_position()
+    ax_text.set_position([0.02, box.y0, 0.96, box.height])
+    fontsize = 0.96 * fig.get_figwidth() * 72 / chars_per_line / 0.6
+    for i, shown, ln, c in cells:
+        ax_text.text(c, ln + 0.5, shown, family="monospace", fontsize=fontsize, va="center")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -362,3 +368,45 @@ def write_report(report: TokenReport, out_dir: str | Path, stem: str = "explain"
     page.write_text(render_html(report), encoding="utf-8")
     render_png(report, png)
     return page, png
+
+
+# -- whole jobs (the CLI's `sdzero explain`) ---------------------------------------------------
+
+
+def load_student_and_teacher(model: str, adapter: Optional[str], teacher: Optional[str], teacher_adapter: Optional[str]):
+    """(student, teacher, tokenizer). The teacher defaults to MODEL without the student's adapter,
+    the phase-2 setting where the frozen teacher is the model the student started from."""
+    from .config import ModelConfig
+    from .modeling import load_model
+
+    if teacher is None and teacher_adapter is None and adapter is None:
+        raise ValueError("Student and teacher would be the same model: give --adapter (student) or --teacher / --teacher-adapter.")
+    student, tokenizer = load_model(ModelConfig(model), adapter_path=adapter)
+    teacher_model, teacher_tok = load_model(ModelConfig(teacher or model), adapter_path=teacher_adapter)
+    if teacher_tok.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"The teacher {teacher} has a different tokenizer from {model}; both must score the same ids.")
+    return student, teacher_model, tokenizer
+
+
+def write_reports_jsonl(reports: Sequence[TokenReport], path: str | Path) -> Path:
+    from dataclasses import asdict
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for r in reports:
+            f.write(json.dumps({**asdict(r), "kl_concentration": kl_concentration(r.kl)}, ensure_ascii=False) + "\n")
+    return path
+
+
+def explain_set_to_dir(reports: Sequence[TokenReport], out_dir: str | Path, top_frac: float = 0.05) -> str:
+    """Per-response HTML/PNG, reports.jsonl, buckets.png and summary.md in out_dir; returns the table."""
+    out = Path(out_dir)
+    for i, r in enumerate(reports):
+        write_report(r, out, f"response-{i:03d}-r{r.reward:g}")
+    write_reports_jsonl(reports, out / "reports.jsonl")
+    render_buckets_png(reports, out / "buckets.png", top_frac)
+    table = summary_table(localisation_summary(reports, top_frac), top_frac)
+    (out / "summary.md").write_text(table)
+    return table

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import mlx.core as mx
 import mlx_lm
 import numpy as np
@@ -138,3 +137,30 @@ def test_localisation_summary_buckets():
     assert wrong.mean_kl == pytest.approx(11 / 8) and right.mean_kl == pytest.approx(1.0)
     table = summary_table((wrong, right), 0.25)
     assert "| 0 | 2 | 0.950 | 1.3750 | 4.0 |" in table and "top 25% tokens" in table
+
+
+def test_explain_command_writes_html_and_png(tiny_model_dir, tiny_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from sdzero_mlx.cli import app
+
+    teacher = make_model_dir(tmp_path / "t", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64, seed=7)
+    out = tmp_path / "one"
+    result = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--teacher", str(teacher), "--problem",
+                                      "What is 2 + 2?", "--response", "2 plus 2 is 5", "--reward", "0",
+                                      "--top-n", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("\n  #") == 4 and "reward 0;" in result.output
+    assert (out / "explain.html").read_text().startswith("<!DOCTYPE html>")
+    assert mpimg.imread(out / "explain.png").ndim == 3
+
+    many = tmp_path / "many"
+    result = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--teacher", str(teacher), "--data",
+                                      str(tiny_data), "--limit", "3", "--max-tokens", "6", "--out", str(many)])
+    assert result.exit_code == 0, result.output
+    assert len(list(many.glob("response-*.png"))) == 3 and (many / "buckets.png").is_file()
+    assert "| 0 | 3 |" in (many / "summary.md").read_text()  # a random model answers nothing right
+
+    same = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--problem", "x", "--reward", "1"])
+    assert same.exit_code == 2 and "give --adapter" in same.output
