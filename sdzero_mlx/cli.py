@@ -256,6 +256,89 @@ def eval_(
         typer.echo(f"per-problem results and summary.md/json in {out}")
 
 
+@app.command()
+def explain(
+    model: Annotated[str, typer.Argument(help="Student MODEL folder.")],
+    adapter: Annotated[Optional[str], typer.Option(help="Student LoRA adapter folder.")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher model folder (default: MODEL, e.g. the SRT model).")] = None,
+    teacher_adapter: Annotated[Optional[str], typer.Option(help="Teacher LoRA adapter folder.")] = None,
+    problem: Annotated[Optional[str], typer.Option(help="One problem to explain.")] = None,
+    response: Annotated[Optional[str], typer.Option(help="Response text to score (default: sample one from the student).")] = None,
+    answer: Annotated[Optional[str], typer.Option(help="Reference answer: grades the response to pick sep(r).")] = None,
+    reward: Annotated[Optional[float], typer.Option(help="Use this reward (0 or 1) instead of grading.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Explain one sampled response per problem of this file instead.")] = None,
+    field_problem: str = "problem",
+    field_answer: str = "answer",
+    limit: Annotated[int, typer.Option(help="Problems taken from --data.")] = 16,
+    top_k: Annotated[int, typer.Option(help="Teacher top-k support for the KL (0 = full vocabulary).")] = 0,
+    kind: Annotated[str, typer.Option(help="KL direction: reverse (paper), forward or mixed.")] = "reverse",
+    top_n: Annotated[int, typer.Option(help="Tokens listed by KL.")] = 10,
+    temperature: float = 0.7,
+    max_tokens: int = 512,
+    recipe: Annotated[Optional[Path], typer.Option(help="Take prompts and verifier settings from this recipe.")] = None,
+    seed: int = 0,
+    out: Annotated[Path, typer.Option(help="Output folder for HTML/PNG.")] = Path("explain"),
+) -> None:
+    """Self-localisation: per-token log p_student - log p_teacher and KL, as a coloured token strip."""
+    from .config import FieldMap, PromptConfig, SamplingConfig, load_recipe
+    from .data import load_examples
+    from . import explain as ex
+    from .prompts import separators
+    from .rollout import sample_rollouts
+    from .types import Example
+    from .verifier import VerifierConfig, verify
+
+    if (problem is None) == (data is None):
+        fail("give --problem (one response) or --data (one sampled response per problem), not both")
+    if problem is not None and reward is None and answer is None:
+        fail("give --answer (to grade the response) or --reward 0/1 (to pick the control phrase)")
+    try:
+        prompts, verifier = PromptConfig(), VerifierConfig()
+        if recipe is not None:
+            loaded = load_recipe(recipe)
+            prompts, verifier = loaded.prompts, loaded.verifier
+        student, teacher_model, tok = ex.load_student_and_teacher(model, adapter, teacher, teacher_adapter)
+        seps = separators(tok, prompts)
+        sampling = SamplingConfig(temperature=temperature, max_tokens=max_tokens)
+        if data is not None:
+            examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer))[:limit]
+            reports = ex.explain_examples(student, tok, teacher_model, examples, prompts, sampling, verifier, seps, seed, top_k, kind)
+            typer.echo(ex.explain_set_to_dir(reports, out))
+            typer.echo(f"{len(reports)} responses: HTML/PNG per response, buckets.png and summary.md in {out}")
+            return
+        if response is None:
+            rollout = sample_rollouts(student, tok, [Example("explain", problem, answer or "")], prompts, sampling, seed)[0]
+            p_ids, r_ids, text = rollout.prompt_ids, rollout.target_ids, rollout.text
+        else:
+            p_ids, r_ids = ex.response_ids(tok, problem, response, prompts)
+            text = response
+        r = reward if reward is not None else verify(text, answer, verifier)
+        report = ex.token_report(student, tok, teacher_model, p_ids, r_ids, r, seps, top_k, kind, problem=problem)
+        page, png = ex.write_report(report, out)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        fail(str(err))
+    typer.echo(f"reward {r:g}; {len(report.kl)} tokens; KL share of top 5% tokens {ex.kl_concentration(report.kl):.3f}")
+    for i, piece, k, d in ex.top_tokens(report, top_n):
+        typer.echo(f"  #{i:<4} {piece!r:<16} KL {k:.4f}  log p_s - log p_t {d:+.3f}")
+    typer.echo(f"wrote {page} and {png}")
+
+
+@app.command()
+def plot(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories holding metrics.jsonl.")],
+    out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("runs.png"),
+    label: Annotated[Optional[list[str]], typer.Option(help="Legend label per run (repeatable).")] = None,
+) -> None:
+    """Reward, KL, response length and tokens/s over steps; several runs overlaid."""
+    from .plots import plot_runs
+
+    try:
+        plot_runs(runs, out, label)
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     from .blas import reexec_with_fast_blas
 
