@@ -43,6 +43,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Optio
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not run_dirs:
         raise ValueError("Give at least one run directory.")
@@ -61,6 +62,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Optio
                     ax.plot(xs, ys, style, color=colours[n % len(colours)], label=label if style == "-" else None)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
