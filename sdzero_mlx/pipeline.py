@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 from .collect import run_collect
 from .config import Recipe
-from .configio import write_yaml
+from .configio import to_dict, write_yaml
 from .data import make_splits
 from .distill import run_distill
 from .evaluate import (
@@ -60,9 +60,13 @@ def _result_from_json(d: dict):
 def evaluate_model(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str], None]) -> list:
     """Evaluate one of base / srt / sd-zero on the held-out split; cached in RUN/eval/NAME.json."""
     out = run_dir / "eval" / f"{name}.json"
+    settings = {s: to_dict(getattr(recipe, s)) for s in ("eval", "data", "prompts", "verifier")} | {"seed": recipe.run.seed}
     if out.is_file():
+        saved = json.loads(out.read_text())
+        if saved["settings"] != settings:
+            raise ValueError(f"{out} was evaluated with other eval/data/prompts/verifier settings; delete it to re-evaluate.")
         log(f"eval {name}: done, skipped")
-        return [_result_from_json(d) for d in json.loads(out.read_text())]
+        return [_result_from_json(d) for d in saved["results"]]
     path = recipe.model.path if name == "base" else str(run_dir / "srt" / "model")
     adapters = str(run_dir / "distill" / "adapters") if name == "sd-zero" else None
     model, tokenizer = load_model(replace(recipe.model, path=path), adapter_path=adapters)
@@ -84,7 +88,7 @@ def evaluate_model(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str]
     for res in results:
         kind = "revise" if isinstance(res, ReviseResult) else "sample"
         write_rows_jsonl(res, run_dir / "eval" / f"{name}.{kind}.rows.jsonl")
-    _write_json(out, [summary(r) for r in results])
+    _write_json(out, {"settings": settings, "results": [summary(r) for r in results]})
     return results
 
 

@@ -69,6 +69,9 @@ def test_run_finishes_writes_the_final_table_and_skips_finished_stages(tiny_run_
         assert f"{stage}: done, skipped" in again.output
     assert "eval sd-zero: done, skipped" not in again.output and "srt: step" not in again.output
     assert json.loads((run / "results.json").read_text())["models"]["SD-Zero"] == data["models"]["SD-Zero"]
+    # a finished evaluation is not silently reused under other eval settings
+    stale = runner.invoke(app, ["run", str(recipe), "--set", "eval.k=3"])
+    assert stale.exit_code == 2 and "delete it" in stale.output
 
 
 def test_collect_and_srt_commands(tiny_run_recipe, tmp_path):
