@@ -366,7 +366,7 @@ def run_budget(run_dir: str | Path) -> Optional[dict]:
     if not lines:
         return None
     last = json.loads(lines[-1])
-    keys = ("step", "generations", "sampled_tokens", "trained_tokens")
+    keys = ("step", "generations", "sampled_tokens", "trained_tokens", "elapsed_s")
     return {key: last[key] for key in keys if key in last} or None
 
 

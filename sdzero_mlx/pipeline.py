@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -81,14 +82,16 @@ def evaluate_model(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str]
 
     args = (model, tokenizer, examples, recipe.prompts, recipe.eval, recipe.verifier, recipe.run.seed, progress,
             recipe.sampling.batch_size)
+    tic = time.perf_counter()
     results = [evaluate_examples(*args)]
     if recipe.eval.revise:
         results.append(generate_then_revise(*args))
+    seconds = time.perf_counter() - tic
     out.parent.mkdir(parents=True, exist_ok=True)
     for res in results:
         kind = "revise" if isinstance(res, ReviseResult) else "sample"
         write_rows_jsonl(res, run_dir / "eval" / f"{name}.{kind}.rows.jsonl")
-    _write_json(out, {"settings": settings, "results": [summary(r) for r in results]})
+    _write_json(out, {"settings": settings, "results": [summary(r) for r in results], "seconds": seconds})
     return results
 
 
@@ -98,16 +101,21 @@ def stage_budgets(run_dir: Path, evals: dict[str, list]) -> dict[str, dict]:
     srt = json.loads((run_dir / "srt" / "state.json").read_text())
     distill = run_budget(run_dir / "distill") or {}
     budgets = {
-        "collect": {"generations": collect["generations"], "sampled_tokens": collect["sampled_tokens"], "trained_tokens": 0},
-        "srt": {"generations": 0, "sampled_tokens": 0, "trained_tokens": srt["trained_tokens"], "steps": srt["step"]},
+        "collect": {"generations": collect["generations"], "sampled_tokens": collect["sampled_tokens"], "trained_tokens": 0,
+                    "seconds": collect["elapsed_s"]},
+        "srt": {"generations": 0, "sampled_tokens": 0, "trained_tokens": srt["trained_tokens"], "steps": srt["step"],
+                "seconds": srt["elapsed_s"]},
         "distill": {"generations": distill.get("generations", 0), "sampled_tokens": distill.get("sampled_tokens", 0),
-                    "trained_tokens": distill.get("trained_tokens", 0), "steps": distill.get("step", 0)},
+                    "trained_tokens": distill.get("trained_tokens", 0), "steps": distill.get("step", 0),
+                    "seconds": distill.get("elapsed_s", 0.0)},
     }
     for name, results in evals.items():
+        saved = json.loads((run_dir / "eval" / f"{name}.json").read_text())
         budgets[f"eval {name}"] = {
             "generations": sum(r.generations for r in results),
             "sampled_tokens": sum(r.sampled_tokens for r in results),
             "trained_tokens": 0,
+            "seconds": saved.get("seconds", 0.0),
         }
     return budgets
 
@@ -132,9 +140,10 @@ def final_table(run_dir: Path, evals: dict[str, list]) -> tuple[str, dict]:
         results_table(named, training_budgets(stages)),
         "## Budget per stage",
         "",
-        "| stage | generations | sampled tokens | trained tokens |",
-        "|---|---|---|---|",
-        *[f"| {s} | {b['generations']} | {b['sampled_tokens']} | {b['trained_tokens']} |" for s, b in stages.items()],
+        "| stage | generations | sampled tokens | trained tokens | seconds |",
+        "|---|---|---|---|---|",
+        *[f"| {s} | {b['generations']} | {b['sampled_tokens']} | {b['trained_tokens']} | {b['seconds']:.1f} |"
+          for s, b in stages.items()],
         "",
         "## Phase-1 collection",
         "",

@@ -50,6 +50,7 @@ def test_run_finishes_writes_the_final_table_and_skips_finished_stages(tiny_run_
     assert data["stages"]["collect"]["generations"] == 8 + collect["revisions_tried"]
     assert data["stages"]["distill"]["generations"] == 2 * 4 and data["stages"]["distill"]["steps"] == 2
     assert data["stages"]["srt"]["generations"] == 0 and data["stages"]["srt"]["trained_tokens"] > 0
+    assert all(stage["seconds"] > 0 for stage in data["stages"].values())  # time per stage
     # each model: k = 2 samples + 1 greedy per problem, plus 2 for generate-then-revise
     for name in ("base", "srt", "sd-zero"):
         assert data["stages"][f"eval {name}"]["generations"] == 6 * (2 + 1) + 2 * 6
