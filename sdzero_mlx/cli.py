@@ -165,6 +165,27 @@ def run_(
 
 
 @app.command()
+def demo(
+    quick: Annotated[bool, typer.Option("--quick", help="A small slice of the demo (a minute or two).")] = False,
+    out: Annotated[Path, typer.Option(help="Run directory (rerunning continues it).")] = Path("runs/demo"),
+    set_: SetOption = None,
+) -> None:
+    """The whole method on the built-in task and tiny model: table, plots and self-localisation."""
+    from .demo.app import run_demo
+
+    try:
+        result = run_demo(out, quick=quick, overrides=list(set_ or []), log=typer.echo)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; run the same command again to continue in {out}", err=True)
+        raise typer.Exit(code=130)
+    typer.echo("")
+    typer.echo(result.table)
+    typer.echo(f"everything is in {result.run_dir}")
+
+
+@app.command()
 def verify(
     text: Annotated[Optional[str], typer.Argument(help="Model output to grade.")] = None,
     answer: Annotated[Optional[str], typer.Argument(help="Reference answer.")] = None,
