@@ -38,38 +38,6 @@ def step_printer(total: int):
     return on_step
 
 
-@app.command()
-def distill(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
-    resume: Annotated[Optional[Path], typer.Option(help="Run directory to continue.")] = None,
-    set_: SetOption = None,
-) -> None:
-    """Phase 2: on-policy self-distillation of the Reviser into the Generator (LoRA)."""
-    from .config import load_recipe
-    from .distill import run_distill
-
-    overrides = list(set_ or [])
-    if resume is not None:
-        overrides.append(f"run.output_dir={resume}")
-    try:
-        loaded = load_recipe(recipe, overrides)
-    except (ValueError, FileNotFoundError) as err:
-        fail(str(err))
-    run_dir = Path(loaded.run.output_dir)
-    typer.echo(f"run directory: {run_dir}")
-    try:
-        state = run_distill(loaded, run_dir, resume=resume is not None, on_step=step_printer(loaded.distill.steps))
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        fail(str(err))
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; continue with: sdzero distill {recipe} --resume {run_dir}", err=True)
-        raise typer.Exit(code=130)
-    typer.echo(
-        f"done: {state.step} steps, {state.generations} generations, {state.sampled_tokens} sampled tokens. "
-        f"Adapters: {run_dir / 'adapters'}"
-    )
-
-
 def _load(recipe: Path, set_: Optional[list[str]]):
     from .config import load_recipe
 
@@ -86,6 +54,34 @@ def _pct(x: Optional[float]) -> str:
 def _interrupted(command: str, recipe: Path) -> None:
     typer.echo(f"\ninterrupted; continue with the same command: sdzero {command} {recipe} (finished work is kept)", err=True)
     raise typer.Exit(code=130)
+
+
+@app.command()
+def distill(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
+    resume: Annotated[Optional[Path], typer.Option(help="Run directory to continue.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Phase 2: on-policy self-distillation of the Reviser into the Generator (LoRA)."""
+    from .distill import run_distill
+
+    overrides = list(set_ or [])
+    if resume is not None:
+        overrides.append(f"run.output_dir={resume}")
+    loaded = _load(recipe, overrides)
+    run_dir = Path(loaded.run.output_dir)
+    typer.echo(f"run directory: {run_dir}")
+    try:
+        state = run_distill(loaded, run_dir, resume=resume is not None, on_step=step_printer(loaded.distill.steps))
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; continue with: sdzero distill {recipe} --resume {run_dir}", err=True)
+        raise typer.Exit(code=130)
+    typer.echo(
+        f"done: {state.step} steps, {state.generations} generations, {state.sampled_tokens} sampled tokens. "
+        f"Adapters: {run_dir / 'adapters'}"
+    )
 
 
 @app.command()
