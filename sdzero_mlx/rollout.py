@@ -8,11 +8,13 @@ the student learns where to stop. A completion cut by `max_tokens` has no stop t
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
+from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
 from .config import PromptConfig, SamplingConfig
@@ -27,6 +29,22 @@ class Completion:
     stop_id: Optional[int]
 
 
+def shared_prefix_caches(model, prompts: Sequence[Sequence[int]], copies: int) -> list[list]:
+    """KV caches of every prompt but its last token, computed once and copied `copies` times.
+
+    The k revisions of one answer share chat(x) + y_init + sep: prefilling that once instead of k
+    times made phase-1 collection 1.2-1.7x faster on CPU (SmolLM2-135M, see collect.py).
+    """
+    caches = []
+    for prompt in prompts:
+        cache = make_prompt_cache(model)
+        if len(prompt) > 1:
+            model(mx.array([list(prompt[:-1])]), cache=cache)
+            mx.eval([c.state for c in cache])
+        caches.extend([cache] + [copy.deepcopy(cache) for _ in range(copies - 1)])
+    return caches
+
+
 def generate_completions(
     model,
     tokenizer,
@@ -34,8 +52,10 @@ def generate_completions(
     sampling: SamplingConfig,
     seed: int,
     on_finish: Optional[Callable[[int], None]] = None,
+    copies: int = 1,
 ) -> list[Completion]:
-    """Sample one completion per prompt (batched, seeded). Order matches `prompts`."""
+    """Sample `copies` completions per prompt (batched, seeded), prompt-major order:
+    completion j of prompt i is at i * copies + j. With copies > 1 each prompt is prefilled once."""
     if not prompts:
         return []
     mx.random.seed(seed)
@@ -51,7 +71,12 @@ def generate_completions(
     was_training = model.training
     model.eval()  # no LoRA dropout while sampling
     try:
-        uids = generator.insert([list(p) for p in prompts])
+        if copies == 1:
+            uids = generator.insert([list(p) for p in prompts])
+        else:
+            caches = shared_prefix_caches(model, prompts, copies)
+            rest = [list(p[-1:]) for p in prompts for _ in range(copies)]
+            uids = generator.insert(rest, caches=caches, all_tokens=[list(p[:-1]) for p in prompts for _ in range(copies)])
         tokens = {uid: [] for uid in uids}
         done: dict[int, Completion] = {}
         while responses := generator.next_generated():
