@@ -97,9 +97,10 @@ def evaluate_examples(
     _check_examples(examples)
     k = config.k
     ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
-    # sample j of problem i is entry i * k + j: all samples go through one batched generator
+    # sample j of problem i is entry i * k + j: all samples go through one batched generator,
+    # and the k samples of a problem share one prefill of its prompt
     sampled = generate_completions(
-        model, tokenizer, [p for p in ids for _ in range(k)], sampling_config(config, batch_size), seed, on_progress
+        model, tokenizer, ids, sampling_config(config, batch_size), seed, on_progress, copies=k
     )
     texts = [tokenizer.decode(list(c.ids)) for c in sampled]
     golds = [ex.answer for ex in examples for _ in range(k)]
