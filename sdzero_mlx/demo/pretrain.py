@@ -4,21 +4,39 @@ Algorithm: build the tokenizer and a randomly initialised llama (`sdzero_mlx.tin
 `seed`); deal the task's splits (`task.make_splits(task_seed, ...)`, so the pretraining problems never
 overlap phase-1 / phase-2 / test); turn each pretraining problem into one chat sequence
 `chat([user: problem], add_generation_prompt) + assistant turn + <|im_end|>`; train with next-token
-cross-entropy on the assistant tokens only (mean over the step's assistant tokens), AdamW, linear warmup
-then cosine decay to 10%, float32, one `mx.eval` per step. Data order and error injection come from a
+cross-entropy on the assistant tokens only (mean over the step's assistant tokens), AdamW (lr 2e-3,
+weight decay 0.01, batch 64), linear warmup over 50 steps then a constant rate (`min_lr_ratio=1.0`; a
+cosine decay is available), float32, one `mx.eval` per step. Data order and error injection come from a
 numpy generator seeded with `seed`, weights from `mx.random.seed(seed)`: the same arguments give the same
-weights, byte for byte.
+weights, byte for byte. With a constant rate the schedule does not depend on `steps`, so a checkpoint
+at step N of a longer run equals a run with steps=N; that is how the budget below was chosen.
 
 Two-attempt transcripts (`revision_share`, default 0.1). SD-Zero later asks the model to continue its own
 answer after `"\\n\\n" + P_r + "\\n\\n"` in the same assistant turn. A model that only ever saw single
 solutions would emit <|im_end|> there, so a small share of pretraining turns shows that layout:
 - half of them: gold solution, "Let me rephrase the above solution.", the same gold solution again;
-- the other half: a first attempt with one injected local mistake (one step's result off by 1 or 10,
-  the later steps computed correctly from the wrong value, so the boxed answer is wrong),
-  "Wait, this response is not correct, let me start over.", then the gold solution from scratch.
+- the other half: a first attempt with one injected local mistake (one step's result off by 1, or by 10
+  where the range allows, the later steps computed correctly from the wrong value, so the boxed answer
+  is wrong), "Wait, this response is not correct, let me start over.", then the gold solution.
 The share is kept small so that the format is known but revision is not a trained skill: the second
 attempt is an independent re-solve, so a wrong first answer is fixed only about as often as the model
 can solve the problem anyway (the paper's base models correct 2.7%; SRT is what teaches revision).
+
+The shipped base model (`sdzero_mlx/demo/base_model`, made by `python -m sdzero_mlx.demo.pretrain OUT`
+with the defaults here) and how its budget was found, on 2 shared CPU cores, float32 + OpenBLAS:
+- Model: llama, hidden 128, 4 layers, 4 heads (head dim 32), SwiGLU 256, tied embeddings: 0.68M
+  parameters, 2.7 MB. Task: `task.Difficulty()` defaults (single-digit running totals, 4-6 steps).
+- 240 steps x 64 sequences (15k problems, one epoch, about 55 tokens each), about 4,000 tokens/s here:
+  about 5 minutes. Checkpoints of one seeded run, accuracy on 500 test problems (greedy / T=0.7):
+  step 120: 11% / 12%, 160: 18% / 17%, 200: 26% / 25%, 220: 44% / 36%, 240: 38% / 34%, 260: 64% / 52%.
+  Single-digit steps are learned in a sharp transition between steps ~150 and ~260 (95% greedy by 300
+  steps with a decaying rate), so the budget, not the task, sets the base accuracy; 240 leaves room to
+  improve on both sides of the 20-50% target.
+- What did not work (same budget class): two-digit totals with one-digit operands (10..99 or 0..199),
+  3-4 steps: 3-6% accuracy after 200-300 steps and 6% greedy / 8% sampled after 1000 steps (9 minutes);
+  per-step results stayed under 10% right while copying was ~99% right, in all three scratchpad formats
+  tried ("a+b=c" lines, "=c+rest" lines, "a+b=c+rest" lines) and with 2 or 4 heads. Learning rate 5e-3
+  with batch 32 diverged to a loss of 1.4 (format not learned).
 """
 
 from __future__ import annotations
@@ -50,32 +68,35 @@ class PretrainConfig:
     """Everything that determines the pretrained weights (saved into build_info.json)."""
 
     seed: int = 0
-    steps: int = 600
+    steps: int = 240
     batch_size: int = 64
     learning_rate: float = 2e-3
     warmup_steps: int = 50
+    min_lr_ratio: float = 1.0  # cosine decay to learning_rate * this; 1.0 = constant after warmup
     weight_decay: float = 0.01
     hidden_size: int = 128
-    num_hidden_layers: int = 3
-    num_attention_heads: int = 2
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
     intermediate_size: int = 256
     revision_share: float = 0.1
     task_seed: int = 0
-    pretrain_problems: int = 60000
+    pretrain_problems: int = 20000
     difficulty: task.Difficulty = field(default_factory=task.Difficulty)
     # Held-out split sizes only fix which problems pretraining must not see.
     held_out: tuple[tuple[str, int], ...] = (("test", 500), ("phase2", 2000), ("phase1", 2000))
 
 
-def inject_error(start: int, ops: list[tuple[str, int]], rng: np.random.Generator) -> str:
-    """A solution with one wrong step result (off by 1 or 10), later steps consistent with it."""
+def inject_error(
+    start: int, ops: list[tuple[str, int]], rng: np.random.Generator, low: int = 0, high: int = 9
+) -> str:
+    """A solution with one wrong step result (off by 1 or 10, kept in [low, high] so it looks like the
+    usual totals), later steps consistent with it."""
     total, results = start, []
     bad = int(rng.integers(len(ops)))
     for i, (op, b) in enumerate(ops):
         total = total + b if op == "+" else total - b
         if i == bad:
-            delta = int(rng.choice([-10, -1, 1, 10]))
-            total = total + delta if total + delta >= 0 else total - delta
+            total += int(rng.choice([d for d in (-10, -1, 1, 10) if low <= total + d <= high]))
         results.append(total)
     return task.render_solution(start, ops, results)
 
@@ -86,17 +107,17 @@ def parse_problem(text: str) -> tuple[int, list[tuple[str, int]]]:
     return int(parts[0]), [(parts[i], int(parts[i + 1])) for i in range(1, len(parts), 2)]
 
 
-def assistant_turn(p: task.Problem, kind: str, rng: np.random.Generator) -> str:
+def assistant_turn(p: task.Problem, kind: str, rng: np.random.Generator, difficulty: task.Difficulty) -> str:
     """The assistant text for one pretraining sequence: 'single', 'rephrase' or 'restart'."""
     if kind == "single":
         return p.solution
     if kind == "rephrase":
         return f"{p.solution}\n\n{REPHRASE}\n\n{p.solution}"
-    wrong = inject_error(*parse_problem(p.problem), rng)
+    wrong = inject_error(*parse_problem(p.problem), rng, difficulty.min_total, difficulty.max_total)
     return f"{wrong}\n\n{RESTART}\n\n{p.solution}"
 
 
-def encode_examples(problems, tokenizer, rng: np.random.Generator, revision_share: float):
+def encode_examples(problems, tokenizer, rng: np.random.Generator, revision_share: float, difficulty: task.Difficulty):
     """Token id lists and the index where the assistant turn starts, one pair per problem."""
     end_id = tokenizer.token_to_id(IM_END)
     kinds = rng.choice(
@@ -105,7 +126,7 @@ def encode_examples(problems, tokenizer, rng: np.random.Generator, revision_shar
         p=[1 - revision_share, revision_share / 2, revision_share / 2],
     )
     prompts = [f"<|im_start|>user\n{p.problem}<|im_end|>\n<|im_start|>assistant\n" for p in problems]
-    answers = [assistant_turn(p, k, rng) for p, k in zip(problems, kinds)]
+    answers = [assistant_turn(p, k, rng, difficulty) for p, k in zip(problems, kinds)]
     prompt_ids = [e.ids for e in tokenizer.encode_batch(prompts)]
     answer_ids = [e.ids for e in tokenizer.encode_batch(answers)]
     return [(p + a + [end_id], len(p)) for p, a in zip(prompt_ids, answer_ids)]
@@ -132,8 +153,14 @@ def build_model(config: dict, seed: int):
     return model
 
 
-def pretrain(out_dir: Path, cfg: PretrainConfig = PretrainConfig(), *, log_every: int = 25, **overrides) -> dict:
-    """Train from scratch and save an mlx-lm model folder plus build_info.json into out_dir; return the info."""
+def pretrain(
+    out_dir: Path, cfg: PretrainConfig = PretrainConfig(), *, log_every: int = 25, checkpoints=(), **overrides
+) -> dict:
+    """Train from scratch and save an mlx-lm model folder plus build_info.json into out_dir; return the info.
+
+    `checkpoints`: steps at which to also save a model folder `out_dir/step_N`. With min_lr_ratio=1.0 the
+    schedule does not depend on `steps`, so step_N equals a fresh run with steps=N (used to pick the budget).
+    """
     cfg = PretrainConfig(**{**asdict(cfg), **overrides, "difficulty": overrides.get("difficulty", cfg.difficulty)})
     t0 = time.perf_counter()
     mx.random.seed(cfg.seed)
@@ -141,7 +168,7 @@ def pretrain(out_dir: Path, cfg: PretrainConfig = PretrainConfig(), *, log_every
     sizes = dict(cfg.held_out) | {"pretrain": cfg.pretrain_problems}
     problems = task.make_splits(cfg.task_seed, sizes, cfg.difficulty)["pretrain"]
     tokenizer = build_tokenizer()
-    examples = encode_examples(problems, tokenizer, rng, cfg.revision_share)
+    examples = encode_examples(problems, tokenizer, rng, cfg.revision_share, cfg.difficulty)
     pad_id = tokenizer.token_to_id(PAD)
 
     arch = dict(
@@ -156,7 +183,9 @@ def pretrain(out_dir: Path, cfg: PretrainConfig = PretrainConfig(), *, log_every
     schedule = optim.join_schedules(
         [
             optim.linear_schedule(cfg.learning_rate / cfg.warmup_steps, cfg.learning_rate, cfg.warmup_steps),
-            optim.cosine_decay(cfg.learning_rate, max(1, cfg.steps - cfg.warmup_steps), cfg.learning_rate * 0.1),
+            optim.cosine_decay(
+                cfg.learning_rate, max(1, cfg.steps - cfg.warmup_steps), cfg.learning_rate * cfg.min_lr_ratio
+            ),
         ],
         [cfg.warmup_steps],
     )
@@ -193,6 +222,8 @@ def pretrain(out_dir: Path, cfg: PretrainConfig = PretrainConfig(), *, log_every
         if it % log_every == 0 or it == cfg.steps:
             dt = time.perf_counter() - t_train
             print(f"step {it:5d}  loss {np.mean(losses[-log_every:]):.4f}  tok/s {tokens / dt:7.0f}  {dt:6.1f}s", flush=True)
+        if it in checkpoints:
+            make_model_dir(Path(out_dir) / f"step_{it}", **arch, weights=dict(tree_flatten(model.parameters())))
 
     train_seconds = time.perf_counter() - t_train
     out_dir = make_model_dir(Path(out_dir), **arch, weights=dict(tree_flatten(model.parameters())))
@@ -216,18 +247,46 @@ def main(argv=None):
     for name in ("seed", "steps", "batch_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                  "intermediate_size", "pretrain_problems", "task_seed"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in ("learning_rate", "revision_share", "weight_decay"):
+    p.add_argument("--evaluate", type=int, default=500, help="test problems to measure afterwards (0: skip)")
+    p.add_argument("--checkpoints", type=lambda x: tuple(int(v) for v in x.split(",")), default=())
+    for name in ("learning_rate", "revision_share", "weight_decay", "min_lr_ratio"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     p.add_argument("--min-steps", type=int, default=defaults.difficulty.min_steps)
     p.add_argument("--max-steps", type=int, default=defaults.difficulty.max_steps)
-    p.add_argument("--operand-digits", type=int, default=defaults.difficulty.operand_digits)
+    for name in ("start_digits", "operand_digits", "min_total", "max_total"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults.difficulty, name))
     args = vars(p.parse_args(argv))
     out_dir = args.pop("out_dir")
-    difficulty = task.Difficulty(
-        min_steps=args.pop("min_steps"), max_steps=args.pop("max_steps"), operand_digits=args.pop("operand_digits")
-    )
+    difficulty = task.Difficulty(**{k: args.pop(k) for k in asdict(defaults.difficulty)})
+    n_eval = args.pop("evaluate")
     info = pretrain(out_dir, difficulty=difficulty, **args)
+    if n_eval:
+        info = evaluate_into_build_info(out_dir, n_eval)
     print(json.dumps(info, indent=2))
+
+
+def evaluate_into_build_info(out_dir: Path, n: int) -> dict:
+    """Measure greedy / T=0.7 accuracy and the revision probe on the test split; add them to build_info.json."""
+    import hashlib
+
+    from mlx_lm import load
+
+    from sdzero_mlx.demo.evaluate import accuracy, revision_probe
+
+    path = Path(out_dir) / "build_info.json"
+    info = json.loads(path.read_text())
+    cfg = info["config"]
+    test = task.make_splits(cfg["task_seed"], {"test": n}, task.Difficulty(**cfg["difficulty"]))["test"]
+    model, tokenizer = load(str(out_dir))
+    info["weights_sha256"] = hashlib.sha256((Path(out_dir) / "model.safetensors").read_bytes()).hexdigest()
+    info["test_eval"] = {
+        "n": n,
+        "greedy": asdict(accuracy(model, tokenizer, test, temperature=0.0)),
+        "temperature_0.7": asdict(accuracy(model, tokenizer, test, temperature=0.7, seed=0)),
+        "revision_probe_temperature_0.7": revision_probe(model, tokenizer, test, temperature=0.7, seed=0),
+    }
+    path.write_text(json.dumps(info, indent=2) + "\n")
+    return info
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 A problem is a chain of additions and subtractions evaluated left to right, e.g.
 
-    problem:  "Compute 47+8-5+9."
-    solution: "=55-5+9\n=50+9\n=59\n\\boxed{59}"
-    answer:   "59"
+    problem:  "Compute 7-1-4+5."
+    solution: "7-1=6-4+5\n6-4=2+5\n2+5=7\n\\boxed{7}"
+    answer:   "7"
 
 Choices and reasons:
 - Only + and -: left-to-right evaluation then equals ordinary precedence, so the problem text is also a
@@ -13,14 +13,20 @@ Choices and reasons:
   operand by default) that a sub-million-parameter model can learn in minutes, while a chain of several
   steps leaves room for a local mistake (a wrong carry or borrow in one line) that propagates to the
   answer. Accuracy is roughly (per-step accuracy) ** steps, so `min_steps`/`max_steps` is the main knob.
-- Rewrite scratchpad: each line is the previous expression with its first operation done ("=55-5+9"),
-  so every step reads its two operands at the start of the line above and copies the rest of that line.
-  Both are local patterns a tiny transformer learns quickly; the alternative "a+b=c" lines make it find
-  the k-th operand in the prompt, which it learns far more slowly (measured: see pretrain.py).
+- Rewrite scratchpad: each line copies the first operation still to do from the line above, then
+  `=`, its result, and the rest of the line above ("55-5=50+9"). The result's digits are then a function
+  of the four tokens just before `=` (fixed offsets, since totals have two digits and operands one), and
+  everything else is copying, which a tiny transformer learns first. Measured alternatives (0.5M model):
+  "a+b=c" lines (the model must find the k-th operand in the prompt) and "=55-5+9" lines (operands at a
+  distance that varies with the line length) both stayed under 10% per-step accuracy after 200-1000
+  steps, while copying was already ~99% right.
 - No spaces inside the arithmetic: every space is a token of its own with this tokenizer, and short
   sequences are what makes CPU pretraining affordable (about 50 tokens per example, prompt included).
-- Running totals never go negative (a subtraction that would is turned into an addition), so every
-  number is a plain non-negative integer and digits are tokens of their own.
+- Running totals stay in [min_total, max_total] (an operation that would leave it is flipped to the
+  other sign; the range is at least twice the largest operand, so one always fits). The defaults,
+  10..99 with one-digit operands, make every number in every line the same width, so each digit sits
+  at a fixed offset: with variable widths (totals 0..199) a 0.5M model reached only 8% per-step
+  accuracy after 1000 steps (64k examples), with the copying of the line's tail already perfect.
 - Problems are generated as one seeded stream of distinct problem texts; `make_splits` deals the first
   items to "test", then "phase2", "phase1", "pretrain", so the evaluation split does not depend on how
   much pretraining data is requested, and all splits are disjoint by problem text.
@@ -41,19 +47,25 @@ SPLIT_ORDER = ("test", "phase2", "phase1", "pretrain")
 class Difficulty:
     """Knobs of the generator."""
 
-    min_steps: int = 3  # operations per problem, drawn uniformly in [min_steps, max_steps]
-    max_steps: int = 4
-    start_digits: int = 2  # the first number has exactly this many digits
+    min_steps: int = 4  # operations per problem, drawn uniformly in [min_steps, max_steps]
+    max_steps: int = 6
+    start_digits: int = 1  # the first number has exactly this many digits
     operand_digits: int = 1  # later operands have 1..operand_digits digits (never 0)
-    max_total: int = 199  # an addition that would exceed this becomes a subtraction
+    min_total: int = 0  # running totals stay in [min_total, max_total]; the defaults (single digits)
+    max_total: int = 9  # make every number one token at a fixed offset in each line
 
     def __post_init__(self):
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError(f"Need 1 <= min_steps <= max_steps, got {self.min_steps}, {self.max_steps}.")
         if self.start_digits < 1 or self.operand_digits < 1:
             raise ValueError("start_digits and operand_digits must be >= 1.")
-        if self.max_total < max(10**self.start_digits, 10**self.operand_digits) - 1:
-            raise ValueError(f"max_total={self.max_total} is below the largest start number or operand; raise it.")
+        low, high = 10 ** (self.start_digits - 1), 10**self.start_digits - 1
+        if not (self.min_total <= low and high <= self.max_total):
+            raise ValueError(
+                f"Start numbers {low}..{high} must lie in [min_total, max_total] = "
+                f"[{self.min_total}, {self.max_total}]; change start_digits or the bounds."
+            )
+        # The start range spans at least 1..9, so [min_total, max_total] always leaves room for a step.
 
 
 @dataclass(frozen=True)
@@ -79,29 +91,33 @@ def sample_chain(rng: random.Random, difficulty: Difficulty) -> tuple[int, list[
     for _ in range(rng.randint(d.min_steps, d.max_steps)):
         operand = _number(rng, d.operand_digits, exact=False)
         op = rng.choice("+-")
-        if op == "-" and operand > total:
+        if op == "-" and total - operand < d.min_total:
             op = "+"
-        if op == "+" and total + operand > d.max_total:
+        elif op == "+" and total + operand > d.max_total:
             op = "-"
-            if operand > total:  # neither fits: subtract a smaller number (total >= 1 here, see checks)
-                operand = rng.randint(1, total)
+        if not d.min_total <= (total + operand if op == "+" else total - operand) <= d.max_total:
+            # Neither sign fits (only in narrow ranges): a smaller operand in the roomier direction.
+            up, down = d.max_total - total, total - d.min_total
+            op = "+" if up >= down else "-"
+            operand = rng.randint(1, max(up, down))
         total = total + operand if op == "+" else total - operand
         ops.append((op, operand))
     return start, ops
 
 
 def render_solution(start: int, ops: list[tuple[str, int]], results: list[int] | None = None) -> str:
-    """One line per step: `=` the running total followed by the operations still to do; then `\\boxed{}`.
+    """One line per step, `a op b=` + the running total + the operations still to do; then `\\boxed{}`.
 
     `results` overrides the running totals (used to inject a mistake; later lines stay consistent with it).
-    Example: start 59, ops [-1, -9] -> "=58-9\\n=49\\n\\\\boxed{49}".
+    Example: start 59, ops [-1, -9] -> "59-1=58-9\\n58-9=49\\n\\\\boxed{49}".
     """
     lines, total = [], start
     for i, (op, b) in enumerate(ops):
+        head = f"{total}{op}{b}="
         total = total + b if op == "+" else total - b
         if results is not None:
             total = results[i]
-        lines.append(f"={total}" + "".join(f"{o}{x}" for o, x in ops[i + 1 :]))
+        lines.append(head + f"{total}" + "".join(f"{o}{x}" for o, x in ops[i + 1 :]))
     return "\n".join(lines) + f"\n\\boxed{{{total}}}"
 
 
