@@ -9,24 +9,21 @@ A problem is a chain of additions and subtractions evaluated left to right, e.g.
 Choices and reasons:
 - Only + and -: left-to-right evaluation then equals ordinary precedence, so the problem text is also a
   valid expression and the project's verifier grades against a plain integer.
-- A running total with short operands: each step is one local fact (a two-digit total plus a one-digit
-  operand by default) that a sub-million-parameter model can learn in minutes, while a chain of several
-  steps leaves room for a local mistake (a wrong carry or borrow in one line) that propagates to the
-  answer. Accuracy is roughly (per-step accuracy) ** steps, so `min_steps`/`max_steps` is the main knob.
-- Rewrite scratchpad: each line copies the first operation still to do from the line above, then
-  `=`, its result, and the rest of the line above ("55-5=50+9"). The result's digits are then a function
-  of the four tokens just before `=` (fixed offsets, since totals have two digits and operands one), and
-  everything else is copying, which a tiny transformer learns first. Measured alternatives (0.5M model):
-  "a+b=c" lines (the model must find the k-th operand in the prompt) and "=55-5+9" lines (operands at a
-  distance that varies with the line length) both stayed under 10% per-step accuracy after 200-1000
-  steps, while copying was already ~99% right.
+- Defaults: single-digit running totals (0..9) and operands (1..9), 4-6 steps. Each step is one local
+  fact a sub-million-parameter model learns in minutes on a CPU, and a chain of 4-6 of them leaves room
+  for a local mistake in one line that propagates to the answer. Accuracy is roughly
+  (per-step accuracy) ** steps, so `min_steps`/`max_steps` and the pretraining budget set the base level.
+  Two-digit totals (10..99 or 0..199, one-digit operands) are available through the knobs but were not
+  learnable in the demo's budget: a 0.5-0.7M model stayed under 10% per-step accuracy after 200-1000
+  steps (up to 9 CPU minutes), in every scratchpad format tried, while its copying was ~99% right.
+- Rewrite scratchpad: each line copies the first operation still to do from the line above, then `=`,
+  its result, and the rest of the line above ("6-4=2+5"). The result is a function of the few tokens just
+  before `=` at fixed offsets (every number is one digit), and everything else is copying, which a tiny
+  transformer learns first. A final `\\boxed{N}` line carries the answer.
 - No spaces inside the arithmetic: every space is a token of its own with this tokenizer, and short
-  sequences are what makes CPU pretraining affordable (about 50 tokens per example, prompt included).
-- Running totals stay in [min_total, max_total] (an operation that would leave it is flipped to the
-  other sign; the range is at least twice the largest operand, so one always fits). The defaults,
-  10..99 with one-digit operands, make every number in every line the same width, so each digit sits
-  at a fixed offset: with variable widths (totals 0..199) a 0.5M model reached only 8% per-step
-  accuracy after 1000 steps (64k examples), with the copying of the line's tail already perfect.
+  sequences are what makes CPU pretraining affordable (about 55 tokens per example, prompt included).
+- Running totals stay in [min_total, max_total]: an operation that would leave the range is flipped to
+  the other sign, and if neither sign fits, a smaller operand is drawn in the roomier direction.
 - Problems are generated as one seeded stream of distinct problem texts; `make_splits` deals the first
   items to "test", then "phase2", "phase1", "pretrain", so the evaluation split does not depend on how
   much pretraining data is requested, and all splits are disjoint by problem text.
