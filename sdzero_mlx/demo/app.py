@@ -1,7 +1,6 @@
 """`sdzero demo`: the whole method on the built-in task and tiny base model, with table and pictures.
 
-Steps: find the base model (shipped in the package, or built once by `pretrain.py` into a cache);
-write the held-out task problems of that model's build as JSONL into the run directory; run the
+Steps: take the base model shipped in the package (made by the seeded `pretrain.py`); write the held-out task problems of that model's build as JSONL into the run directory; run the
 pipeline (collect -> SRT -> distill -> evaluate base / SRT / SD-Zero) with the packaged recipe;
 then draw the training curves and the self-localisation picture, and write `demo.md`.
 
@@ -12,10 +11,7 @@ that answer and the "not correct" cue. Where the two disagree is where the dense
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +19,9 @@ from typing import Callable, Sequence
 
 from ..config import ModelConfig, Recipe, load_recipe
 from ..configio import write_yaml
-from . import task
+from . import BASE_MODEL, task
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-SHIPPED_MODEL = PACKAGE_DIR / "base_model"
 RECIPE = PACKAGE_DIR / "recipe.yaml"
 # --quick: the same pipeline on a sliver of the data, to check that everything runs (CI uses it).
 QUICK = (
@@ -48,27 +43,14 @@ class DemoResult:
     seconds: float
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("SDZERO_CACHE", "~/.cache/sdzero-mlx")).expanduser()
-
-
-def base_model_dir(log: Callable[[str], None] = print) -> Path:
-    """The shipped base model, or one built once (deterministically) into the cache."""
-    if (SHIPPED_MODEL / "config.json").is_file():
-        return SHIPPED_MODEL
-    from .pretrain import PretrainConfig, pretrain
-
-    config = PretrainConfig()
-    key = hashlib.sha256(repr(config).encode()).hexdigest()[:12]
-    target = cache_root() / f"demo-base-{key}"
-    if not (target / "build_info.json").is_file():
-        log(f"building the demo base model once into {target} (seeded; a few minutes)")
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        pretrain(tmp, config)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    return target
+def base_model_dir() -> Path:
+    """The shipped base model (made by `python -m sdzero_mlx.demo.pretrain OUT`, seeded)."""
+    if not (BASE_MODEL / "config.json").is_file():
+        raise FileNotFoundError(
+            f"The demo's base model is missing from {BASE_MODEL}. Rebuild it (about 5 minutes on 2 cores) with "
+            f"`python -m sdzero_mlx.demo.pretrain {BASE_MODEL}`."
+        )
+    return BASE_MODEL
 
 
 def write_task_files(model_dir: Path, data_dir: Path) -> tuple[Path, Path]:
@@ -163,7 +145,7 @@ def run_demo(run_dir: Path, quick: bool = False, overrides: Sequence[str] = (), 
 
     tic = time.perf_counter()
     run_dir = Path(run_dir)
-    model_dir = base_model_dir(log)
+    model_dir = base_model_dir()
     train, test = write_task_files(model_dir, run_dir / "data")
     recipe = demo_recipe(run_dir, model_dir, train, test, quick, overrides)
     run_dir.mkdir(parents=True, exist_ok=True)
