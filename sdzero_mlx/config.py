@@ -177,8 +177,10 @@ class CollectConfig:
 class SrtConfig:
     """Phase 1 training on kept tuples: revision loss + generation loss."""
 
-    mode: Literal["summed", "staged"] = field(
-        default="summed", metadata={"help": "Paper: both NLL terms summed; reference code: two consecutive stages."}
+    mode: Literal["summed", "staged", "revision", "generation"] = field(
+        default="summed",
+        metadata={"help": "Paper: both NLL terms summed; reference code: two consecutive stages; "
+                          "revision / generation: one term only (the paper's ablation: 52.2 / 56.4 vs 57.6)."},
     )
     epochs: int = 1
     batch_size: int = field(default=8, metadata={"help": "Tuples per optimizer step."})

@@ -97,6 +97,17 @@ def test_staged_plan_follows_the_reference_split():
     assert {it.ids for it in gen.items}.isdisjoint({it.ids for it in rev.items})
     [summed] = plan_stages(items, SrtConfig(), 0)
     assert summed.terms == (REVISION, GENERATION) and len(summed.items) == 9
+    [only_rev] = plan_stages(items, SrtConfig(mode="revision"), 0)
+    assert only_rev.terms == (REVISION,) and len(only_rev.items) == 9
+
+
+def test_revision_only_weights_cover_exactly_y_rev():
+    # prompt (1, 2), y_init (7,), sep (5,), y_rev (8, 9) + stop 3: revision targets are 8, 9, 3
+    item = srt_item(tup((1, 2), (7,), (5,), (8, 9)))
+    [mb] = srt_batches([item], (REVISION,), 1, 0)
+    weights, targets = mb.weights.tolist()[0], mb.targets.tolist()[0]
+    assert [t for t, w in zip(targets, weights) if w > 0] == [8, 9, 3]
+    assert [w for w in weights if w > 0] == pytest.approx([1 / 3] * 3)
 
 
 def write_tuples(path, tokenizer, problems):
