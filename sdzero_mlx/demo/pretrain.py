@@ -266,24 +266,36 @@ def main(argv=None):
 
 
 def evaluate_into_build_info(out_dir: Path, n: int) -> dict:
-    """Measure greedy / T=0.7 accuracy and the revision probe on the test split; add them to build_info.json."""
+    """Greedy and T=0.7 accuracy and generate-then-revise on the test split (the project's own
+    evaluation, so the numbers match `sdzero eval`); added to build_info.json."""
     import hashlib
 
-    from mlx_lm import load
-
-    from sdzero_mlx.demo.evaluate import accuracy, revision_probe
+    from sdzero_mlx.config import EvalConfig, ModelConfig, PromptConfig
+    from sdzero_mlx.evaluate import evaluate_examples, generate_then_revise
+    from sdzero_mlx.modeling import load_model
+    from sdzero_mlx.types import Example
+    from sdzero_mlx.verifier import VerifierConfig
 
     path = Path(out_dir) / "build_info.json"
     info = json.loads(path.read_text())
     cfg = info["config"]
     test = task.make_splits(cfg["task_seed"], {"test": n}, task.Difficulty(**cfg["difficulty"]))["test"]
-    model, tokenizer = load(str(out_dir))
+    examples = [Example(p.id, p.problem, p.answer) for p in test]
+    model, tokenizer = load_model(ModelConfig(str(out_dir)))
+    prompts, config = PromptConfig(template="{problem}"), EvalConfig(k=1, temperature=0.7, max_tokens=128, greedy=True)
+    sampled = evaluate_examples(model, tokenizer, examples, prompts, config, VerifierConfig(), seed=0, batch_size=128)
+    revised = generate_then_revise(model, tokenizer, examples, prompts, config, VerifierConfig(), seed=0, batch_size=128)
     info["weights_sha256"] = hashlib.sha256((Path(out_dir) / "model.safetensors").read_bytes()).hexdigest()
     info["test_eval"] = {
         "n": n,
-        "greedy": asdict(accuracy(model, tokenizer, test, temperature=0.0)),
-        "temperature_0.7": asdict(accuracy(model, tokenizer, test, temperature=0.7, seed=0)),
-        "revision_probe_temperature_0.7": revision_probe(model, tokenizer, test, temperature=0.7, seed=0),
+        "greedy": {"accuracy": sampled.greedy_accuracy},
+        "temperature_0.7": {"accuracy": sampled.avg_at_k, "mean_tokens": sampled.mean_tokens},
+        "revise_temperature_0.7": {
+            "first_accuracy": revised.first_accuracy,
+            "revised_accuracy": revised.revised_accuracy,
+            "correction_rate": revised.correction_rate,
+            "degradation_rate": revised.degradation_rate,
+        },
     }
     path.write_text(json.dumps(info, indent=2) + "\n")
     return info
