@@ -18,6 +18,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import mlx.core as mx
 import mlx.optimizers as optim
@@ -93,3 +94,32 @@ def load_checkpoint(run_dir: Path, optimizer: optim.Optimizer, extra_names: tupl
     optimizer.state = tree_unflatten(list(mx.load(str(path / "optimizer.safetensors")).items()))
     extras = {name: mx.load(str(path / f"{name}.safetensors")) for name in extra_names}
     return state, lora, extras
+
+
+def check_same_recipe(
+    recipe, saved_path: Path, sections: Sequence[str], extra: Sequence[str] = ("run.seed",), ignore: Sequence[str] = ()
+) -> None:
+    """Refuse to continue a stage whose saved recipe differs in the sections it depends on.
+
+    `extra`: single dotted keys outside those sections that matter too; `ignore`: dotted keys inside
+    them that may change on resume (e.g. distill.steps, to train longer).
+    """
+    from .config import load_recipe
+    from .configio import to_dict
+
+    saved, now = to_dict(load_recipe(saved_path)), to_dict(recipe)
+    diffs = [
+        f"{s}.{k}: {saved[s].get(k)!r} -> {now[s].get(k)!r}"
+        for s in sections
+        for k in sorted(set(saved[s]) | set(now[s]))
+        if saved[s].get(k) != now[s].get(k) and f"{s}.{k}" not in ignore
+    ]
+    for dotted in extra:
+        s, k = dotted.split(".")
+        if saved[s][k] != now[s][k]:
+            diffs.append(f"{dotted}: {saved[s][k]!r} -> {now[s][k]!r}")
+    if diffs:
+        raise ValueError(
+            f"{saved_path.parent} was started with another recipe ({'; '.join(diffs)}). "
+            "Continue with the same recipe, or choose another run.output_dir."
+        )

@@ -49,8 +49,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from .config import CollectConfig, Recipe
-from .configio import to_dict, write_yaml
+from .configio import write_yaml
 from .data import make_splits
+from .checkpoint import check_same_recipe
 from .modeling import load_model
 from .prompts import Separators, prompt_ids, separators
 from .rollout import generate_completions
@@ -296,28 +297,6 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 COLLECT_SECTIONS = ("model", "data", "prompts", "sampling", "collect", "verifier")
-
-
-def check_same_recipe(recipe: Recipe, saved_path: Path, sections: Sequence[str], extra: Sequence[str] = ("run.seed",)) -> None:
-    """Refuse to continue a stage whose saved recipe differs in the sections it depends on."""
-    from .config import load_recipe
-
-    saved, now = to_dict(load_recipe(saved_path)), to_dict(recipe)
-    diffs = [
-        f"{s}.{k}: {saved[s].get(k)!r} -> {now[s].get(k)!r}"
-        for s in sections
-        for k in sorted(set(saved[s]) | set(now[s]))
-        if saved[s].get(k) != now[s].get(k)
-    ]
-    for dotted in extra:
-        s, k = dotted.split(".")
-        if saved[s][k] != now[s][k]:
-            diffs.append(f"{dotted}: {saved[s][k]!r} -> {now[s][k]!r}")
-    if diffs:
-        raise ValueError(
-            f"{saved_path.parent} was started with another recipe ({'; '.join(diffs)}). "
-            "Continue with the same recipe, or choose another run.output_dir."
-        )
 
 
 def load_tuples(path: Path) -> list[RevisionTuple]:

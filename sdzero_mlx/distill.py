@@ -25,9 +25,9 @@ from typing import Callable, Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .checkpoint import TrainingState, load_checkpoint, save_adapters, save_checkpoint
+from .checkpoint import TrainingState, check_same_recipe, load_checkpoint, save_adapters, save_checkpoint
 from .config import DistillConfig, Recipe
-from .configio import to_dict, write_yaml
+from .configio import write_yaml
 from .data import make_splits, questions_for_step
 from .loss import TeacherTargets, distill_token_kl, masked_sum, teacher_targets
 from .modeling import add_lora, load_model, lora_num_layers, set_params, trainable
@@ -147,29 +147,8 @@ class MetricsLog:
             f.write(json.dumps({"step": step, **values}) + "\n")
 
 
-def check_resumable(recipe: Recipe, run_dir: Path) -> None:
-    """A run resumes under the recipe it started with; only the step count may grow."""
-    saved_path = run_dir / "recipe.yaml"
-    if not saved_path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no recipe.yaml: is it a run directory?")
-    from .config import load_recipe
-
-    saved = to_dict(load_recipe(saved_path))
-    now = to_dict(recipe)
-    for d in (saved, now):
-        d["distill"].pop("steps")
-        d["run"].pop("output_dir")
-    if saved != now:
-        diffs = [
-            f"{section}.{key}: {saved[section].get(key)!r} -> {now[section].get(key)!r}"
-            for section in now
-            for key in set(now[section]) | set(saved[section])
-            if saved[section].get(key) != now[section].get(key)
-        ]
-        raise ValueError(
-            f"The recipe differs from the one {run_dir} started with ({'; '.join(sorted(diffs))}). "
-            "Resume with the same recipe (only distill.steps may change), or start a new run."
-        )
+# What phase 2 depends on: a resumed run must agree on all of it except the number of steps.
+DISTILL_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "distill", "optim", "verifier")
 
 
 def run_distill(
@@ -185,7 +164,7 @@ def run_distill(
     """
     run_dir = Path(run_dir)
     if resume:
-        check_resumable(recipe, run_dir)
+        check_same_recipe(recipe, run_dir / "recipe.yaml", DISTILL_SECTIONS, ignore=("distill.steps",))
     elif (run_dir / "checkpoint").exists():
         raise FileExistsError(f"{run_dir} already holds a run. Pass --resume {run_dir} or choose another run.output_dir.")
     run_dir.mkdir(parents=True, exist_ok=True)

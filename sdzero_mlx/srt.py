@@ -36,8 +36,10 @@ from typing import Callable, Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .checkpoint import TrainingState, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
-from .collect import RevisionTuple, check_same_recipe, load_tuples
+from .checkpoint import (
+    TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint,
+)
+from .collect import RevisionTuple, load_tuples
 from .config import Recipe, SrtConfig
 from .configio import write_yaml
 from .data import epoch_order
