@@ -39,7 +39,7 @@ import mlx.nn as nn
 from .checkpoint import (
     TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint,
 )
-from .collect import RevisionTuple, load_tuples
+from .collect import load_tuples
 from .config import Recipe, SrtConfig
 from .configio import write_yaml
 from .data import epoch_order
@@ -47,6 +47,7 @@ from .distill import MetricsLog, ScoredBatch, logits_at, scored_batch
 from .loss import token_logprobs
 from .modeling import add_lora, fuse_lora, load_model, lora_num_layers, set_params, trainable
 from .trainer import make_optimizer, optimizer_step
+from .types import RevisionTuple
 
 REVISION, GENERATION = "revision", "generation"
 SRT_SECTIONS = ("model", "lora", "srt", "optim")

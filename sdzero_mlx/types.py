@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Literal, Optional
 
 
@@ -58,3 +58,41 @@ class DistillItem:
     student_span: tuple[int, int]  # [start, end) of y in student_ids
     teacher: TeacherSequence
     reward: float
+
+
+@dataclass(frozen=True)
+class RevisionTuple:
+    """One phase-1 training tuple, as exact token ids (text fields are decodes of them)."""
+
+    id: str  # question id
+    problem: str
+    answer: str
+    prompt_ids: tuple[int, ...]  # chat(x) with the generation prompt
+    y_init: tuple[int, ...]  # initial answer, without a stop token
+    r_init: float  # verify(y_init, answer) as sampled
+    phrase: str  # P_r chosen by r_init
+    sep_ids: tuple[int, ...]  # sep(r_init) = "\n\n" + P_r + "\n\n"
+    y_rev: tuple[int, ...]  # revision, without its stop token
+    rev_stop: Optional[int]  # end-of-turn token after y_rev; None when cut by max_tokens
+    y_init_text: str = ""
+    y_rev_text: str = ""
+    init_index: int = 0  # which of the n initial answers
+    rev_index: int = 0  # which of the k revisions
+    cleaned: tuple[str, ...] = ()  # what cleaning changed: trimmed_init, trimmed_rev, opener
+
+    @property
+    def rev_target(self) -> tuple[int, ...]:
+        """y_rev plus its end-of-turn token, when it has one."""
+        return self.y_rev + (() if self.rev_stop is None else (self.rev_stop,))
+
+    @property
+    def key(self) -> tuple:
+        return (self.id, self.y_init, self.y_rev)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, row: dict) -> "RevisionTuple":
+        tuples = ("prompt_ids", "y_init", "sep_ids", "y_rev", "cleaned")
+        return cls(**{k: tuple(v) if k in tuples else v for k, v in row.items()})

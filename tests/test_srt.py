@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sdzero_mlx.collect import RevisionTuple
+from sdzero_mlx.types import RevisionTuple
 from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig, SrtConfig, load_recipe
 from sdzero_mlx.modeling import add_lora, load_model, trainable
 from sdzero_mlx.prompts import prompt_ids, separators
