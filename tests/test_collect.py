@@ -1,7 +1,6 @@
 """Phase-1 collection: cleaning rules, the keep rule, a scripted model's collection, resume."""
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml

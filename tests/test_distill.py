@@ -1,6 +1,5 @@
 """Phase 2 mechanics on the tiny model: sequences, accumulation, what a step may change, resume."""
 
-import math
 from pathlib import Path
 
 import mlx.core as mx
@@ -12,7 +11,7 @@ from mlx.utils import tree_flatten
 
 from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, load_recipe
 from sdzero_mlx.distill import (
-    compute_teacher_targets, distill_item, distill_loss, micro_batches, run_distill, student_batch,
+    distill_item, distill_loss, micro_batches, run_distill,
 )
 from sdzero_mlx.modeling import add_lora, load_model, trainable
 from sdzero_mlx.prompts import Separators

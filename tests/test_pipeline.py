@@ -4,7 +4,6 @@ import json
 
 import mlx.core as mx
 import mlx_lm
-import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
