@@ -38,12 +38,6 @@ def lora_values(model: nn.Module, params: dict[str, mx.array]):
         model.train(was_training)
 
 
-def teacher_logits(model: nn.Module, teacher: dict[str, mx.array], ids: mx.array) -> mx.array:
-    """Logits of the teacher on `ids`, (B, T, V), as a constant."""
-    with lora_values(model, teacher):
-        return mx.stop_gradient(model(ids))
-
-
 def next_teacher(
     teacher: dict[str, mx.array], student: dict[str, mx.array], config: DistillConfig, steps_done: int
 ) -> dict[str, mx.array]:

@@ -15,11 +15,17 @@ from sdzero_mlx.distill import (
 )
 from sdzero_mlx.modeling import add_lora, load_model, trainable
 from sdzero_mlx.prompts import Separators
-from sdzero_mlx.teacher import next_teacher, teacher_logits
+from sdzero_mlx.teacher import lora_values, next_teacher
 from sdzero_mlx.trainer import optimizer_step
 from sdzero_mlx.types import DistillItem, Example, Graded, Rollout, TeacherSequence
 
 EOS = 3
+
+
+def teacher_logits(model, teacher, ids):
+    """The teacher's forward pass exactly as training runs it: the model with the teacher's LoRA values."""
+    with lora_values(model, teacher):
+        return model(ids)
 
 
 def rollout(prompt, y, stop=True):
