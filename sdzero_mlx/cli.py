@@ -301,9 +301,7 @@ def explain(
     from .data import load_examples
     from . import explain as ex
     from .prompts import separators
-    from .rollout import sample_rollouts
-    from .types import Example
-    from .verifier import VerifierConfig, verify
+    from .verifier import VerifierConfig
 
     if (problem is None) == (data is None):
         fail("give --problem (one response) or --data (one sampled response per problem), not both")
@@ -323,18 +321,12 @@ def explain(
             typer.echo(ex.explain_set_to_dir(reports, out))
             typer.echo(f"{len(reports)} responses: HTML/PNG per response, buckets.png and summary.md in {out}")
             return
-        if response is None:
-            rollout = sample_rollouts(student, tok, [Example("explain", problem, answer or "")], prompts, sampling, seed)[0]
-            p_ids, r_ids, text = rollout.prompt_ids, rollout.target_ids, rollout.text
-        else:
-            p_ids, r_ids = ex.response_ids(tok, problem, response, prompts)
-            text = response
-        r = reward if reward is not None else verify(text, answer, verifier)
-        report = ex.token_report(student, tok, teacher_model, p_ids, r_ids, r, seps, top_k, kind, problem=problem)
+        report = ex.explain_one(student, tok, teacher_model, problem, response, answer, reward, prompts, sampling,
+                                verifier, seps, seed, top_k, kind)
         page, png = ex.write_report(report, out)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
-    typer.echo(f"reward {r:g}; {len(report.kl)} tokens; KL share of top 5% tokens {ex.kl_concentration(report.kl):.3f}")
+    typer.echo(f"reward {report.reward:g}; {len(report.kl)} tokens; KL share of top 5% tokens {ex.kl_concentration(report.kl):.3f}")
     for i, piece, k, d in ex.top_tokens(report, top_n):
         typer.echo(f"  #{i:<4} {piece!r:<16} KL {k:.4f}  log p_s - log p_t {d:+.3f}")
     typer.echo(f"wrote {page} and {png}")

@@ -31,7 +31,7 @@ from .prompts import Separators, prompt_ids as make_prompt_ids
 from .rollout import sample_rollouts
 from .teacher import lora_values
 from .types import Example, Graded, Rollout
-from .verifier import VerifierConfig, verify_batch
+from .verifier import VerifierConfig, verify, verify_batch
 
 Teacher = Union[nn.Module, dict]  # a separate model, or LoRA values for the student's model
 
@@ -208,6 +208,38 @@ def explain_examples(
         token_report(model, tokenizer, teacher, r.prompt_ids, r.target_ids, w, seps, top_k, kind, problem=r.example.problem)
         for r, w in zip(rollouts, rewards)
     ]
+
+
+def explain_one(
+    model: nn.Module,
+    tokenizer,
+    teacher: Teacher,
+    problem: str,
+    response: Optional[str],
+    answer: Optional[str],
+    reward: Optional[float],
+    prompts: PromptConfig,
+    sampling: SamplingConfig,
+    verifier: VerifierConfig,
+    seps: Separators,
+    seed: int,
+    top_k: int = 0,
+    kind: str = "reverse",
+) -> TokenReport:
+    """The token report of one response: the given text, or one sampled from the student.
+
+    The reward picks sep(r): given, or graded against `answer`.
+    """
+    if reward is None and answer is None:
+        raise ValueError("Give an answer (to grade the response) or a reward 0/1 (to pick the control phrase).")
+    if response is None:
+        rollout = sample_rollouts(model, tokenizer, [Example("explain", problem, answer or "")], prompts, sampling, seed)[0]
+        p_ids, r_ids, text = rollout.prompt_ids, rollout.target_ids, rollout.text
+    else:
+        p_ids, r_ids = response_ids(tokenizer, problem, response, prompts)
+        text = response
+    r = reward if reward is not None else verify(text, answer, verifier)
+    return token_report(model, tokenizer, teacher, p_ids, r_ids, r, seps, top_k, kind, problem=problem)
 
 
 def response_ids(tokenizer, problem: str, response: str, prompts: PromptConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -162,5 +162,11 @@ def test_explain_command_writes_html_and_png(tiny_model_dir, tiny_data, tmp_path
     assert len(list(many.glob("response-*.png"))) == 3 and (many / "buckets.png").is_file()
     assert "| 0 | 3 |" in (many / "summary.md").read_text()  # a random model answers nothing right
 
+    sampled = tmp_path / "sampled"  # no --response: one answer is sampled from the student and graded
+    result = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--teacher", str(teacher), "--problem",
+                                      "What is 2 + 2?", "--answer", "4", "--max-tokens", "5", "--out", str(sampled)])
+    assert result.exit_code == 0, result.output
+    assert "reward 0;" in result.output and (sampled / "explain.html").is_file()  # a random model is wrong
+
     same = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--problem", "x", "--reward", "1"])
     assert same.exit_code == 2 and "give --adapter" in same.output
