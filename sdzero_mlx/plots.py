@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 # (title, [(metrics key, line style)])
 PANELS = [
     ("reward", [("reward", "-")]),
-    ("KL (student || teacher)", [("kl", "-")]),
+    ("distill KL (direction: distill.kl)", [("kl", "-")]),
     ("response tokens", [("response_tokens", "-")]),
     ("tokens/s (solid: sampled, dashed: trained)", [("sampled_tokens_per_s", "-"), ("trained_tokens_per_s", "--")]),
 ]
