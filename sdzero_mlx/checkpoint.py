@@ -39,6 +39,13 @@ class TrainingState:
     elapsed_s: float = 0.0
 
 
+def write_json_atomic(path: Path, data) -> None:
+    """Write JSON through a temporary file and a rename: a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def save_adapters(out_dir: Path, lora: dict[str, mx.array], config: LoraConfig, num_layers: int, model_path: str) -> None:
     """Write mlx-lm's adapter format: what `mlx_lm.generate --adapter-path` and `load_adapters` read."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,6 @@ Prompt-cache sharing: the k revisions of one answer share one prefill of prompt 
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -51,7 +50,7 @@ from typing import Callable, Optional, Sequence
 from .config import CollectConfig, Recipe
 from .configio import write_yaml
 from .data import make_splits
-from .checkpoint import check_same_recipe
+from .checkpoint import check_same_recipe, write_json_atomic
 from .modeling import load_model
 from .prompts import Separators, prompt_ids, separators
 from .rollout import generate_completions
@@ -252,12 +251,6 @@ def summarize(p: CollectProgress, done: bool) -> dict:
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 COLLECT_SECTIONS = ("model", "data", "prompts", "sampling", "collect", "verifier")
 
 
@@ -402,13 +395,13 @@ def run_collect(
             sampled_tokens=progress.sampled_tokens + counts["sampled_tokens"],
             elapsed_s=progress.elapsed_s + time.perf_counter() - tic,
         )
-        _atomic_write(progress_path, json.dumps(asdict(progress), indent=2))
+        write_json_atomic(progress_path, asdict(progress))
         if on_batch is not None:
             on_batch(b + 1, n_batches, summarize(progress, False))
 
     done = progress.batches == n_batches or target_reached(progress)
     summary = summarize(progress, done)
     if done:
-        _atomic_write(out_dir / SUMMARY, json.dumps(summary, indent=2))
+        write_json_atomic(out_dir / SUMMARY, summary)
         (out_dir / DONE).write_text("")
     return summary

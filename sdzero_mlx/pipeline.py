@@ -17,12 +17,12 @@ trained tokens); evaluation spends its own, reported apart from training.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
+from .checkpoint import write_json_atomic
 from .collect import run_collect
 from .config import Recipe
 from .configio import to_dict, write_yaml
@@ -45,12 +45,6 @@ def distill_recipe(recipe: Recipe, run_dir: Path) -> Recipe:
         model=replace(recipe.model, path=str(run_dir / "srt" / "model")),
         run=replace(recipe.run, output_dir=str(run_dir / "distill")),
     )
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def _result_from_json(d: dict):
@@ -91,7 +85,7 @@ def evaluate_model(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str]
     for res in results:
         kind = "revise" if isinstance(res, ReviseResult) else "sample"
         write_rows_jsonl(res, run_dir / "eval" / f"{name}.{kind}.rows.jsonl")
-    _write_json(out, {"settings": settings, "results": [summary(r) for r in results], "seconds": seconds})
+    write_json_atomic(out, {"settings": settings, "results": [summary(r) for r in results], "seconds": seconds})
     return results
 
 
@@ -208,6 +202,6 @@ def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after:
     evals = {name: evaluate_model(recipe, name, run_dir, log) for name in MODELS}
     text, data = final_table(run_dir, evals)
     (run_dir / "results.md").write_text(text)
-    _write_json(run_dir / "results.json", data)
+    write_json_atomic(run_dir / "results.json", data)
     log(text)
     return data
