@@ -30,7 +30,7 @@ from .config import DistillConfig, Recipe
 from .configio import write_yaml
 from .data import make_splits, questions_for_step
 from .loss import TeacherTargets, distill_token_kl, masked_sum, teacher_targets
-from .modeling import add_lora, load_model, lora_num_layers, set_params, trainable
+from .modeling import add_lora, load_model, lora_num_layers, padding_id, set_params, trainable
 from .prompts import Separators, separators, teacher_sequence
 from .rollout import sample_rollouts
 from .teacher import lora_values, next_teacher
@@ -173,7 +173,7 @@ def run_distill(
     cfg, seed = recipe.distill, recipe.run.seed
     model, tokenizer = load_model(recipe.model)
     add_lora(model, recipe.lora, seed)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     seps = separators(tokenizer, recipe.prompts)
     pool = make_splits(recipe.data).phase2
     optimizer = make_optimizer(recipe.optim, cfg.steps)
@@ -200,7 +200,7 @@ def run_distill(
         graded = [Graded(r, s) for r, s in zip(rollouts, rewards)]
         # 3. sequences from ids; 4. teacher targets and accumulated student step
         items = [distill_item(g, seps, cfg.max_teacher_tokens) for g in graded]
-        batches = micro_batches(model, teacher, items, cfg, pad_id)
+        batches = micro_batches(model, teacher, items, cfg, pad)
         result = optimizer_step(model, optimizer, distill_loss, batches, recipe.optim.grad_clip)
         teacher = next_teacher(teacher, trainable(model), cfg, step + 1)
 

@@ -27,6 +27,7 @@ import mlx.nn as nn
 from .config import PromptConfig, SamplingConfig
 from .distill import distill_item, logits_at, student_batch, teacher_batch
 from .loss import distill_token_kl, teacher_targets, token_logprobs
+from .modeling import padding_id
 from .prompts import Separators, prompt_ids as make_prompt_ids
 from .rollout import sample_rollouts
 from .teacher import lora_values
@@ -91,7 +92,7 @@ def token_report(
     )
     # no truncation here: the report covers the whole response
     item = distill_item(Graded(rollout, reward), seps, max_teacher_tokens=2 * len(response) + len(prompt_ids) + 64)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     s_batch, t_batch = student_batch([item], pad), teacher_batch([item], pad)
     was_training = model.training
     model.eval()

@@ -53,3 +53,8 @@ def fuse_lora(model: nn.Module) -> None:
     fused = [(name, module.fuse()) for name, module in model.named_modules() if hasattr(module, "fuse")]
     if fused:
         model.update_modules(tree_unflatten(fused))
+
+
+def padding_id(tokenizer) -> int:
+    """Id used for right padding: the tokenizer's pad token, else 0 (padded positions are masked)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

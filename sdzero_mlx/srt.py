@@ -45,7 +45,7 @@ from .configio import write_yaml
 from .data import epoch_order
 from .distill import MetricsLog, ScoredBatch, logits_at, scored_batch
 from .loss import token_logprobs
-from .modeling import add_lora, fuse_lora, load_model, lora_num_layers, set_params, trainable
+from .modeling import add_lora, fuse_lora, load_model, lora_num_layers, padding_id, set_params, trainable
 from .trainer import make_optimizer, optimizer_step
 from .types import RevisionTuple
 
@@ -227,7 +227,7 @@ def run_srt(
 
     model, tokenizer = load_model(recipe.model)
     add_lora(model, recipe.lora, seed)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = padding_id(tokenizer)
     optim_cfg = replace(recipe.optim, learning_rate=cfg.learning_rate)
 
     def stage_at(step: int) -> int:
@@ -253,7 +253,7 @@ def run_srt(
             current, optimizer = s, make_optimizer(optim_cfg, stages[s].steps(cfg))
         stage = stages[s]
         chunk = step_items(stage, step - bounds[s], cfg, seed + s)
-        batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad_id)
+        batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad)
         result = optimizer_step(model, optimizer, srt_loss, [(mb,) for mb in batches], optim_cfg.grad_clip)
         trained = sum(len(it.ids) - it.span(GENERATION if GENERATION in stage.terms else REVISION)[0] for it in chunk)
         elapsed = time.perf_counter() - tic
