@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sdzero_mlx.demo import task
-from sdzero_mlx.demo.pretrain import RESTART, REPHRASE, encode_examples, inject_error, parse_problem, pretrain
+from sdzero_mlx.demo.pretrain import RESTART, REPHRASE, encode_examples, pretrain
 from sdzero_mlx.tinymodel import build_tokenizer
 
 
@@ -23,7 +23,7 @@ def test_generator_is_deterministic_and_seed_dependent():
 def test_known_item_checked_by_hand():
     d = task.Difficulty(min_steps=3, max_steps=4, start_digits=2, min_total=10, max_total=99)
     p = task.Problem("x", "Compute 59-1-9-7-8.", "34", "59-1=58-9-7-8\n58-9=49-7-8\n49-7=42-8\n42-8=34\n\\boxed{34}")
-    start, ops = parse_problem(p.problem)
+    start, ops = task.parse_problem(p.problem)
     assert (start, ops) == (59, [("-", 1), ("-", 9), ("-", 7), ("-", 8)])
     assert task.render_solution(start, ops) == p.solution
     assert task.evaluate_chain(start, ops) == 34
@@ -46,7 +46,7 @@ def test_splits_disjoint_and_sized():
 def test_difficulty_knobs_respected():
     d = task.Difficulty(min_steps=2, max_steps=5, start_digits=2, operand_digits=2, min_total=0, max_total=250)
     for p in task.generate(1, 300, d):
-        start, ops = parse_problem(p.problem)
+        start, ops = task.parse_problem(p.problem)
         assert 10 <= start <= 99 and 2 <= len(ops) <= 5
         assert all(1 <= b <= 99 for _, b in ops)
         totals = [int(re.search(r"=(\d+)", line).group(1)) for line in p.solution.splitlines()[:-1]]
@@ -69,8 +69,7 @@ def test_gold_solutions_box_the_gold_answer_and_verify():
         # The problem is also an ordinary expression: Python agrees with the gold answer.
         assert eval(p.problem.removeprefix("Compute ").rstrip(".")) == int(p.answer)
         assert verify(p.solution, p.answer) == 1.0
-    wrong = inject_error(*parse_problem(rows[0].problem), np.random.default_rng(0))
-    assert verify(wrong, rows[0].answer) == 0.0
+    assert verify(rows[1].solution, rows[0].answer) == float(rows[1].answer == rows[0].answer)
 
 
 def _wrong_lines(problem: str, solution: str) -> int:
@@ -85,28 +84,51 @@ def _wrong_lines(problem: str, solution: str) -> int:
     return wrong
 
 
-def test_injected_error_is_one_local_mistake():
-    rng = np.random.default_rng(1)
+def test_gold_solutions_are_right_line_by_line_and_all_the_same_length():
+    tok = build_tokenizer()
     for p in task.generate(2, 100, task.Difficulty(start_digits=2, min_total=10, max_total=99)):
         assert _wrong_lines(p.problem, p.solution) == 0
-        wrong = inject_error(*parse_problem(p.problem), rng, 10, 99)
-        assert _wrong_lines(p.problem, wrong) == 1
-        assert task.boxed_answer(wrong) != p.answer
-        assert wrong.splitlines()[-1] == f"\\boxed{{{wrong.splitlines()[-2].split('=')[1]}}}"
+    # Default difficulty: every solution has the same token count, so a Reviser's second attempt sits at
+    # the same offsets from the question and the first attempt in every transcript.
+    rows = task.generate(3, 300)
+    assert all(_wrong_lines(p.problem, p.solution) == 0 for p in rows)
+    assert len({len(tok.encode(p.solution).ids) for p in rows}) == 1
+    assert len({len(tok.encode(p.problem).ids) for p in rows}) == 1
 
 
 def test_revision_transcripts_layout():
     tok = build_tokenizer()
     problems = task.generate(0, 200)
-    examples = encode_examples(problems, tok, np.random.default_rng(0), 0.5, task.Difficulty())
-    texts = [tok.decode(ids[start:], skip_special_tokens=False) for ids, start in examples]
+    examples = encode_examples(problems, tok, np.random.default_rng(0), 0.5, restart_fraction=0.5)
+    texts = [tok.decode(ids, skip_special_tokens=False).split("<|im_start|>assistant\n")[1] for ids, _ in examples]
     n_rephrase = sum(f"\n\n{REPHRASE}\n\n" in t for t in texts)
     n_restart = sum(f"\n\n{RESTART}\n\n" in t for t in texts)
     assert 30 < n_rephrase < 70 and 30 < n_restart < 70
-    for t, p in zip(texts, problems):
+    for (ids, spans), t, p in zip(examples, texts, problems):
         assert t.endswith(p.solution + "<|im_end|>")
-        if RESTART in t:
-            assert task.boxed_answer(t.split(RESTART)[0]) != p.answer
+        trained = [tok.decode(ids[a:b], skip_special_tokens=False) for a, b in spans]
+        # Only gold solutions are trained: never the cue, never the planted mistake; <|im_end|> closes the turn.
+        assert trained[-1] == p.solution + "<|im_end|>"
+        assert all(x == p.solution for x in trained[:-1])
+        if RESTART in t:  # the wrong first attempt is another problem's solution, with another answer
+            first = t.split(f"\n\n{RESTART}")[0]
+            assert task.boxed_answer(first) != p.answer and first.split("\n")[0] != p.solution.split("\n")[0]
+            assert first in {q.solution for q in problems} and len(spans) == 1
+        elif REPHRASE in t:
+            assert len(spans) == 2
+        else:
+            assert len(spans) == 1
+
+
+def test_make_batch_masks_exactly_the_trained_tokens():
+    from sdzero_mlx.demo.pretrain import make_batch
+
+    rows = [([5, 6, 7, 8, 9, 10], [(2, 4), (5, 6)]), ([5, 6, 7], [(1, 3)])]
+    ids, mask = make_batch(rows, pad_id=0)
+    assert ids.shape == (2, 9) and mask.shape == (2, 8)
+    # Position t predicts token t+1: tokens 2, 3 and 5 of row 0, tokens 1 and 2 of row 1.
+    assert mask.tolist()[0] == [0, 1, 1, 0, 1, 0, 0, 0]
+    assert mask.tolist()[1] == [1, 1, 0, 0, 0, 0, 0, 0]
 
 
 def test_write_jsonl(tmp_path):

@@ -4,34 +4,47 @@ Algorithm: build the tokenizer and a randomly initialised llama (`sdzero_mlx.tin
 `seed`); deal the task's splits (`task.make_splits(task_seed, ...)`, so the pretraining problems never
 overlap phase-1 / phase-2 / test); turn each pretraining problem into one chat sequence
 `chat([user: problem], add_generation_prompt) + assistant turn + <|im_end|>`; train with next-token
-cross-entropy on the assistant tokens only (mean over the step's assistant tokens), AdamW (lr 2e-3,
+cross-entropy on the gold-solution tokens only (mean over the step's trained tokens), AdamW (lr 2e-3,
 weight decay 0.01, batch 64), linear warmup over 50 steps then a constant rate (`min_lr_ratio=1.0`; a
-cosine decay is available), float32, one `mx.eval` per step. Data order and error injection come from a
+cosine decay is available), float32, one `mx.eval` per step. Data order and transcript kinds come from a
 numpy generator seeded with `seed`, weights from `mx.random.seed(seed)`: the same arguments give the same
 weights, byte for byte. With a constant rate the schedule does not depend on `steps`, so a checkpoint
 at step N of a longer run equals a run with steps=N; that is how the budget below was chosen.
 
-Two-attempt transcripts (`revision_share`, default 0.1). SD-Zero later asks the model to continue its own
-answer after `"\\n\\n" + P_r + "\\n\\n"` in the same assistant turn. A model that only ever saw single
-solutions would emit <|im_end|> there, so a small share of pretraining turns shows that layout:
-- half of them: gold solution, "Let me rephrase the above solution.", the same gold solution again;
-- the other half: a first attempt with one injected local mistake (one step's result off by 1, or by 10
-  where the range allows, the later steps computed correctly from the wrong value, so the boxed answer
-  is wrong), "Wait, this response is not correct, let me start over.", then the gold solution.
-The share is kept small so that the format is known but revision is not a trained skill: the second
-attempt is an independent re-solve, so a wrong first answer is fixed only about as often as the model
-can solve the problem anyway (the paper's base models correct 2.7%; SRT is what teaches revision).
+Two-attempt transcripts (`revision_share`, default 0.5). SD-Zero later asks the model to continue its own
+answer after `"\\n\\n" + P_r + "\\n\\n"` in the same assistant turn, and phase 2's teacher is the model
+reading an answer back, so half of the pretraining turns show that layout:
+- `1 - restart_fraction` of them: gold solution, "Let me rephrase the above solution.", the same gold
+  solution again (the Reviser learns to keep a right answer);
+- `restart_fraction` (0.5) of them: another problem's solution (a truly wrong answer with nothing to copy),
+  "Wait, this response is not correct, let me start over.", then the gold solution (the Reviser learns
+  to re-solve from the question). Making a wrong answer worth reading is left for SRT to teach.
+Only gold solutions are trained (`assistant_pieces`): never the cue (the environment says it) nor the
+wrong first attempt, so the Generator never learns to write a cue or a wrong answer.
 
 The shipped base model (`sdzero_mlx/demo/base_model`, made by `python -m sdzero_mlx.demo.pretrain OUT`
 with the defaults here) and how its budget was found, on 2 shared CPU cores, float32 + OpenBLAS:
 - Model: llama, hidden 128, 4 layers, 4 heads (head dim 32), SwiGLU 256, tied embeddings: 0.68M
-  parameters, 2.7 MB. Task: `task.Difficulty()` defaults (single-digit running totals, 4-6 steps).
-- 240 steps x 64 sequences (15k problems, one epoch, about 55 tokens each), about 4,000 tokens/s here:
-  about 5 minutes. Checkpoints of one seeded run, accuracy on 500 test problems (greedy / T=0.7):
-  step 120: 11% / 12%, 160: 18% / 17%, 200: 26% / 25%, 220: 44% / 36%, 240: 38% / 34%, 260: 64% / 52%.
-  Single-digit steps are learned in a sharp transition between steps ~150 and ~260 (95% greedy by 300
-  steps with a decaying rate), so the budget, not the task, sets the base accuracy; 240 leaves room to
-  improve on both sides of the 20-50% target.
+  parameters, 2.7 MB. Task: `task.Difficulty()` defaults (single-digit running totals, exactly 5 steps,
+  so every solution is 55 tokens and every transcript has the same offsets).
+- 280 steps x 64 sequences (18k problems, about 100 tokens each), about 7,000 tokens/s here: about
+  5 minutes. Checkpoints of the seeded run, 300 test problems (greedy / T=0.7 / after "not correct",
+  the share of wrong first answers fixed / after "rephrase", the share of right answers lost):
+  step 180: 22 / 17 / 12 / 6%, 200: 24 / 20 / 13 / 7%, 220: 30 / 25 / 12 / 7%, 240: 29 / 26 / 15 / 10%,
+  260: 31 / 30 / 16 / 3%, 280: 39 / 35 / 19 / 2%. Single-digit steps are learnt in a sharp transition,
+  so the budget, not the task, sets the base accuracy.
+- What the Reviser needs, measured on earlier designs (each a checkpoint in the 20-50% band):
+  * 4-6 steps (solutions of 41-71 tokens) and 10% two-attempt turns: after "rephrase" a right answer
+    stayed right only 16% of the time (the Reviser could not find what to copy at varying offsets);
+    packing several chats per row did not help either. Fixed-length solutions fixed it (lost 0-7%).
+  * Training on the whole transcript taught the Generator to write the cue itself (mean length 117
+    tokens at a 50% share) and to make the planted mistakes; hence gold-only training.
+  * Restarts whose first attempt is another problem's solution, the gold solution with one step off by
+    one, the gold layout with every step result random, or the model's own wrong answers (sampled at
+    step 200 and used from then on): in every case the Reviser, reading a wrong answer, is less sure
+    than the Generator of the sampled tokens (mean probability 0.75-0.92 against 0.89-0.96) and, at the
+    mistake, takes mass from the wrong digit without giving it to the right one (0.15-0.19 each). The
+    simplest, another problem's solution, is kept. That gap is what phase 2 distils on wrong samples.
 - What did not work (same budget class): two-digit totals with one-digit operands (10..99 or 0..199),
   3-4 steps: 3-6% accuracy after 200-300 steps and 6% greedy / 8% sampled after 1000 steps (9 minutes);
   per-step results stayed under 10% right while copying was ~99% right, in all three scratchpad formats
@@ -44,7 +57,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import time
 from functools import partial
 from dataclasses import asdict, dataclass, field
@@ -68,7 +80,7 @@ class PretrainConfig:
     """Everything that determines the pretrained weights (saved into build_info.json)."""
 
     seed: int = 0
-    steps: int = 240
+    steps: int = 280
     batch_size: int = 64
     learning_rate: float = 2e-3
     warmup_steps: int = 50
@@ -78,7 +90,8 @@ class PretrainConfig:
     num_hidden_layers: int = 4
     num_attention_heads: int = 4
     intermediate_size: int = 256
-    revision_share: float = 0.1
+    revision_share: float = 0.5
+    restart_fraction: float = 0.5  # of the two-attempt turns, the share that restart after a wrong attempt
     task_seed: int = 0
     pretrain_problems: int = 20000
     difficulty: task.Difficulty = field(default_factory=task.Difficulty)
@@ -86,61 +99,70 @@ class PretrainConfig:
     held_out: tuple[tuple[str, int], ...] = (("test", 500), ("phase2", 2000), ("phase1", 2000))
 
 
-def inject_error(
-    start: int, ops: list[tuple[str, int]], rng: np.random.Generator, low: int = 0, high: int = 9
-) -> str:
-    """A solution with one wrong step result (off by 1 or 10, kept in [low, high] so it looks like the
-    usual totals), later steps consistent with it."""
-    total, results = start, []
-    bad = int(rng.integers(len(ops)))
-    for i, (op, b) in enumerate(ops):
-        total = total + b if op == "+" else total - b
-        if i == bad:
-            total += int(rng.choice([d for d in (-10, -1, 1, 10) if low <= total + d <= high]))
-        results.append(total)
-    return task.render_solution(start, ops, results)
+def assistant_pieces(p: task.Problem, kind: str, other: task.Problem) -> list[tuple[str, bool]]:
+    """The assistant turn of one pretraining chat as (text, trained) pieces: 'single', 'rephrase' or
+    'restart'. Only gold solutions are trained; the cue (the environment's words) and the wrong first
+    attempt are context, so the Generator never learns to emit a cue or a wrong answer.
 
-
-def parse_problem(text: str) -> tuple[int, list[tuple[str, int]]]:
-    """Inverse of `task.render_problem`."""
-    parts = re.findall(r"\d+|[+-]", text)
-    return int(parts[0]), [(parts[i], int(parts[i + 1])) for i in range(1, len(parts), 2)]
-
-
-def assistant_turn(p: task.Problem, kind: str, rng: np.random.Generator, difficulty: task.Difficulty) -> str:
-    """The assistant text for one pretraining sequence: 'single', 'rephrase' or 'restart'."""
+    A restart's wrong first attempt is the solution of `other` (another problem, same length): it holds
+    nothing to copy, so after the "not correct" cue the base re-solves from the question rather than
+    editing what it read. What a first attempt is worth to the Reviser is left for SRT to teach."""
     if kind == "single":
-        return p.solution
+        return [(p.solution, True)]
     if kind == "rephrase":
-        return f"{p.solution}\n\n{REPHRASE}\n\n{p.solution}"
-    wrong = inject_error(*parse_problem(p.problem), rng, difficulty.min_total, difficulty.max_total)
-    return f"{wrong}\n\n{RESTART}\n\n{p.solution}"
+        return [(p.solution, True), (f"\n\n{REPHRASE}\n\n", False), (p.solution, True)]
+    return [(other.solution, False), (f"\n\n{RESTART}\n\n", False), (p.solution, True)]
 
 
-def encode_examples(problems, tokenizer, rng: np.random.Generator, revision_share: float, difficulty: task.Difficulty):
-    """Token id lists and the index where the assistant turn starts, one pair per problem."""
+def next_with_other_answer(problems: list[task.Problem], i: int) -> task.Problem:
+    """The first problem after problems[i] (cyclically) with a different answer: a truly wrong attempt."""
+    for step in range(1, len(problems)):
+        other = problems[(i + step) % len(problems)]
+        if other.answer != problems[i].answer:
+            return other
+    raise ValueError("Restart transcripts need problems with at least two different answers.")
+
+
+def encode_examples(
+    problems, tokenizer, rng: np.random.Generator, revision_share: float, restart_fraction: float = 0.5
+) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """One chat per problem: token ids and the (start, end) spans of its trained tokens.
+
+    Pieces are tokenised one by one, as the project lays out a Reviser's context at run time
+    (prompt ids + answer ids + cue ids + answer ids); the closing <|im_end|> is trained."""
     end_id = tokenizer.token_to_id(IM_END)
     kinds = rng.choice(
         ["single", "rephrase", "restart"],
         size=len(problems),
-        p=[1 - revision_share, revision_share / 2, revision_share / 2],
+        p=[1 - revision_share, revision_share * (1 - restart_fraction), revision_share * restart_fraction],
     )
-    prompts = [f"<|im_start|>user\n{p.problem}<|im_end|>\n<|im_start|>assistant\n" for p in problems]
-    answers = [assistant_turn(p, k, rng, difficulty) for p, k in zip(problems, kinds)]
-    prompt_ids = [e.ids for e in tokenizer.encode_batch(prompts)]
-    answer_ids = [e.ids for e in tokenizer.encode_batch(answers)]
-    return [(p + a + [end_id], len(p)) for p, a in zip(prompt_ids, answer_ids)]
+    examples = []
+    for i, (problem, kind) in enumerate(zip(problems, kinds)):
+        ids = tokenizer.encode(f"<|im_start|>user\n{problem.problem}<|im_end|>\n<|im_start|>assistant\n").ids
+        spans = []
+        other = next_with_other_answer(problems, i)
+        for text, trained in assistant_pieces(problem, kind, other):
+            piece = tokenizer.encode(text).ids
+            if trained:
+                spans.append((len(ids), len(ids) + len(piece)))
+            ids = ids + piece
+        spans[-1] = (spans[-1][0], len(ids) + 1)  # the last piece is gold: its <|im_end|> is trained too
+        examples.append((ids + [end_id], spans))
+    return examples
 
 
-def make_batch(examples, pad_id: int) -> tuple[mx.array, mx.array]:
-    """Inputs (B, T) padded to a multiple of 8 (few distinct shapes to compile) and a loss mask (B, T-1)."""
-    width = max(len(ids) for ids, _ in examples)
+def make_batch(rows, pad_id: int) -> tuple[mx.array, mx.array]:
+    """Inputs (B, T) padded to a multiple of 8 (few distinct shapes to compile) and a loss mask (B, T-1).
+
+    `rows`: (ids, [(start, end) of trained tokens, ...]) pairs, one chat each (`encode_examples`)."""
+    width = max(len(ids) for ids, _ in rows)
     width = 8 * math.ceil(width / 8) + 1
-    ids = np.full((len(examples), width), pad_id, dtype=np.int32)
-    mask = np.zeros((len(examples), width - 1), dtype=np.float32)
-    for i, (seq, start) in enumerate(examples):
+    ids = np.full((len(rows), width), pad_id, dtype=np.int32)
+    mask = np.zeros((len(rows), width - 1), dtype=np.float32)
+    for i, (seq, spans) in enumerate(rows):
         ids[i, : len(seq)] = seq
-        mask[i, start - 1 : len(seq) - 1] = 1.0  # position t predicts token t+1: assistant tokens only
+        for start, end in spans:
+            mask[i, start - 1 : end - 1] = 1.0  # position t predicts token t+1: trained tokens only
     return mx.array(ids), mx.array(mask)
 
 
@@ -168,7 +190,7 @@ def pretrain(
     sizes = dict(cfg.held_out) | {"pretrain": cfg.pretrain_problems}
     problems = task.make_splits(cfg.task_seed, sizes, cfg.difficulty)["pretrain"]
     tokenizer = build_tokenizer()
-    examples = encode_examples(problems, tokenizer, rng, cfg.revision_share, cfg.difficulty)
+    examples = encode_examples(problems, tokenizer, rng, cfg.revision_share, cfg.restart_fraction)
     pad_id = tokenizer.token_to_id(PAD)
 
     arch = dict(
@@ -245,11 +267,11 @@ def main(argv=None):
     p.add_argument("out_dir", type=Path)
     defaults = PretrainConfig()
     for name in ("seed", "steps", "batch_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                 "intermediate_size", "pretrain_problems", "task_seed"):
+                 "intermediate_size", "pretrain_problems", "task_seed", "warmup_steps"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     p.add_argument("--evaluate", type=int, default=500, help="test problems to measure afterwards (0: skip)")
     p.add_argument("--checkpoints", type=lambda x: tuple(int(v) for v in x.split(",")), default=())
-    for name in ("learning_rate", "revision_share", "weight_decay", "min_lr_ratio"):
+    for name in ("learning_rate", "revision_share", "restart_fraction", "weight_decay", "min_lr_ratio"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     p.add_argument("--min-steps", type=int, default=defaults.difficulty.min_steps)
     p.add_argument("--max-steps", type=int, default=defaults.difficulty.max_steps)

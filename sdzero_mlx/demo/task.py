@@ -9,10 +9,15 @@ A problem is a chain of additions and subtractions evaluated left to right, e.g.
 Choices and reasons:
 - Only + and -: left-to-right evaluation then equals ordinary precedence, so the problem text is also a
   valid expression and the project's verifier grades against a plain integer.
-- Defaults: single-digit running totals (0..9) and operands (1..9), 4-6 steps. Each step is one local
-  fact a sub-million-parameter model learns in minutes on a CPU, and a chain of 4-6 of them leaves room
-  for a local mistake in one line that propagates to the answer. Accuracy is roughly
-  (per-step accuracy) ** steps, so `min_steps`/`max_steps` and the pretraining budget set the base level.
+- Defaults: single-digit running totals (0..9) and operands (1..9), exactly 5 steps. Each step is one
+  local fact a sub-million-parameter model learns in minutes on a CPU, and a chain of 5 leaves room for
+  a local mistake in one line that propagates to the answer. Accuracy is roughly
+  (per-step accuracy) ** steps, so the pretraining budget sets the base level.
+- A fixed number of steps makes every chat prompt 22 tokens and every solution 55 tokens. That is what lets
+  a tiny model act as a Reviser: its second attempt then sits at the same offsets from the question and
+  from the first attempt in every transcript, so reading them back is learnt like any other fixed-offset
+  lookup. With 4-6 steps (lengths 41-71) the same model copied a correct first attempt after "rephrase"
+  only 16% of the time and revised far worse than it generated.
   Two-digit totals (10..99 or 0..199, one-digit operands) are available through the knobs but were not
   learnable in the demo's budget: a 0.5-0.7M model stayed under 10% per-step accuracy after 200-1000
   steps (up to 9 CPU minutes), in every scratchpad format tried, while its copying was ~99% right.
@@ -21,7 +26,7 @@ Choices and reasons:
   before `=` at fixed offsets (every number is one digit), and everything else is copying, which a tiny
   transformer learns first. A final `\\boxed{N}` line carries the answer.
 - No spaces inside the arithmetic: every space is a token of its own with this tokenizer, and short
-  sequences are what makes CPU pretraining affordable (about 55 tokens per example, prompt included).
+  sequences are what makes CPU pretraining affordable (77 tokens per single-answer chat, prompt included).
 - Running totals stay in [min_total, max_total]: an operation that would leave the range is flipped to
   the other sign, and if neither sign fits, a smaller operand is drawn in the roomier direction.
 - Problems are generated as one seeded stream of distinct problem texts; `make_splits` deals the first
@@ -44,8 +49,8 @@ SPLIT_ORDER = ("test", "phase2", "phase1", "pretrain")
 class Difficulty:
     """Knobs of the generator."""
 
-    min_steps: int = 4  # operations per problem, drawn uniformly in [min_steps, max_steps]
-    max_steps: int = 6
+    min_steps: int = 5  # operations per problem, drawn uniformly in [min_steps, max_steps]; equal by
+    max_steps: int = 5  # default, so every solution has the same length (see the module docstring)
     start_digits: int = 1  # the first number has exactly this many digits
     operand_digits: int = 1  # later operands have 1..operand_digits digits (never 0)
     min_total: int = 0  # running totals stay in [min_total, max_total]; the defaults (single digits)
@@ -127,6 +132,12 @@ def evaluate_chain(start: int, ops: list[tuple[str, int]]) -> int:
 
 def render_problem(start: int, ops: list[tuple[str, int]]) -> str:
     return "Compute " + "".join([str(start)] + [f"{op}{b}" for op, b in ops]) + "."
+
+
+def parse_problem(text: str) -> tuple[int, list[tuple[str, int]]]:
+    """Inverse of `render_problem`."""
+    parts = re.findall(r"\d+|[+-]", text)
+    return int(parts[0]), [(parts[i], int(parts[i + 1])) for i in range(1, len(parts), 2)]
 
 
 def generate(seed: int, n: int, difficulty: Difficulty = Difficulty(), start_index: int = 0) -> list[Problem]:
