@@ -43,8 +43,9 @@ with the defaults here) and how its budget was found, on 2 shared CPU cores, flo
     one, the gold layout with every step result random, or the model's own wrong answers (sampled at
     step 200 and used from then on): in every case the Reviser, reading a wrong answer, is less sure
     than the Generator of the sampled tokens (mean probability 0.75-0.92 against 0.89-0.96) and, at the
-    mistake, takes mass from the wrong digit without giving it to the right one (0.15-0.19 each). The
-    simplest, another problem's solution, is kept. That gap is what phase 2 distils on wrong samples.
+    first mistaken digit, gives the right digit less than the Generator does (0.13-0.19 against
+    0.20-0.38). The simplest, another problem's solution, is kept. That gap is what phase 2 distils on
+    wrong samples.
 - What did not work (same budget class): two-digit totals with one-digit operands (10..99 or 0..199),
   3-4 steps: 3-6% accuracy after 200-300 steps and 6% greedy / 8% sampled after 1000 steps (9 minutes);
   per-step results stayed under 10% right while copying was ~99% right, in all three scratchpad formats
