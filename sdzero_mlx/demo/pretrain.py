@@ -27,7 +27,7 @@ with the defaults here) and how its budget was found, on 2 shared CPU cores, flo
 - Model: llama, hidden 128, 4 layers, 4 heads (head dim 32), SwiGLU 256, tied embeddings: 0.68M
   parameters, 2.7 MB. Task: `task.Difficulty()` defaults (single-digit running totals, exactly 5 steps,
   so every solution is 55 tokens and every transcript has the same offsets).
-- 280 steps x 64 sequences (18k problems, about 100 tokens each), about 7,000 tokens/s here: about
+- 280 steps x 64 sequences (18k problems, about 110 tokens each), about 7,000 tokens/s here: about
   5 minutes. Checkpoints of the seeded run, 300 test problems (greedy / T=0.7 / after "not correct",
   the share of wrong first answers fixed / after "rephrase", the share of right answers lost):
   step 180: 22 / 17 / 12 / 6%, 200: 24 / 20 / 13 / 7%, 220: 30 / 25 / 12 / 7%, 240: 29 / 26 / 15 / 10%,
@@ -36,9 +36,10 @@ with the defaults here) and how its budget was found, on 2 shared CPU cores, flo
 - What the Reviser needs, measured on earlier designs (each a checkpoint in the 20-50% band):
   * 4-6 steps (solutions of 41-71 tokens) and 10% two-attempt turns: after "rephrase" a right answer
     stayed right only 16% of the time (the Reviser could not find what to copy at varying offsets);
-    packing several chats per row did not help either. Fixed-length solutions fixed it (lost 0-7%).
+    packing chats into 256-token rows did not help either (6 of 40 kept, though that run stayed under
+    20% accuracy for 600 steps). Fixed-length solutions fixed it (0-10% lost at every checkpoint).
   * Training on the whole transcript taught the Generator to write the cue itself (mean length 117
-    tokens at a 50% share) and to make the planted mistakes; hence gold-only training.
+    tokens at a 50% share) and would train it on the wrong first attempts; hence gold-only training.
   * Restarts whose first attempt is another problem's solution, the gold solution with one step off by
     one, the gold layout with every step result random, or the model's own wrong answers (sampled at
     step 200 and used from then on): in every case the Reviser, reading a wrong answer, is less sure
@@ -100,14 +101,15 @@ class PretrainConfig:
     held_out: tuple[tuple[str, int], ...] = (("test", 500), ("phase2", 2000), ("phase1", 2000))
 
 
-def assistant_pieces(p: task.Problem, kind: str, other: task.Problem) -> list[tuple[str, bool]]:
+def assistant_pieces(p: task.Problem, kind: str, other: task.Problem | None) -> list[tuple[str, bool]]:
     """The assistant turn of one pretraining chat as (text, trained) pieces: 'single', 'rephrase' or
     'restart'. Only gold solutions are trained; the cue (the environment's words) and the wrong first
     attempt are context, so the Generator never learns to emit a cue or a wrong answer.
 
-    A restart's wrong first attempt is the solution of `other` (another problem, same length): it holds
-    nothing to copy, so after the "not correct" cue the base re-solves from the question rather than
-    editing what it read. What a first attempt is worth to the Reviser is left for SRT to teach."""
+    A restart's wrong first attempt is the solution of `other` (another problem, same length; only
+    restarts need one): it holds nothing to copy, so after the "not correct" cue the base re-solves
+    from the question rather than editing what it read. What a first attempt is worth to the Reviser
+    is left for SRT to teach."""
     if kind == "single":
         return [(p.solution, True)]
     if kind == "rephrase":
@@ -141,7 +143,7 @@ def encode_examples(
     for i, (problem, kind) in enumerate(zip(problems, kinds)):
         ids = tokenizer.encode(f"<|im_start|>user\n{problem.problem}<|im_end|>\n<|im_start|>assistant\n").ids
         spans = []
-        other = next_with_other_answer(problems, i)
+        other = next_with_other_answer(problems, i) if kind == "restart" else None
         for text, trained in assistant_pieces(problem, kind, other):
             piece = tokenizer.encode(text).ids
             if trained:

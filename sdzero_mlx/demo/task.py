@@ -16,8 +16,8 @@ Choices and reasons:
 - A fixed number of steps makes every chat prompt 22 tokens and every solution 55 tokens. That is what lets
   a tiny model act as a Reviser: its second attempt then sits at the same offsets from the question and
   from the first attempt in every transcript, so reading them back is learnt like any other fixed-offset
-  lookup. With 4-6 steps (lengths 41-71) the same model copied a correct first attempt after "rephrase"
-  only 16% of the time and revised far worse than it generated.
+  lookup. With 4-6 steps (lengths 41-71) the previous base of the same size kept a correct first
+  attempt after "rephrase" only 16% of the time and revised far worse than it generated.
   Two-digit totals (10..99 or 0..199, one-digit operands) are available through the knobs but were not
   learnable in the demo's budget: a 0.5-0.7M model stayed under 10% per-step accuracy after 200-1000
   steps (up to 9 CPU minutes), in every scratchpad format tried, while its copying was ~99% right.
