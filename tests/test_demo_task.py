@@ -107,7 +107,7 @@ def test_revision_transcripts_layout():
     for (ids, spans), t, p in zip(examples, texts, problems):
         assert t.endswith(p.solution + "<|im_end|>")
         trained = [tok.decode(ids[a:b], skip_special_tokens=False) for a, b in spans]
-        # Only gold solutions are trained: never the cue, never the planted mistake; <|im_end|> closes the turn.
+        # Only gold solutions are trained: never the cue, never the wrong first attempt; <|im_end|> closes the turn.
         assert trained[-1] == p.solution + "<|im_end|>"
         assert all(x == p.solution for x in trained[:-1])
         if RESTART in t:  # the wrong first attempt is another problem's solution, with another answer
