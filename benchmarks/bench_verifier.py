@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def _mv_gold(gold: str) -> str:
-    from sdzero_mlx.answers import extract_gold
+    from sdzero_mlx.verifier.extract import extract_gold
 
     g = extract_gold(gold)
     return g if "$" in g else f"${g}$"
@@ -96,7 +96,7 @@ def main() -> None:
     except ImportError:
         sys.exit("math-verify is not installed; run `pip install math-verify==0.9.0` (benchmark-only dependency).")
 
-    from sdzero_mlx import verifier
+    from sdzero_mlx.verifier import pool as verifier_pool
     from sdzero_mlx.verifier import VerifierConfig, check
 
     from verifier_cases import CASES
@@ -134,7 +134,7 @@ def main() -> None:
             print(f"  #{i:3d} expected {expected[i]:.0f} ours {ours[i].score:.0f} mv {mv_scores[i]:.0f} -> {right:11s} "
                   f"| {texts[i][:60]!r} vs {golds[i][:30]!r} | ours: {ours[i].reason}"
                   + (f" | mv: {mv_notes[i]}" if mv_notes[i] else ""))
-    verifier.shutdown()
+    verifier_pool.shutdown()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from .configio import apply_overrides, from_dict, read_yaml
-from .verifier import VerifierConfig
+from .verifier.config import VerifierConfig
 
 
 @dataclass(frozen=True)

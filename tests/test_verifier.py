@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from sdzero_mlx import verifier
-from sdzero_mlx.answers import extract_answer, normalize
-from sdzero_mlx.mathparse import ParseError, parse_answer
-from sdzero_mlx.verifier import VerifierConfig, check, grade_file, verify, verify_batch
+from sdzero_mlx.verifier import pool as verifier_pool
+from sdzero_mlx.verifier.extract import extract_answer, normalize
+from sdzero_mlx.verifier.parse import ParseError, parse_answer
+from sdzero_mlx.verifier import VerifierConfig, check, check_batch, grade_file, verify, verify_batch
 
 from verifier_cases import CASES, HOSTILE
 
@@ -27,7 +27,7 @@ def test_case_table_is_large_and_balanced():
 
 def test_case_table():
     # one batch over the pool: the whole table in a few seconds
-    verdicts = verifier.check_batch([t for t, _, _ in CASES], [g for _, g, _ in CASES], FAST)
+    verdicts = check_batch([t for t, _, _ in CASES], [g for _, g, _ in CASES], FAST)
     wrong = [(i, CASES[i][0][:80], CASES[i][1][:40], CASES[i][2], v) for i, v in enumerate(verdicts) if v.score != CASES[i][2]]
     assert not wrong, "\n".join(map(str, wrong))
 
@@ -80,7 +80,7 @@ def test_parser_never_evaluates_python():
 @pytest.mark.parametrize("i", range(len(HOSTILE)))
 def test_hostile_inputs_return_zero_fast(i):
     text, gold, _ = HOSTILE[i]
-    verifier.get_pool(FAST).ask({"answer": "1", "gold": "1", "percent_policy": "strip", "rel_tol": 0, "abs_tol": 0}, 30)  # warm
+    verifier_pool.get_pool(FAST).ask({"answer": "1", "gold": "1", "percent_policy": "strip", "rel_tol": 0, "abs_tol": 0}, 30)  # warm
     t0 = time.monotonic()
     v = check(text, gold, FAST)
     elapsed = time.monotonic() - t0
@@ -146,15 +146,15 @@ def test_verify_batch_and_cache():
     golds = ["0.5", "4", "7", "1"] * 5
     assert verify_batch(texts, golds) == [1.0, 0.0, 1.0, 0.0] * 5
     key = ("\\frac{2}{4}", "0.5", "either", 1e-9, 1e-12)
-    assert verifier._cache_get(key) == (True, "equal as numbers", "0.5")
+    assert verifier_pool.cache_get(key) == (True, "equal as numbers", "0.5")
     with pytest.raises(ValueError, match="one gold answer per response"):
         verify_batch(["a"], [])
 
 
 def test_pool_is_reused():
-    pool = verifier.get_pool(VerifierConfig())
+    pool = verifier_pool.get_pool(VerifierConfig())
     verify_batch(["\\boxed{1}"] * 4, ["2"] * 4, VerifierConfig(cache_size=0))
-    assert verifier.get_pool(VerifierConfig()) is pool
+    assert verifier_pool.get_pool(VerifierConfig()) is pool
 
 
 def test_grade_file(tmp_path):
@@ -197,7 +197,7 @@ def test_config_validation(kwargs, match):
 
 def test_worker_killed_while_idle_is_replaced():
     cfg = VerifierConfig(workers=1, cache_size=0)
-    pool = verifier.get_pool(cfg)
+    pool = verifier_pool.get_pool(cfg)
     assert verify("\\boxed{3}", "3.0", cfg) == 1.0
     worker = pool._idle.get()
     worker.proc.kill()
@@ -208,10 +208,10 @@ def test_worker_killed_while_idle_is_replaced():
 
 def test_broken_environment_fails_loudly(monkeypatch):
     # a worker that cannot start must raise, not return silent all-zero rewards
-    verifier.shutdown()
-    monkeypatch.setattr(verifier.sys, "executable", "/bin/false")
+    verifier_pool.shutdown()
+    monkeypatch.setattr(verifier_pool.sys, "executable", "/bin/false")
     try:
         with pytest.raises(RuntimeError, match="did not start"):
             verify("\\boxed{1}", "2", VerifierConfig(workers=1, cache_size=0))
     finally:
-        verifier.shutdown()
+        verifier_pool.shutdown()

@@ -21,8 +21,8 @@ import re
 
 import sympy as sp
 
-from .answers import choice_letter, is_text, plain_text
-from .mathparse import Matrix, ParseError, Relation, Seq, SetOf, Union, parse_answer
+from .extract import choice_letter, is_text, plain_text
+from .parse import Matrix, ParseError, Relation, Seq, SetOf, Union, parse_answer
 
 N_POINTS = 5
 _DIGITS = 30

@@ -1,6 +1,6 @@
 """The verifier's worker process: normalise, parse and compare one pair per request.
 
-Started by `verifier` as `python -m sdzero_mlx.verifier_worker MEMORY_MB` (a fresh interpreter:
+Started by `verifier` as `python -m sdzero_mlx.verifier.worker MEMORY_MB` (a fresh interpreter:
 nothing of the parent's MLX state or threads is inherited, and the parent's __main__ is not
 re-imported as multiprocessing's spawn would). Protocol: one JSON object per line on stdin,
 one JSON reply per line on stdout; "ready" is printed once the imports are done. The parent
@@ -26,8 +26,8 @@ def _limit_memory(memory_mb: int) -> None:
 
 def handle(job: dict) -> dict:
     """One request -> reply; errors become a 'not equal' reply with the reason."""
-    from .answers import normalize
-    from .mathcompare import compare
+    from .extract import normalize
+    from .compare import compare
 
     try:
         answer, answer_pct = normalize(job["answer"])
@@ -47,7 +47,7 @@ def main() -> None:
     _limit_memory(int(sys.argv[1]) if len(sys.argv) > 1 else 2048)
     import sympy  # noqa: F401 - pay the import before saying ready, so budgets time only the work
 
-    from . import mathcompare  # noqa: F401
+    from . import compare  # noqa: F401
 
     out = sys.stdout
     out.write("ready\n")

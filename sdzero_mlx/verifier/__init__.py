@@ -1,0 +1,29 @@
+"""The binary answer verifier, SD-Zero's only reward: `verify(text, answer) -> 1.0 | 0.0`.
+
+Modules, one job each:
+  config.py    the recipe's `verifier:` section (standard library only)
+  extract.py   final-answer extraction and normalisation (plain string code)
+  parse.py     a math parser that never evaluates Python (sympy expressions out)
+  compare.py   equivalence: exact numbers, tolerances, sympy, containers
+  worker.py    the worker process that normalises, parses and compares under a time budget
+  pool.py      the worker pool and the verdict cache
+  grade.py     the public API below
+The public names are loaded lazily, so `from sdzero_mlx.verifier.config import VerifierConfig`
+(what a recipe needs) imports nothing else.
+"""
+
+from __future__ import annotations
+
+from .config import VerifierConfig
+
+_PUBLIC = ("Verdict", "FileGrade", "check", "verify", "check_batch", "verify_batch", "grade_file", "config_dict")
+
+__all__ = ["VerifierConfig", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        from . import grade
+
+        return getattr(grade, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

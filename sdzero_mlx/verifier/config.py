@@ -1,0 +1,53 @@
+"""The recipe's `verifier:` section. Imports nothing but the standard library, so a recipe can be
+read without starting (or importing) the verifier's worker machinery."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+PERCENT_POLICIES = ("strip", "divide", "either")
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """The recipe's `verifier:` section."""
+
+    last_number_fallback: bool = field(
+        default=False, metadata={"help": "Grade the last number in the text when no boxed / '####' / 'answer is' answer exists."}
+    )
+    percent_policy: str = field(
+        default="either",
+        metadata={"help": "'strip': 50% means 50; 'divide': 50% means 0.5; 'either': accept both readings."},
+    )
+    rel_tol: float = field(
+        default=1e-9,
+        metadata={"help": "Relative tolerance for non-identical numbers (default absorbs float noise, not rounding: 0.3333 != 1/3)."},
+    )
+    abs_tol: float = field(default=1e-12, metadata={"help": "Absolute tolerance, for values near zero."})
+    timeout_s: float = field(default=2.0, metadata={"help": "Hard budget per (answer, gold) comparison; overruns score 0."})
+    max_chars: int = field(default=100_000, metadata={"help": "Longer responses score 0 without being read."})
+    max_answer_chars: int = field(default=1_000, metadata={"help": "Longer extracted answers score 0."})
+    workers: int = field(default=0, metadata={"help": "Worker processes; 0 means min(4, CPU count)."})
+    worker_memory_mb: int = field(default=2048, metadata={"help": "Address-space cap per worker (Linux)."})
+    cache_size: int = field(default=100_000, metadata={"help": "Cached verdicts; 0 disables the cache."})
+
+    def __post_init__(self):
+        if self.percent_policy not in PERCENT_POLICIES:
+            raise ValueError(f"verifier.percent_policy is {self.percent_policy!r}; use one of {PERCENT_POLICIES}.")
+        for name in ("rel_tol", "abs_tol"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1:
+                raise ValueError(f"verifier.{name} is {v!r}; set a number in [0, 1), e.g. 1e-9 (write it as a float in YAML).")
+        if not isinstance(self.timeout_s, (int, float)) or isinstance(self.timeout_s, bool) or not 0 < self.timeout_s <= 600:
+            raise ValueError(f"verifier.timeout_s is {self.timeout_s!r}; set seconds in (0, 600], e.g. 2.0.")
+        for name, low in (("max_chars", 1), ("max_answer_chars", 1), ("workers", 0), ("worker_memory_mb", 256), ("cache_size", 0)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"verifier.{name} is {v!r}; set an integer >= {low}.")
+        if not isinstance(self.last_number_fallback, bool):
+            raise ValueError(f"verifier.last_number_fallback is {self.last_number_fallback!r}; set true or false.")
+
+    def n_workers(self) -> int:
+        return self.workers or min(4, os.cpu_count() or 1)
+
