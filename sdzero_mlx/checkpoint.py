@@ -51,7 +51,7 @@ def save_adapters(out_dir: Path, lora: dict[str, mx.array], config: LoraConfig, 
     out_dir.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(out_dir / ADAPTER_WEIGHTS), lora)
     adapter_config = {
-        "fine_tune_type": "lora",
+        "fine_tune_type": config.fine_tune_type,
         "num_layers": num_layers,
         "lora_parameters": config.mlx_lm_parameters(),
         "model": model_path,
@@ -103,6 +103,16 @@ def load_checkpoint(run_dir: Path, optimizer: optim.Optimizer, extra_names: tupl
     return state, lora, extras
 
 
+def _flatten(d, prefix: str) -> dict:
+    """{"a": {"b": 1}} -> {"prefix.a.b": 1}: nested sections compared (and named) field by field."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}"))
+    return out
+
+
 def check_same_recipe(
     recipe, saved_path: Path, sections: Sequence[str], extra: Sequence[str] = ("run.seed",), ignore: Sequence[str] = ()
 ) -> None:
@@ -115,11 +125,12 @@ def check_same_recipe(
     from .configio import to_dict
 
     saved, now = to_dict(load_recipe(saved_path)), to_dict(recipe)
+    flat_saved = {k: v for s in sections for k, v in _flatten(saved[s], s).items()}
+    flat_now = {k: v for s in sections for k, v in _flatten(now[s], s).items()}
     diffs = [
-        f"{s}.{k}: {saved[s].get(k)!r} -> {now[s].get(k)!r}"
-        for s in sections
-        for k in sorted(set(saved[s]) | set(now[s]))
-        if saved[s].get(k) != now[s].get(k) and f"{s}.{k}" not in ignore
+        f"{k}: {flat_saved.get(k)!r} -> {flat_now.get(k)!r}"
+        for k in sorted(set(flat_saved) | set(flat_now))
+        if flat_saved.get(k) != flat_now.get(k) and k not in ignore
     ]
     for dotted in extra:
         s, k = dotted.split(".")

@@ -25,17 +25,11 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def step_printer(total: int):
+def print_step(record) -> None:
     """A progress line per optimizer step (long work must show progress)."""
+    from .metrics import format_record
 
-    def on_step(step: int, values: dict) -> None:
-        typer.echo(
-            f"step {step}/{total}  reward {values['reward']:.3f}  kl {values['kl']:.4f}  "
-            f"len {values['response_tokens']:.0f}  {values['step_s']:.1f}s/step  "
-            f"{values['trained_tokens_per_s']:.0f} trained tok/s  peak {values['peak_memory_gb']:.2f} GB"
-        )
-
-    return on_step
+    typer.echo(format_record(record))
 
 
 def _load(recipe: Path, set_: Optional[list[str]]):
@@ -47,24 +41,13 @@ def _load(recipe: Path, set_: Optional[list[str]]):
         fail(str(err))
 
 
-def _pct(x: Optional[float]) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def _interrupted(command: str, recipe: Path) -> None:
     typer.echo(f"\ninterrupted; continue with the same command: sdzero {command} {recipe} (finished work is kept)", err=True)
     raise typer.Exit(code=130)
 
 
-@app.command()
-def distill(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
-    resume: Annotated[Optional[Path], typer.Option(help="Run directory to continue.")] = None,
-    set_: SetOption = None,
-) -> None:
-    """Phase 2: on-policy self-distillation of the Reviser into the Generator (LoRA)."""
-    from .distill import run_distill
-
+def _train(command: str, run_fn, recipe: Path, resume: Optional[Path], set_: Optional[list[str]]) -> None:
+    """The shared body of every training-stage command: load, run (or resume), report."""
     overrides = list(set_ or [])
     if resume is not None:
         overrides.append(f"run.output_dir={resume}")
@@ -72,16 +55,82 @@ def distill(
     run_dir = Path(loaded.run.output_dir)
     typer.echo(f"run directory: {run_dir}")
     try:
-        state = run_distill(loaded, run_dir, resume=resume is not None, on_step=step_printer(loaded.distill.steps))
+        state = run_fn(loaded, run_dir, resume=resume is not None, on_step=print_step)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         fail(str(err))
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; continue with: sdzero distill {recipe} --resume {run_dir}", err=True)
+        typer.echo(f"\ninterrupted; continue with: sdzero {command} {recipe} --resume {run_dir}", err=True)
         raise typer.Exit(code=130)
     typer.echo(
         f"done: {state.step} steps, {state.generations} generations, {state.sampled_tokens} sampled tokens. "
         f"Adapters: {run_dir / 'adapters'}"
     )
+
+
+ResumeOption = Annotated[Optional[Path], typer.Option(help="Run directory to continue.")]
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")]
+
+
+@app.command()
+def distill(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
+    """Phase 2: on-policy self-distillation of the Reviser into the Generator."""
+    from .distill import run_distill
+
+    _train("distill", run_distill, recipe, resume, set_)
+
+
+@app.command()
+def rft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
+    """Baseline: rejection-sampling fine-tuning, on-policy (section rft)."""
+    from .rft import run_rft
+
+    _train("rft", run_rft, recipe, resume, set_)
+
+
+@app.command()
+def grpo(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
+    """Baseline: GRPO with DAPO's choices (section grpo)."""
+    from .grpo import run_grpo
+
+    _train("grpo", run_grpo, recipe, resume, set_)
+
+
+@app.command()
+def sft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
+    """Baseline: supervised fine-tuning on the data's gold solutions (section sft, data.fields.solution)."""
+    from .sft import run_sft
+
+    _train("sft", run_sft, recipe, resume, set_)
+
+
+@app.command()
+def sdft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
+    """Baseline: self-distillation from demonstrations (section sdft; KL settings from distill)."""
+    from .sdft import run_sdft
+
+    _train("sdft", run_sdft, recipe, resume, set_)
+
+
+@app.command()
+def compare(
+    recipe: RecipeArg,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated subset of base,srt,sd-zero,rft,grpo,sft,sdft (default: compare.methods).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """SD-Zero and its baselines on the same splits and generation budget: one table (+ accuracy vs budget PNG)."""
+    from .compare import run_compare
+
+    loaded = _load(recipe, set_)
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    typer.echo(f"run directory: {loaded.run.output_dir}")
+    try:
+        run_compare(loaded, log=typer.echo, methods=chosen)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        _interrupted("compare", recipe)
+    out = Path(loaded.run.output_dir)
+    typer.echo(f"table: {out / 'compare.md'}; picture: {out / 'compare.png'}")
 
 
 @app.command()
@@ -91,13 +140,14 @@ def collect(
 ) -> None:
     """Phase 1: sample answers and revisions, keep verified revisions -> RUN/collect/tuples.jsonl (resumable)."""
     from .collect import run_collect
+    from .evaluate import pct
 
     loaded = _load(recipe, set_)
     out = Path(loaded.run.output_dir) / "collect"
     typer.echo(f"collecting into {out}")
 
     def on_batch(b: int, n: int, s: dict) -> None:
-        typer.echo(f"batch {b}/{n}  questions {s['questions_seen']}  initial acc {_pct(s['initial_accuracy'])}  "
+        typer.echo(f"batch {b}/{n}  questions {s['questions_seen']}  initial acc {pct(s['initial_accuracy'], '%')}  "
                    f"revisions {s['revisions_tried']}  kept {s['kept']}  {s['elapsed_s']:.0f}s")
 
     try:
@@ -108,8 +158,8 @@ def collect(
         _interrupted("collect", recipe)
     typer.echo(
         f"{'done' if s['done'] else 'stopped'}: {s['questions_seen']} questions, initial accuracy "
-        f"{_pct(s['initial_accuracy'])}, {s['revisions_tried']} revisions tried, {s['kept']} kept; correction rate "
-        f"{_pct(s['correction_rate'])}, rephrase rate {_pct(s['rephrase_rate'])}. Tuples: {out / 'tuples.jsonl'}"
+        f"{pct(s['initial_accuracy'], '%')}, {s['revisions_tried']} revisions tried, {s['kept']} kept; correction rate "
+        f"{pct(s['correction_rate'], '%')}, rephrase rate {pct(s['rephrase_rate'], '%')}. Tuples: {out / 'tuples.jsonl'}"
     )
 
 
@@ -127,13 +177,8 @@ def srt(
     tuples = tuples or run_dir / "collect" / "tuples.jsonl"
     if not tuples.is_file():
         fail(f"{tuples} does not exist: run `sdzero collect {recipe}` first, or pass --tuples.")
-
-    def on_step(step: int, total: int, v: dict) -> None:
-        typer.echo(f"step {step}/{total}  {v['stage']}  loss {v['loss']:.4f}  {v['step_s']:.1f}s/step  "
-                   f"{v['trained_tokens_per_s']:.0f} trained tok/s")
-
     try:
-        state = run_srt(loaded, tuples, run_dir / "srt", on_step=on_step)
+        state = run_srt(loaded, tuples, run_dir / "srt", on_step=print_step)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
     except KeyboardInterrupt:
@@ -287,8 +332,8 @@ def explain(
     field_problem: str = "problem",
     field_answer: str = "answer",
     limit: Annotated[int, typer.Option(help="Problems taken from --data.")] = 16,
-    top_k: Annotated[int, typer.Option(help="Teacher top-k support for the KL (0 = full vocabulary).")] = 0,
-    kind: Annotated[str, typer.Option(help="KL direction: reverse (paper), forward or mixed.")] = "reverse",
+    top_k: Annotated[Optional[int], typer.Option(help="Teacher top-k support for the KL (0 = full vocabulary); default: the recipe's distill.top_k, else 0.")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="KL direction: reverse (paper), forward or mixed; default: the recipe's distill.kl, else reverse.")] = None,
     top_n: Annotated[int, typer.Option(help="Tokens listed by KL.")] = 10,
     temperature: float = 0.7,
     max_tokens: int = 512,
@@ -312,6 +357,10 @@ def explain(
         if recipe is not None:
             loaded = load_recipe(recipe)
             prompts, verifier = loaded.prompts, loaded.verifier
+            # the KL that training used, unless asked for another
+            top_k = loaded.distill.top_k if top_k is None else top_k
+            kind = loaded.distill.kl if kind is None else kind
+        top_k, kind = (0 if top_k is None else top_k), (kind or "reverse")
         student, teacher_model, tok = ex.load_student_and_teacher(model, adapter, teacher, teacher_adapter)
         seps = separators(tok, prompts)
         sampling = SamplingConfig(temperature=temperature, max_tokens=max_tokens)

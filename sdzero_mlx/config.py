@@ -1,7 +1,9 @@
 """The recipe: one typed, frozen configuration per runnable job, read from YAML.
 
 Every departure from the paper is a field here, with the paper's value in its help text:
-- `optim.learning_rate` 1e-4 (paper: 5e-6 with full fine-tuning; LoRA wants larger steps).
+- `optim.learning_rate` 1e-4 (paper: 5e-6 with full fine-tuning; LoRA wants larger steps). `optim` is
+  the shared default; each training stage (srt, distill, rft, grpo, sft, sdft) has its own `optim`.
+- `lora.fine_tune_type` lora (paper: full fine-tuning; `full` and `dora` are available).
 - `sampling.temperature` 0.7 (paper; reference code 1.0). `sampling.max_tokens` 512 (paper: 16K).
 - `lora.*`: the paper fine-tunes all weights; this project trains LoRA adapters.
 - `distill.kl` "reverse" (paper; reference code "mixed" with forward weight 0.5).
@@ -32,6 +34,15 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LoraConfig:
+    """What a training stage updates (mlx-lm's three choices) and the adapter shape."""
+
+    fine_tune_type: Literal["lora", "dora", "full"] = field(
+        default="lora",
+        metadata={"help": "lora / dora: low-rank adapters on the linear layers; full: every weight of the last "
+                  "num_layers blocks (mlx-lm's full fine-tuning; the paper fine-tunes all weights). With full, "
+                  "the frozen distill teacher keeps its own copy of those weights (2x their memory: cheap for "
+                  "small models, not for billions of parameters)."},
+    )
     rank: int = 8
     scale: float = 20.0
     dropout: float = 0.0
@@ -49,6 +60,8 @@ class LoraConfig:
     def mlx_lm_parameters(self) -> dict:
         """The `lora_parameters` dict that mlx-lm's adapter_config.json uses."""
         params = {"rank": self.rank, "scale": self.scale, "dropout": self.dropout}
+        if self.fine_tune_type == "full":
+            return params  # mlx-lm writes them for full fine-tuning too; unused there
         if self.keys:
             params["keys"] = list(self.keys)
         return params
@@ -59,6 +72,9 @@ class FieldMap:
     problem: str = "problem"
     answer: str = "answer"
     id: Optional[str] = field(default=None, metadata={"help": "Row field holding an id; row number if unset."})
+    solution: Optional[str] = field(
+        default=None, metadata={"help": "Row field holding a worked gold solution (SFT's targets, SDFT's demonstration)."}
+    )
 
 
 @dataclass(frozen=True)
@@ -118,6 +134,24 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class OptimConfig:
+    """One training stage's optimizer (AdamW). The recipe's top-level `optim:` is the shared default;
+    a stage's own `optim:` overrides it field by field, and the resolved recipe shows each in full."""
+
+    learning_rate: float = field(default=1e-4, metadata={"help": "Paper: 5e-6 (full fine-tuning)."})
+    warmup_steps: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    weight_decay: float = 0.0
+    grad_clip: float = field(default=1.0, metadata={"help": "Global gradient-norm clip; 0 disables."})
+
+    def __post_init__(self):
+        if self.learning_rate <= 0:
+            raise ValueError(f"optim.learning_rate must be > 0, got {self.learning_rate}.")
+        if self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ValueError("optim.warmup_steps and optim.grad_clip must be >= 0.")
+
+
+@dataclass(frozen=True)
 class DistillConfig:
     steps: int = 10
     questions_per_step: int = field(default=8, metadata={"help": "Rollouts per optimizer step (1 per question)."})
@@ -133,6 +167,7 @@ class DistillConfig:
     teacher_sync: Literal["none", "hard", "ema"] = field(default="none", metadata={"help": "Paper main results: none."})
     sync_every: int = field(default=0, metadata={"help": "Steps between hard syncs."})
     ema_decay: float = field(default=0.99, metadata={"help": "Teacher <- decay * teacher + (1 - decay) * student."})
+    optim: OptimConfig = field(default=OptimConfig(), metadata={"help": "This stage's optimizer (defaults: top-level optim)."})
 
     def __post_init__(self):
         if self.steps < 1 or self.questions_per_step < 1 or self.micro_batch_size < 1:
@@ -185,17 +220,17 @@ class SrtConfig:
     epochs: int = 1
     batch_size: int = field(default=8, metadata={"help": "Tuples per optimizer step."})
     micro_batch_size: int = 4
-    learning_rate: float = field(default=1e-4, metadata={"help": "Paper: 5e-6 (full fine-tuning)."})
     max_tokens: int = field(default=2048, metadata={"help": "Longest training sequence; longer tuples are dropped."})
     stage2_size: int = field(
         default=1000,
         metadata={"help": "staged mode: tuples of the revision stage, correct-initial first (reference code: 1000); "
                   "the other wrong-initial tuples train the generation stage, which runs first."},
     )
+    optim: OptimConfig = field(default=OptimConfig(), metadata={"help": "SRT's optimizer (paper: lr 5e-6, full fine-tuning) (defaults: top-level optim)."})
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or self.micro_batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError("srt.epochs, batch_size, micro_batch_size must be >= 1 and learning_rate > 0.")
+        if self.epochs < 1 or self.batch_size < 1 or self.micro_batch_size < 1:
+            raise ValueError("srt.epochs, batch_size and micro_batch_size must be >= 1.")
         if self.stage2_size < 1:
             raise ValueError(f"srt.stage2_size must be >= 1, got {self.stage2_size}.")
 
@@ -215,19 +250,134 @@ class EvalConfig:
             raise ValueError("eval.k and eval.max_tokens must be >= 1, eval.temperature >= 0.")
 
 
+# ---------------------------------------------------------------------------------------------
+# Baselines (the paper's Table 1 controls), each a stage of its own with its own optimizer
+# ---------------------------------------------------------------------------------------------
+
+
+def _optim_field(what: str):
+    return field(default=OptimConfig(), metadata={"help": f"{what}'s optimizer (defaults: top-level optim)."})
+
+
 @dataclass(frozen=True)
-class OptimConfig:
-    learning_rate: float = field(default=1e-4, metadata={"help": "Paper: 5e-6 (full fine-tuning)."})
-    warmup_steps: int = 0
-    schedule: Literal["constant", "cosine"] = "constant"
-    weight_decay: float = 0.0
-    grad_clip: float = field(default=1.0, metadata={"help": "Global gradient-norm clip; 0 disables."})
+class RftConfig:
+    """Rejection-sampling fine-tuning, iterated on-policy: sample k answers per question from the
+    current model, keep the verified ones, one NLL step on them (end-of-turn token included)."""
+
+    steps: int = 10
+    questions_per_step: int = 8
+    samples_per_question: int = field(default=4, metadata={"help": "k answers sampled per question (the paper's RFT keeps every verified one)."})
+    micro_batch_size: int = 8
+    optim: OptimConfig = _optim_field("RFT")
 
     def __post_init__(self):
-        if self.learning_rate <= 0:
-            raise ValueError(f"optim.learning_rate must be > 0, got {self.learning_rate}.")
-        if self.warmup_steps < 0 or self.grad_clip < 0:
-            raise ValueError("optim.warmup_steps and optim.grad_clip must be >= 0.")
+        if min(self.steps, self.questions_per_step, self.samples_per_question, self.micro_batch_size) < 1:
+            raise ValueError("rft.steps, questions_per_step, samples_per_question and micro_batch_size must be >= 1.")
+
+
+@dataclass(frozen=True)
+class GrpoConfig:
+    """GRPO with DAPO's choices: group-normalised advantages from the binary reward, token-level
+    loss normalisation, clip-higher, optional dynamic sampling, no KL term by default."""
+
+    steps: int = 10
+    questions_per_step: int = 8
+    group_size: int = field(default=4, metadata={"help": "G samples per question (DAPO: 16)."})
+    micro_batch_size: int = 8
+    scale_advantages: bool = field(
+        default=True, metadata={"help": "Divide by the group's reward std (GRPO, DAPO); false = Dr. GRPO (mean only)."}
+    )
+    clip_low: float = field(default=0.2, metadata={"help": "Ratio clip below: 1 - clip_low (PPO / DAPO: 0.2)."})
+    clip_high: float = field(default=0.28, metadata={"help": "Ratio clip above: 1 + clip_high (DAPO clip-higher: 0.28)."})
+    dynamic_sampling: bool = field(
+        default=True,
+        metadata={"help": "Drop groups whose rewards are all equal (they carry no advantage). DAPO also resamples to "
+                  "refill the batch; here the step trains on fewer groups (and skips the update if none is left)."},
+    )
+    kl_coef: float = field(default=0.0, metadata={"help": "Weight of a k3 KL penalty to the initial policy (DAPO: 0, off)."})
+    updates_per_batch: int = field(
+        default=1, metadata={"help": "Optimizer steps on each sampled batch (>1: the ratio and clipping take effect)."}
+    )
+    optim: OptimConfig = _optim_field("GRPO")
+
+    def __post_init__(self):
+        if min(self.steps, self.questions_per_step, self.micro_batch_size, self.updates_per_batch) < 1:
+            raise ValueError("grpo.steps, questions_per_step, micro_batch_size and updates_per_batch must be >= 1.")
+        if self.group_size < 2:
+            raise ValueError(f"grpo.group_size must be >= 2 (advantages compare samples of a group), got {self.group_size}.")
+        if not (0 <= self.clip_low < 1 and self.clip_high >= 0):
+            raise ValueError(f"grpo.clip_low must be in [0, 1) and clip_high >= 0, got {self.clip_low}, {self.clip_high}.")
+        if self.kl_coef < 0:
+            raise ValueError(f"grpo.kl_coef must be >= 0, got {self.kl_coef}.")
+
+
+@dataclass(frozen=True)
+class SftConfig:
+    """Supervised fine-tuning on the dataset's gold solutions (data.fields.solution), NLL with the
+    end-of-turn token, over the same training questions the other methods use."""
+
+    epochs: int = 1
+    batch_size: int = field(default=8, metadata={"help": "Solutions per optimizer step."})
+    micro_batch_size: int = 8
+    steps: int = field(default=0, metadata={"help": "Optimizer steps; 0 = epochs x (questions / batch_size)."})
+    optim: OptimConfig = _optim_field("SFT")
+
+    def __post_init__(self):
+        if min(self.epochs, self.batch_size, self.micro_batch_size) < 1 or self.steps < 0:
+            raise ValueError("sft.epochs, batch_size and micro_batch_size must be >= 1, steps >= 0.")
+
+
+@dataclass(frozen=True)
+class SdftConfig:
+    """Self-distillation from demonstrations: phase 2's code, whose teacher reads a demonstration
+    instead of the student's own attempt and cue. KL direction, top-k, teacher cap and micro-batch
+    size come from the distill section, so the two differ only in the teacher's context."""
+
+    steps: int = 10
+    questions_per_step: int = 8
+    demonstration: Literal["gold", "own"] = field(
+        default="gold",
+        metadata={"help": "gold: the dataset's solution where it has one, else a verified own sample from this step "
+                  "(a question with neither is taught by the plain model); own: always a verified own sample."},
+    )
+    context: Literal["user", "rephrase"] = field(
+        default="user",
+        metadata={"help": "user (SDFT's form): the demonstration is shown in the user turn with demo_template; rephrase: "
+                  "it stands as a first attempt followed by sep(r=1), SD-Zero's layout with a correct answer."},
+    )
+    demo_template: str = field(
+        default="{problem}\n\nThis is an example of a correct solution:\n{demonstration}\n\nNow answer with a solution of your own.",
+        metadata={"help": "Teacher's user turn for context=user; {problem} and {demonstration} are replaced."},
+    )
+    optim: OptimConfig = _optim_field("SDFT")
+
+    def __post_init__(self):
+        if self.steps < 1 or self.questions_per_step < 1:
+            raise ValueError("sdft.steps and questions_per_step must be >= 1.")
+        if "{demonstration}" not in self.demo_template:
+            raise ValueError("sdft.demo_template must contain {demonstration}.")
+
+
+METHODS = ("base", "srt", "sd-zero", "rft", "grpo", "sft", "sdft")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """`sdzero compare`: every method on the same splits, evaluated the same way, one table."""
+
+    methods: tuple[str, ...] = field(default=METHODS, metadata={"help": f"Any of {METHODS}."})
+    budget_generations: int = field(
+        default=0,
+        metadata={"help": "Generations each sampling baseline may spend; 0 = what SD-Zero spent (collect + distill), "
+                  "the paper's matched budget. A baseline's steps = budget / generations per step."},
+    )
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"compare.methods {list(self.methods)}: unknown {unknown}; use some of {list(METHODS)}.")
+        if self.budget_generations < 0:
+            raise ValueError("compare.budget_generations must be >= 0 (0 = match SD-Zero).")
 
 
 @dataclass(frozen=True)
@@ -235,23 +385,36 @@ class RunConfig:
     output_dir: str = "runs/distill"
     seed: int = 0
     save_every: int = field(default=1, metadata={"help": "Checkpoint every N optimizer steps (LoRA state is small)."})
+    probe_every: int = field(
+        default=0, metadata={"help": "Greedy accuracy on a fixed probe set every N steps of each training stage; 0 = off."}
+    )
+    probe_size: int = field(default=32, metadata={"help": "Probe problems: the first N of the evaluation split."})
 
     def __post_init__(self):
         if self.save_every < 1:
             raise ValueError(f"run.save_every must be >= 1, got {self.save_every}.")
+        if self.probe_every < 0 or self.probe_size < 1:
+            raise ValueError(f"run.probe_every must be >= 0 and run.probe_size >= 1, got {self.probe_every}, {self.probe_size}.")
 
 
 @dataclass(frozen=True)
 class Recipe:
+    """Every section of a run; each stage reads only its own sections (see the *_SECTIONS of each stage)."""
+
     model: ModelConfig
     data: DataConfig
     lora: LoraConfig = LoraConfig()
     prompts: PromptConfig = PromptConfig()
     sampling: SamplingConfig = SamplingConfig()
     distill: DistillConfig = DistillConfig()
-    optim: OptimConfig = OptimConfig()
+    optim: OptimConfig = field(default=OptimConfig(), metadata={"help": "Shared default of every stage's optim section."})
     collect: CollectConfig = CollectConfig()
     srt: SrtConfig = SrtConfig()
+    rft: RftConfig = RftConfig()
+    grpo: GrpoConfig = GrpoConfig()
+    sft: SftConfig = SftConfig()
+    sdft: SdftConfig = SdftConfig()
+    compare: CompareConfig = CompareConfig()
     eval: EvalConfig = EvalConfig()
     verifier: VerifierConfig = VerifierConfig()
     run: RunConfig = RunConfig()
@@ -269,13 +432,33 @@ class Recipe:
             )
 
 
+# Sections that train, each with its own complete `optim` (top-level `optim` is their shared default).
+TRAINING_STAGES = ("srt", "distill", "rft", "grpo", "sft", "sdft")
+
+
+def with_stage_optim(data: dict) -> dict:
+    """Fill each training stage's `optim` from the top-level one, field by field under its own."""
+    shared = data.get("optim") or {}
+    if not isinstance(shared, dict):
+        return data  # from_dict reports the malformed section
+    out = dict(data)
+    for stage in TRAINING_STAGES:
+        section = out.get(stage) or {}
+        if not isinstance(section, dict):
+            continue
+        own = section.get("optim") or {}
+        if isinstance(own, dict):
+            out[stage] = {**section, "optim": {**shared, **own}}
+    return out
+
+
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a recipe YAML, apply `section.key=value` overrides, validate, return it.
 
     Relative file paths inside the recipe (model.path, data.source) stay relative to the
     current directory, as a user typing them would expect.
     """
-    data = apply_overrides(read_yaml(path), list(overrides))
+    data = with_stage_optim(apply_overrides(read_yaml(path), list(overrides)))
     try:
         return from_dict(Recipe, data, where="recipe")
     except (ValueError, TypeError) as err:

@@ -26,6 +26,11 @@ class Splits:
     phase2: tuple[Example, ...]
     eval: tuple[Example, ...]
 
+    @property
+    def training(self) -> tuple[Example, ...]:
+        """Every question SD-Zero trains on (phase 1 then phase 2): the baselines' pool, for a fair comparison."""
+        return self.phase1 + self.phase2
+
 
 def resolve_source(source: str) -> Path:
     """Local path as is; hf://owner/name/file downloads that file (cached) and returns its path."""
@@ -99,7 +104,9 @@ def rows_to_examples(rows: list[dict], fields: FieldMap, origin: str) -> list[Ex
                 f"Row {i} of {origin} has no field {fields.id!r} (found: {sorted(row)}). Set data.fields.id."
             )
         ex_id = str(row[fields.id]) if fields.id is not None else f"{Path(origin).stem}-{i}"
-        examples.append(Example(id=ex_id, problem=str(row[fields.problem]), answer=str(row[fields.answer])))
+        solution = row.get(fields.solution) if fields.solution is not None else None
+        examples.append(Example(id=ex_id, problem=str(row[fields.problem]), answer=str(row[fields.answer]),
+                                solution=None if solution in (None, "") else str(solution)))
     return examples
 
 

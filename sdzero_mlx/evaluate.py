@@ -305,8 +305,9 @@ def results_records(named_results: dict, budgets: Optional[dict[str, dict]] = No
     return records
 
 
-def _pct(x: Optional[float]) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
+def pct(x: Optional[float], sign: str = "") -> str:
+    """A share as a percentage with one decimal ("-" when not measured); the one formatter of shares."""
+    return "-" if x is None else f"{100 * x:.1f}{sign}"
 
 
 def _num(x: Optional[float]) -> str:
@@ -328,9 +329,9 @@ def results_table(named_results: dict, budgets: Optional[dict[str, dict]] = None
         s = lambda r, key: r.get("sample", {}).get(key)  # noqa: E731
         cols += [
             ("n", lambda r: str(s(r, "n_problems") or r.get("revise", {}).get("n_problems", "-"))),
-            (f"avg@{k}", lambda r: _pct(s(r, "avg_at_k"))),
-            (f"pass@{k}", lambda r: _pct(s(r, "pass_at_k"))),
-            ("greedy", lambda r: _pct(s(r, "greedy_accuracy"))),
+            (f"avg@{k}", lambda r: pct(s(r, "avg_at_k"))),
+            (f"pass@{k}", lambda r: pct(s(r, "pass_at_k"))),
+            ("greedy", lambda r: pct(s(r, "greedy_accuracy"))),
             ("tokens", lambda r: _num(s(r, "mean_tokens"))),
         ]
     if any("revise" in r for r in records):
@@ -338,10 +339,10 @@ def results_table(named_results: dict, budgets: Optional[dict[str, dict]] = None
         if not any("sample" in r for r in records):
             cols.append(("n", lambda r: str(v(r, "n_problems"))))
         cols += [
-            ("first", lambda r: _pct(v(r, "first_accuracy"))),
-            ("revised", lambda r: _pct(v(r, "revised_accuracy"))),
-            ("correction", lambda r: _pct(v(r, "correction_rate"))),
-            ("degradation", lambda r: _pct(v(r, "degradation_rate"))),
+            ("first", lambda r: pct(v(r, "first_accuracy"))),
+            ("revised", lambda r: pct(v(r, "revised_accuracy"))),
+            ("correction", lambda r: pct(v(r, "correction_rate"))),
+            ("degradation", lambda r: pct(v(r, "degradation_rate"))),
             ("first tok", lambda r: _num(v(r, "first_tokens"))),
             ("revised tok", lambda r: _num(v(r, "revised_tokens"))),
         ]
@@ -359,16 +360,10 @@ def results_table(named_results: dict, budgets: Optional[dict[str, dict]] = None
 
 
 def run_budget(run_dir: str | Path) -> Optional[dict]:
-    """Budget counters of a training run: the last line of its metrics.jsonl, or None if absent."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return None
-    lines = [l for l in path.read_text().splitlines() if l.strip()]
-    if not lines:
-        return None
-    last = json.loads(lines[-1])
-    keys = ("step", "generations", "sampled_tokens", "trained_tokens", "elapsed_s")
-    return {key: last[key] for key in keys if key in last} or None
+    """Budget counters of a training run (its last metrics record), or None if it has none."""
+    from .metrics import last_budget
+
+    return last_budget(run_dir)
 
 
 def write_summary(named_results: dict, out_dir: str | Path, budgets: Optional[dict[str, dict]] = None) -> tuple[Path, Path]:
@@ -426,6 +421,18 @@ def adapter_budget(adapter: Optional[str]) -> Optional[dict]:
     return run_budget(adapter) or run_budget(Path(adapter).parent)
 
 
+def evaluate_model(
+    model, tokenizer, examples: Sequence[Example], prompts: PromptConfig, config: EvalConfig, verifier: VerifierConfig,
+    seed: int, on_progress: Optional[Callable[[int], None]] = None, batch_size: int = 16,
+) -> list[AnyResult]:
+    """The protocol for one model: avg@k / pass@k / greedy, then generate-then-revise when config.revise."""
+    args = (model, tokenizer, examples, prompts, config, verifier, seed, on_progress, batch_size)
+    results: list[AnyResult] = [evaluate_examples(*args)]
+    if config.revise:
+        results.append(generate_then_revise(*args))
+    return results
+
+
 def evaluate_models(
     specs: Sequence[ModelSpec],
     examples: Sequence[Example],
@@ -453,11 +460,7 @@ def evaluate_models(
     for spec in specs:
         progress = (lambda n, s=spec.name: on_progress(s, n)) if on_progress else None
         model, tokenizer = load_model(ModelConfig(spec.path), adapter_path=spec.adapter)
-        results: list[AnyResult] = [
-            evaluate_examples(model, tokenizer, examples, prompts, config, verifier, seed, progress, batch_size)
-        ]
-        if config.revise:
-            results.append(generate_then_revise(model, tokenizer, examples, prompts, config, verifier, seed, progress, batch_size))
+        results = evaluate_model(model, tokenizer, examples, prompts, config, verifier, seed, progress, batch_size)
         named[spec.name] = results
         budget = adapter_budget(spec.adapter)
         if budget:

@@ -25,10 +25,12 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import PromptConfig, SamplingConfig
-from .distill import distill_item, logits_at, student_batch, teacher_batch
+from .distill import distill_item
+from .kd import student_batch, teacher_batch
+from .scoring import logits_at
 from .loss import distill_token_kl, teacher_targets, token_logprobs
 from .modeling import padding_id
-from .prompts import Separators, prompt_ids as make_prompt_ids
+from .prompts import Separators, prompt_ids as make_prompt_ids, text_answer_ids
 from .rollout import sample_rollouts
 from .teacher import lora_values
 from .types import Example, Graded, Rollout
@@ -246,11 +248,11 @@ def explain_one(
 def response_ids(tokenizer, problem: str, response: str, prompts: PromptConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(prompt ids, response ids) for a response given as text by a user.
 
-    User text has no sampled ids, so it is encoded here (the only place the project tokenises an
-    answer); the end-of-turn id is appended as if the model had stopped.
+    User text has no sampled ids, so it is encoded (prompts.text_answer_ids); the end-of-turn id is
+    appended as if the model had stopped.
     """
-    ids = tuple(int(t) for t in tokenizer.encode(response, add_special_tokens=False))
-    return make_prompt_ids(tokenizer, problem, prompts), ids + (int(tokenizer.eos_token_id),)
+    ids, eot = text_answer_ids(tokenizer, response)
+    return make_prompt_ids(tokenizer, problem, prompts), ids + (eot,)
 
 
 # -- rendering -------------------------------------------------------------------------------

@@ -88,3 +88,43 @@ def token_logprobs(logits: mx.array, token_ids: mx.array) -> mx.array:
 def masked_sum(values: mx.array, mask: mx.array) -> mx.array:
     """Sum of `values` where mask is 1; padding contributes exactly nothing."""
     return mx.where(mask.astype(mx.bool_), values, 0.0).sum()
+
+
+def entropy(logp: mx.array) -> mx.array:
+    """Entropy per position of a distribution given as log-probabilities (..., K) -> (...)."""
+    return -(mx.exp(logp) * logp).sum(axis=-1)
+
+
+def monitor_entropy(logp: mx.array, mask: mx.array) -> tuple[mx.array, mx.array]:
+    """(sum of per-token entropies over the mask, token count), without gradient: a trainer monitor."""
+    logp = mx.stop_gradient(logp)
+    return masked_sum(entropy(logp), mask), mask.sum()
+
+
+def clipped_policy_loss(
+    logp: mx.array, old_logp: mx.array, advantages: mx.array, clip_low: float, clip_high: float
+) -> mx.array:
+    """Per-token PPO/DAPO surrogate: -min(ratio * A, clip(ratio, 1 - low, 1 + high) * A).
+
+    logp, old_logp: (B, L) log-probabilities of the sampled tokens under the current and the
+    behaviour policy; advantages: (B,) one per sequence (GRPO), broadcast over its tokens.
+    Example: ratio 1.5, A = 1, bounds (0.2, 0.28): -min(1.5, 1.28) = -1.28 (clipped, no gradient).
+    """
+    ratio = mx.exp(logp - mx.stop_gradient(old_logp))
+    adv = advantages[:, None]
+    unclipped = ratio * adv
+    clipped = mx.clip(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
+    return -mx.minimum(unclipped, clipped)
+
+
+def group_advantages(rewards: mx.array, scale_by_std: bool = True, eps: float = 1e-6) -> mx.array:
+    """GRPO advantages: reward minus its group's mean, divided by the group's std unless Dr. GRPO.
+
+    rewards: (G_groups, G) -> (G_groups, G). A group whose rewards are all equal gets zeros.
+    Example: [[1, 0, 0, 1]] -> [[1, -1, -1, 1]] (mean 0.5, population std 0.5).
+    """
+    centred = rewards - rewards.mean(axis=-1, keepdims=True)
+    if not scale_by_std:
+        return centred
+    std = mx.sqrt((centred**2).mean(axis=-1, keepdims=True))
+    return centred / (std + eps)

@@ -1,4 +1,8 @@
-"""Loading a model for training and giving it LoRA, all through mlx-lm's own functions."""
+"""Loading a model for training and choosing what it trains (LoRA, DoRA or full), through mlx-lm's functions.
+
+Whatever the choice, `trainable(model)` is the set of arrays a stage trains, checkpoints and writes
+as adapters, and the one the distill teacher keeps its own values of (teacher.py).
+"""
 
 from __future__ import annotations
 
@@ -28,11 +32,20 @@ def load_model(config: ModelConfig, adapter_path: str | None = None):
     return model, tokenizer
 
 
-def add_lora(model: nn.Module, config: LoraConfig, seed: int) -> None:
-    """Freeze the base and wrap its linear layers in mlx-lm LoRA layers (seeded init)."""
+def make_trainable(model: nn.Module, config: LoraConfig, seed: int) -> None:
+    """Freeze the base, then open what `lora.fine_tune_type` trains (as mlx-lm's lora.py does).
+
+    lora / dora: the linear layers of the last num_layers blocks become mlx-lm LoRA / DoRA layers
+    (seeded init, B = 0, so the model is unchanged); full: every weight of those blocks trains.
+    """
     model.freeze()
     mx.random.seed(seed)
-    linear_to_lora_layers(model, lora_num_layers(model, config), config.mlx_lm_parameters())
+    n = lora_num_layers(model, config)
+    if config.fine_tune_type == "full":
+        for layer in model.layers[len(model.layers) - n :]:
+            layer.unfreeze()
+        return
+    linear_to_lora_layers(model, n, config.mlx_lm_parameters(), use_dora=config.fine_tune_type == "dora")
 
 
 def lora_num_layers(model: nn.Module, config: LoraConfig) -> int:
@@ -40,7 +53,7 @@ def lora_num_layers(model: nn.Module, config: LoraConfig) -> int:
 
 
 def trainable(model: nn.Module) -> dict[str, mx.array]:
-    """Flat name -> array of the trainable (LoRA) parameters."""
+    """Flat name -> array of the trained parameters (LoRA / DoRA factors, or the full blocks' weights)."""
     return dict(tree_flatten(model.trainable_parameters()))
 
 

@@ -22,17 +22,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .checkpoint import write_json_atomic
-from .collect import run_collect
+from .checkpoint import check_same_recipe, write_json_atomic
+from .collect import COLLECT_SECTIONS, run_collect
 from .config import Recipe
 from .configio import to_dict, write_yaml
 from .data import make_splits
 from .distill import run_distill
 from .evaluate import (
-    EvalResult, ReviseResult, evaluate_examples, generate_then_revise, results_table, run_budget, summary, write_rows_jsonl,
+    EvalResult, ReviseResult, evaluate_model, generations_per_model, results_table, run_budget, summary, write_rows_jsonl,
 )
+from .metrics import format_record
 from .modeling import load_model
-from .srt import run_srt
+from .srt import SRT_SECTIONS, run_srt
 
 MODELS = ("base", "srt", "sd-zero")
 LABELS = {"base": "base", "srt": "SRT", "sd-zero": "SD-Zero"}
@@ -52,21 +53,26 @@ def _result_from_json(d: dict):
     return ReviseResult(**d, rows=()) if "revised_accuracy" in d else EvalResult(**d, rows=())
 
 
-def evaluate_model(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str], None]) -> list:
-    """Evaluate one of base / srt / sd-zero on the held-out split; cached in RUN/eval/NAME.json."""
+def eval_settings(recipe: Recipe) -> dict:
+    """What an evaluation depends on besides the model: a cached result is reused only under the same."""
+    return {s: to_dict(getattr(recipe, s)) for s in ("eval", "data", "prompts", "verifier")} | {"seed": recipe.run.seed}
+
+
+def evaluate_cached(
+    recipe: Recipe, name: str, model_path: str, adapter: Optional[str], run_dir: Path, log: Callable[[str], None]
+) -> list:
+    """Evaluate one model on the held-out split with the recipe's protocol; cached in RUN/eval/NAME.json."""
     out = run_dir / "eval" / f"{name}.json"
-    settings = {s: to_dict(getattr(recipe, s)) for s in ("eval", "data", "prompts", "verifier")} | {"seed": recipe.run.seed}
+    settings = eval_settings(recipe)
     if out.is_file():
         saved = json.loads(out.read_text())
         if saved["settings"] != settings:
             raise ValueError(f"{out} was evaluated with other eval/data/prompts/verifier settings; delete it to re-evaluate.")
         log(f"eval {name}: done, skipped")
         return [_result_from_json(d) for d in saved["results"]]
-    path = recipe.model.path if name == "base" else str(run_dir / "srt" / "model")
-    adapters = str(run_dir / "distill" / "adapters") if name == "sd-zero" else None
-    model, tokenizer = load_model(replace(recipe.model, path=path), adapter_path=adapters)
+    model, tokenizer = load_model(replace(recipe.model, path=model_path), adapter_path=adapter)
     examples = make_splits(recipe.data).eval
-    total = len(examples) * (recipe.eval.k + int(recipe.eval.greedy) + 2 * int(recipe.eval.revise))
+    total = generations_per_model(len(examples), recipe.eval)
     finished = [0]
 
     def progress(n: int) -> None:
@@ -74,12 +80,9 @@ def evaluate_model(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str]
         if finished[0] % max(total // 4, 1) == 0 or finished[0] == total:
             log(f"eval {name}: {finished[0]}/{total} generations")
 
-    args = (model, tokenizer, examples, recipe.prompts, recipe.eval, recipe.verifier, recipe.run.seed, progress,
-            recipe.sampling.batch_size)
     tic = time.perf_counter()
-    results = [evaluate_examples(*args)]
-    if recipe.eval.revise:
-        results.append(generate_then_revise(*args))
+    results = evaluate_model(model, tokenizer, examples, recipe.prompts, recipe.eval, recipe.verifier, recipe.run.seed,
+                             progress, recipe.sampling.batch_size)
     seconds = time.perf_counter() - tic
     out.parent.mkdir(parents=True, exist_ok=True)
     for res in results:
@@ -87,6 +90,13 @@ def evaluate_model(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str]
         write_rows_jsonl(res, run_dir / "eval" / f"{name}.{kind}.rows.jsonl")
     write_json_atomic(out, {"settings": settings, "results": [summary(r) for r in results], "seconds": seconds})
     return results
+
+
+def evaluate_model_of_run(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str], None]) -> list:
+    """base / srt / sd-zero of this run, evaluated (or read from the cache)."""
+    path = recipe.model.path if name == "base" else str(run_dir / "srt" / "model")
+    adapters = str(run_dir / "distill" / "adapters") if name == "sd-zero" else None
+    return evaluate_cached(recipe, name, path, adapters, run_dir, log)
 
 
 def stage_budgets(run_dir: Path, evals: dict[str, list]) -> dict[str, dict]:
@@ -166,22 +176,27 @@ def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after:
         write_yaml(recipe, run_dir / "recipe.yaml")
 
     # 1. phase-1 collection
-    if (run_dir / "collect" / "done").is_file():
+    collect_dir, srt_dir = run_dir / "collect", run_dir / "srt"
+    if (collect_dir / "done").is_file():
+        check_same_recipe(recipe, collect_dir / "recipe.yaml", COLLECT_SECTIONS)
+        collected = json.loads((collect_dir / "summary.json").read_text())
         log("collect: done, skipped")
-    collected = run_collect(
-        recipe, run_dir / "collect",
-        on_batch=lambda b, n, s: log(f"collect: batch {b}/{n}  questions {s['questions_seen']}  kept {s['kept']}  "
-                                     f"initial acc {_fmt(s['initial_accuracy'])}"),
-    )
+    else:
+        collected = run_collect(
+            recipe, collect_dir,
+            on_batch=lambda b, n, s: log(f"collect: batch {b}/{n}  questions {s['questions_seen']}  kept {s['kept']}  "
+                                         f"initial acc {_fmt(s['initial_accuracy'])}"),
+        )
     log(f"collect: {collected['kept']} tuples kept from {collected['questions_seen']} questions")
     if stop_after == "collect":
         return {}
 
     # 2. self-revision training, fused into RUN/srt/model
-    if (run_dir / "srt" / "done").is_file():
+    if (srt_dir / "done").is_file():
+        check_same_recipe(recipe, srt_dir / "recipe.yaml", SRT_SECTIONS)
         log("srt: done, skipped")
-    run_srt(recipe, run_dir / "collect" / "tuples.jsonl", run_dir / "srt",
-            on_step=lambda s, n, v: log(f"srt: step {s}/{n}  {v['stage']} loss {v['loss']:.4f}  {v['step_s']:.1f}s"))
+    else:
+        run_srt(recipe, collect_dir / "tuples.jsonl", srt_dir, on_step=lambda r: log(format_record(r)))
     if stop_after == "srt":
         return {}
 
@@ -190,16 +205,14 @@ def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after:
     if (distill_dir / "done").is_file():
         log("distill: done, skipped")
     else:
-        d_recipe = distill_recipe(recipe, run_dir)
-        steps = d_recipe.distill.steps
-        run_distill(d_recipe, distill_dir, resume=(distill_dir / "checkpoint").exists(),
-                    on_step=lambda s, v: log(f"distill: step {s}/{steps}  reward {v['reward']:.3f}  kl {v['kl']:.4f}"))
+        run_distill(distill_recipe(recipe, run_dir), distill_dir, resume=(distill_dir / "checkpoint").exists(),
+                    on_step=lambda r: log(format_record(r)))
         (distill_dir / "done").write_text("")
     if stop_after == "distill":
         return {}
 
     # 4. held-out evaluation of the three models, 5. the final table
-    evals = {name: evaluate_model(recipe, name, run_dir, log) for name in MODELS}
+    evals = {name: evaluate_model_of_run(recipe, name, run_dir, log) for name in MODELS}
     text, data = final_table(run_dir, evals)
     (run_dir / "results.md").write_text(text)
     write_json_atomic(run_dir / "results.json", data)

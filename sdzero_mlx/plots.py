@@ -1,44 +1,37 @@
-"""Run plots: reward, KL, response length and throughput over optimizer steps, several runs overlaid.
+"""Run plots: the per-step records of one or several training runs, overlaid, as one PNG.
 
-Reads RUN/metrics.jsonl (one JSON object per step, written by `distill.run_distill`) and draws one
-line per run in each panel; the throughput panel shows sampled tokens/s (solid) and trained tokens/s
-(dashed). A panel whose key a run lacks (e.g. an SRT run has no KL) simply has no line for that run.
+Reads each RUN/metrics.jsonl through `metrics.read_metrics` and draws one line per run in each
+panel. The panels are the monitors that show a collapse early: reward (and, dashed, the probe
+set's greedy accuracy), the loss (distill: the KL in the recipe's distill.kl direction), response
+length, policy entropy, relative weight change per step (log scale), and throughput (sampled
+tokens/s solid, trained dashed). A value a run lacks (an SRT run samples nothing, so it has no
+reward) simply has no line.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-# (title, [(metrics key, line style)])
+from .metrics import StepRecord, read_metrics
+
+# (title, [(record attribute, line style)], log scale)
 PANELS = [
-    ("reward", [("reward", "-")]),
-    ("distill KL (direction: distill.kl)", [("kl", "-")]),
-    ("response tokens", [("response_tokens", "-")]),
-    ("tokens/s (solid: sampled, dashed: trained)", [("sampled_tokens_per_s", "-"), ("trained_tokens_per_s", "--")]),
+    ("reward (solid), probe greedy accuracy (dashed)", [("reward", "-"), ("probe_accuracy", "--")], False),
+    ("loss (distill: KL, direction distill.kl)", [("loss", "-")], False),
+    ("response tokens", [("response_tokens", "-")], False),
+    ("policy entropy (nats, trained tokens)", [("entropy", "-")], False),
+    ("relative weight change per step", [("weight_change", "-")], True),
+    ("tokens/s (solid: sampled, dashed: trained)", [("sampled_tokens_per_s", "-"), ("trained_tokens_per_s", "--")], False),
 ]
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The rows of RUN/metrics.jsonl, in step order."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass run directories written by `sdzero distill`.")
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise ValueError(f"Line {i} of {path} is not valid JSON ({err.msg}).") from None
-    if not rows:
-        raise ValueError(f"{path} is empty: the run has not finished a step yet.")
-    return sorted(rows, key=lambda r: r["step"])
+def _series(records: Sequence[StepRecord], name: str) -> list[tuple[int, float]]:
+    return [(r.step, getattr(r, name)) for r in records if getattr(r, name) is not None]
 
 
 def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Optional[Sequence[str]] = None):
-    """Write a 2x2 PNG of the runs' curves; returns the matplotlib Figure (closed, for inspection)."""
+    """Write a 3x2 PNG of the runs' curves; returns the matplotlib Figure (closed, for inspection)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,20 +44,26 @@ def plot_runs(run_dirs: Sequence[str | Path], out_png: str | Path, labels: Optio
     if len(labels) != len(run_dirs):
         raise ValueError(f"Got {len(labels)} labels for {len(run_dirs)} runs; give one label per run.")
     runs = [read_metrics(r) for r in run_dirs]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    fig, axes = plt.subplots(3, 2, figsize=(11, 10))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (title, series) in zip(axes.flat, PANELS):
-        for n, (rows, label) in enumerate(zip(runs, labels)):
-            for key, style in series:
-                points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+    for ax, (title, series, log) in zip(axes.flat, PANELS):
+        for n, (records, label) in enumerate(zip(runs, labels)):
+            for name, style in series:
+                points = _series(records, name)
                 if points:
                     xs, ys = zip(*points)
-                    ax.plot(xs, ys, style, color=colours[n % len(colours)], label=label if style == "-" else None)
+                    ax.plot(xs, ys, style, marker="." if len(xs) < 3 else None, color=colours[n % len(colours)],
+                            label=label if style == "-" else None)
+        if log and ax.lines:
+            ax.set_yscale("log")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.grid(alpha=0.3)
-    axes.flat[0].legend(fontsize=8)
+    # one legend, on the panel that names the most runs
+    best = max(axes.flat, key=lambda a: len(a.get_legend_handles_labels()[0]))
+    if best.get_legend_handles_labels()[0]:
+        best.legend(fontsize=8)
     fig.tight_layout()
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=100)

@@ -42,6 +42,17 @@ def prompt_ids(tokenizer, problem: str, config: PromptConfig) -> tuple[int, ...]
     return tuple(int(t) for t in ids)
 
 
+def text_answer_ids(tokenizer, text: str) -> tuple[tuple[int, ...], int]:
+    """(ids, end-of-turn id) of an answer given as text: a dataset's gold solution or a user's response.
+
+    Such text has no sampled ids, so it is encoded here (the only place the project tokenises an
+    answer; model samples never are). The end-of-turn id is the tokenizer's eos token, the one a
+    chat model stops on.
+    """
+    ids = tuple(int(t) for t in tokenizer.encode(text, add_special_tokens=False))
+    return ids, int(tokenizer.eos_token_id)
+
+
 def separator_text(phrase: str) -> str:
     return "\n\n" + phrase + "\n\n"
 

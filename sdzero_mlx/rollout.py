@@ -118,3 +118,29 @@ def sample_rollouts(
         )
         for ex, p, c in zip(examples, ids, completions)
     ]
+
+
+def sample_groups(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    group_size: int,
+    prompts: PromptConfig,
+    sampling: SamplingConfig,
+    seed: int,
+) -> list[Rollout]:
+    """`group_size` generator-role samples per example (one shared prefill each), example-major:
+    sample j of example i is at i * group_size + j."""
+    ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
+    completions = generate_completions(model, tokenizer, ids, sampling, seed, copies=group_size)
+    return [
+        Rollout(
+            example=examples[i // group_size],
+            prompt_ids=ids[i // group_size],
+            completion_ids=c.ids,
+            text=tokenizer.decode(list(c.ids)),
+            finish_reason=c.finish_reason,
+            stop_id=c.stop_id,
+        )
+        for i, c in enumerate(completions)
+    ]

@@ -18,8 +18,8 @@ gradient); `srt.mode` chooses how they combine:
 Output: LoRA adapters in mlx-lm's format (RUN/srt/adapters) and the model with them fused, saved as
 an ordinary mlx-lm model folder (RUN/srt/model): phase 2's starting point and teacher.
 
-Departures from the paper (recipe fields): LoRA instead of full fine-tuning (`lora.*`), learning
-rate `srt.learning_rate` 1e-4 (paper 5e-6), tuples longer than `srt.max_tokens` are dropped,
+Departures from the paper (recipe fields): LoRA by default instead of full fine-tuning
+(`lora.fine_tune_type`), learning rate `srt.optim.learning_rate` 1e-4 (paper 5e-6), tuples longer than `srt.max_tokens` are dropped,
 `srt.epochs` 1 (reference code: 3 per stage). The fused model is saved in the training dtype
 (float32 on CPU).
 """
@@ -27,30 +27,31 @@ rate `srt.learning_rate` 1e-4 (paper 5e-6), tuples longer than `srt.max_tokens` 
 from __future__ import annotations
 
 import json
+import random
 import shutil
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from .checkpoint import (
-    TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint,
-)
+from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir
 from .collect import load_tuples
 from .config import Recipe, SrtConfig
-from .configio import write_yaml
 from .data import epoch_order
-from .distill import MetricsLog, ScoredBatch, logits_at, scored_batch
-from .loss import token_logprobs
-from .modeling import add_lora, fuse_lora, load_model, lora_num_layers, padding_id, set_params, trainable
+from .loop import StepOutcome, open_run_dir, restore, train_loop
+from .metrics import StepRecord
+from .modeling import fuse_lora, load_model, lora_num_layers, make_trainable, padding_id, trainable
+from .monitors import make_probe
+from .scoring import WeightedBatch, chunks, scored_batch, weighted_nll
+from .checkpoint import save_adapters
 from .trainer import make_optimizer, optimizer_step
 from .types import RevisionTuple
 
 REVISION, GENERATION = "revision", "generation"
-SRT_SECTIONS = ("model", "lora", "srt", "optim")
+SRT_SECTIONS = ("model", "lora", "srt")
 DONE = "done"
 
 
@@ -78,53 +79,37 @@ def srt_item(t: RevisionTuple) -> SrtItem:
     return SrtItem(ids, gen_start, gen_start + len(t.y_init) + len(t.sep_ids), t.r_init)
 
 
-@dataclass(frozen=True)
-class SrtBatch:
-    batch: ScoredBatch  # ids (B, T); positions / mask (B, L) over the generation-or-revision span
-    targets: mx.array  # (B, L) token predicted at each position
-    weights: mx.array  # (B, L) loss weight per target: 1 / (tokens of its term in the step), 0 on padding
-
-
-def srt_batches(items: Sequence[SrtItem], terms: tuple[str, ...], micro_batch_size: int, pad_id: int) -> list[SrtBatch]:
+def srt_batches(items: Sequence[SrtItem], terms: tuple[str, ...], micro_batch_size: int, pad_id: int) -> list[WeightedBatch]:
     """Micro-batches of one optimizer step, weighted so that their losses sum to the step's loss."""
     term_tokens = {
         term: max(sum(it.span(term)[1] - it.span(term)[0] for it in items), 1) for term in terms
     }
     widest = GENERATION if GENERATION in terms else REVISION
     out = []
-    for i in range(0, len(items), micro_batch_size):
-        chunk = items[i : i + micro_batch_size]
+    for chunk in chunks(items, micro_batch_size):
         spans = [it.span(widest) for it in chunk]
         batch = scored_batch([it.ids for it in chunk], spans, pad_id)
         length = batch.mask.shape[1]
-        targets, weights = [], []
+        weights = []
         for it, (start, end) in zip(chunk, spans):
-            row_t, row_w = [], []
-            for p in range(start, start + length):
-                inside = p < end
-                row_t.append(it.ids[p] if inside else pad_id)
-                w = 0.0
-                for term in terms:
-                    if inside and p >= it.span(term)[0]:
-                        w += 1.0 / term_tokens[term]
-                row_w.append(w)
-            targets.append(row_t)
-            weights.append(row_w)
-        out.append(SrtBatch(batch, mx.array(targets), mx.array(weights, dtype=mx.float32)))
+            weights.append([
+                sum(1.0 / term_tokens[term] for term in terms if p < end and p >= it.span(term)[0])
+                for p in range(start, start + length)
+            ])
+        out.append(WeightedBatch(batch, mx.array(weights, dtype=mx.float32)))
     return out
 
 
-def srt_loss(model: nn.Module, mb: SrtBatch) -> mx.array:
+def srt_loss(model: nn.Module, mb: WeightedBatch) -> tuple[mx.array, tuple[mx.array, mx.array]]:
     """Weighted NLL of the micro-batch (weights already divide by the step's token counts)."""
-    logp = token_logprobs(logits_at(model, mb.batch), mb.targets)  # (B, L)
-    return -(logp * mb.weights).sum()
+    return weighted_nll(model, mb)
 
 
 def mean_nll(model: nn.Module, items: Sequence[SrtItem], term: str, pad_id: int, micro_batch_size: int = 8) -> float:
     """Token-mean NLL of one term over `items` (no gradient); for reports and tests."""
     total = 0.0
     for mb in srt_batches(items, (term,), micro_batch_size, pad_id):
-        total += srt_loss(model, mb).item()
+        total += srt_loss(model, mb)[0].item()
     return total
 
 
@@ -145,8 +130,6 @@ def plan_stages(items: Sequence[SrtItem], config: SrtConfig, seed: int = 0) -> l
         return [Stage("summed", (REVISION, GENERATION), tuple(items))]
     if config.mode in (REVISION, GENERATION):
         return [Stage(config.mode, (config.mode,), tuple(items))]
-    import random
-
     rng = random.Random(seed)
     wrong = [it for it in items if it.r_init < 0.5]
     right = [it for it in items if it.r_init >= 0.5]
@@ -193,10 +176,10 @@ def run_srt(
     recipe: Recipe,
     tuples_path: Path,
     out_dir: Path,
-    on_step: Optional[Callable[[int, int, dict], None]] = None,
+    on_step: Optional[Callable[[StepRecord], None]] = None,
     stop_after: Optional[int] = None,
 ) -> TrainingState:
-    """Train LoRA adapters on the tuples, resuming a checkpoint in out_dir; then fuse and save.
+    """Train on the tuples, resuming a checkpoint in out_dir; then save adapters and the fused model.
 
     `stop_after` ends the call after that many steps (tests use it to interrupt).
     """
@@ -206,10 +189,7 @@ def run_srt(
         check_same_recipe(recipe, out_dir / "recipe.yaml", SRT_SECTIONS)
         return TrainingState(**json.loads((out_dir / "state.json").read_text()))
     resume = checkpoint_dir(out_dir) is not None
-    if resume:
-        check_same_recipe(recipe, out_dir / "recipe.yaml", SRT_SECTIONS)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(recipe, out_dir / "recipe.yaml")
+    open_run_dir(recipe, out_dir, resume, SRT_SECTIONS)
 
     tuples = load_tuples(tuples_path)
     all_items = [srt_item(t) for t in tuples]
@@ -225,56 +205,39 @@ def run_srt(
         bounds.append(total)
         total += s.steps(cfg)
 
-    model, tokenizer = load_model(recipe.model)
-    add_lora(model, recipe.lora, seed)
-    pad = padding_id(tokenizer)
-    optim_cfg = replace(recipe.optim, learning_rate=cfg.learning_rate)
-
     def stage_at(step: int) -> int:
         return max(i for i, b in enumerate(bounds) if b <= step)
 
+    model, tokenizer = load_model(recipe.model)
+    make_trainable(model, recipe.lora, seed)
+    pad = padding_id(tokenizer)
+    # the reference code's second stage is a new fine-tuning run: a fresh optimizer per stage
+    optimizers = [make_optimizer(cfg.optim, st.steps(cfg)) for st in stages]
     state = TrainingState()
     if resume:
-        state = TrainingState(**json.loads((checkpoint_dir(out_dir) / "state.json").read_text()))
-    current = stage_at(min(state.step, total - 1))
-    optimizer = make_optimizer(optim_cfg, stages[current].steps(cfg))
-    if resume:
-        at_boundary = state.step == bounds[current] and state.step > 0  # the saved moments belong to the last stage
-        state, lora, _ = load_checkpoint(out_dir, make_optimizer(optim_cfg, 1) if at_boundary else optimizer)
-        set_params(model, lora)
-    metrics = MetricsLog(out_dir / "metrics.jsonl", state.step)
-    model.train()
+        saved_step = json.loads((checkpoint_dir(out_dir) / "state.json").read_text())["step"]
+        # the saved moments belong to the stage of the last finished step
+        state, _ = restore(out_dir, model, optimizers[stage_at(max(saved_step - 1, 0))])
 
-    last = total if stop_after is None else min(total, state.step + stop_after)
-    for step in range(state.step, last):
-        tic = time.perf_counter()
+    def step_fn(step: int) -> StepOutcome:
         s = stage_at(step)
-        if s != current:  # the reference code's second stage is a new fine-tuning run
-            current, optimizer = s, make_optimizer(optim_cfg, stages[s].steps(cfg))
         stage = stages[s]
         chunk = step_items(stage, step - bounds[s], cfg, seed + s)
         batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad)
-        result = optimizer_step(model, optimizer, srt_loss, [(mb,) for mb in batches], optim_cfg.grad_clip)
-        trained = sum(len(it.ids) - it.span(GENERATION if GENERATION in stage.terms else REVISION)[0] for it in chunk)
-        elapsed = time.perf_counter() - tic
-        state = replace(state, step=step + 1, trained_tokens=state.trained_tokens + trained,
-                        elapsed_s=state.elapsed_s + elapsed)
-        values = {
-            "stage": stage.name,
-            "loss": result.loss,
-            "grad_norm": result.grad_norm,
-            "learning_rate": result.learning_rate,
-            "tuples": len(chunk),
-            "trained_tokens_per_s": trained / max(elapsed, 1e-9),
-            "step_s": elapsed,
-            **{k: v for k, v in asdict(state).items() if k != "step"},
-        }
-        metrics.log(step + 1, values)
-        if (step + 1) % recipe.run.save_every == 0 or step + 1 == last:
-            save_checkpoint(out_dir, state, trainable(model), optimizer)
-        if on_step is not None:
-            on_step(step + 1, total, values)
+        result = optimizer_step(model, optimizers[s], srt_loss, batches, cfg.optim.grad_clip)
+        widest = GENERATION if GENERATION in stage.terms else REVISION
+        return StepOutcome(
+            result=result,
+            trained_tokens=sum(len(it.ids) - it.span(widest)[0] for it in chunk),
+            part=stage.name,
+            details=(("tuples", float(len(chunk))),),
+        )
 
+    state = train_loop(
+        recipe=recipe, run_dir=out_dir, stage="srt", steps=total, model=model,
+        optimizer_for_step=lambda step: optimizers[stage_at(step)], step_fn=step_fn, state=state,
+        probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
+    )
     if state.step < total:
         return state
     save_adapters(out_dir / "adapters", trainable(model), recipe.lora, lora_num_layers(model, recipe.lora),

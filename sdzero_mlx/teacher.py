@@ -1,16 +1,20 @@
-"""The teacher without a second model copy.
+"""The teacher without a second model: the same weights with the teacher's own values of the trained parameters.
 
-The student is base + LoRA. The teacher is the same base with its own LoRA values: at the start
-they are the student's initial values, whose B factor is zero, so the teacher is exactly the base
-(the SRT model in phase 2). A teacher forward swaps the teacher's LoRA arrays in, builds the graph,
-and swaps the student's back; the graph keeps the arrays it was built on, so no weights are copied.
+The student is the model with its trained parameters (LoRA / DoRA factors, or whole blocks with
+full fine-tuning; modeling.make_trainable). The teacher is the same model with its own values of
+exactly those parameters: at the start they are the student's initial values (LoRA: B = 0, so the
+teacher is exactly the base, i.e. the SRT model in phase 2). A teacher forward swaps the teacher's
+arrays in, builds the graph, and swaps the student's back. MLX arrays are immutable and an optimizer
+step replaces them, so holding the initial arrays is the frozen copy: nothing is copied for LoRA,
+and with full fine-tuning the teacher costs one more copy of the trained blocks.
 
 Sync ("iterative self-evolution" in the paper; main results: none):
-- hard: every `sync_every` steps the teacher's LoRA becomes a copy of the student's (exact:
-  teacher = current student).
-- ema: teacher <- decay * teacher + (1 - decay) * student, applied to the LoRA factors A and B.
-  Departure: an EMA of the factors is not the EMA of the weight delta B·A (that is not low rank);
-  it tracks it closely for decays near 1 and costs nothing extra.
+- hard: every `sync_every` steps the teacher's values become the student's (exact: teacher =
+  current student).
+- ema: teacher <- decay * teacher + (1 - decay) * student, on the trained parameters. With full
+  fine-tuning this is the EMA of the weights. Departure with LoRA: an EMA of the factors A and B is
+  not the EMA of the weight delta B·A (that is not low rank); it tracks it closely for decays near 1
+  and costs nothing extra.
 """
 
 from __future__ import annotations

@@ -1,19 +1,22 @@
-"""What every phase shares: the optimizer, its schedule, and one accumulated optimizer step.
+"""What every training stage shares: the optimizer, its schedule, and one accumulated optimizer step.
 
-Losses passed to `optimizer_step` are already divided by the token count of the whole optimizer
-step, so summing micro-batch gradients gives exactly the gradient of the step's token mean:
-1 x 4 and 4 x 1 accumulation produce the same update.
+A stage's loss is a plain function `loss_fn(model, micro_batch) -> (loss, (entropy_sum, tokens))`
+with its scalars bound beforehand (functools.partial), so the trainer never needs to know which
+arguments a loss takes. Losses are already divided by the token count of the whole optimizer step,
+so summing micro-batch gradients gives exactly the gradient of the step's token mean: 1 x 4 and
+4 x 1 accumulation produce the same update. The second output is for monitoring only: the sum of
+the policy's per-token entropies (no gradient) and the number of tokens it covers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-from mlx.utils import tree_map
+from mlx.utils import tree_flatten, tree_map
 
 from .config import OptimConfig
 
@@ -23,6 +26,8 @@ class StepResult:
     loss: float  # sum of the micro-batch losses: the step's token-mean loss
     grad_norm: float  # before clipping
     learning_rate: float
+    weight_change: float  # ||theta_after - theta_before|| / ||theta_before||, trained parameters only
+    entropy: float  # mean per-token entropy of the policy on the loss's support (monitor)
 
 
 def make_optimizer(config: OptimConfig, total_steps: int) -> optim.Optimizer:
@@ -42,32 +47,44 @@ def make_optimizer(config: OptimConfig, total_steps: int) -> optim.Optimizer:
 def optimizer_step(
     model: nn.Module,
     optimizer: optim.Optimizer,
-    loss_fn: Callable[..., mx.array],
-    micro_batches: Sequence[tuple],
+    loss_fn: Callable[[nn.Module, Any], tuple[mx.array, tuple[mx.array, mx.array]]],
+    micro_batches: Sequence[Any],
     grad_clip: float,
 ) -> StepResult:
-    """Accumulate gradients of `loss_fn(model, *mb)` over micro-batches, clip, update.
+    """Accumulate gradients of `loss_fn(model, mb)` over micro-batches, clip, update.
 
     Gradients are evaluated after each micro-batch so that only one micro-batch's activations
     are alive at a time (that is what accumulation is for); the update is evaluated once.
+    An empty list of micro-batches (e.g. RFT with no verified sample) changes nothing.
     """
+    if not micro_batches:
+        return StepResult(0.0, 0.0, float(optimizer.learning_rate), 0.0, 0.0)
     loss_and_grad = nn.value_and_grad(model, loss_fn)
-    total_loss, total_grads = None, None
+    total_loss = total_grads = entropy_sum = tokens = None
     for mb in micro_batches:
-        loss, grads = loss_and_grad(model, *mb)
+        (loss, (ent, n)), grads = loss_and_grad(model, mb)
         if total_grads is None:
-            total_loss, total_grads = loss, grads
+            total_loss, total_grads, entropy_sum, tokens = loss, grads, ent, n
         else:
-            total_loss = total_loss + loss
+            total_loss, entropy_sum, tokens = total_loss + loss, entropy_sum + ent, tokens + n
             total_grads = tree_map(mx.add, total_grads, grads)
-        mx.eval(total_loss, total_grads)
+        mx.eval(total_loss, total_grads, entropy_sum, tokens)
     if grad_clip > 0:
         total_grads, grad_norm = optim.clip_grad_norm(total_grads, grad_clip)
     else:
         _, grad_norm = optim.clip_grad_norm(total_grads, float("inf"))
+    before = tree_flatten(model.trainable_parameters())
     optimizer.update(model, total_grads)
-    mx.eval(model.parameters(), optimizer.state, grad_norm)
+    after = tree_flatten(model.trainable_parameters())
+    moved = sum(((a - b) ** 2).sum() for (_, a), (_, b) in zip(after, before))
+    size = sum((b**2).sum() for _, b in before)
+    change = mx.sqrt(moved) / mx.maximum(mx.sqrt(size), 1e-12)
+    mx.eval(model.parameters(), optimizer.state, grad_norm, change)
     # The schedule sets learning_rate inside update(): read it afterwards to report the one used.
     return StepResult(
-        loss=total_loss.item(), grad_norm=grad_norm.item(), learning_rate=float(optimizer.learning_rate)
+        loss=total_loss.item(),
+        grad_norm=grad_norm.item(),
+        learning_rate=float(optimizer.learning_rate),
+        weight_change=change.item(),
+        entropy=(entropy_sum / mx.maximum(tokens, 1)).item(),
     )

@@ -1,4 +1,10 @@
-"""Records that cross stage boundaries: data -> rollout -> grading -> distillation batch."""
+"""Records that cross stage boundaries: data -> rollout -> grading -> distillation batch.
+
+Roles, named once: the paper's Generator (answers) and Reviser (reads an answer and a cue, then
+revises) are the same weights. Method-level text (docstrings of collect/srt, prompts.py, README)
+says Generator / Reviser; training code says student (the Generator being trained) / teacher
+(the frozen Reviser, or a baseline's teacher).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,8 @@ from typing import Literal, Optional
 class Example:
     id: str
     problem: str
-    answer: str
+    answer: str  # the gold final answer the verifier compares with
+    solution: Optional[str] = None  # a worked gold solution, when the data has one (SFT, SDFT)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def test_distill_writes_adapters_that_mlx_lm_loads(tiny_recipe, tiny_model_dir, 
     assert "step 2/2" in result.output
     metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2]
-    assert {"reward", "kl", "response_tokens", "trained_tokens_per_s", "peak_memory_gb"} <= set(metrics[0])
+    assert {"reward", "loss", "response_tokens", "trained_tokens_per_s", "peak_memory_gb"} <= set(metrics[0])
     assert (run / "recipe.yaml").is_file()
 
     # mlx-lm's own loader accepts the adapters and they change the model's output

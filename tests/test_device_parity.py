@@ -9,9 +9,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig
-from sdzero_mlx.distill import distill_loss, micro_batches
-from sdzero_mlx.modeling import add_lora, load_model, trainable
+from sdzero_mlx.config import LoraConfig, ModelConfig
+from sdzero_mlx.kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch
+from sdzero_mlx.modeling import make_trainable, load_model, trainable
 
 try:
     HAS_GPU = mx.is_available(mx.gpu)
@@ -26,13 +26,13 @@ def loss_and_grads(model_dir, items, device):
 
     with mx.stream(device):
         model, _ = load_model(ModelConfig(path=str(model_dir), dtype="float32"))
-        add_lora(model, LoraConfig(rank=4), seed=0)
+        make_trainable(model, LoraConfig(rank=4), seed=0)
         rng = np.random.default_rng(0)
         model.load_weights([(k, mx.array(rng.normal(0, 0.05, v.shape).astype(np.float32)))
                             for k, v in trainable(model).items()], strict=False)
         teacher = {k: mx.zeros_like(v) if k.endswith("lora_b") else v for k, v in trainable(model).items()}
-        [mb] = micro_batches(model, teacher, items, DistillConfig(micro_batch_size=len(items), top_k=8), 0)
-        loss, grads = nn.value_and_grad(model, distill_loss)(model, *mb)
+        mb = DistillMicroBatch(student_batch(items, 0), compute_teacher_targets(model, teacher, items, 0, 8))
+        (loss, _), grads = nn.value_and_grad(model, distill_loss)(model, mb, "reverse", 0.5, 10)
         mx.eval(loss, grads)
         return loss.item(), grads
 

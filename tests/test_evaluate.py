@@ -170,7 +170,7 @@ def test_results_table_and_budget(tmp_path):
         + json.dumps({"step": 2, "generations": 8, "sampled_tokens": 90, "trained_tokens": 98}) + "\n"
     )
     budget = run_budget(run)
-    assert budget == {"step": 2, "generations": 8, "sampled_tokens": 90, "trained_tokens": 98}
+    assert budget == {"step": 2, "generations": 8, "sampled_tokens": 90, "trained_tokens": 98, "elapsed_s": 0.0}
     table = results_table({"base": fake_eval(0.25), "tuned": fake_eval(0.5)}, {"tuned": budget})
     lines = table.splitlines()
     assert lines[0].startswith("| model | n | avg@8 | pass@8 | greedy | tokens |") and "train gens" in lines[0]

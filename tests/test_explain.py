@@ -20,7 +20,7 @@ from sdzero_mlx.explain import (
     top_tokens,
 )
 from sdzero_mlx.loss import distill_token_kl, log_softmax, teacher_targets
-from sdzero_mlx.modeling import add_lora, set_params, trainable
+from sdzero_mlx.modeling import make_trainable, set_params, trainable
 from sdzero_mlx.prompts import prompt_ids, separators
 from sdzero_mlx.tinymodel import make_model_dir
 
@@ -29,7 +29,7 @@ from sdzero_mlx.tinymodel import make_model_dir
 def student_and_teacher(tiny_model_dir):
     """Student: tiny model + LoRA with non-zero B; teacher dict: the initial LoRA (B = 0, the base)."""
     model, tok = mlx_lm.load(str(tiny_model_dir))
-    add_lora(model, LoraConfig(rank=4, scale=10.0), seed=0)
+    make_trainable(model, LoraConfig(rank=4, scale=10.0), seed=0)
     base_lora = trainable(model)
     mx.random.seed(1)
     set_params(model, {k: v + 0.05 * mx.random.normal(v.shape) for k, v in base_lora.items()})

@@ -26,7 +26,7 @@ def tiny_run_recipe(tmp_path_factory):
         "lora": {"rank": 4, "scale": 10.0},
         "sampling": {"temperature": 0.7, "max_tokens": 12, "batch_size": 16},
         "collect": {"questions_per_batch": 4},
-        "srt": {"epochs": 1, "batch_size": 4, "micro_batch_size": 4, "learning_rate": 1e-3},
+        "srt": {"epochs": 1, "batch_size": 4, "micro_batch_size": 4, "optim": {"learning_rate": 1e-3}},
         "distill": {"steps": 2, "questions_per_step": 4, "micro_batch_size": 4, "top_k": 16, "max_teacher_tokens": 128},
         "eval": {"k": 2, "max_tokens": 12, "greedy": True, "revise": True},
         "run": {"output_dir": str(root / "run"), "seed": 0},

@@ -10,7 +10,7 @@ import yaml
 
 from sdzero_mlx.types import RevisionTuple
 from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig, SrtConfig, load_recipe
-from sdzero_mlx.modeling import add_lora, load_model, trainable
+from sdzero_mlx.modeling import make_trainable, load_model, trainable
 from sdzero_mlx.prompts import prompt_ids, separators
 from sdzero_mlx.srt import (
     GENERATION, REVISION, mean_nll, plan_stages, run_srt, srt_batches, srt_item, srt_loss,
@@ -67,7 +67,7 @@ def test_loss_equals_hand_computed_nll(tiny_model_dir):
     logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
     nll = lambda start: np.mean([-logp[p - 1, item.ids[p]] for p in range(start, len(item.ids))])  # noqa: E731
     expected = nll(item.rev_start) + nll(item.gen_start)
-    assert srt_loss(model, mb).item() == pytest.approx(expected, rel=1e-5)
+    assert srt_loss(model, mb)[0].item() == pytest.approx(expected, rel=1e-5)
     assert mean_nll(model, [item], REVISION, 0) == pytest.approx(nll(item.rev_start), rel=1e-5)
 
 
@@ -77,10 +77,10 @@ def test_accumulation_1x3_equals_3x1(tiny_model_dir):
     grads = []
     for micro in (3, 1):
         model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
-        add_lora(model, LoraConfig(rank=4), 0)
+        make_trainable(model, LoraConfig(rank=4), 0)
         before = trainable(model)
         result = optimizer_step(model, optim.SGD(learning_rate=1.0), srt_loss,
-                                [(mb,) for mb in srt_batches(items, (REVISION, GENERATION), micro, 0)], 0.0)
+                                srt_batches(items, (REVISION, GENERATION), micro, 0), 0.0)
         grads.append((result.loss, {k: np.array(before[k] - v) for k, v in trainable(model).items()}))
     assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-5)
     for k in grads[0][1]:
@@ -128,7 +128,7 @@ def write_tuples(path, tokenizer, problems):
 @pytest.mark.parametrize("mode", ["summed", "staged"])
 def test_srt_lowers_the_loss_and_writes_a_fused_mlx_lm_model(tiny_model_dir, tiny_data, tmp_path, mode):
     raw = tiny_recipe_dict(tiny_model_dir, tiny_data, tmp_path / "run")
-    raw["srt"] = {"mode": mode, "epochs": 6, "batch_size": 4, "micro_batch_size": 2, "learning_rate": 1e-2,
+    raw["srt"] = {"mode": mode, "epochs": 6, "batch_size": 4, "micro_batch_size": 2, "optim": {"learning_rate": 1e-2},
                   "stage2_size": 3}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
     recipe = load_recipe(tmp_path / "r.yaml")

@@ -1,0 +1,105 @@
+"""The on-policy distillation step on token ids, shared by SD-Zero's phase 2 (distill.py) and SDFT (sdft.py).
+
+Given student sequences (prompt + y) and teacher sequences (teacher_prompt + y_read + sep + y) that
+score the same tokens y, one optimizer step is:
+  1. teacher targets: the teacher's top-k (renormalised) or full distribution at every token of y,
+     computed with the teacher's values of the trained parameters and kept as constants;
+  2. the student's KL to them (reverse / forward / mixed), summed over tokens and divided by the
+     step's token count, accumulated over micro-batches, one update.
+The stages differ only in what the teacher reads before y.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .config import DistillConfig
+from .loss import TeacherTargets, distill_token_kl, log_softmax, masked_sum, monitor_entropy, teacher_targets
+from .prompts import teacher_sequence
+from .scoring import ScoredBatch, chunks, logits_at, scored_batch, span_tokens
+from .teacher import lora_values
+from .trainer import optimizer_step
+from .types import DistillItem
+
+
+def item_with_context(
+    prompt: tuple[int, ...], y_read: tuple[int, ...], y_scored: tuple[int, ...], teacher_prompt: tuple[int, ...],
+    sep: tuple[int, ...], max_teacher_tokens: int, reward: float,
+) -> DistillItem:
+    """Student = prompt + y; teacher = teacher_prompt + y_read + sep + y (SD-Zero: teacher_prompt = prompt).
+
+    When the teacher sequence would pass `max_teacher_tokens`: if the teacher reads y itself
+    (SD-Zero), y is cut to the same length in all three places; if it reads a demonstration (SDFT),
+    the demonstration is shortened first, then y if it still does not fit.
+    """
+    budget = max(max_teacher_tokens - len(teacher_prompt) - len(sep), 0)
+    if len(y_read) + len(y_scored) > budget:
+        if tuple(y_scored[: len(y_read)]) == tuple(y_read):
+            keep = budget // 2
+            y_read, y_scored = y_scored[:keep], y_scored[:keep]  # the same cut in both copies
+        else:
+            y_scored = y_scored[:budget]
+            y_read = y_read[: budget - len(y_scored)]
+    return DistillItem(
+        student_ids=prompt + y_scored,
+        student_span=(len(prompt), len(prompt) + len(y_scored)),
+        teacher=teacher_sequence(teacher_prompt, y_read, sep, y_scored),
+        reward=reward,
+    )
+
+
+def student_batch(items: Sequence[DistillItem], pad_id: int) -> ScoredBatch:
+    return scored_batch([it.student_ids for it in items], [it.student_span for it in items], pad_id)
+
+
+def teacher_batch(items: Sequence[DistillItem], pad_id: int) -> ScoredBatch:
+    return scored_batch([it.teacher.ids for it in items], [it.teacher.second for it in items], pad_id)
+
+
+def compute_teacher_targets(
+    model: nn.Module, teacher: dict[str, mx.array], items: Sequence[DistillItem], pad_id: int, top_k: int
+) -> TeacherTargets:
+    """The Reviser's distributions on the second copy of y, as constants."""
+    with lora_values(model, teacher):
+        logits = logits_at(model, teacher_batch(items, pad_id))
+    targets = teacher_targets(logits, top_k)
+    mx.eval(targets.logp, *(() if targets.indices is None else (targets.indices,)))
+    return targets
+
+
+@dataclass(frozen=True)
+class DistillMicroBatch:
+    """One micro-batch of a distill step: the student's sequences and the teacher's constant targets."""
+
+    student: ScoredBatch
+    targets: TeacherTargets
+
+
+def distill_loss(
+    model: nn.Module, mb: DistillMicroBatch, kind: str, forward_weight: float, step_tokens: int
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor)."""
+    logits = logits_at(model, mb.student)
+    per_token = distill_token_kl(logits, mb.targets, kind, forward_weight)
+    return masked_sum(per_token, mb.student.mask) / step_tokens, monitor_entropy(log_softmax(logits), mb.student.mask)
+
+
+def distill_step(
+    model: nn.Module, optimizer, teacher: dict[str, mx.array], items: Sequence[DistillItem], config: DistillConfig,
+    pad_id: int, grad_clip: float,
+):
+    """One optimizer step of phase 2 on built items: teacher targets first, then the student update."""
+    groups = chunks(items, config.micro_batch_size)
+    # the frozen Reviser scores the second copy of y, once per micro-batch, before any update
+    targets = [compute_teacher_targets(model, teacher, g, pad_id, config.top_k) for g in groups]
+    batches = [DistillMicroBatch(student_batch(g, pad_id), t) for g, t in zip(groups, targets)]
+    step_tokens = span_tokens([it.student_span for it in items])
+    loss = partial(distill_loss, kind=config.kl, forward_weight=config.forward_weight, step_tokens=step_tokens)
+    return optimizer_step(model, optimizer, loss, batches, grad_clip)
+
+

@@ -1,0 +1,153 @@
+"""The loop every training stage shares: run directory, resume, steps, monitors, metrics, checkpoints.
+
+A stage (distill.py, srt.py, rft.py, grpo.py, sft.py, sdft.py) loads its model, builds its optimizer
+and writes one function, `step_fn(step) -> StepOutcome`, that does that stage's work for one
+optimizer step (sample, grade, build batches, call `trainer.optimizer_step`). `train_loop` does
+the rest identically for all of them:
+  for each step: step_fn -> budget and monitors -> metrics.jsonl -> checkpoint (+ adapters)
+Data order and sampling seeds are functions of (seed, step) inside each stage, so the step counter
+restored from a checkpoint is all a resume needs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+
+from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
+from .configio import write_yaml
+from .metrics import MetricsLog, StepRecord
+from .modeling import lora_num_layers, set_params, trainable
+from .trainer import StepResult
+from .types import Rollout
+
+
+@dataclass(frozen=True)
+class SampleStats:
+    """What one step's on-policy samples looked like."""
+
+    reward: float  # mean verifier reward
+    response_tokens: float  # mean sampled tokens per answer
+    truncated: float  # share cut by max_tokens
+
+
+def sample_stats(rollouts: Sequence[Rollout], rewards: Sequence[float]) -> SampleStats:
+    n = max(len(rollouts), 1)
+    return SampleStats(
+        reward=sum(rewards) / n,
+        response_tokens=sum(len(r.completion_ids) for r in rollouts) / n,
+        truncated=sum(r.finish_reason == "length" for r in rollouts) / n,
+    )
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a stage's step did, for the budget and the metrics."""
+
+    result: StepResult
+    trained_tokens: int
+    generations: int = 0
+    sampled_tokens: int = 0
+    sample_s: float = 0.0  # seconds spent sampling (for sampled tokens/s)
+    samples: Optional[SampleStats] = None
+    part: Optional[str] = None
+    details: tuple[tuple[str, float], ...] = ()
+
+
+def open_run_dir(recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = ()) -> Path:
+    """Check a resumed run was started with the same recipe (or that a new one is empty); write recipe.yaml."""
+    run_dir = Path(run_dir)
+    if resume:
+        check_same_recipe(recipe, run_dir / "recipe.yaml", sections, ignore=ignore)
+    elif checkpoint_dir(run_dir) is not None:
+        raise FileExistsError(f"{run_dir} already holds a run. Resume it (--resume {run_dir}) or choose another run.output_dir.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(recipe, run_dir / "recipe.yaml")
+    return run_dir
+
+
+def restore(run_dir: Path, model: nn.Module, optimizer: optim.Optimizer, extra_names: tuple[str, ...] = ()):
+    """Load the last checkpoint into the model and optimizer; returns (state, extras)."""
+    state, params, extras = load_checkpoint(run_dir, optimizer, extra_names)
+    set_params(model, params)
+    return state, extras
+
+
+ProbeFn = Callable[[nn.Module], float]
+
+
+def train_loop(
+    *,
+    recipe,
+    run_dir: Path,
+    stage: str,
+    steps: int,
+    model: nn.Module,
+    optimizer_for_step: Callable[[int], optim.Optimizer],
+    step_fn: Callable[[int], StepOutcome],
+    state: TrainingState = TrainingState(),
+    extra_state: Callable[[], dict[str, dict[str, mx.array]]] = dict,
+    probe: Optional[ProbeFn] = None,
+    on_step: Optional[Callable[[StepRecord], None]] = None,
+    stop_after: Optional[int] = None,
+) -> TrainingState:
+    """Run steps state.step .. steps-1 (or `stop_after` of them), logging and checkpointing each."""
+    metrics = MetricsLog(run_dir, state.step)
+    probe_every = recipe.run.probe_every
+    model.train()
+    last = steps if stop_after is None else min(steps, state.step + stop_after)
+    for step in range(state.step, last):
+        tic = time.perf_counter()
+        mx.reset_peak_memory()
+        out = step_fn(step)
+        elapsed = time.perf_counter() - tic
+        state = replace(
+            state,
+            step=step + 1,
+            generations=state.generations + out.generations,
+            sampled_tokens=state.sampled_tokens + out.sampled_tokens,
+            trained_tokens=state.trained_tokens + out.trained_tokens,
+            elapsed_s=state.elapsed_s + elapsed,
+        )
+        probe_value = None
+        if probe is not None and probe_every and ((step + 1) % probe_every == 0 or step + 1 == steps):
+            probe_value = probe(model)  # not part of the training budget, nor of step_s
+        s = out.samples
+        record = StepRecord(
+            step=step + 1,
+            total_steps=steps,
+            stage=stage,
+            loss=out.result.loss,
+            grad_norm=out.result.grad_norm,
+            learning_rate=out.result.learning_rate,
+            weight_change=out.result.weight_change,
+            entropy=out.result.entropy if out.trained_tokens else None,
+            step_s=elapsed,
+            trained_tokens_per_s=out.trained_tokens / max(elapsed - out.sample_s, 1e-9),
+            peak_memory_gb=mx.get_peak_memory() / 1e9,
+            generations=state.generations,
+            sampled_tokens=state.sampled_tokens,
+            trained_tokens=state.trained_tokens,
+            elapsed_s=state.elapsed_s,
+            part=out.part,
+            reward=None if s is None else s.reward,
+            response_tokens=None if s is None else s.response_tokens,
+            truncated=None if s is None else s.truncated,
+            sampled_tokens_per_s=None if s is None else out.sampled_tokens / max(out.sample_s, 1e-9),
+            probe_accuracy=probe_value,
+            details=out.details,
+        )
+        metrics.log(record)
+        if (step + 1) % recipe.run.save_every == 0 or step + 1 == last:
+            params = trainable(model)
+            save_checkpoint(run_dir, state, params, optimizer_for_step(step), extra_state())
+            save_adapters(run_dir / "adapters", params, recipe.lora, lora_num_layers(model, recipe.lora), recipe.model.path)
+        if on_step is not None:
+            on_step(record)
+    return state

@@ -1,0 +1,36 @@
+"""Monitors that show a collapse while training runs, before the final table does.
+
+Per step (trainer.py and loop.py): relative weight change, policy entropy, answer length, share of
+answers cut by max_tokens (no end-of-turn token). Every `run.probe_every` steps: greedy accuracy on
+a fixed probe set, the first `run.probe_size` problems of the evaluation split, the same for every
+stage and method, so probe curves can be laid side by side (`sdzero compare`'s accuracy-vs-budget
+picture). Probe generations are not counted in the training budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Optional
+
+import mlx.nn as nn
+
+from .data import make_splits
+from .rollout import sample_rollouts
+from .verifier import verify_batch
+
+
+def make_probe(recipe, tokenizer) -> Optional[Callable[[nn.Module], float]]:
+    """probe(model) -> greedy accuracy on the probe set, or None when run.probe_every is 0."""
+    if not recipe.run.probe_every:
+        return None
+    examples = make_splits(recipe.data).eval[: recipe.run.probe_size]
+    if not examples:
+        return None
+    sampling = replace(recipe.sampling, temperature=0.0, max_tokens=recipe.eval.max_tokens)
+
+    def probe(model: nn.Module) -> float:
+        rollouts = sample_rollouts(model, tokenizer, examples, recipe.prompts, sampling, recipe.run.seed)
+        rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
+        return sum(rewards) / len(rewards)
+
+    return probe
