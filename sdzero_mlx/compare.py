@@ -1,0 +1,187 @@
+"""`sdzero compare`: SD-Zero against its baselines on the same splits, the same evaluation and a matched budget.
+
+RUN/ (= run.output_dir)
+  collect/ srt/ distill/          the SD-Zero chain (pipeline.py), when srt or sd-zero is compared
+  rft/ grpo/ sft/ sdft/           one run directory per baseline, each trained from model.path
+  eval/NAME.json                  each model evaluated with the recipe's eval protocol (cached)
+  compare.md, compare.json        the table (accuracy + training budget per method)
+  compare.png                     probe-set greedy accuracy against generations spent, per method
+
+Budget (the paper's accounting: generations and sampled tokens). SD-Zero spends collect's
+generations (shared with SRT) plus distill's. Each sampling baseline gets `compare.budget_generations`
+(0 = what SD-Zero spent): its steps are that budget divided by its generations per step, so every
+method sees about as many sampled answers. SFT samples nothing and runs its own epochs.
+Each stage resumes from its checkpoint and is skipped once done, so rerunning continues.
+
+A new baseline is one stage module with `run_*(recipe, run_dir, resume, on_step)`, its recipe
+section, and one line in STAGES below.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import grpo, rft, sdft, sft
+from .checkpoint import write_json_atomic
+from .config import Recipe
+from .configio import write_yaml
+from .evaluate import results_table, summary
+from .metrics import format_record, last_budget, read_metrics
+from .pipeline import LABELS, evaluate_cached, evaluate_model_of_run, run_pipeline
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A baseline as compare runs it."""
+
+    label: str
+    section: str  # its recipe section
+    run: Callable  # run_*(recipe, run_dir, resume=..., on_step=...)
+    generations_per_step: Optional[Callable[[Recipe], int]]  # None: samples nothing (budget by its own steps)
+
+
+STAGES = {
+    "rft": Stage("RFT", "rft", rft.run_rft, rft.generations_per_step),
+    "grpo": Stage("GRPO", "grpo", grpo.run_grpo, grpo.generations_per_step),
+    "sft": Stage("SFT", "sft", sft.run_sft, None),
+    "sdft": Stage("SDFT", "sdft", sdft.run_sdft, sdft.generations_per_step),
+}
+LABELS_ALL = {**LABELS, **{m: s.label for m, s in STAGES.items()}}
+
+
+def sdzero_generations(run_dir: Path) -> int:
+    """Generations SD-Zero spent: collect (shared with SRT) + distill."""
+    collect = json.loads((run_dir / "collect" / "summary.json").read_text())
+    distill = last_budget(run_dir / "distill") or {}
+    return collect["generations"] + distill.get("generations", 0)
+
+
+def budget_steps(recipe: Recipe, method: str, budget: int) -> Recipe:
+    """The recipe with the baseline's steps set so that it spends about `budget` generations."""
+    stage = STAGES[method]
+    if stage.generations_per_step is None:
+        return recipe
+    steps = max(budget // stage.generations_per_step(recipe), 1)
+    return replace(recipe, **{stage.section: replace(getattr(recipe, stage.section), steps=steps)})
+
+
+def run_baseline(recipe: Recipe, method: str, run_dir: Path, log: Callable[[str], None]) -> None:
+    out = run_dir / method
+    if (out / "done").is_file():
+        log(f"{method}: done; reusing it")
+        return
+    resume = (out / "checkpoint").exists() or (out / "checkpoint.old").exists()
+    STAGES[method].run(replace(recipe, run=replace(recipe.run, output_dir=str(out))), out, resume=resume,
+                       on_step=lambda r: log(format_record(r)))
+    (out / "done").write_text("")
+
+
+def probe_curves(run_dir: Path, methods: list[str]) -> dict[str, list[tuple[int, float]]]:
+    """(generations spent, probe accuracy) per method, from the runs' metrics; SD-Zero's start after collect."""
+    curves = {}
+    for m in methods:
+        if m == "sd-zero":
+            d, offset = run_dir / "distill", json.loads((run_dir / "collect" / "summary.json").read_text())["generations"]
+        elif m in STAGES:
+            d, offset = run_dir / m, 0
+        else:
+            continue
+        if (d / "metrics.jsonl").is_file():
+            points = [(offset + r.generations, r.probe_accuracy) for r in read_metrics(d) if r.probe_accuracy is not None]
+            if points:
+                curves[LABELS_ALL[m]] = points
+    return curves
+
+
+def plot_curves(curves: dict[str, list[tuple[int, float]]], finals: dict[str, tuple[int, float]], out_png: Path):
+    """Probe accuracy against generations (lines) and each model's held-out avg@k at its budget (markers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = sorted(set(curves) | set(finals))
+    for n, name in enumerate(names):
+        c = colours[n % len(colours)]
+        if name in curves:
+            xs, ys = zip(*curves[name])
+            ax.plot(xs, [100 * y for y in ys], "-", color=c, label=f"{name} (probe, greedy)")
+        if name in finals:
+            x, y = finals[name]
+            ax.plot([x], [100 * y], "o", color=c, label=f"{name} (held-out avg@k)")
+    ax.set_xlabel("training generations spent")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return fig
+
+
+def _training_budget(run_dir: Path, method: str) -> dict:
+    keys = ("generations", "sampled_tokens", "trained_tokens")
+    if method == "base":
+        return {k: 0 for k in keys}
+    collect = json.loads((run_dir / "collect" / "summary.json").read_text()) if method in ("srt", "sd-zero") else {}
+    parts = []
+    if method in ("srt", "sd-zero"):
+        parts.append({"generations": collect["generations"], "sampled_tokens": collect["sampled_tokens"], "trained_tokens": 0})
+        parts.append(json.loads((run_dir / "srt" / "state.json").read_text()))
+    if method == "sd-zero":
+        parts.append(last_budget(run_dir / "distill") or {})
+    if method in STAGES:
+        parts.append(last_budget(run_dir / method) or {})
+    return {k: sum(p.get(k, 0) for p in parts) for k in keys}
+
+
+def run_compare(recipe: Recipe, log: Callable[[str], None] = print, methods: Optional[list[str]] = None) -> dict:
+    """Train and evaluate every method; write compare.md/json/png; returns compare.json's data."""
+    methods = list(methods or recipe.compare.methods)
+    recipe = replace(recipe, compare=replace(recipe.compare, methods=tuple(methods)))  # validates the names
+    run_dir = Path(recipe.run.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_yaml(recipe, run_dir / "compare-recipe.yaml")
+
+    chain = any(m in ("srt", "sd-zero") for m in methods)
+    if chain:  # the SD-Zero chain: collect -> SRT -> distill (evaluated below)
+        run_pipeline(recipe, log=log, stop_after="distill")
+    budget = recipe.compare.budget_generations or (sdzero_generations(run_dir) if chain else 0)
+    if budget == 0 and any(STAGES[m].generations_per_step for m in methods if m in STAGES):
+        raise ValueError("compare.budget_generations is 0 and SD-Zero is not compared: set a generation budget.")
+    for m in methods:
+        if m in STAGES:
+            log(f"{m}: {'its own steps' if STAGES[m].generations_per_step is None else f'budget {budget} generations'}")
+            run_baseline(budget_steps(recipe, m, budget), m, run_dir, log)
+
+    evals = {}
+    for m in methods:
+        if m in STAGES:
+            evals[m] = evaluate_cached(recipe, m, recipe.model.path, str(run_dir / m / "adapters"), run_dir, log)
+        else:
+            evals[m] = evaluate_model_of_run(recipe, m, run_dir, log)
+    named = {LABELS_ALL[m]: evals[m] for m in methods}
+    budgets = {LABELS_ALL[m]: _training_budget(run_dir, m) for m in methods}
+    table = results_table(named, budgets)
+    text = "\n".join([
+        f"# sdzero compare: {run_dir}", "",
+        f"Matched budget: {budget} generations per sampling method (SD-Zero: collect + distill).", "",
+        table,
+    ])
+    (run_dir / "compare.md").write_text(text)
+    data = {"budget_generations": budget, "methods": methods,
+            "models": {LABELS_ALL[m]: [summary(r) for r in evals[m]] for m in methods}, "budgets": budgets}
+    write_json_atomic(run_dir / "compare.json", data)
+    finals = {}
+    for m in methods:
+        sample = next((summary(r) for r in evals[m] if "avg_at_k" in summary(r)), None)
+        if sample is not None:
+            finals[LABELS_ALL[m]] = (budgets[LABELS_ALL[m]]["generations"], sample["avg_at_k"])
+    plot_curves(probe_curves(run_dir, methods), finals, run_dir / "compare.png")
+    log(text)
+    return data

@@ -1,0 +1,149 @@
+"""Baseline: GRPO with DAPO's choices, from the binary verifier reward.
+
+Per sampled batch (one loop step): `grpo.questions_per_step` questions from the training pool
+(phase 1 + phase 2), `grpo.group_size` answers each from the current policy (one shared prefill per
+question), verified. Advantages per answer: reward minus its group's mean, divided by the group's
+std (`scale_advantages`; off = Dr. GRPO). With `dynamic_sampling` (DAPO) groups whose rewards are all
+equal are dropped: their advantages are zero. Then `updates_per_batch` optimizer steps on that batch,
+each minimising
+    sum over kept tokens of  -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)
+                           + kl_coef * k3(pi_ref || pi)          (k3 = exp(d) - d - 1, d = log pi_ref - log pi)
+divided by the number of kept tokens in the batch (DAPO's token-level normalisation), where
+ratio = pi(token) / pi_old(token). pi_old, the behaviour policy, is the model that sampled, scored
+on the sampled ids themselves (no re-tokenisation) before the first update, with logits divided by
+the sampling temperature as the sampler did; pi_ref is the initial policy (kept like distill's
+teacher, see teacher.py). With one update per batch the ratio is 1 and clipping never acts.
+
+Departures (recipe fields): DAPO resamples to refill a batch after dynamic sampling, here the step
+trains on fewer groups; DAPO's overlong reward shaping is not applied; group size 4 (DAPO 16);
+LoRA by default; top_p is not reflected in pi_old (keep sampling.top_p = 1 for exact ratios).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .checkpoint import TrainingState
+from .config import GrpoConfig, Recipe
+from .data import make_splits, questions_for_step
+from .loop import StepOutcome, open_run_dir, restore, sample_stats, train_loop
+from .loss import clipped_policy_loss, group_advantages, log_softmax, masked_sum, monitor_entropy
+from .metrics import StepRecord
+from .modeling import load_model, make_trainable, padding_id, trainable
+from .monitors import make_probe
+from .rollout import sample_groups
+from .scoring import ScoredBatch, chunks, logits_at, scored_batch, span_tokens
+from .teacher import lora_values
+from .trainer import make_optimizer, optimizer_step
+from .verifier import verify_batch
+
+GRPO_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "grpo", "verifier")
+
+
+def generations_per_step(recipe: Recipe) -> int:
+    return recipe.grpo.questions_per_step * recipe.grpo.group_size
+
+
+@dataclass(frozen=True)
+class PolicyBatch:
+    """One micro-batch of sampled answers with what the surrogate needs, all constants but the policy."""
+
+    batch: ScoredBatch
+    advantages: mx.array  # (B,)
+    old_logp: mx.array  # (B, L) behaviour log-probabilities of the sampled tokens
+    ref_logp: Optional[mx.array]  # (B, L) initial policy's, when kl_coef > 0
+
+
+def token_logp(model: nn.Module, batch: ScoredBatch, temperature: float) -> mx.array:
+    """log pi(sampled token) at each scored position, with the sampler's temperature. (B, L)"""
+    logits = logits_at(model, batch).astype(mx.float32) / max(temperature, 1e-6)
+    return mx.take_along_axis(log_softmax(logits), batch.targets[..., None], axis=-1)[..., 0]
+
+
+def grpo_loss(
+    model: nn.Module, mb: PolicyBatch, config: GrpoConfig, temperature: float, step_tokens: int
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    logits = logits_at(model, mb.batch).astype(mx.float32) / max(temperature, 1e-6)
+    logp_all = log_softmax(logits)
+    logp = mx.take_along_axis(logp_all, mb.batch.targets[..., None], axis=-1)[..., 0]
+    per_token = clipped_policy_loss(logp, mb.old_logp, mb.advantages, config.clip_low, config.clip_high)
+    if mb.ref_logp is not None and config.kl_coef > 0:
+        d = mx.stop_gradient(mb.ref_logp) - logp
+        per_token = per_token + config.kl_coef * (mx.exp(d) - d - 1.0)
+    return masked_sum(per_token, mb.batch.mask) / step_tokens, monitor_entropy(logp_all, mb.batch.mask)
+
+
+def kept_groups(rewards: Sequence[float], group_size: int, dynamic_sampling: bool) -> list[int]:
+    """Indices of the groups that train: all, or (dynamic sampling) those whose rewards differ."""
+    groups = [rewards[i : i + group_size] for i in range(0, len(rewards), group_size)]
+    return [g for g, rs in enumerate(groups) if not dynamic_sampling or max(rs) != min(rs)]
+
+
+def run_grpo(
+    recipe: Recipe,
+    run_dir: Path,
+    resume: bool = False,
+    on_step: Optional[Callable[[StepRecord], None]] = None,
+    stop_after: Optional[int] = None,
+) -> TrainingState:
+    """Train by GRPO into run_dir (adapters, metrics, checkpoint); resumable like distill."""
+    run_dir = open_run_dir(recipe, run_dir, resume, GRPO_SECTIONS, ignore=("grpo.steps",))
+    cfg, seed, temp = recipe.grpo, recipe.run.seed, recipe.sampling.temperature
+    model, tokenizer = load_model(recipe.model)
+    make_trainable(model, recipe.lora, seed)
+    pad = padding_id(tokenizer)
+    pool = make_splits(recipe.data).training
+    optimizer = make_optimizer(cfg.optim, cfg.steps * cfg.updates_per_batch)
+    reference = trainable(model)  # the initial policy, for the optional KL term
+    state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
+
+    def step_fn(step: int) -> StepOutcome:
+        tic = time.perf_counter()
+        questions = questions_for_step(pool, step, cfg.questions_per_step, seed)
+        rollouts = sample_groups(model, tokenizer, questions, cfg.group_size, recipe.prompts, recipe.sampling,
+                                 seed * 100_003 + step)
+        sample_s = time.perf_counter() - tic
+        rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
+        advantages = group_advantages(mx.array(rewards, dtype=mx.float32).reshape(-1, cfg.group_size),
+                                      cfg.scale_advantages).reshape(-1)
+        keep = [g * cfg.group_size + j for g in kept_groups(rewards, cfg.group_size, cfg.dynamic_sampling)
+                for j in range(cfg.group_size)]
+        spans = [(len(rollouts[i].prompt_ids), len(rollouts[i].prompt_ids) + len(rollouts[i].target_ids)) for i in keep]
+        step_tokens = span_tokens(spans)
+        batches = []
+        model.eval()
+        for idx in chunks(list(range(len(keep))), cfg.micro_batch_size):
+            rows = [keep[i] for i in idx]
+            batch = scored_batch([rollouts[i].prompt_ids + rollouts[i].target_ids for i in rows], [spans[i] for i in idx], pad)
+            old = mx.stop_gradient(token_logp(model, batch, temp))  # the policy that sampled, before any update
+            ref = None
+            if cfg.kl_coef > 0:
+                with lora_values(model, reference):
+                    ref = mx.stop_gradient(token_logp(model, batch, temp))
+            mx.eval(old, *(() if ref is None else (ref,)))
+            batches.append(PolicyBatch(batch, advantages[mx.array(rows)], old, ref))
+        model.train()
+        loss = partial(grpo_loss, config=cfg, temperature=temp, step_tokens=step_tokens)
+        results = [optimizer_step(model, optimizer, loss, batches, cfg.optim.grad_clip) for _ in range(cfg.updates_per_batch)]
+        return StepOutcome(
+            result=results[-1],
+            trained_tokens=sum(e - s for s, e in spans) * cfg.updates_per_batch,
+            generations=len(rollouts),
+            sampled_tokens=sum(len(r.completion_ids) for r in rollouts),
+            sample_s=sample_s,
+            samples=sample_stats(rollouts, rewards),
+            details=(("groups_kept", float(len(keep) // cfg.group_size)), ("first_update_loss", results[0].loss)),
+        )
+
+    return train_loop(
+        recipe=recipe, run_dir=run_dir, stage="grpo", steps=cfg.steps, model=model,
+        optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
+        probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
+    )

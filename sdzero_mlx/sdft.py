@@ -1,0 +1,108 @@
+"""Baseline: self-distillation from demonstrations (SDFT), phase 2's code with another teacher context.
+
+Per step, as in distill.py: one answer y per question from the current student (questions from the
+training pool, phase 1 + phase 2), graded for the metrics only. The teacher is the frozen initial
+model (same weights, initial values of the trained parameters) reading a demonstration instead of
+the student's own attempt and the verifier's cue:
+  context = user (SDFT's form):  chat(demo_template(problem, demonstration)) + y
+  context = rephrase:            chat(x) + demonstration + sep(r = 1) + y   (SD-Zero's layout, right answer)
+The student, chat(x) + y, is trained to the teacher's distributions on y with the KL settings of the
+distill section (direction, top-k, teacher cap, micro-batch size), through the same step (kd.py).
+Demonstration: the dataset's gold solution (`sdft.demonstration: gold`, where the row has one) or a
+verified own answer: this step's y when it verifies. A question with neither is taught by the
+teacher reading nothing more than the student (its KL is zero): counted as `no_demonstration`.
+
+Departures: the SDFT paper's teacher is the current model; here it is frozen at the start, like
+SD-Zero's teacher, so the two differ only in context; LoRA by default.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from .checkpoint import TrainingState
+from .config import PromptConfig, Recipe
+from .data import make_splits, questions_for_step
+from .kd import distill_step, item_with_context
+from .loop import StepOutcome, open_run_dir, restore, sample_stats, train_loop
+from .metrics import StepRecord
+from .modeling import load_model, make_trainable, padding_id, trainable
+from .monitors import make_probe
+from .prompts import prompt_ids, separators, text_answer_ids
+from .rollout import sample_rollouts
+from .trainer import make_optimizer
+from .types import DistillItem, Rollout
+from .verifier import verify_batch
+
+SDFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "distill", "sdft", "verifier")
+
+
+def generations_per_step(recipe: Recipe) -> int:
+    return recipe.sdft.questions_per_step
+
+
+def sdft_item(recipe: Recipe, tokenizer, rollout: Rollout, reward: float, right_sep: tuple[int, ...]) -> tuple[DistillItem, bool]:
+    """The student / teacher pair of one sampled answer; the flag says whether a demonstration was found."""
+    cfg, ex = recipe.sdft, rollout.example
+    demo_text, demo_ids = None, None
+    if cfg.demonstration == "gold" and ex.solution:
+        demo_text = ex.solution
+        demo_ids = text_answer_ids(tokenizer, ex.solution)[0]
+    elif reward >= 0.5:  # a verified own answer: this very sample
+        demo_text, demo_ids = rollout.text, rollout.completion_ids
+    cap = recipe.distill.max_teacher_tokens
+    if demo_ids is None:  # nothing to show: the teacher reads what the student reads
+        return item_with_context(rollout.prompt_ids, (), rollout.target_ids, rollout.prompt_ids, (), cap, reward), False
+    if cfg.context == "rephrase":
+        return item_with_context(rollout.prompt_ids, demo_ids, rollout.target_ids, rollout.prompt_ids, right_sep, cap, reward), True
+    template = cfg.demo_template.replace("{demonstration}", demo_text)
+    teacher_prompt = prompt_ids(tokenizer, ex.problem, PromptConfig(
+        system=recipe.prompts.system, template=template.replace("{problem}", recipe.prompts.template)))
+    return item_with_context(rollout.prompt_ids, (), rollout.target_ids, teacher_prompt, (), cap, reward), True
+
+
+def run_sdft(
+    recipe: Recipe,
+    run_dir: Path,
+    resume: bool = False,
+    on_step: Optional[Callable[[StepRecord], None]] = None,
+    stop_after: Optional[int] = None,
+) -> TrainingState:
+    """Train by SDFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
+    run_dir = open_run_dir(recipe, run_dir, resume, SDFT_SECTIONS, ignore=("sdft.steps",))
+    cfg, seed = recipe.sdft, recipe.run.seed
+    model, tokenizer = load_model(recipe.model)
+    make_trainable(model, recipe.lora, seed)
+    pad = padding_id(tokenizer)
+    right_sep = separators(tokenizer, recipe.prompts).right
+    pool = make_splits(recipe.data).training
+    optimizer = make_optimizer(cfg.optim, cfg.steps)
+    teacher = trainable(model)  # frozen initial values
+    state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
+
+    def step_fn(step: int) -> StepOutcome:
+        tic = time.perf_counter()
+        questions = questions_for_step(pool, step, cfg.questions_per_step, seed)
+        rollouts = sample_rollouts(model, tokenizer, questions, recipe.prompts, recipe.sampling, seed * 100_003 + step)
+        sample_s = time.perf_counter() - tic
+        rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
+        built = [sdft_item(recipe, tokenizer, r, w, right_sep) for r, w in zip(rollouts, rewards)]
+        items = [item for item, _ in built]
+        result = distill_step(model, optimizer, teacher, items, recipe.distill, pad, cfg.optim.grad_clip)
+        return StepOutcome(
+            result=result,
+            trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items),
+            generations=len(rollouts),
+            sampled_tokens=sum(len(r.completion_ids) for r in rollouts),
+            sample_s=sample_s,
+            samples=sample_stats(rollouts, rewards),
+            details=(("no_demonstration", float(sum(not found for _, found in built))),),
+        )
+
+    return train_loop(
+        recipe=recipe, run_dir=run_dir, stage="sdft", steps=cfg.steps, model=model,
+        optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
+        probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
+    )
