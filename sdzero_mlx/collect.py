@@ -52,6 +52,7 @@ from .configio import write_yaml
 from .data import make_splits
 from .checkpoint import check_same_recipe, write_json_atomic
 from .modeling import load_model
+from .outputs import check_output_dir
 from .prompts import Separators, prompt_ids, separators
 from .rollout import generate_completions
 from .types import Example, RevisionTuple
@@ -328,7 +329,7 @@ def run_collect(
 
     `stop_after` ends the call after that many batches (tests use it to interrupt).
     """
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, "run.output_dir")  # before any work: a bad location costs nothing
     if (out_dir / DONE).is_file():
         check_same_recipe(recipe, out_dir / "recipe.yaml", COLLECT_SECTIONS)
         return json.loads((out_dir / SUMMARY).read_text())

@@ -30,6 +30,7 @@ from .config import DistillConfig, Recipe
 from .configio import write_yaml
 from .data import make_splits, questions_for_step
 from .loss import TeacherTargets, distill_token_kl, masked_sum, teacher_targets
+from .outputs import check_output_dir
 from .modeling import add_lora, load_model, lora_num_layers, padding_id, set_params, trainable
 from .prompts import Separators, separators, teacher_sequence
 from .rollout import sample_rollouts
@@ -162,7 +163,7 @@ def run_distill(
 
     `stop_after` ends the run after that many steps of this call (tests use it to interrupt).
     """
-    run_dir = Path(run_dir)
+    run_dir = check_output_dir(run_dir, "run.output_dir")  # before any work: a bad location costs nothing
     if resume:
         check_same_recipe(recipe, run_dir / "recipe.yaml", DISTILL_SECTIONS, ignore=("distill.steps",))
     elif (run_dir / "checkpoint").exists():

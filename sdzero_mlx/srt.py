@@ -45,6 +45,7 @@ from .configio import write_yaml
 from .data import epoch_order
 from .distill import MetricsLog, ScoredBatch, logits_at, scored_batch
 from .loss import token_logprobs
+from .outputs import check_output_dir
 from .modeling import add_lora, fuse_lora, load_model, lora_num_layers, padding_id, set_params, trainable
 from .trainer import make_optimizer, optimizer_step
 from .types import RevisionTuple
@@ -200,7 +201,7 @@ def run_srt(
 
     `stop_after` ends the call after that many steps (tests use it to interrupt).
     """
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, "run.output_dir")  # before any work: a bad location costs nothing
     cfg, seed = recipe.srt, recipe.run.seed
     if (out_dir / DONE).is_file():
         check_same_recipe(recipe, out_dir / "recipe.yaml", SRT_SECTIONS)
