@@ -25,6 +25,16 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+# commands without a recipe name fields by these options, not by data.fields.*
+FIELD_FLAGS = {"problem": "--field-problem", "answer": "--field-answer", "id": "--field-id"}
+
+
+def os_error(err: OSError) -> str:
+    """One line for a file-system error: which path, what went wrong, what to do."""
+    where = f" {err.filename}" if err.filename else ""
+    return f"cannot write or read{where}: {err.strerror or err}. Choose a writable folder (run.output_dir / --out)."
+
+
 def step_printer(total: int):
     """A progress line per optimizer step (long work must show progress)."""
 
@@ -75,6 +85,8 @@ def distill(
         state = run_distill(loaded, run_dir, resume=resume is not None, on_step=step_printer(loaded.distill.steps))
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted; continue with: sdzero distill {recipe} --resume {run_dir}", err=True)
         raise typer.Exit(code=130)
@@ -104,6 +116,8 @@ def collect(
         s = run_collect(loaded, out, on_batch=on_batch)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         _interrupted("collect", recipe)
     typer.echo(
@@ -136,6 +150,8 @@ def srt(
         state = run_srt(loaded, tuples, run_dir / "srt", on_step=on_step)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         _interrupted("srt", recipe)
     typer.echo(f"done: {state.step} steps, {state.trained_tokens} trained tokens. Model: {run_dir / 'srt' / 'model'}")
@@ -155,6 +171,8 @@ def run_(
         run_pipeline(loaded, log=typer.echo)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         _interrupted("run", recipe)
     typer.echo(f"table: {Path(loaded.run.output_dir) / 'results.md'}")
@@ -173,6 +191,8 @@ def demo(
         result = run_demo(out, quick=quick, overrides=list(set_ or []), log=typer.echo)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted; run the same command again to continue in {out}", err=True)
         raise typer.Exit(code=130)
@@ -181,10 +201,11 @@ def demo(
     typer.echo(f"everything is in {result.run_dir}")
 
 
-@app.command()
+# a negative gold answer ("-5") is an argument, not an unknown option; `--` before TEXT works too
+@app.command(context_settings={"ignore_unknown_options": True})
 def verify(
     text: Annotated[Optional[str], typer.Argument(help="Model output to grade.")] = None,
-    answer: Annotated[Optional[str], typer.Argument(help="Reference answer.")] = None,
+    answer: Annotated[Optional[str], typer.Argument(help="Reference answer; a negative one may be given as is (-5) or after `--`.")] = None,
     file: Annotated[Optional[Path], typer.Option(help="JSONL with fields response (or text) and answer.")] = None,
 ) -> None:
     """Grade an answer (or a JSONL file of answers) with the sympy verifier."""
@@ -195,6 +216,8 @@ def verify(
             graded = grade_file(file)
         except (ValueError, FileNotFoundError) as err:
             fail(str(err))
+        for i, v in enumerate(graded.verdicts, 1):
+            typer.echo(f"{i}: {'correct' if v.score == 1.0 else 'wrong'}  extracted {v.extracted!r}  gold {v.gold!r}  ({v.reason})")
         typer.echo(f"{graded.correct}/{graded.n} correct, accuracy {graded.accuracy:.4f}")
         return
     if text is None or answer is None:
@@ -259,7 +282,7 @@ def eval_(
         if recipe is not None:
             loaded = load_recipe(recipe)
             prompts, verifier = loaded.prompts, loaded.verifier
-        examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer, id=field_id))
+        examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer, id=field_id), FIELD_FLAGS)
         examples = examples[:limit] if limit is not None else examples
         typer.echo(f"{len(examples)} problems, {len(specs)} model(s), k={k}, T={temperature}")
         named, budgets = evaluate_models(
@@ -268,6 +291,8 @@ def eval_(
         )
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     typer.echo(results_table(named, budgets))
     if out is not None:
         typer.echo(f"per-problem results and summary.md/json in {out}")
@@ -316,7 +341,7 @@ def explain(
         seps = separators(tok, prompts)
         sampling = SamplingConfig(temperature=temperature, max_tokens=max_tokens)
         if data is not None:
-            examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer))[:limit]
+            examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer), FIELD_FLAGS)[:limit]
             reports = ex.explain_examples(student, tok, teacher_model, examples, prompts, sampling, verifier, seps, seed, top_k, kind)
             typer.echo(ex.explain_set_to_dir(reports, out))
             typer.echo(f"{len(reports)} responses: HTML/PNG per response, buckets.png and summary.md in {out}")
@@ -326,6 +351,8 @@ def explain(
         page, png = ex.write_report(report, out)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     typer.echo(f"reward {report.reward:g}; {len(report.kl)} tokens; KL share of top 5% tokens {ex.kl_concentration(report.kl):.3f}")
     for i, piece, k, d in ex.top_tokens(report, top_n):
         typer.echo(f"  #{i:<4} {piece!r:<16} KL {k:.4f}  log p_s - log p_t {d:+.3f}")
