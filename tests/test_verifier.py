@@ -166,13 +166,13 @@ def test_grade_file(tmp_path):
     assert [v.score for v in g.verdicts] == [1.0, 0.0, 1.0]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"response": "x"}) + "\n")
-    with pytest.raises(ValueError, match="Row 1 .* no field 'answer'"):
+    with pytest.raises(ValueError, match="Line 1 .* no field 'answer'"):
         grade_file(bad)
     bad.write_text(json.dumps({"response": "x", "answer": ["1"]}) + "\n")
-    with pytest.raises(ValueError, match="Row 1 .* 'answer' of type list"):
+    with pytest.raises(ValueError, match="Line 1 .* 'answer' of type list"):
         grade_file(bad)
     bad.write_text(json.dumps({"answer": "1"}) + "\n")
-    with pytest.raises(ValueError, match="Row 1 .* no field 'response' or 'text'"):
+    with pytest.raises(ValueError, match="Line 1 .* no field 'response' or 'text'"):
         grade_file(bad)
 
 

@@ -116,17 +116,17 @@ def grade_file(path: str | Path, config: VerifierConfig | None = None) -> FileGr
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"Row {i} of {path} is not valid JSON ({exc.msg}); write one JSON object per line.") from None
+                raise ValueError(f"Line {i} of {path} is not valid JSON ({exc.msg}); write one JSON object per line.") from None
             if not isinstance(row, dict):
-                raise ValueError(f"Row {i} of {path} is a {type(row).__name__}, not an object; write one JSON object per line.")
+                raise ValueError(f"Line {i} of {path} is a {type(row).__name__}, not an object; write one JSON object per line.")
             text = row.get("response", row.get("text"))
             if text is None:
-                raise ValueError(f"Row {i} of {path} has no field 'response' or 'text' (found: {sorted(row)}). Name the model output 'response'.")
+                raise ValueError(f"Line {i} of {path} has no field 'response' or 'text' (found: {sorted(row)}). Name the model output 'response'.")
             if "answer" not in row:
-                raise ValueError(f"Row {i} of {path} has no field 'answer' (found: {sorted(row)}). Name the gold answer 'answer'.")
+                raise ValueError(f"Line {i} of {path} has no field 'answer' (found: {sorted(row)}). Name the gold answer 'answer'.")
             gold = row["answer"]
             if isinstance(gold, bool) or not isinstance(gold, (str, int, float)):
-                raise ValueError(f"Row {i} of {path} has an 'answer' of type {type(gold).__name__}; write the gold answer as a string.")
+                raise ValueError(f"Line {i} of {path} has an 'answer' of type {type(gold).__name__}; write the gold answer as a string.")
             texts.append(text)
             golds.append(gold)
     verdicts = tuple(check_batch(texts, golds, config))
