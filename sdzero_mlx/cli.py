@@ -102,7 +102,7 @@ def collect(
     set_: SetOption = None,
 ) -> None:
     """Phase 1: sample answers and revisions, keep verified revisions -> RUN/collect/tuples.jsonl (resumable)."""
-    from .collect import run_collect
+    from .collect import generation_counter, run_collect
 
     loaded = _load(recipe, set_)
     out = Path(loaded.run.output_dir) / "collect"
@@ -113,7 +113,7 @@ def collect(
                    f"revisions {s['revisions_tried']}  kept {s['kept']}  {s['elapsed_s']:.0f}s")
 
     try:
-        s = run_collect(loaded, out, on_batch=on_batch)
+        s = run_collect(loaded, out, on_batch=on_batch, on_finish=generation_counter(typer.echo))
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
     except OSError as err:
@@ -125,6 +125,8 @@ def collect(
         f"{_pct(s['initial_accuracy'])}, {s['revisions_tried']} revisions tried, {s['kept']} kept; correction rate "
         f"{_pct(s['correction_rate'])}, rephrase rate {_pct(s['rephrase_rate'])}. Tuples: {out / 'tuples.jsonl'}"
     )
+    if s.get("skipped_long_prompts"):
+        typer.echo(f"skipped {s['skipped_long_prompts']} questions over data.max_prompt_tokens={loaded.data.max_prompt_tokens}")
 
 
 @app.command()
