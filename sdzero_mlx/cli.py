@@ -380,7 +380,8 @@ def plot(
 def main() -> None:
     from .blas import reexec_with_fast_blas
 
-    reexec_with_fast_blas(sys.argv)
+    if sys.argv[1:2] != ["verify"]:  # verify needs no BLAS: skip the re-exec (half its cold start)
+        reexec_with_fast_blas(sys.argv)
     app()
 
 
