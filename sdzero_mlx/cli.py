@@ -25,6 +25,16 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+# commands without a recipe name fields by these options, not by data.fields.*
+FIELD_FLAGS = {"problem": "--field-problem", "answer": "--field-answer", "id": "--field-id"}
+
+
+def os_error(err: OSError) -> str:
+    """One line for a file-system error: which path, what went wrong, what to do."""
+    where = f" {err.filename}" if err.filename else ""
+    return f"cannot write or read{where}: {err.strerror or err}. Choose a writable folder (run.output_dir / --out)."
+
+
 def print_step(record) -> None:
     """A progress line per optimizer step (long work must show progress)."""
     from .metrics import format_record
@@ -58,6 +68,8 @@ def _train(command: str, run_fn, recipe: Path, resume: Optional[Path], set_: Opt
         state = run_fn(loaded, run_dir, resume=resume is not None, on_step=print_step)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted; continue with: sdzero {command} {recipe} --resume {run_dir}", err=True)
         raise typer.Exit(code=130)
@@ -139,7 +151,7 @@ def collect(
     set_: SetOption = None,
 ) -> None:
     """Phase 1: sample answers and revisions, keep verified revisions -> RUN/collect/tuples.jsonl (resumable)."""
-    from .collect import run_collect
+    from .collect import generation_counter, run_collect
     from .evaluate import pct
 
     loaded = _load(recipe, set_)
@@ -151,9 +163,11 @@ def collect(
                    f"revisions {s['revisions_tried']}  kept {s['kept']}  {s['elapsed_s']:.0f}s")
 
     try:
-        s = run_collect(loaded, out, on_batch=on_batch)
+        s = run_collect(loaded, out, on_batch=on_batch, on_finish=generation_counter(typer.echo))
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         _interrupted("collect", recipe)
     typer.echo(
@@ -161,6 +175,8 @@ def collect(
         f"{pct(s['initial_accuracy'], '%')}, {s['revisions_tried']} revisions tried, {s['kept']} kept; correction rate "
         f"{pct(s['correction_rate'], '%')}, rephrase rate {pct(s['rephrase_rate'], '%')}. Tuples: {out / 'tuples.jsonl'}"
     )
+    if s.get("skipped_long_prompts"):
+        typer.echo(f"skipped {s['skipped_long_prompts']} questions over data.max_prompt_tokens={loaded.data.max_prompt_tokens}")
 
 
 @app.command()
@@ -181,6 +197,8 @@ def srt(
         state = run_srt(loaded, tuples, run_dir / "srt", on_step=print_step)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         _interrupted("srt", recipe)
     typer.echo(f"done: {state.step} steps, {state.trained_tokens} trained tokens. Model: {run_dir / 'srt' / 'model'}")
@@ -200,6 +218,8 @@ def run_(
         run_pipeline(loaded, log=typer.echo)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         _interrupted("run", recipe)
     typer.echo(f"table: {Path(loaded.run.output_dir) / 'results.md'}")
@@ -218,6 +238,8 @@ def demo(
         result = run_demo(out, quick=quick, overrides=list(set_ or []), log=typer.echo)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted; run the same command again to continue in {out}", err=True)
         raise typer.Exit(code=130)
@@ -226,10 +248,11 @@ def demo(
     typer.echo(f"everything is in {result.run_dir}")
 
 
-@app.command()
+# a negative gold answer ("-5") is an argument, not an unknown option; `--` before TEXT works too
+@app.command(context_settings={"ignore_unknown_options": True})
 def verify(
     text: Annotated[Optional[str], typer.Argument(help="Model output to grade.")] = None,
-    answer: Annotated[Optional[str], typer.Argument(help="Reference answer.")] = None,
+    answer: Annotated[Optional[str], typer.Argument(help="Reference answer; a negative one may be given as is (-5) or after `--`.")] = None,
     file: Annotated[Optional[Path], typer.Option(help="JSONL with fields response (or text) and answer.")] = None,
 ) -> None:
     """Grade an answer (or a JSONL file of answers) with the sympy verifier."""
@@ -240,6 +263,8 @@ def verify(
             graded = grade_file(file)
         except (ValueError, FileNotFoundError) as err:
             fail(str(err))
+        for i, v in enumerate(graded.verdicts, 1):
+            typer.echo(f"{i}: {'correct' if v.score == 1.0 else 'wrong'}  extracted {v.extracted!r}  gold {v.gold!r}  ({v.reason})")
         typer.echo(f"{graded.correct}/{graded.n} correct, accuracy {graded.accuracy:.4f}")
         return
     if text is None or answer is None:
@@ -304,7 +329,7 @@ def eval_(
         if recipe is not None:
             loaded = load_recipe(recipe)
             prompts, verifier = loaded.prompts, loaded.verifier
-        examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer, id=field_id))
+        examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer, id=field_id), FIELD_FLAGS)
         examples = examples[:limit] if limit is not None else examples
         typer.echo(f"{len(examples)} problems, {len(specs)} model(s), k={k}, T={temperature}")
         named, budgets = evaluate_models(
@@ -313,6 +338,8 @@ def eval_(
         )
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     typer.echo(results_table(named, budgets))
     if out is not None:
         typer.echo(f"per-problem results and summary.md/json in {out}")
@@ -365,7 +392,7 @@ def explain(
         seps = separators(tok, prompts)
         sampling = SamplingConfig(temperature=temperature, max_tokens=max_tokens)
         if data is not None:
-            examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer))[:limit]
+            examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer), FIELD_FLAGS)[:limit]
             reports = ex.explain_examples(student, tok, teacher_model, examples, prompts, sampling, verifier, seps, seed, top_k, kind)
             typer.echo(ex.explain_set_to_dir(reports, out))
             typer.echo(f"{len(reports)} responses: HTML/PNG per response, buckets.png and summary.md in {out}")
@@ -375,6 +402,8 @@ def explain(
         page, png = ex.write_report(report, out)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     typer.echo(f"reward {report.reward:g}; {len(report.kl)} tokens; KL share of top 5% tokens {ex.kl_concentration(report.kl):.3f}")
     for i, piece, k, d in ex.top_tokens(report, top_n):
         typer.echo(f"  #{i:<4} {piece!r:<16} KL {k:.4f}  log p_s - log p_t {d:+.3f}")
@@ -400,7 +429,8 @@ def plot(
 def main() -> None:
     from .blas import reexec_with_fast_blas
 
-    reexec_with_fast_blas(sys.argv)
+    if sys.argv[1:2] != ["verify"]:  # verify needs no BLAS: skip the re-exec (half its cold start)
+        reexec_with_fast_blas(sys.argv)
     app()
 
 

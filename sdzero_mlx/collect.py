@@ -52,6 +52,7 @@ from .configio import write_yaml
 from .data import make_splits
 from .checkpoint import check_same_recipe, write_json_atomic
 from .modeling import load_model
+from .outputs import check_output_dir
 from .prompts import Separators, prompt_ids, separators
 from .rollout import generate_completions
 from .types import Example, RevisionTuple
@@ -226,6 +227,7 @@ class CollectProgress:
     trimmed_init: int = 0
     trimmed_rev: int = 0
     opener: int = 0
+    skipped_long_prompts: int = 0  # phase-1 questions whose prompt exceeds data.max_prompt_tokens
     generations: int = 0
     sampled_tokens: int = 0
     elapsed_s: float = 0.0
@@ -265,6 +267,33 @@ def load_tuples(path: Path) -> list[RevisionTuple]:
                 except (json.JSONDecodeError, TypeError) as err:
                     raise ValueError(f"Line {lineno} of {path} is not a revision tuple: {err}") from None
     return rows
+
+
+def within_prompt_budget(tokenizer, questions: Sequence[Example], recipe: Recipe) -> tuple[list[Example], int]:
+    """The questions whose prompt fits data.max_prompt_tokens, and how many were skipped.
+
+    Text longer than 64 characters per allowed token is skipped without tokenizing it (a 5 MB
+    problem would take seconds to tokenize; no tokenizer averages 64 characters a token).
+    """
+    limit, kept = recipe.data.max_prompt_tokens, []
+    for q in questions:
+        if len(q.problem) <= 64 * limit and len(prompt_ids(tokenizer, q.problem, recipe.prompts)) <= limit:
+            kept.append(q)
+    return kept, len(questions) - len(kept)
+
+
+def generation_counter(log: Callable[[str], None], every_s: float = 10.0) -> Callable[[int], None]:
+    """on_finish callback: the first finished generation, then a line at most every `every_s` seconds."""
+    state = {"n": 0, "last": None, "start": time.perf_counter()}
+
+    def on_finish(n: int) -> None:
+        state["n"] += n
+        now = time.perf_counter()
+        if state["last"] is None or now - state["last"] >= every_s:
+            state["last"] = now
+            log(f"  {state['n']} generations finished ({now - state['start']:.0f}s)")
+
+    return on_finish
 
 
 def _seed(seed: int, batch: int, role: int) -> int:
@@ -328,7 +357,7 @@ def run_collect(
 
     `stop_after` ends the call after that many batches (tests use it to interrupt).
     """
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, "run.output_dir")  # before any work: a bad location costs nothing
     if (out_dir / DONE).is_file():
         check_same_recipe(recipe, out_dir / "recipe.yaml", COLLECT_SECTIONS)
         return json.loads((out_dir / SUMMARY).read_text())
@@ -350,9 +379,19 @@ def run_collect(
     questions = make_splits(recipe.data).phase1
     if not questions:
         raise ValueError("data.phase1_size is 0: phase 1 needs questions. Set data.phase1_size.")
-    n_batches = -(-len(questions) // cfg.questions_per_batch)
     model, tokenizer = load_model(recipe.model)
     seps = separators(tokenizer, recipe.prompts)
+    # one huge problem would stall a whole batch for minutes: skip it, and count it
+    questions, skipped = within_prompt_budget(tokenizer, questions, recipe)
+    if not questions:
+        raise ValueError(
+            f"All {skipped} phase-1 questions have prompts over data.max_prompt_tokens={recipe.data.max_prompt_tokens} "
+            "tokens. Raise data.max_prompt_tokens or use shorter problems."
+        )
+    progress = replace(progress, skipped_long_prompts=skipped)
+    n_batches = -(-len(questions) // cfg.questions_per_batch)
+    if on_batch is not None and progress.batches == 0:
+        on_batch(0, n_batches, summarize(progress, False))  # a first line before the first batch's minutes
 
     def target_reached(p: CollectProgress) -> bool:
         return cfg.target_tuples > 0 and p.kept >= cfg.target_tuples
@@ -391,6 +430,7 @@ def run_collect(
             trimmed_init=progress.trimmed_init + notes["trimmed_init"],
             trimmed_rev=progress.trimmed_rev + notes["trimmed_rev"],
             opener=progress.opener + notes["opener"],
+            skipped_long_prompts=skipped,
             generations=progress.generations + counts["generations"],
             sampled_tokens=progress.sampled_tokens + counts["sampled_tokens"],
             elapsed_s=progress.elapsed_s + time.perf_counter() - tic,

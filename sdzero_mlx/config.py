@@ -90,8 +90,13 @@ class DataConfig:
     phase2_size: int = 64
     eval_size: int = 64
     seed: int = 0
+    max_prompt_tokens: int = field(
+        default=4096, metadata={"help": "Phase-1 questions whose prompt is longer are skipped and counted (not in the paper)."}
+    )
 
     def __post_init__(self):
+        if self.max_prompt_tokens < 1:
+            raise ValueError(f"data.max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}.")
         for name in ("phase1_size", "phase2_size", "eval_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}.")
@@ -395,6 +400,8 @@ class RunConfig:
             raise ValueError(f"run.save_every must be >= 1, got {self.save_every}.")
         if self.probe_every < 0 or self.probe_size < 1:
             raise ValueError(f"run.probe_every must be >= 0 and run.probe_size >= 1, got {self.probe_every}, {self.probe_size}.")
+        if not 0 <= self.seed < 2**31:  # mx.random.seed takes a non-negative integer
+            raise ValueError(f"run.seed must be in [0, 2^31), got {self.seed}.")
 
 
 @dataclass(frozen=True)

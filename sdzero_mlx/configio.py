@@ -141,7 +141,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             if not isinstance(child, dict):
                 raise ValueError(f"Override {item!r}: {key!r} is not a section.")
             node = child
-        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or type(err).__name__
+            raise ValueError(
+                f"--set {item!r}: the value {raw!r} is not valid YAML ({problem}). "
+                f"Close the bracket or quote, or quote the whole value, e.g. --set '{dotted.strip()}=\"...\"'."
+            ) from None
     return data
 
 
@@ -158,8 +165,17 @@ def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Recipe {path} does not exist.")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ValueError(
+            f"Recipe {path} is not a UTF-8 text file (line {line}, byte {err.start + 1}); "
+            "pass a YAML recipe such as recipes/qwen2.5-0.5b-gsm8k.yaml."
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"Recipe {path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):

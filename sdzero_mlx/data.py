@@ -61,48 +61,85 @@ def resolve_source(source: str) -> Path:
 
 def read_rows(path: Path) -> list[dict]:
     """Rows of a .jsonl, .json or .parquet file as dicts."""
+    return read_numbered_rows(path)[0]
+
+
+def _utf8(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{where} is not UTF-8 text (byte {err.start + 1} is {raw[err.start:err.start + 1]!r}). "
+            "Re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+        ) from None
+
+
+def read_numbered_rows(path: Path) -> tuple[list[dict], list[str]]:
+    """Rows of a .jsonl, .json or .parquet file, and where each sits: "Line 7" (JSONL) or "Row 7".
+
+    Positions count from 1 in both, so an error and an editor name the same place.
+    """
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        with path.open() as f:
-            for lineno, line in enumerate(f, 1):
+        rows, where = [], []
+        with path.open("rb") as f:
+            for lineno, raw in enumerate(f, 1):
+                line = _utf8(raw, f"Line {lineno} of {path}")
                 if not line.strip():
                     continue
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as err:
                     raise ValueError(f"Line {lineno} of {path} is not valid JSON: {err}") from None
-        return rows
+                where.append(f"Line {lineno}")
+        return rows, where
     if suffix == ".json":
-        rows = json.loads(path.read_text())
+        try:
+            rows = json.loads(_utf8(path.read_bytes(), str(path)))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from None
         if not isinstance(rows, list):
             raise ValueError(f"{path} must hold a JSON list of rows.")
-        return rows
+        return rows, [f"Row {i}" for i in range(1, len(rows) + 1)]
     if suffix == ".parquet":
         try:
             import pyarrow.parquet as pq
         except ImportError:
             raise ImportError(f"Reading {path} needs pyarrow: pip install pyarrow") from None
-        return pq.read_table(path).to_pylist()
+        rows = pq.read_table(path).to_pylist()
+        return rows, [f"Row {i}" for i in range(1, len(rows) + 1)]
     raise ValueError(f"Unsupported data file {path}: use .jsonl, .json or .parquet.")
 
 
-def rows_to_examples(rows: list[dict], fields: FieldMap, origin: str) -> list[Example]:
-    """Map raw rows to Examples through the field map; name the row and field on error."""
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def rows_to_examples(
+    rows: list[dict], fields: FieldMap, origin: str, where: list[str] | None = None, fix: dict[str, str] | None = None
+) -> list[Example]:
+    """Map raw rows to Examples through the field map; name the row and field on error.
+
+    `where[i]` names row i ("Line 7"; default "Row i+1"); `fix[role]` is the setting that picks the
+    field (default `data.fields.<role>`; `sdzero eval` passes its --field-* options).
+    A null or blank problem or answer is rejected, not skipped: such a question can never score.
+    """
+    fix = {role: f"data.fields.{role}" for role in ("problem", "answer", "id")} | (fix or {})
     examples = []
     for i, row in enumerate(rows):
+        at = where[i] if where is not None else f"Row {i + 1}"
         if not isinstance(row, dict):
-            raise ValueError(f"Row {i} of {origin} is not an object: {row!r:.80}.")
+            raise ValueError(f"{at} of {origin} is not an object: {row!r:.80}.")
         for role, name in (("problem", fields.problem), ("answer", fields.answer)):
-            if name not in row or row[name] is None:
+            if name not in row:
+                raise ValueError(f"{at} of {origin} has no field {name!r} (found: {sorted(row)}). Set {fix[role]}.")
+            if _blank(row[name]):
                 raise ValueError(
-                    f"Row {i} of {origin} has no field {name!r} (found: {sorted(row)}). "
-                    f"Set data.fields.{role}."
+                    f"{at} of {origin} has an empty {role} field {name!r} ({row[name]!r}); such a row could never "
+                    f"score. Fill it in or remove the row (rows with empty fields are rejected, not skipped)."
                 )
         if fields.id is not None and fields.id not in row:
-            raise ValueError(
-                f"Row {i} of {origin} has no field {fields.id!r} (found: {sorted(row)}). Set data.fields.id."
-            )
+            raise ValueError(f"{at} of {origin} has no field {fields.id!r} (found: {sorted(row)}). Set {fix['id']}.")
         ex_id = str(row[fields.id]) if fields.id is not None else f"{Path(origin).stem}-{i}"
         solution = row.get(fields.solution) if fields.solution is not None else None
         examples.append(Example(id=ex_id, problem=str(row[fields.problem]), answer=str(row[fields.answer]),
@@ -110,9 +147,11 @@ def rows_to_examples(rows: list[dict], fields: FieldMap, origin: str) -> list[Ex
     return examples
 
 
-def load_examples(source: str, fields: FieldMap) -> list[Example]:
+def load_examples(source: str, fields: FieldMap, fix: dict[str, str] | None = None) -> list[Example]:
+    """Examples of a data source; `fix` names the settings that pick fields (see rows_to_examples)."""
     path = resolve_source(source)
-    return rows_to_examples(read_rows(path), fields, str(path))
+    rows, where = read_numbered_rows(path)
+    return rows_to_examples(rows, fields, str(path), where, fix)
 
 
 def make_splits(config: DataConfig) -> Splits:

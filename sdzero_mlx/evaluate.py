@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from .config import EvalConfig, PromptConfig, SamplingConfig
+from .outputs import check_output_dir
 from .prompts import prompt_ids, separators
 from .rollout import generate_completions
 from .types import Example
@@ -452,9 +453,15 @@ def evaluate_models(
     import mlx.core as mx
 
     from .config import ModelConfig
-    from .modeling import load_model
+    from .modeling import check_model_path, load_model
 
     _check_examples(examples)
+    for spec in specs:  # every model before the first generation
+        check_model_path(spec.path, spec.adapter)
+    if out_dir is not None:  # before any generation: results that cannot be written are lost work
+        for spec in specs:
+            check_output_dir(Path(out_dir) / spec.name.replace("/", "_").replace(":", "__"), "--out")
+        check_output_dir(out_dir, "--out")
     named: dict[str, list[AnyResult]] = {}
     budgets: dict[str, dict] = {}
     for spec in specs:

@@ -24,6 +24,7 @@ from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir, load_c
 from .configio import write_yaml
 from .metrics import MetricsLog, StepRecord
 from .modeling import lora_num_layers, set_params, trainable
+from .outputs import check_output_dir
 from .trainer import StepResult
 from .types import Rollout
 
@@ -61,8 +62,9 @@ class StepOutcome:
 
 
 def open_run_dir(recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = ()) -> Path:
-    """Check a resumed run was started with the same recipe (or that a new one is empty); write recipe.yaml."""
-    run_dir = Path(run_dir)
+    """Check the folder can hold results (before any work: a bad location costs nothing), that a resumed
+    run was started with the same recipe or a new one is empty; write recipe.yaml."""
+    run_dir = check_output_dir(run_dir, "run.output_dir")
     if resume:
         check_same_recipe(recipe, run_dir / "recipe.yaml", sections, ignore=ignore)
     elif checkpoint_dir(run_dir) is not None:

@@ -6,6 +6,8 @@ as adapters, and the one the distill teacher keeps its own values of (teacher.py
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
@@ -21,8 +23,30 @@ def is_quantized(model: nn.Module) -> bool:
     return any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
 
 
+def looks_local(path: str) -> bool:
+    """Whether a model path can only be a folder: a Hub repo id is exactly 'owner/name'."""
+    if path.startswith((".", "/", "~")) or path.count("/") > 1 or path.endswith("/") or "\\" in path:
+        return True
+    return "/" in path and Path(path.split("/", 1)[0]).is_dir()  # "models/x" next to a models/ folder
+
+
+def check_model_path(path: str, adapter_path: str | None = None) -> None:
+    """A missing local folder gets a message about folders, not the Hub's 'Repo id must be ...'."""
+    local = Path(path).expanduser()
+    if local.exists() and not local.is_dir():
+        raise ValueError(f"Model path {path} is a file; give the model folder (it holds config.json).")
+    if not local.exists() and looks_local(path):
+        raise FileNotFoundError(
+            f"Model folder {path} does not exist. Give an mlx-lm model folder (with config.json) "
+            "or a Hugging Face repo id such as Qwen/Qwen2.5-0.5B-Instruct."
+        )
+    if adapter_path is not None and not Path(adapter_path).expanduser().is_dir():
+        raise FileNotFoundError(f"Adapter folder {adapter_path} does not exist (it should hold adapters.safetensors).")
+
+
 def load_model(config: ModelConfig, adapter_path: str | None = None):
     """mlx_lm.load, then the recipe's dtype. `auto` means float32 on CPU: bf16 matmuls crawl there."""
+    check_model_path(config.path, adapter_path)
     model, tokenizer = mlx_lm_load(config.path, adapter_path=adapter_path)
     dtype = config.dtype
     if dtype == "auto":

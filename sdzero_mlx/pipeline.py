@@ -33,6 +33,7 @@ from .evaluate import (
 )
 from .metrics import format_record
 from .modeling import load_model
+from .outputs import check_output_dir
 from .srt import SRT_SECTIONS, run_srt
 
 MODELS = ("base", "srt", "sd-zero")
@@ -170,8 +171,7 @@ def _fmt(v) -> str:
 
 def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after: Optional[str] = None) -> dict:
     """Run (or continue) every stage; returns results.json's data. `stop_after`: a stage name (tests)."""
-    run_dir = Path(recipe.run.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = check_output_dir(recipe.run.output_dir, "run.output_dir")  # before any work
     if not (run_dir / "recipe.yaml").is_file():
         write_yaml(recipe, run_dir / "recipe.yaml")
 

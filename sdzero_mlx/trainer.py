@@ -31,13 +31,19 @@ class StepResult:
 
 
 def make_optimizer(config: OptimConfig, total_steps: int) -> optim.Optimizer:
-    """AdamW with optional linear warmup and constant or cosine decay."""
+    """AdamW with optional linear warmup and constant or cosine decay.
+
+    Warmup rises linearly from lr / warmup_steps at the first update to lr at update warmup_steps
+    (not from 0): a run of one step must still move the weights.
+    Example: lr 1e-3, warmup 4 -> the first four updates use 2.5e-4, 5e-4, 7.5e-4, 1e-3.
+    """
     if config.schedule == "cosine":
         main = optim.cosine_decay(config.learning_rate, max(total_steps - config.warmup_steps, 1))
     else:
         main = lambda step: mx.array(config.learning_rate, dtype=mx.float32)  # noqa: E731
     if config.warmup_steps:
-        warmup = optim.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
+        # mlx calls the schedule with the update count before incrementing it (0 at the first update)
+        warmup = lambda step: config.learning_rate * (step + 1) / config.warmup_steps  # noqa: E731
         schedule = optim.join_schedules([warmup, main], [config.warmup_steps])
     else:
         schedule = main

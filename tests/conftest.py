@@ -51,3 +51,7 @@ def tiny_recipe(tiny_model_dir, tiny_data, tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_recipe_dict(tiny_model_dir, tiny_data, tmp_path / "run")))
     return path
+
+
+# CI=true turns skips for prerequisites that `make setup` installs into failures (see ci_guard.py)
+from ci_guard import pytest_runtest_makereport  # noqa: E402,F401

@@ -14,7 +14,7 @@ from sdzero_mlx.verifier import verify
 def test_malformed_row_names_row_and_field(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": "2+2", "solution": "4"}\n')
-    with pytest.raises(ValueError, match=r"Row 1 of .*bad.jsonl has no field 'answer' \(found: \['problem', 'solution'\]\). Set data.fields.answer."):
+    with pytest.raises(ValueError, match=r"Line 2 of .*bad.jsonl has no field 'answer' \(found: \['problem', 'solution'\]\). Set data.fields.answer."):
         load_examples(str(path), FieldMap())
 
 

@@ -257,7 +257,7 @@ HOSTILE = [
     (f"{B}{{" + "\\sqrt{" * 300 + "2" + "}" * 300 + "}", "2", 0.0),
     (f"{B}{{__import__('os').system('true')}}", "0", 0.0),
     (f"{B}{{9999999999!}}", "1", 0.0),
-    ("x" * 1_000_000 + f"{B}{{1}}", "1", 0.0),
+    ("x" * 1_000_000 + f"{B}{{2}}", "1", 0.0),  # only the tail is read: fast, and graded
 ]
 
 # the last-number fallback is a recipe flag; with it off (default) these have no answer

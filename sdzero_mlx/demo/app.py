@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 
 from ..config import ModelConfig, Recipe, load_recipe
 from ..configio import write_yaml
+from ..outputs import check_output_dir
 from . import BASE_MODEL, task
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -144,7 +145,7 @@ def run_demo(run_dir: Path, quick: bool = False, overrides: Sequence[str] = (), 
     from ..plots import plot_runs
 
     tic = time.perf_counter()
-    run_dir = Path(run_dir)
+    run_dir = check_output_dir(run_dir, "--out")  # before any work: a bad location costs nothing
     model_dir = base_model_dir()
     train, test = write_task_files(model_dir, run_dir / "data")
     recipe = demo_recipe(run_dir, model_dir, train, test, quick, overrides)

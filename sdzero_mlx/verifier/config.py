@@ -26,7 +26,9 @@ class VerifierConfig:
     )
     abs_tol: float = field(default=1e-12, metadata={"help": "Absolute tolerance, for values near zero."})
     timeout_s: float = field(default=2.0, metadata={"help": "Hard budget per (answer, gold) comparison; overruns score 0."})
-    max_chars: int = field(default=100_000, metadata={"help": "Longer responses score 0 without being read."})
+    max_chars: int = field(
+        default=100_000, metadata={"help": "Only the last max_chars characters of a response are read for its final answer."}
+    )
     max_answer_chars: int = field(default=1_000, metadata={"help": "Longer extracted answers score 0."})
     workers: int = field(default=0, metadata={"help": "Worker processes; 0 means min(4, CPU count)."})
     worker_memory_mb: int = field(default=2048, metadata={"help": "Address-space cap per worker (Linux)."})

@@ -162,6 +162,16 @@ _THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?")
 _SPACED_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?: \d{3})+(?![\d/])")
 # A number followed only by words (units or "apples"): keep the number.
 _TRAILING_WORDS = re.compile(r"(?P<num>.*?(?:\d|\}|\\pi))\s*(?:[A-Za-z]{2,}|[A-Za-z]+ [A-Za-z ]+)\.?(?:\s*\^\s*\{?[23]\}?)?")
+# A plain number followed by a unit, possibly raised to a power: 12\text{ m}^3, 5 \mathrm{cm}^{2},
+# 12 m^2, 9.8 \text{m/s}^2. A unit in \text{} / \mathrm{} may be any word; a bare unit must be one of
+# the common one-letter SI symbols (a bare "12 x^2" is an expression, not a unit).
+_NUM = r"(?P<num>-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?|-?\\frac\{\d+\}\{\d+\})"
+_UNIT_POWER = r"(?:\s*\^\s*(?:\{\s*-?\d\s*\}|-?\d))?"
+_TEXT_UNIT = re.compile(
+    _NUM + r"\s*\\(?:text|mathrm|textrm|mbox|rm|operatorname)\s*\{\s*[A-Za-z][A-Za-z/. ^0-9{}-]*\}" + _UNIT_POWER
+    + r"(?:\s*/\s*\\(?:text|mathrm)\s*\{\s*[A-Za-z]+\s*\}" + _UNIT_POWER + r")?\.?"
+)
+_BARE_UNIT = re.compile(_NUM + r"\s*(?:[mgsLlJNWVKh]|m/s)" + _UNIT_POWER + r"\.?")
 # 0.1\overline{6} = 1/6: a repeating decimal, written as an exact fraction for the parser
 _REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\{(\d{1,20})\}")
 
@@ -176,8 +186,11 @@ _LEADING_VAR = re.compile(r"^\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\\[a-z]+)\s*(?:=|\\in
 _MIXED = re.compile(r"^(-?)(\d+)\s+(\d+)\s*/\s*(\d+)$")
 
 
-def normalize(answer: str) -> tuple[str, bool]:
+def normalize(answer: str, bare_units: bool = False) -> tuple[str, bool]:
     """Canonical string form of an answer and whether it carried a percent sign.
+
+    `bare_units`: also drop a one-letter unit written without \\text ("12 m^2" -> "12"); only safe
+    for a model's answer to a purely numeric gold, where "2 s" cannot mean the expression 2s.
 
     Example: normalize("\\$1,000.") == ("1000", False); normalize("50\\%") == ("50", True)
     """
@@ -193,6 +206,10 @@ def normalize(answer: str) -> tuple[str, bool]:
     for old, new in _REPLACEMENTS:
         s = s.replace(old, new)
     s = s.replace("\x00", "\\\\")
+    s = re.sub(r"\s+", " ", s).strip()
+    m = _TEXT_UNIT.fullmatch(s)
+    if m:
+        s = m.group("num")
     s = _unwrap_command(s, ("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox", "operatorname", "hbox"))
     s = s.replace("\\$", "").replace("$", "")
     s = _REPEATING.sub(_repeating_to_fraction, s)
@@ -206,6 +223,9 @@ def normalize(answer: str) -> tuple[str, bool]:
     s = _SPACED_THOUSANDS.sub(lambda m: m.group(0).replace(" ", ""), s)
     s = re.sub(r"\s+", " ", s).strip()
     s = s.rstrip(".").strip()
+    m = _BARE_UNIT.fullmatch(s) if bare_units else None
+    if m:
+        s = m.group("num")
     if not s.startswith("\\") or s.startswith("\\sqrt") or s.startswith("\\frac"):
         m = _TRAILING_WORDS.fullmatch(s)
         # only after a plain number (commands such as \frac allowed): "2x cm" and "2 pi" stay
@@ -225,6 +245,11 @@ def normalize(answer: str) -> tuple[str, bool]:
 
 
 _CHOICE = re.compile(r"^\(?([A-Ja-j])\)?(?:[\s.:)].*)?$", re.S)
+
+
+def numeric_gold(normalized_gold: str) -> bool:
+    """Whether a normalised gold answer is free of letters (so a letter after a number is a unit)."""
+    return not re.search(r"[A-Za-z]", re.sub(r"\\(?:frac|sqrt|pi)", "", normalized_gold))
 
 
 def choice_letter(s: str) -> str | None:

@@ -1,8 +1,10 @@
 """The binary answer verifier: SD-Zero's only reward signal, so it must be right, fast and hang-proof.
 
 verify(text, gold) -> 1.0 / 0.0:
-  1. in the caller: bound the input size and extract the final answer (`extract.extract_answer`,
-     linear-time string scanning); an answer identical to the gold answer is accepted here;
+  1. in the caller: read only the last `max_chars` characters (the final answer is at the end of a
+     long response), extract the final answer (`extract.extract_answer`, linear-time string
+     scanning); an answer identical to the gold answer, or two plain numbers (`numbers`), are
+     decided here without a worker, so a cold `sdzero verify` needs no sympy;
   2. in a worker process, under a hard time budget: normalise both strings (`extract.normalize`),
      parse them with a parser that never evaluates Python (`parse`), and compare them
      (`compare`: exact numbers, tolerance policy, simplify + numeric spot-checks, containers).
@@ -25,6 +27,7 @@ from typing import Sequence
 
 from .config import VerifierConfig
 from .extract import extract_answer, extract_gold
+from .numbers import compare_plain_numbers
 from .pool import cache_get, cache_put, get_pool
 
 
@@ -53,8 +56,8 @@ def check(text: str, answer: str, config: VerifierConfig | None = None) -> Verdi
         raise TypeError(f"gold answer must be a string, got {type(answer).__name__}; convert the dataset's answer field.")
     if not isinstance(text, str):
         return Verdict(0.0, None, None, f"response is not a string ({type(text).__name__})")
-    if len(text) > cfg.max_chars:
-        return Verdict(0.0, None, None, f"response too long ({len(text)} > max_chars={cfg.max_chars})")
+    # long chain-of-thought ends with its answer: read only a bounded tail, never the whole text
+    text = text[-cfg.max_chars:]
     try:
         extracted = extract_answer(text, cfg.last_number_fallback)
         gold = extract_gold(answer[: cfg.max_chars])
@@ -68,6 +71,13 @@ def check(text: str, answer: str, config: VerifierConfig | None = None) -> Verdi
         return Verdict(0.0, extracted, gold[:80], f"gold answer too long ({len(gold)} > max_answer_chars)")
     if extracted == gold:
         return Verdict(1.0, extracted, gold, "identical to the gold answer")
+    try:  # most answers are plain numbers: decided here, in microseconds
+        quick = compare_plain_numbers(extracted, gold, cfg)
+    except (ValueError, ZeroDivisionError, RecursionError):
+        quick = None
+    if quick is not None:
+        ok, reason, norm_gold = quick
+        return Verdict(1.0 if ok else 0.0, extracted, norm_gold, reason)
     key = (extracted, gold, cfg.percent_policy, cfg.rel_tol, cfg.abs_tol)
     hit = cache_get(key) if cfg.cache_size > 0 else None
     if hit is not None:
@@ -116,17 +126,17 @@ def grade_file(path: str | Path, config: VerifierConfig | None = None) -> FileGr
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"Row {i} of {path} is not valid JSON ({exc.msg}); write one JSON object per line.") from None
+                raise ValueError(f"Line {i} of {path} is not valid JSON ({exc.msg}); write one JSON object per line.") from None
             if not isinstance(row, dict):
-                raise ValueError(f"Row {i} of {path} is a {type(row).__name__}, not an object; write one JSON object per line.")
+                raise ValueError(f"Line {i} of {path} is a {type(row).__name__}, not an object; write one JSON object per line.")
             text = row.get("response", row.get("text"))
             if text is None:
-                raise ValueError(f"Row {i} of {path} has no field 'response' or 'text' (found: {sorted(row)}). Name the model output 'response'.")
+                raise ValueError(f"Line {i} of {path} has no field 'response' or 'text' (found: {sorted(row)}). Name the model output 'response'.")
             if "answer" not in row:
-                raise ValueError(f"Row {i} of {path} has no field 'answer' (found: {sorted(row)}). Name the gold answer 'answer'.")
+                raise ValueError(f"Line {i} of {path} has no field 'answer' (found: {sorted(row)}). Name the gold answer 'answer'.")
             gold = row["answer"]
             if isinstance(gold, bool) or not isinstance(gold, (str, int, float)):
-                raise ValueError(f"Row {i} of {path} has an 'answer' of type {type(gold).__name__}; write the gold answer as a string.")
+                raise ValueError(f"Line {i} of {path} has an 'answer' of type {type(gold).__name__}; write the gold answer as a string.")
             texts.append(text)
             golds.append(gold)
     verdicts = tuple(check_batch(texts, golds, config))

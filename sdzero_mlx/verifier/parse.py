@@ -23,7 +23,9 @@ import sympy as sp
 MAX_DEPTH = 120         # parser nesting counter (about 2 per bracket level): ~7 frames each, under Python's 1000
 MAX_BRACKETS = 50       # bracket nesting checked before parsing
 MAX_DIGITS = 400        # a literal longer than this is not a plausible answer
-MAX_LOG10 = 5000        # refuse integer powers whose value exceeds 10**5000
+MAX_LOG10 = 100_000     # refuse integer powers beyond 10**100000 (computing those exactly takes milliseconds,
+                        # and answers such as 2^{1000}-2^{1000}+3 or 10^{400}/10^{399} must cancel exactly)
+MAX_TERMS = 10_000      # a sum or product with numeric bounds is expanded term by term up to this many terms
 MAX_SYMBOLIC_EXP = 200  # (x+1)^N with larger N makes expansion slow for no real answer
 MAX_FACTORIAL = 1000
 
@@ -379,7 +381,71 @@ class _Parser:
             return sp.Symbol(name)
         if name in _FUNCS:
             return self.function(name)
+        if name in ("sum", "prod"):
+            return self.sum_or_product(name)
+        if name == "int":
+            return self.integral()
         raise ParseError(f"unsupported command \\{name}")
+
+    def bound_variable(self) -> sp.Symbol:
+        t = self.take()
+        if t[0] == "name" or (t[0] == "cmd" and t[1][1:] in _GREEK):
+            return sp.Symbol(t[1].lstrip("\\"))
+        raise ParseError(f"expected a variable, got {t[1]!r}")
+
+    def sum_or_product(self, name: str) -> sp.Expr:
+        """\\sum_{k=a}^{b} f and \\prod_{k=a}^{b} f: the body binds like a function argument (a term)."""
+        if self.at("\\limits"):
+            self.take()
+        self.expect("_")
+        self.expect("{")
+        var = self.bound_variable()
+        self.expect("=")
+        low = self.group("}")
+        self.expect("^")
+        high = self.power_operand()
+        self.enter()
+        body = self.term()
+        self.depth -= 1
+        kind = sp.Sum if name == "sum" else sp.Product
+        value = kind(body, (var, low, high))
+        if low.is_Integer and high.is_Integer and int(high) - int(low) < MAX_TERMS:
+            terms = [body.xreplace({var: sp.Integer(k)}) for k in range(int(low), int(high) + 1)]
+            return sp.Add(*terms) if name == "sum" else sp.Mul(*terms)
+        if name == "sum" and body.is_polynomial(var):
+            return value.doit()  # closed form: \\sum_{k=1}^{n} k = n(n+1)/2
+        return value  # evaluated numerically when compared
+
+    def integral(self) -> sp.Expr:
+        """A definite integral \\int_a^b f dx (or d x, \\mathrm{d}x): exact for polynomials, else numeric."""
+        if self.at("\\limits"):
+            self.take()
+        self.expect("_")
+        low = self.power_operand()
+        self.expect("^")
+        high = self.power_operand()
+        # the integrand runs up to the differential "d x" at its own bracket level
+        depth, j = 0, self.i
+        while j + 1 < len(self.toks):
+            text = self.toks[j][1]
+            if text in ("(", "{", "[", "\\{"):
+                depth += 1
+            elif text in (")", "}", "]", "\\}"):
+                depth -= 1
+            elif depth == 0 and self.toks[j] == ("name", "d") and self.toks[j + 1][0] == "name":
+                break
+            j += 1
+        else:
+            raise ParseError("integral without a differential (dx)")
+        inner = _Parser(self.toks[self.i : j])
+        inner.depth = self.depth
+        body = inner.expr()
+        if inner.peek() is not None:
+            raise ParseError(f"unexpected {inner.peek()[1]!r} in an integrand")
+        var = sp.Symbol(self.toks[j + 1][1])
+        self.i = j + 2
+        value = sp.Integral(body, (var, low, high))
+        return value.doit() if body.is_polynomial(var) else value
 
     def function(self, name: str) -> sp.Expr:
         base = None

