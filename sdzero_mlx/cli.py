@@ -159,8 +159,8 @@ def collect(
     typer.echo(f"collecting into {out}")
 
     def on_batch(b: int, n: int, s: dict) -> None:
-        typer.echo(f"batch {b}/{n}  questions {s['questions_seen']}  initial acc {pct(s['initial_accuracy'], '%')}  "
-                   f"revisions {s['revisions_tried']}  kept {s['kept']}  {s['elapsed_s']:.0f}s")
+        typer.echo(f"batch {b}/{n}  questions {s.questions_seen}  initial acc {pct(s.initial_accuracy, '%')}  "
+                   f"revisions {s.revisions_tried}  kept {s.kept}  {s.elapsed_s:.0f}s")
 
     try:
         s = run_collect(loaded, out, on_batch=on_batch, on_finish=generation_counter(typer.echo))
@@ -171,12 +171,12 @@ def collect(
     except KeyboardInterrupt:
         _interrupted("collect", recipe)
     typer.echo(
-        f"{'done' if s['done'] else 'stopped'}: {s['questions_seen']} questions, initial accuracy "
-        f"{pct(s['initial_accuracy'], '%')}, {s['revisions_tried']} revisions tried, {s['kept']} kept; correction rate "
-        f"{pct(s['correction_rate'], '%')}, rephrase rate {pct(s['rephrase_rate'], '%')}. Tuples: {out / 'tuples.jsonl'}"
+        f"{'done' if s.done else 'stopped'}: {s.questions_seen} questions, initial accuracy "
+        f"{pct(s.initial_accuracy, '%')}, {s.revisions_tried} revisions tried, {s.kept} kept; correction rate "
+        f"{pct(s.correction_rate, '%')}, rephrase rate {pct(s.rephrase_rate, '%')}. Tuples: {out / 'tuples.jsonl'}"
     )
-    if s.get("skipped_long_prompts"):
-        typer.echo(f"skipped {s['skipped_long_prompts']} questions over data.max_prompt_tokens={loaded.data.max_prompt_tokens}")
+    if s.skipped_long_prompts:
+        typer.echo(f"skipped {s.skipped_long_prompts} questions over data.max_prompt_tokens={loaded.data.max_prompt_tokens}")
 
 
 @app.command()

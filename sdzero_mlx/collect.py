@@ -55,7 +55,7 @@ from .modeling import load_model
 from .outputs import check_output_dir
 from .prompts import Separators, prompt_ids, separators
 from .rollout import generate_completions
-from .types import Example, RevisionTuple
+from .types import Example, RevisionTuple, load_tuples
 from .verifier import verify_batch
 
 TUPLES, PROGRESS, SUMMARY, DONE = "tuples.jsonl", "progress.json", "summary.json", "done"
@@ -233,40 +233,74 @@ class CollectProgress:
     elapsed_s: float = 0.0
 
 
-def summarize(p: CollectProgress, done: bool) -> dict:
-    """The collection summary the issue asks for, plus the raw counters."""
+@dataclass(frozen=True)
+class CollectSummary:
+    """What phase-1 collection did (summary.json): rates first, then the raw counters."""
+
+    questions_seen: int
+    initial_answers: int
+    initial_accuracy: Optional[float]
+    revisions_tried: int
+    revisions_verified: int
+    kept: int
+    correction_rate: Optional[float]  # per revision of a wrong answer
+    answers_corrected_rate: Optional[float]  # wrong answers with >= 1 verified fix
+    rephrase_rate: Optional[float]  # per revision of a right answer
+    done: bool
+    counters: CollectProgress  # raw counters (generations, sampled tokens, cleaning, skipped prompts, ...)
+
+    @property
+    def generations(self) -> int:
+        return self.counters.generations
+
+    @property
+    def sampled_tokens(self) -> int:
+        return self.counters.sampled_tokens
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.counters.elapsed_s
+
+    @property
+    def skipped_long_prompts(self) -> int:
+        return self.counters.skipped_long_prompts
+
+    def to_json(self) -> dict:
+        flat = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "counters"}
+        return {**flat, **asdict(self.counters)}
+
+    @classmethod
+    def from_json(cls, row: dict) -> "CollectSummary":
+        names = set(cls.__dataclass_fields__) - {"counters"}
+        counters = {k: v for k, v in row.items() if k in CollectProgress.__dataclass_fields__}
+        return cls(**{k: row[k] for k in names}, counters=CollectProgress(**counters))
+
+
+def summarize(p: CollectProgress, done: bool) -> CollectSummary:
+    """The collection summary: rates of the counters, and the counters themselves."""
     wrong = p.initial_answers - p.initial_correct
-    tried = p.revisions_wrong + p.revisions_right
     rate = lambda a, b: a / b if b else None  # noqa: E731
-    return {
-        "questions_seen": p.questions,
-        "initial_answers": p.initial_answers,
-        "initial_accuracy": rate(p.initial_correct, p.initial_answers),
-        "revisions_tried": tried,
-        "revisions_verified": p.verified_wrong + p.verified_right,
-        "kept": p.kept,
-        "correction_rate": rate(p.verified_wrong, p.revisions_wrong),  # per revision of a wrong answer
-        "answers_corrected_rate": rate(p.answers_corrected, wrong),  # wrong answers with >= 1 kept-able fix
-        "rephrase_rate": rate(p.verified_right, p.revisions_right),
-        "done": done,
-        **{k: v for k, v in asdict(p).items() if k not in ("batches", "bytes")},
-    }
+    return CollectSummary(
+        questions_seen=p.questions,
+        initial_answers=p.initial_answers,
+        initial_accuracy=rate(p.initial_correct, p.initial_answers),
+        revisions_tried=p.revisions_wrong + p.revisions_right,
+        revisions_verified=p.verified_wrong + p.verified_right,
+        kept=p.kept,
+        correction_rate=rate(p.verified_wrong, p.revisions_wrong),
+        answers_corrected_rate=rate(p.answers_corrected, wrong),
+        rephrase_rate=rate(p.verified_right, p.revisions_right),
+        done=done,
+        counters=p,
+    )
+
+
+def read_summary(collect_dir: Path) -> CollectSummary:
+    """RUN/collect/summary.json of a finished collection."""
+    return CollectSummary.from_json(json.loads((Path(collect_dir) / SUMMARY).read_text()))
 
 
 COLLECT_SECTIONS = ("model", "data", "prompts", "sampling", "collect", "verifier")
-
-
-def load_tuples(path: Path) -> list[RevisionTuple]:
-    """Rows of a tuples.jsonl file."""
-    rows = []
-    with Path(path).open() as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(RevisionTuple.from_json(json.loads(line)))
-                except (json.JSONDecodeError, TypeError) as err:
-                    raise ValueError(f"Line {lineno} of {path} is not a revision tuple: {err}") from None
-    return rows
 
 
 def within_prompt_budget(tokenizer, questions: Sequence[Example], recipe: Recipe) -> tuple[list[Example], int]:
@@ -349,10 +383,10 @@ def collect_batch(
 def run_collect(
     recipe: Recipe,
     out_dir: Path,
-    on_batch: Optional[Callable[[int, int, dict], None]] = None,
+    on_batch: Optional[Callable[[int, int, "CollectSummary"], None]] = None,
     on_finish: Optional[Callable[[int], None]] = None,
     stop_after: Optional[int] = None,
-) -> dict:
+) -> CollectSummary:
     """Collect phase-1 tuples into out_dir (resuming what is there); returns the summary.
 
     `stop_after` ends the call after that many batches (tests use it to interrupt).
@@ -360,7 +394,7 @@ def run_collect(
     out_dir = check_output_dir(out_dir, "run.output_dir")  # before any work: a bad location costs nothing
     if (out_dir / DONE).is_file():
         check_same_recipe(recipe, out_dir / "recipe.yaml", COLLECT_SECTIONS)
-        return json.loads((out_dir / SUMMARY).read_text())
+        return read_summary(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tuples_path, progress_path = out_dir / TUPLES, out_dir / PROGRESS
     progress = CollectProgress()
@@ -442,6 +476,6 @@ def run_collect(
     done = progress.batches == n_batches or target_reached(progress)
     summary = summarize(progress, done)
     if done:
-        write_json_atomic(out_dir / SUMMARY, summary)
+        write_json_atomic(out_dir / SUMMARY, summary.to_json())
         (out_dir / DONE).write_text("")
     return summary

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 
 from . import grpo, rft, sdft, sft
 from .checkpoint import write_json_atomic
+from .collect import read_summary
 from .config import Recipe
 from .configio import write_yaml
 from .evaluate import results_table, summary
@@ -54,9 +55,8 @@ LABELS_ALL = {**LABELS, **{m: s.label for m, s in STAGES.items()}}
 
 def sdzero_generations(run_dir: Path) -> int:
     """Generations SD-Zero spent: collect (shared with SRT) + distill."""
-    collect = json.loads((run_dir / "collect" / "summary.json").read_text())
     distill = last_budget(run_dir / "distill") or {}
-    return collect["generations"] + distill.get("generations", 0)
+    return read_summary(run_dir / "collect").generations + distill.get("generations", 0)
 
 
 def budget_steps(recipe: Recipe, method: str, budget: int) -> Recipe:
@@ -84,7 +84,7 @@ def probe_curves(run_dir: Path, methods: list[str]) -> dict[str, list[tuple[int,
     curves = {}
     for m in methods:
         if m == "sd-zero":
-            d, offset = run_dir / "distill", json.loads((run_dir / "collect" / "summary.json").read_text())["generations"]
+            d, offset = run_dir / "distill", read_summary(run_dir / "collect").generations
         elif m in STAGES:
             d, offset = run_dir / m, 0
         else:
@@ -128,10 +128,10 @@ def _training_budget(run_dir: Path, method: str) -> dict:
     keys = ("generations", "sampled_tokens", "trained_tokens")
     if method == "base":
         return {k: 0 for k in keys}
-    collect = json.loads((run_dir / "collect" / "summary.json").read_text()) if method in ("srt", "sd-zero") else {}
     parts = []
     if method in ("srt", "sd-zero"):
-        parts.append({"generations": collect["generations"], "sampled_tokens": collect["sampled_tokens"], "trained_tokens": 0})
+        collect = read_summary(run_dir / "collect")
+        parts.append({"generations": collect.generations, "sampled_tokens": collect.sampled_tokens, "trained_tokens": 0})
         parts.append(json.loads((run_dir / "srt" / "state.json").read_text()))
     if method == "sd-zero":
         parts.append(last_budget(run_dir / "distill") or {})

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .checkpoint import check_same_recipe, write_json_atomic
-from .collect import COLLECT_SECTIONS, run_collect
+from .collect import COLLECT_SECTIONS, read_summary, run_collect
 from .config import Recipe
 from .configio import to_dict, write_yaml
 from .data import make_splits
@@ -102,12 +102,12 @@ def evaluate_model_of_run(recipe: Recipe, name: str, run_dir: Path, log: Callabl
 
 def stage_budgets(run_dir: Path, evals: dict[str, list]) -> dict[str, dict]:
     """Generations, sampled and trained tokens spent by each stage (the paper's budget accounting)."""
-    collect = json.loads((run_dir / "collect" / "summary.json").read_text())
+    collect = read_summary(run_dir / "collect")
     srt = json.loads((run_dir / "srt" / "state.json").read_text())
     distill = run_budget(run_dir / "distill") or {}
     budgets = {
-        "collect": {"generations": collect["generations"], "sampled_tokens": collect["sampled_tokens"], "trained_tokens": 0,
-                    "seconds": collect["elapsed_s"]},
+        "collect": {"generations": collect.generations, "sampled_tokens": collect.sampled_tokens, "trained_tokens": 0,
+                    "seconds": collect.elapsed_s},
         "srt": {"generations": 0, "sampled_tokens": 0, "trained_tokens": srt["trained_tokens"], "steps": srt["step"],
                 "seconds": srt["elapsed_s"]},
         "distill": {"generations": distill.get("generations", 0), "sampled_tokens": distill.get("sampled_tokens", 0),
@@ -136,7 +136,7 @@ def final_table(run_dir: Path, evals: dict[str, list]) -> tuple[str, dict]:
     """results.md text and results.json data of a finished run."""
     stages = stage_budgets(run_dir, evals)
     named = {LABELS[n]: evals[n] for n in MODELS}
-    collect = json.loads((run_dir / "collect" / "summary.json").read_text())
+    collect = read_summary(run_dir / "collect").to_json()
     lines = [
         f"# SD-Zero run: {run_dir}",
         "",
@@ -179,15 +179,15 @@ def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after:
     collect_dir, srt_dir = run_dir / "collect", run_dir / "srt"
     if (collect_dir / "done").is_file():
         check_same_recipe(recipe, collect_dir / "recipe.yaml", COLLECT_SECTIONS)
-        collected = json.loads((collect_dir / "summary.json").read_text())
+        collected = read_summary(collect_dir)
         log("collect: done, skipped")
     else:
         collected = run_collect(
             recipe, collect_dir,
-            on_batch=lambda b, n, s: log(f"collect: batch {b}/{n}  questions {s['questions_seen']}  kept {s['kept']}  "
-                                         f"initial acc {_fmt(s['initial_accuracy'])}"),
+            on_batch=lambda b, n, s: log(f"collect: batch {b}/{n}  questions {s.questions_seen}  kept {s.kept}  "
+                                         f"initial acc {_fmt(s.initial_accuracy)}"),
         )
-    log(f"collect: {collected['kept']} tuples kept from {collected['questions_seen']} questions")
+    log(f"collect: {collected.kept} tuples kept from {collected.questions_seen} questions")
     if stop_after == "collect":
         return {}
 

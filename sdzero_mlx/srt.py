@@ -38,7 +38,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir
-from .collect import load_tuples
+from .types import load_tuples
 from .config import Recipe, SrtConfig
 from .data import epoch_order
 from .loop import StepOutcome, open_run_dir, restore, train_loop

@@ -8,7 +8,9 @@ says Generator / Reviser; training code says student (the Generator being traine
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Literal, Optional
 
 
@@ -103,3 +105,16 @@ class RevisionTuple:
     def from_json(cls, row: dict) -> "RevisionTuple":
         tuples = ("prompt_ids", "y_init", "sep_ids", "y_rev", "cleaned")
         return cls(**{k: tuple(v) if k in tuples else v for k, v in row.items()})
+
+
+def load_tuples(path: Path) -> list[RevisionTuple]:
+    """Rows of a tuples.jsonl file (phase 1 writes it, SRT reads it)."""
+    rows = []
+    with Path(path).open() as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(RevisionTuple.from_json(json.loads(line)))
+                except (json.JSONDecodeError, TypeError) as err:
+                    raise ValueError(f"Line {lineno} of {path} is not a revision tuple: {err}") from None
+    return rows

@@ -1,11 +1,13 @@
 """Phase-1 collection: cleaning rules, the keep rule, a scripted model's collection, resume."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
 
 from sdzero_mlx.collect import (
+    read_summary,
     CleanRules, RevisionTuple, clean_tuple, load_tuples, opener_length, run_collect, select_tuples, strip_opener,
     trim_repeating_tail,
 )
@@ -133,17 +135,18 @@ def test_collection_keeps_exactly_the_verified_revisions(scripted_dir, tmp_path)
         assert r.phrase == (recipe.prompts.phrase_right if r.answer == "7" else recipe.prompts.phrase_wrong)
         assert r.y_init_text == "\\boxed{7}" and r.rev_stop is not None
     n = len(phase1)
-    assert summary["questions_seen"] == n and summary["initial_accuracy"] == pytest.approx(n7 / n)
-    assert summary["revisions_tried"] == 3 * n and summary["kept"] == n7 + n8
-    assert summary["duplicate"] == 2 * (n7 + n8)
-    assert summary["correction_rate"] == pytest.approx(n8 / (n - n7))
-    assert summary["rephrase_rate"] == 1.0
-    assert summary["generations"] == n + 3 * n and summary["done"]
-    assert json.loads((tmp_path / "c" / "summary.json").read_text()) == summary
+    assert summary.questions_seen == n and summary.initial_accuracy == pytest.approx(n7 / n)
+    assert summary.revisions_tried == 3 * n and summary.kept == n7 + n8
+    assert summary.counters.duplicate == 2 * (n7 + n8)
+    assert summary.correction_rate == pytest.approx(n8 / (n - n7))
+    assert summary.rephrase_rate == 1.0
+    assert summary.generations == n + 3 * n and summary.done
+    assert json.loads((tmp_path / "c" / "summary.json").read_text()) == summary.to_json()
+    assert read_summary(tmp_path / "c") == summary
 
     # rephrasing off: correct answers get no revisions; a target stops early
     off = run_collect(collect_recipe(scripted_dir, tmp_path, rephrase_correct=False, target_tuples=1), tmp_path / "d")
-    assert off["kept"] == 1 and off["revisions_tried"] == 3 * (4 - sum(q.answer == "7" for q in phase1[:4]))
+    assert off.kept == 1 and off.revisions_tried == 3 * (4 - sum(q.answer == "7" for q in phase1[:4]))
     assert len(load_tuples(tmp_path / "d" / "tuples.jsonl")) == 1
 
 
@@ -154,13 +157,14 @@ def test_interrupted_collection_resumes_without_duplicates_or_losses(scripted_di
 
     part = tmp_path / "b"
     first = run_collect(recipe, part, stop_after=1)  # interrupted after batch 1 of 3
-    assert not first["done"] and not (part / "done").exists()
+    assert not first.done and not (part / "done").exists()
     # the crash came while batch 2 was being written: all of its rows and half a line are on disk
     written = (part / "tuples.jsonl").read_text()
     (part / "tuples.jsonl").write_text(expected[: len(written) + (len(expected) - len(written)) // 2 + 7])
     resumed = run_collect(recipe, part)
     assert (part / "tuples.jsonl").read_text() == expected
-    assert resumed == {**full, "elapsed_s": resumed["elapsed_s"]}
+    assert replace(resumed, counters=replace(resumed.counters, elapsed_s=0.0)) == replace(
+        full, counters=replace(full.counters, elapsed_s=0.0))
     assert run_collect(recipe, part) == resumed  # done: nothing is redone
     with pytest.raises(ValueError, match="collect.revisions"):
         run_collect(collect_recipe(scripted_dir, tmp_path, revisions=2), tmp_path / "b")

@@ -51,10 +51,10 @@ def test_collect_skips_and_counts_prompts_over_the_bound(tiny_model_dir, tmp_pat
 
     seen = []
     tic = time.perf_counter()
-    summary = run_collect(recipe, tmp_path / "c", on_batch=lambda b, n, s: seen.append((b, n, s["skipped_long_prompts"])))
+    summary = run_collect(recipe, tmp_path / "c", on_batch=lambda b, n, s: seen.append((b, n, s.skipped_long_prompts)))
     assert time.perf_counter() - tic < 60
-    assert summary["skipped_long_prompts"] == n_long
-    assert summary["questions_seen"] == 8 - n_long and summary["initial_answers"] == 8 - n_long
+    assert summary.skipped_long_prompts == n_long
+    assert summary.questions_seen == 8 - n_long and summary.initial_answers == 8 - n_long
     assert seen[0] == (0, 1, n_long)  # a line before the first batch, already with the count
     assert seen[-1][0] == 1
 

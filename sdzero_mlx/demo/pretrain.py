@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import time
 from functools import partial
 from dataclasses import asdict, dataclass, field
@@ -101,20 +102,22 @@ class PretrainConfig:
     held_out: tuple[tuple[str, int], ...] = (("test", 500), ("phase2", 2000), ("phase1", 2000))
 
 
-def assistant_pieces(p: task.Problem, kind: str, other: task.Problem | None) -> list[tuple[str, bool]]:
+def assistant_pieces(p: task.Problem, kind: str, other: task.Problem | str | None) -> list[tuple[str, bool]]:
     """The assistant turn of one pretraining chat as (text, trained) pieces: 'single', 'rephrase' or
     'restart'. Only gold solutions are trained; the cue (the environment's words) and the wrong first
     attempt are context, so the Generator never learns to emit a cue or a wrong answer.
 
-    A restart's wrong first attempt is the solution of `other` (another problem, same length; only
-    restarts need one): it holds nothing to copy, so after the "not correct" cue the base re-solves
-    from the question rather than editing what it read. What a first attempt is worth to the Reviser
-    is left for SRT to teach."""
+    A restart's wrong first attempt (`other`; only restarts need one) is, for the chain task, the
+    solution of another problem of the same length: it holds nothing to copy, so after the "not
+    correct" cue the base re-solves from the question. For the inverse task it is this problem's
+    solution started from a wrong x (text): its check line shows how far off x was, and the Reviser
+    learns to use it (x = x' - d)."""
     if kind == "single":
         return [(p.solution, True)]
     if kind == "rephrase":
         return [(p.solution, True), (f"\n\n{REPHRASE}\n\n", False), (p.solution, True)]
-    return [(other.solution, False), (f"\n\n{RESTART}\n\n", False), (p.solution, True)]
+    first = other if isinstance(other, str) else other.solution
+    return [(first, False), (f"\n\n{RESTART}\n\n", False), (p.solution, True)]
 
 
 def next_with_other_answer(problems: list[task.Problem], i: int) -> task.Problem:
@@ -140,10 +143,14 @@ def encode_examples(
         p=[1 - revision_share, revision_share * (1 - restart_fraction), revision_share * restart_fraction],
     )
     examples = []
+    wrong_rng = random.Random(int(rng.integers(2**31)))  # wrong first attempts of the inverse task
     for i, (problem, kind) in enumerate(zip(problems, kinds)):
         ids = tokenizer.encode(f"<|im_start|>user\n{problem.problem}<|im_end|>\n<|im_start|>assistant\n").ids
         spans = []
-        other = next_with_other_answer(problems, i) if kind == "restart" else None
+        other = None
+        if kind == "restart":
+            inverse = problem.id.startswith("inv-")
+            other = task.wrong_attempt(problem, wrong_rng) if inverse else next_with_other_answer(problems, i)
         for text, trained in assistant_pieces(problem, kind, other):
             piece = tokenizer.encode(text).ids
             if trained:
@@ -276,6 +283,7 @@ def main(argv=None):
     p.add_argument("--checkpoints", type=lambda x: tuple(int(v) for v in x.split(",")), default=())
     for name in ("learning_rate", "revision_share", "restart_fraction", "weight_decay", "min_lr_ratio"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    p.add_argument("--kind", choices=["chain", "inverse"], default=defaults.difficulty.kind)
     p.add_argument("--min-steps", type=int, default=defaults.difficulty.min_steps)
     p.add_argument("--max-steps", type=int, default=defaults.difficulty.max_steps)
     for name in ("start_digits", "operand_digits", "min_total", "max_total"):

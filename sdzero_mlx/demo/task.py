@@ -47,7 +47,10 @@ SPLIT_ORDER = ("test", "phase2", "phase1", "pretrain")
 
 @dataclass(frozen=True)
 class Difficulty:
-    """Knobs of the generator."""
+    """Knobs of the generator. `kind` picks the task: "chain" (compute a running total, above) or
+    "inverse" (find the start x of a chain mod 10 from its result, see `inverse_problem`)."""
+
+    kind: str = "chain"
 
     min_steps: int = 5  # operations per problem, drawn uniformly in [min_steps, max_steps]; equal by
     max_steps: int = 5  # default, so every solution has the same length (see the module docstring)
@@ -57,6 +60,10 @@ class Difficulty:
     max_total: int = 9  # make every number one token at a fixed offset in each line
 
     def __post_init__(self):
+        if self.kind not in ("chain", "inverse"):
+            raise ValueError(f"Difficulty.kind is {self.kind!r}; use 'chain' or 'inverse'.")
+        if self.kind == "inverse" and (self.start_digits, self.operand_digits) != (1, 1):
+            raise ValueError("The inverse task works on single digits mod 10: keep start_digits = operand_digits = 1.")
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError(f"Need 1 <= min_steps <= max_steps, got {self.min_steps}, {self.max_steps}.")
         if self.start_digits < 1 or self.operand_digits < 1:
@@ -140,6 +147,72 @@ def parse_problem(text: str) -> tuple[int, list[tuple[str, int]]]:
     return int(parts[0]), [(parts[i], int(parts[i + 1])) for i in range(1, len(parts), 2)]
 
 
+# ---------------------------------------------------------------------------------------------
+# The inverse task: find the start of a chain mod 10. Checking an answer is easier than finding it.
+# ---------------------------------------------------------------------------------------------
+#
+#   problem:  "Solve x+3-5+2=6 (mod 10)."
+#   solution: "x=6\n6+3=9-5+2\n9-5=4+2\n4+2=6\n6-6=0\n\\boxed{6}"
+#
+# The answer x is written first, in one token: the Generator must invert every step at once. The
+# lines after it replay the chain forward from x (the chain task's scratchpad, mod 10) and end with a
+# check line "r-t=d": the result minus the target. For the right x, d = 0. For a wrong x', every
+# total is off by the same amount, d = x' - x (mod 10), so an attempt that was wrong carries its own
+# correction: x = x' - d. A Reviser that reads a wrong attempt after "not correct" can fix x with one
+# subtraction of two digits it can see, where the Generator needs the whole inverse: this is the
+# hindsight SD-Zero's teacher needs, and the running-total task lacks (there a wrong step flows
+# silently to the end and checking a step is the same computation as doing it).
+
+
+def inverse_chain(x: int, ops: list[tuple[str, int]], modulus: int = 10) -> list[int]:
+    """Running totals of the chain started at x, mod `modulus`."""
+    totals, total = [], x
+    for op, b in ops:
+        total = (total + b if op == "+" else total - b) % modulus
+        totals.append(total)
+    return totals
+
+
+def render_inverse_problem(ops: list[tuple[str, int]], target: int) -> str:
+    return "Solve x" + "".join(f"{op}{b}" for op, b in ops) + f"={target} (mod 10)."
+
+
+def render_inverse_solution(x: int, ops: list[tuple[str, int]], target: int) -> str:
+    """'x=X', the forward replay from X (mod 10), the check line 'result-target=difference', the box.
+
+    Example: render_inverse_solution(6, [("+", 3), ("-", 5)], 4) == "x=6\n6+3=9-5\n9-5=4\n4-4=0\n\\boxed{6}"
+    """
+    totals = inverse_chain(x, ops)
+    lines, total = [f"x={x}"], x
+    for i, (op, b) in enumerate(ops):
+        lines.append(f"{total}{op}{b}={totals[i]}" + "".join(f"{o}{c}" for o, c in ops[i + 1 :]))
+        total = totals[i]
+    lines.append(f"{total}-{target}={(total - target) % 10}")
+    return "\n".join(lines) + f"\n\\boxed{{{x}}}"
+
+
+def parse_inverse_problem(text: str) -> tuple[list[tuple[str, int]], int]:
+    """Inverse of `render_inverse_problem`: (ops, target)."""
+    body = text[len("Solve x") : text.index(" (mod")]
+    chain, target = body.rsplit("=", 1)
+    parts = re.findall(r"\d+|[+-]", chain)
+    return [(parts[i], int(parts[i + 1])) for i in range(0, len(parts), 2)], int(target)
+
+
+def wrong_attempt(problem: Problem, rng: random.Random) -> str:
+    """An inverse problem's solution started from a wrong x' (replayed correctly, so d = x' - x != 0)."""
+    ops, target = parse_inverse_problem(problem.problem)
+    x = int(problem.answer)
+    wrong = rng.choice([v for v in range(10) if v != x])
+    return render_inverse_solution(wrong, ops, target)
+
+
+def _sample_inverse(rng: random.Random, difficulty: Difficulty) -> tuple[int, list[tuple[str, int]], int]:
+    x = rng.randint(0, 9)
+    ops = [(rng.choice("+-"), rng.randint(1, 9)) for _ in range(rng.randint(difficulty.min_steps, difficulty.max_steps))]
+    return x, ops, inverse_chain(x, ops)[-1]
+
+
 def generate(seed: int, n: int, difficulty: Difficulty = Difficulty(), start_index: int = 0) -> list[Problem]:
     """`n` distinct problems from one seeded stream (distinct by problem text)."""
     rng = random.Random(seed)
@@ -150,6 +223,13 @@ def generate(seed: int, n: int, difficulty: Difficulty = Difficulty(), start_ind
         attempts += 1
         if attempts > 50 * n + 1000:
             raise ValueError(f"Could only make {len(out)} distinct problems of {n}: widen the Difficulty.")
+        if difficulty.kind == "inverse":
+            x, ops, target = _sample_inverse(rng, difficulty)
+            text = render_inverse_problem(ops, target)
+            if text not in seen:
+                seen.add(text)
+                out.append(Problem(f"inv-{start_index + len(out):06d}", text, str(x), render_inverse_solution(x, ops, target)))
+            continue
         start, ops = sample_chain(rng, difficulty)
         text = render_problem(start, ops)
         if text in seen:
