@@ -228,6 +228,7 @@ def run_(
 @app.command()
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A small slice of the demo (a minute or two).")] = False,
+    task: Annotated[str, typer.Option(help="inverse (hindsight can find the mistake) or chain (it cannot).")] = "chain",
     out: Annotated[Path, typer.Option(help="Run directory (rerunning continues it).")] = Path("runs/demo"),
     set_: SetOption = None,
 ) -> None:
@@ -235,7 +236,7 @@ def demo(
     from .demo.app import run_demo
 
     try:
-        result = run_demo(out, quick=quick, overrides=list(set_ or []), log=typer.echo)
+        result = run_demo(out, quick=quick, overrides=list(set_ or []), log=typer.echo, task_name=task)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
     except OSError as err:

@@ -151,9 +151,12 @@ def run_compare(recipe: Recipe, log: Callable[[str], None] = print, methods: Opt
     chain = any(m in ("srt", "sd-zero") for m in methods)
     if chain:  # the SD-Zero chain: collect -> SRT -> distill (evaluated below)
         run_pipeline(recipe, log=log, stop_after="distill")
-    budget = recipe.compare.budget_generations or (sdzero_generations(run_dir) if chain else 0)
+    # SD-Zero's spend, also when this call compares only baselines of a run whose chain already finished
+    chain_done = (run_dir / "collect" / "summary.json").is_file() and (run_dir / "distill" / "done").is_file()
+    budget = recipe.compare.budget_generations or (sdzero_generations(run_dir) if chain_done else 0)
     if budget == 0 and any(STAGES[m].generations_per_step for m in methods if m in STAGES):
-        raise ValueError("compare.budget_generations is 0 and SD-Zero is not compared: set a generation budget.")
+        raise ValueError("compare.budget_generations is 0 and this run has no SD-Zero chain to match: "
+                         "compare srt or sd-zero too, or set compare.budget_generations.")
     for m in methods:
         if m in STAGES:
             log(f"{m}: {'its own steps' if STAGES[m].generations_per_step is None else f'budget {budget} generations'}")

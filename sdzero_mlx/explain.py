@@ -182,6 +182,68 @@ def localisation_summary(reports: Sequence[TokenReport], top_frac: float = 0.05)
     return tuple(out)
 
 
+def first_mistake_span(text: str, gold: str) -> Optional[tuple[int, int]]:
+    """Character span [start, end) of the first line of `text` that differs from the gold solution's line
+    at the same position (the first mistaken step), or None when every line matches.
+
+    Example: first_mistake_span("x=5\n5+3=8", "x=6\n6+3=9") == (0, 3)
+    """
+    lines, gold_lines = text.split("\n"), gold.split("\n")
+    start = 0
+    for i, line in enumerate(lines):
+        if i >= len(gold_lines) or line != gold_lines[i]:
+            return start, start + len(line)
+        start += len(line) + 1
+    return None
+
+
+@dataclass(frozen=True)
+class LocalisationScore:
+    """Where the top KL tokens of wrong answers fall, against chance."""
+
+    answers: int  # wrong answers with a mistaken step
+    top_tokens: int  # their top-`top_frac` KL tokens, pooled
+    hit_share: float  # share of those that lie on the first mistaken step
+    chance_share: float  # the same share if the top tokens were picked at random in each answer
+
+    @property
+    def ratio(self) -> float:
+        return self.hit_share / self.chance_share if self.chance_share > 0 else 0.0
+
+
+def localisation_score(reports: Sequence[TokenReport], gold: dict[str, str], top_frac: float = 0.05) -> LocalisationScore:
+    """Self-localisation of wrong answers: do their largest-KL tokens sit on the first mistaken step?
+
+    `gold` maps a report's problem text to its gold solution. For each wrong answer, the top
+    ceil(top_frac * n) tokens by KL are counted as hits when their text overlaps the first line that
+    differs from the gold solution; chance is that line's share of the answer's tokens.
+    """
+    hits = top = 0
+    chance = 0.0
+    answers = 0
+    for r in reports:
+        if r.reward >= 0.5 or r.problem not in gold or not r.kl:
+            continue
+        text = "".join(r.pieces)
+        span = first_mistake_span(text, gold[r.problem])
+        if span is None:
+            continue
+        bounds, pos = [], 0
+        for piece in r.pieces:
+            bounds.append((pos, pos + len(piece)))
+            pos += len(piece)
+        on_step = [a < span[1] and b > span[0] for a, b in bounds]
+        if not any(on_step):
+            continue
+        n_top = max(1, math.ceil(top_frac * len(r.kl)))
+        order = sorted(range(len(r.kl)), key=lambda i: -r.kl[i])[:n_top]
+        hits += sum(on_step[i] for i in order)
+        top += n_top
+        chance += n_top * sum(on_step) / len(on_step)
+        answers += 1
+    return LocalisationScore(answers, top, hits / top if top else 0.0, chance / top if top else 0.0)
+
+
 def summary_table(buckets: Sequence[BucketStats], top_frac: float = 0.05) -> str:
     """Markdown table of the bucketed view."""
     pct = f"{100 * top_frac:g}%"

@@ -1,9 +1,9 @@
-"""The built-in demo: a synthetic arithmetic task and a tiny base model pretrained on it by a seeded script.
+"""The built-in demo: two synthetic arithmetic tasks and a tiny base model for each, pretrained by a seeded script.
 
-`BASE_MODEL` is the shipped mlx-lm model folder made by `python -m sdzero_mlx.demo.pretrain OUT` with its
-default arguments (see `pretrain.py` for the recipe and `base_model/build_info.json` for the numbers).
+`app.TASKS` names the shipped mlx-lm model folders (made by `python -m sdzero_mlx.demo.pretrain OUT` with the
+arguments in each folder's build_info.json, which also holds the measured numbers).
 """
 
 from pathlib import Path
 
-BASE_MODEL = Path(__file__).parent / "base_model"
+BASE_MODEL = Path(__file__).parent / "base_model"  # the chain task's model

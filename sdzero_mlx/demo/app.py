@@ -1,12 +1,20 @@
-"""`sdzero demo`: the whole method on the built-in task and tiny base model, with table and pictures.
+"""`sdzero demo`: SD-Zero and its baselines on a built-in task and tiny base model, with table and pictures.
 
-Steps: take the base model shipped in the package (made by the seeded `pretrain.py`); write the held-out task problems of that model's build as JSONL into the run directory; run the
-pipeline (collect -> SRT -> distill -> evaluate base / SRT / SD-Zero) with the packaged recipe;
-then draw the training curves and the self-localisation picture, and write `demo.md`.
+Two tasks ship, each with a base model made by the seeded `pretrain.py` (`--task`):
+- inverse (default): find the start x of a chain mod 10. The answer's own check line shows how far
+  off a wrong x was, so the Reviser, told "not correct", can fix it with hindsight: the case the
+  method is built for.
+- chain: compute a running total. A wrong step flows silently to the end and checking a step is the
+  same computation as doing it, so the Reviser cannot know where an answer went wrong: the lesson of
+  when self-distillation cannot help.
+Steps: write the task's held-out problems (with gold solutions) into RUN/data; run `compare` with the
+task's packaged recipe (collect -> SRT -> distill, and the baselines at SD-Zero's generation budget,
+every model evaluated the same way); draw the training curves; score self-localisation; write demo.md.
 
 The self-localisation picture uses the SRT model in both roles, which is exactly phase 2's first
 step: the Generator's log-probabilities of its own wrong answer against the Reviser's, who has read
-that answer and the "not correct" cue. Where the two disagree is where the dense signal lands.
+that answer and the "not correct" cue. Where the two disagree is where the dense signal lands; the
+score counts how often the largest-KL tokens of wrong answers sit on the first mistaken line.
 """
 
 from __future__ import annotations
@@ -20,11 +28,24 @@ from typing import Callable, Sequence
 from ..config import ModelConfig, Recipe, load_recipe
 from ..configio import write_yaml
 from ..outputs import check_output_dir
-from . import BASE_MODEL, task
+from . import task
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-RECIPE = PACKAGE_DIR / "recipe.yaml"
-# --quick: the same pipeline on a sliver of the data, to check that everything runs (CI uses it).
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    name: str
+    model: Path  # the shipped base model folder
+    recipe: Path  # the packaged recipe
+
+
+TASKS = {
+    "inverse": DemoTask("inverse", PACKAGE_DIR / "base_model_inverse", PACKAGE_DIR / "recipe_inverse.yaml"),
+    "chain": DemoTask("chain", PACKAGE_DIR / "base_model", PACKAGE_DIR / "recipe.yaml"),
+}
+DEFAULT_TASK = "chain"  # until the inverse task ships its base model
+# --quick: the same comparison on a sliver of the data, to check that everything runs (CI uses it).
 QUICK = (
     "data.phase1_size=64",
     "data.phase2_size=48",
@@ -33,6 +54,8 @@ QUICK = (
     "srt.epochs=1",
     "distill.steps=4",
     "eval.k=2",
+    "run.probe_every=2",
+    "run.probe_size=16",
 )
 
 
@@ -40,45 +63,50 @@ QUICK = (
 class DemoResult:
     run_dir: Path
     table: str  # demo.md
-    results: dict  # the pipeline's results.json data
+    results: dict  # compare.json's data
     seconds: float
 
 
-def base_model_dir() -> Path:
-    """The shipped base model (made by `python -m sdzero_mlx.demo.pretrain OUT`, seeded)."""
-    if not (BASE_MODEL / "config.json").is_file():
+def base_model_dir(name: str = DEFAULT_TASK) -> Path:
+    """The shipped base model of a task (made by `python -m sdzero_mlx.demo.pretrain OUT`, seeded)."""
+    if name not in TASKS:
+        raise ValueError(f"Unknown demo task {name!r}; use one of {sorted(TASKS)}.")
+    path = TASKS[name].model
+    if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"The demo's base model is missing from {BASE_MODEL}. Rebuild it (about 5 minutes on 2 cores) with "
-            f"`python -m sdzero_mlx.demo.pretrain {BASE_MODEL}`."
+            f"The demo's base model is missing from {path}. Rebuild it (about 5 minutes on 2 cores) with "
+            f"`python -m sdzero_mlx.demo.pretrain {path}` and the arguments in its build_info.json."
         )
-    return BASE_MODEL
+    return path
 
 
 def write_task_files(model_dir: Path, data_dir: Path) -> tuple[Path, Path]:
-    """The problems the base model never saw: phase-1 + phase-2 pool, and the test split."""
+    """The problems the base model never saw, with gold solutions: phase-1 + phase-2 pool, and the test split."""
     build = json.loads((model_dir / "build_info.json").read_text())["config"]
     splits = task.make_splits(build["task_seed"], dict(build["held_out"]), task.Difficulty(**build["difficulty"]))
     data_dir.mkdir(parents=True, exist_ok=True)
     train, test = data_dir / "train.jsonl", data_dir / "test.jsonl"
-    task.write_jsonl(splits["phase1"] + splits["phase2"], train, with_solution=False)
-    task.write_jsonl(splits["test"], test, with_solution=False)
+    task.write_jsonl(splits["phase1"] + splits["phase2"], train)
+    task.write_jsonl(splits["test"], test)
     return train, test
 
 
-def demo_recipe(run_dir: Path, model_dir: Path, train: Path, test: Path, quick: bool, overrides: Sequence[str]) -> Recipe:
+def demo_recipe(
+    run_dir: Path, name: str, model_dir: Path, train: Path, test: Path, quick: bool, overrides: Sequence[str]
+) -> Recipe:
     filled = [
         f"model.path={model_dir}",
         f"data.source={train}",
         f"data.eval_source={test}",
         f"run.output_dir={run_dir}",
     ]
-    return load_recipe(RECIPE, filled + list(QUICK if quick else ()) + list(overrides))
+    return load_recipe(TASKS[name].recipe, filled + list(QUICK if quick else ()) + list(overrides))
 
 
-def self_localisation(recipe: Recipe, run_dir: Path, n: int = 48) -> str:
+def self_localisation(recipe: Recipe, run_dir: Path, test: Path, n: int = 48) -> tuple[str, "LocalisationScore"]:
     """Token reports of the SRT model's own answers, Generator vs Reviser; pictures into RUN/explain."""
     from ..data import make_splits
-    from ..explain import explain_examples, explain_set_to_dir, write_report
+    from ..explain import explain_examples, explain_set_to_dir, kl_concentration, localisation_score, write_report
     from ..modeling import load_model
     from ..prompts import separators
 
@@ -92,71 +120,101 @@ def self_localisation(recipe: Recipe, run_dir: Path, n: int = 48) -> str:
     table = explain_set_to_dir(reports, out)
     wrong = [r for r in reports if r.reward < 0.5]
     if wrong:  # the picture for the README: the wrong answer whose KL is most concentrated
-        from ..explain import kl_concentration
-
         write_report(max(wrong, key=lambda r: kl_concentration(r.kl)), out, "wrong-answer")
-    return table
+    gold = {row["problem"]: row["solution"] for row in map(json.loads, test.read_text().splitlines())}
+    return table, localisation_score(reports, gold)
 
 
-def demo_table(results: dict, localisation: str, seconds: float) -> str:
-    """demo.md: accuracy, length, correction rate before/after SRT, time per stage."""
-    models = results["models"]
+def stage_seconds(run_dir: Path, methods: Sequence[str]) -> list[tuple[str, float]]:
+    """Seconds spent by each training stage and each evaluation of the comparison."""
+    from ..collect import read_summary
+    from ..metrics import last_budget
 
-    def pick(name: str, key: str):
-        for record in models[name]:
-            if key in record and record[key] is not None:
+    out = []
+    if (run_dir / "collect" / "summary.json").is_file():
+        out.append(("collect", read_summary(run_dir / "collect").elapsed_s))
+    if (run_dir / "srt" / "state.json").is_file():
+        out.append(("srt", json.loads((run_dir / "srt" / "state.json").read_text())["elapsed_s"]))
+    for stage in ("distill", *[m for m in methods if m not in ("base", "srt", "sd-zero")]):
+        budget = last_budget(run_dir / stage)
+        if budget:
+            out.append((stage, budget["elapsed_s"]))
+    for m in methods:
+        path = run_dir / "eval" / f"{m}.json"
+        if path.is_file():
+            out.append((f"eval {m}", json.loads(path.read_text()).get("seconds", 0.0)))
+    return out
+
+
+def demo_table(name: str, results: dict, run_dir: Path, localisation: str, score, seconds: float) -> str:
+    """demo.md: accuracy, length, correction rate and training budget per method; time per stage; localisation."""
+    from ..evaluate import pct
+
+    def pick(model: str, key: str):
+        for record in results["models"][model]:
+            if record.get(key) is not None:
                 return record[key]
         return None
 
-    def pct(x):
-        return "-" if x is None else f"{100 * x:.1f}"
-
+    k = next((pick(m, "k") for m in results["models"] if pick(m, "k")), "k")
     lines = [
-        "# sdzero demo",
+        f"# sdzero demo (task: {name})",
         "",
-        "| model | avg@k (%) | pass@k (%) | greedy (%) | mean response tokens | correction rate (%) | revised acc (%) |",
-        "|---|---|---|---|---|---|---|",
+        f"Every sampling method trained on the same questions with about {results['budget_generations']} generations "
+        "(SD-Zero's collect + distill); all evaluated on the same held-out problems.",
+        "",
+        f"| model | avg@{k} (%) | pass@{k} (%) | greedy (%) | mean response tokens | correction rate (%) | revised acc (%) "
+        "| train generations | train sampled tokens |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in ("base", "SRT", "SD-Zero"):
+    for model, budget in results["budgets"].items():
         lines.append(
-            f"| {name} | {pct(pick(name, 'avg_at_k'))} | {pct(pick(name, 'pass_at_k'))} | {pct(pick(name, 'greedy_accuracy'))} "
-            f"| {pick(name, 'mean_tokens') or 0:.1f} | {pct(pick(name, 'correction_rate'))} | {pct(pick(name, 'revised_accuracy'))} |"
+            f"| {model} | {pct(pick(model, 'avg_at_k'))} | {pct(pick(model, 'pass_at_k'))} | {pct(pick(model, 'greedy_accuracy'))} "
+            f"| {pick(model, 'mean_tokens') or 0:.1f} | {pct(pick(model, 'correction_rate'))} | {pct(pick(model, 'revised_accuracy'))} "
+            f"| {budget['generations']} | {budget['sampled_tokens']} |"
         )
-    lines += ["", "| stage | seconds | generations | sampled tokens | trained tokens |", "|---|---|---|---|---|"]
-    for stage, b in results["stages"].items():
-        lines.append(f"| {stage} | {b['seconds']:.1f} | {b['generations']} | {b['sampled_tokens']} | {b['trained_tokens']} |")
+    lines += ["", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {stage} | {sec:.1f} |" for stage, sec in stage_seconds(run_dir, results["methods"])]
     lines += [
         "",
         f"Wall time of the whole demo: {seconds:.0f} s.",
         "",
         "Self-localisation (SRT model as Generator vs as Reviser, its own answers on test problems):",
         "",
+        f"- top-5% KL tokens of {score.answers} wrong answers on the first mistaken line: {100 * score.hit_share:.1f}% "
+        f"(chance {100 * score.chance_share:.1f}%, ratio {score.ratio:.1f}x)",
+        "",
         localisation,
-        "Pictures: training.png (reward, KL, length, tokens/s over distill steps), "
+        "Pictures: training.png (reward, loss, length, entropy, weight change and probe accuracy per step of "
+        "distill and the baselines), compare.png (probe accuracy against generations spent), "
         "explain/wrong-answer.png and .html (per-token KL on a wrong answer), explain/buckets.png.",
         "",
     ]
     return "\n".join(lines)
 
 
-def run_demo(run_dir: Path, quick: bool = False, overrides: Sequence[str] = (), log: Callable[[str], None] = print) -> DemoResult:
+def run_demo(
+    run_dir: Path, quick: bool = False, overrides: Sequence[str] = (), log: Callable[[str], None] = print,
+    task_name: str = DEFAULT_TASK,
+) -> DemoResult:
     """Run (or continue) the demo in run_dir; finished stages are skipped on a rerun."""
-    from ..pipeline import run_pipeline
+    from ..compare import run_compare
     from ..plots import plot_runs
 
     tic = time.perf_counter()
     run_dir = check_output_dir(run_dir, "--out")  # before any work: a bad location costs nothing
-    model_dir = base_model_dir()
+    model_dir = base_model_dir(task_name)
     train, test = write_task_files(model_dir, run_dir / "data")
-    recipe = demo_recipe(run_dir, model_dir, train, test, quick, overrides)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    recipe = demo_recipe(run_dir, task_name, model_dir, train, test, quick, overrides)
     write_yaml(recipe, run_dir / "recipe.yaml")
-    log(f"base model: {model_dir}")
-    results = run_pipeline(recipe, log=log)
-    plot_runs([run_dir / "distill"], run_dir / "training.png", labels=["SD-Zero distill"])
+    log(f"task: {task_name}; base model: {model_dir}")
+    results = run_compare(recipe, log=log)
+    runs = [m for m in ("distill", *recipe.compare.methods) if (run_dir / m / "metrics.jsonl").is_file()]
+    plot_runs([run_dir / m for m in runs], run_dir / "training.png",
+              labels=["SD-Zero distill" if m == "distill" else m for m in runs])
     log("self-localisation pictures ...")
-    localisation = self_localisation(recipe, run_dir, n=16 if quick else 64)
+    localisation, score = self_localisation(recipe, run_dir, test, n=16 if quick else 64)
     seconds = time.perf_counter() - tic
-    table = demo_table(results, localisation, seconds)
+    table = demo_table(task_name, results, run_dir, localisation, score, seconds)
     (run_dir / "demo.md").write_text(table)
     return DemoResult(run_dir=run_dir, table=table, results=results, seconds=seconds)
