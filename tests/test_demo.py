@@ -1,4 +1,4 @@
-"""`sdzero demo --quick` end to end on the built-in model: the table, the plots and the pictures."""
+"""`sdzero demo --quick` end to end on the built-in model: the comparison table, the plots and the pictures."""
 
 import json
 
@@ -13,12 +13,18 @@ def test_quick_demo_writes_table_and_pictures(tmp_path):
     result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     table = (out / "demo.md").read_text()
-    for row in ("| base |", "| SRT |", "| SD-Zero |", "| collect |", "| distill |", "correction rate"):
+    for row in ("| base |", "| SRT |", "| SD-Zero |", "| RFT |", "| GRPO |", "| collect |", "| distill |", "| rft |",
+                "correction rate", "first mistaken line"):
         assert row in table
-    results = json.loads((out / "results.json").read_text())
-    assert set(results["models"]) == {"base", "SRT", "SD-Zero"}
-    assert results["stages"]["distill"]["steps"] == 4
-    assert results["stages"]["distill"]["generations"] == 4 * 16
+    results = json.loads((out / "compare.json").read_text())
+    assert set(results["models"]) == {"base", "SRT", "SD-Zero", "RFT", "GRPO"}
+    distill = [json.loads(l) for l in (out / "distill" / "metrics.jsonl").read_text().splitlines()]
+    assert len(distill) == 4 and distill[-1]["generations"] == 4 * 16
+    # the baselines spent SD-Zero's generations (collect + distill), rounded down to whole steps of 32
+    budget = results["budget_generations"]
+    assert results["budgets"]["SD-Zero"]["generations"] == budget
+    for name in ("RFT", "GRPO"):
+        assert budget - 32 < results["budgets"][name]["generations"] <= budget
     image = mpimg.imread(out / "training.png")
     assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
     reports = [json.loads(l) for l in (out / "explain" / "reports.jsonl").read_text().splitlines()]
