@@ -45,9 +45,13 @@ def print_step(record) -> None:
 def _load(recipe: Path, set_: Optional[list[str]]):
     from .config import load_recipe
 
+    from .device import use_device
+
     try:
-        return load_recipe(recipe, list(set_ or []))
-    except (ValueError, FileNotFoundError) as err:
+        loaded = load_recipe(recipe, list(set_ or []))
+        use_device(loaded.run.device)
+        return loaded
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
 
 
@@ -426,11 +430,21 @@ def plot(
     typer.echo(f"wrote {out}")
 
 
+# commands that train data-parallel under mlx.launch (distributed.py); the others must run as one process
+DISTRIBUTED = ("distill", "srt", "rft", "grpo", "sft", "sdft", "info")
+
+
 def main() -> None:
     from .blas import reexec_with_fast_blas
 
     if sys.argv[1:2] != ["verify"]:  # verify needs no BLAS: skip the re-exec (half its cold start)
         reexec_with_fast_blas(sys.argv)
+        from .distributed import world
+
+        if sys.argv[1:2] and sys.argv[1] not in DISTRIBUTED and not sys.argv[1].startswith("-") and world() > 1:
+            typer.secho(f"error: sdzero {sys.argv[1]} runs as one process; under mlx.launch use one of "
+                        f"{', '.join(DISTRIBUTED[:-1])}.", fg=typer.colors.RED, err=True)
+            raise SystemExit(2)
     app()
 
 
