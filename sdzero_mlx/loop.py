@@ -162,6 +162,6 @@ def train_loop(
             params = trainable(model)
             save_checkpoint(run_dir, state, params, optimizer_for_step(step), extra_state())
             save_adapters(run_dir / "adapters", params, recipe.lora, lora_num_layers(model, recipe.lora), recipe.model.path)
-        if on_step is not None:
+        if on_step is not None and writer:  # one progress line per step, not one per rank
             on_step(record)
     return state
