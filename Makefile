@@ -8,7 +8,13 @@ EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,cpu,test)
 # this by itself; pytest is started here, so the Makefile does it).
 FAST_BLAS = $(shell $(BIN)/python -c 'from sdzero_mlx.blas import find_openblas; print(find_openblas() or "")' 2>/dev/null)
 
-.PHONY: setup test demo bench
+# The GPU environment (make test-gpu): its own venv, because mlx-cpu and mlx-cuda install the same
+# library files. GPU_EXTRA=cuda13 for a CUDA 13 driver; on macOS plain mlx brings Metal.
+GPU_VENV ?= .venv-gpu
+GPU_EXTRA ?= cuda
+GPU_EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,$(GPU_EXTRA),test)
+
+.PHONY: setup test test-gpu demo bench
 
 setup: $(VENV)/.installed
 
@@ -27,6 +33,18 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	LD_PRELOAD=$(FAST_BLAS) $(BIN)/python -m pytest -q
+
+# GPU tests only (-m gpu), failing instead of skipping when MLX finds no GPU; then `sdzero parity`.
+# Not yet run on a GPU (see README); scripts/gpu_check.sh does this and more and writes a report.
+test-gpu: $(GPU_VENV)/.installed
+	SDZERO_REQUIRE_GPU=1 $(GPU_VENV)/bin/python -m pytest -q -m gpu -rs
+	$(GPU_VENV)/bin/sdzero parity
+
+$(GPU_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/pip install -q --upgrade pip
+	$(GPU_VENV)/bin/pip install -q -e ".[$(GPU_EXTRAS)]"
+	touch $@
 
 demo: setup
 	$(BIN)/sdzero demo

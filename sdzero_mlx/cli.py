@@ -45,9 +45,13 @@ def print_step(record) -> None:
 def _load(recipe: Path, set_: Optional[list[str]]):
     from .config import load_recipe
 
+    from .device import use_device
+
     try:
-        return load_recipe(recipe, list(set_ or []))
-    except (ValueError, FileNotFoundError) as err:
+        loaded = load_recipe(recipe, list(set_ or []))
+        use_device(loaded.run.device)
+        return loaded
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
 
 
@@ -277,6 +281,40 @@ def verify(
 
 
 @app.command()
+def parity(
+    model: Annotated[Optional[Path], typer.Option(help="A llama model folder (default: a seeded tiny llama written to a temporary folder).")] = None,
+    dtype: Annotated[Optional[list[str]], typer.Option(help="float32 and/or bfloat16 (repeatable; default: both).")] = None,
+    gpu: Annotated[Optional[bool], typer.Option("--gpu/--no-gpu", help="Compare the GPU too (default: when MLX has a working one).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for parity.md and parity.json.")] = None,
+) -> None:
+    """Backends vs a float64 numpy reference: teacher top-k, KL, losses, LoRA gradients, an AdamW step, greedy decoding."""
+    import json
+    import tempfile
+
+    from .parity import TOLERANCE, format_report, report_json, run_parity
+    from .tinymodel import make_model_dir
+
+    dtypes = dtype or ["float32", "bfloat16"]
+    if any(d not in ("float32", "bfloat16") for d in dtypes):
+        fail(f"--dtype takes float32 or bfloat16, got {dtypes}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = model or make_model_dir(Path(tmp) / "tiny", seed=0)
+        try:
+            report = run_parity(model_dir, dtypes, gpu=gpu, log=typer.echo)
+        except (ValueError, RuntimeError, FileNotFoundError) as err:
+            fail(str(err))
+    text = format_report(report)
+    typer.echo(text)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "parity.md").write_text(text + "\n")
+        (out / "parity.json").write_text(json.dumps({**report_json(report), "tolerance": TOLERANCE}, indent=2) + "\n")
+        typer.echo(f"wrote {out / 'parity.md'} and {out / 'parity.json'}")
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command()
 def info() -> None:
     """Versions, device and the BLAS in use."""
     from .info import collect_info, format_info
@@ -427,11 +465,21 @@ def plot(
     typer.echo(f"wrote {out}")
 
 
+# commands that train data-parallel under mlx.launch (distributed.py); the others must run as one process
+DISTRIBUTED = ("distill", "srt", "rft", "grpo", "sft", "sdft", "info")
+
+
 def main() -> None:
     from .blas import reexec_with_fast_blas
 
     if sys.argv[1:2] != ["verify"]:  # verify needs no BLAS: skip the re-exec (half its cold start)
         reexec_with_fast_blas(sys.argv)
+        from .distributed import world
+
+        if sys.argv[1:2] and sys.argv[1] not in DISTRIBUTED and not sys.argv[1].startswith("-") and world() > 1:
+            typer.secho(f"error: sdzero {sys.argv[1]} runs as one process; under mlx.launch use one of "
+                        f"{', '.join(DISTRIBUTED[:-1])}.", fg=typer.colors.RED, err=True)
+            raise SystemExit(2)
     app()
 
 

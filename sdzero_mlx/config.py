@@ -394,6 +394,9 @@ class RunConfig:
         default=0, metadata={"help": "Greedy accuracy on a fixed probe set every N steps of each training stage; 0 = off."}
     )
     probe_size: int = field(default=32, metadata={"help": "Probe problems: the first N of the evaluation split."})
+    device: Literal["auto", "cpu", "gpu"] = field(
+        default="auto", metadata={"help": "auto: MLX's default (the GPU when there is one); gpu: fail without one."}
+    )
 
     def __post_init__(self):
         if self.save_every < 1:

@@ -25,6 +25,7 @@ from typing import Callable, Optional
 from .checkpoint import TrainingState
 from .config import Recipe
 from .data import make_splits, questions_for_step
+from .distributed import shard
 from .kd import distill_step, item_with_context
 from .loop import StepOutcome, open_run_dir, restore, sample_stats, train_loop
 from .metrics import StepRecord
@@ -79,7 +80,7 @@ def run_distill(
     def step_fn(step: int) -> StepOutcome:
         tic = time.perf_counter()
         # 1. rollouts from the current student, seeded by (seed, step) so a resume repeats them
-        questions = questions_for_step(pool, step, cfg.questions_per_step, seed)
+        questions = shard(questions_for_step(pool, step, cfg.questions_per_step, seed))
         rollouts = sample_rollouts(model, tokenizer, questions, recipe.prompts, recipe.sampling, seed * 100_003 + step)
         sample_s = time.perf_counter() - tic
         # 2. binary reward; 3. teacher and student sequences from ids

@@ -32,6 +32,7 @@ import mlx.nn as nn
 
 from .checkpoint import TrainingState
 from .config import GrpoConfig, Recipe
+from .distributed import shard, step_tokens as global_step_tokens
 from .data import make_splits, questions_for_step
 from .loop import StepOutcome, open_run_dir, restore, sample_stats, train_loop
 from .loss import clipped_policy_loss, group_advantages, log_softmax, masked_sum, monitor_entropy
@@ -39,7 +40,7 @@ from .metrics import StepRecord
 from .modeling import load_model, make_trainable, padding_id, trainable
 from .monitors import make_probe
 from .rollout import sample_groups
-from .scoring import ScoredBatch, chunks, logits_at, scored_batch, span_tokens
+from .scoring import ScoredBatch, chunks, logits_at, scored_batch
 from .teacher import lora_values
 from .trainer import make_optimizer, optimizer_step
 from .verifier import verify_batch
@@ -106,7 +107,7 @@ def run_grpo(
 
     def step_fn(step: int) -> StepOutcome:
         tic = time.perf_counter()
-        questions = questions_for_step(pool, step, cfg.questions_per_step, seed)
+        questions = shard(questions_for_step(pool, step, cfg.questions_per_step, seed))
         rollouts = sample_groups(model, tokenizer, questions, cfg.group_size, recipe.prompts, recipe.sampling,
                                  seed * 100_003 + step)
         sample_s = time.perf_counter() - tic
@@ -116,7 +117,7 @@ def run_grpo(
         keep = [g * cfg.group_size + j for g in kept_groups(rewards, cfg.group_size, cfg.dynamic_sampling)
                 for j in range(cfg.group_size)]
         spans = [(len(rollouts[i].prompt_ids), len(rollouts[i].prompt_ids) + len(rollouts[i].target_ids)) for i in keep]
-        step_tokens = span_tokens(spans)
+        step_tokens = global_step_tokens(spans)
         batches = []
         model.eval()
         for idx in chunks(list(range(len(keep))), cfg.micro_batch_size):
@@ -139,7 +140,8 @@ def run_grpo(
             sampled_tokens=sum(len(r.completion_ids) for r in rollouts),
             sample_s=sample_s,
             samples=sample_stats(rollouts, rewards),
-            details=(("groups_kept", float(len(keep) // cfg.group_size)), ("first_update_loss", results[0].loss)),
+            details=(("groups_kept", float(len(keep) // cfg.group_size)),),
+            global_details=(("first_update_loss", results[0].loss),),
         )
 
     return train_loop(

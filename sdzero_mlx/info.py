@@ -12,6 +12,8 @@ import sys
 from importlib import metadata
 
 from sdzero_mlx.blas import blas_in_use
+from sdzero_mlx.device import device_name, gpu_status
+from sdzero_mlx.distributed import describe
 
 _GIB = 1024**3
 
@@ -73,6 +75,9 @@ def collect_info() -> dict[str, str]:
         "default device": "gpu" if mx.default_device() == mx.gpu else "cpu",
         "metal available": _yes_no(mx.metal.is_available()),
         "cuda available": _yes_no(cuda is not None and cuda.is_available()),
+        "gpu": gpu_status().detail,
+        "run.device auto": device_name(),
+        "processes": describe(),
         "blas": blas_in_use(),
         "memory": _memory(),
         "cpu cores": _cores(),

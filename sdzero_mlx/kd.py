@@ -19,9 +19,10 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import DistillConfig
+from .distributed import step_tokens as global_step_tokens
 from .loss import TeacherTargets, distill_token_kl, log_softmax, masked_sum, monitor_entropy, teacher_targets
 from .prompts import teacher_sequence
-from .scoring import ScoredBatch, chunks, logits_at, scored_batch, span_tokens
+from .scoring import ScoredBatch, chunks, logits_at, scored_batch
 from .teacher import lora_values
 from .trainer import optimizer_step
 from .types import DistillItem
@@ -98,7 +99,7 @@ def distill_step(
     # the frozen Reviser scores the second copy of y, once per micro-batch, before any update
     targets = [compute_teacher_targets(model, teacher, g, pad_id, config.top_k) for g in groups]
     batches = [DistillMicroBatch(student_batch(g, pad_id), t) for g, t in zip(groups, targets)]
-    step_tokens = span_tokens([it.student_span for it in items])
+    step_tokens = global_step_tokens([it.student_span for it in items])  # all ranks: trainer.py
     loss = partial(distill_loss, kind=config.kl, forward_weight=config.forward_weight, step_tokens=step_tokens)
     return optimizer_step(model, optimizer, loss, batches, grad_clip)
 

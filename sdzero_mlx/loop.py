@@ -22,6 +22,8 @@ import mlx.optimizers as optim
 
 from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
 from .configio import write_yaml
+from .device import device_name, use_device
+from .distributed import is_writer, outcome_across_ranks, world
 from .metrics import MetricsLog, StepRecord
 from .modeling import lora_num_layers, set_params, trainable
 from .outputs import check_output_dir
@@ -58,19 +60,22 @@ class StepOutcome:
     sample_s: float = 0.0  # seconds spent sampling (for sampled tokens/s)
     samples: Optional[SampleStats] = None
     part: Optional[str] = None
-    details: tuple[tuple[str, float], ...] = ()
+    details: tuple[tuple[str, float], ...] = ()  # counts on this rank: summed over ranks (distributed.py)
+    global_details: tuple[tuple[str, float], ...] = ()  # already the same on every rank (e.g. a loss)
 
 
 def open_run_dir(recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = ()) -> Path:
     """Check the folder can hold results (before any work: a bad location costs nothing), that a resumed
-    run was started with the same recipe or a new one is empty; write recipe.yaml."""
+    run was started with the same recipe or a new one is empty; write recipe.yaml (rank 0). Select run.device."""
+    use_device(recipe.run.device)
     run_dir = check_output_dir(run_dir, "run.output_dir")
     if resume:
         check_same_recipe(recipe, run_dir / "recipe.yaml", sections, ignore=ignore)
     elif checkpoint_dir(run_dir) is not None:
         raise FileExistsError(f"{run_dir} already holds a run. Resume it (--resume {run_dir}) or choose another run.output_dir.")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_yaml(recipe, run_dir / "recipe.yaml")
+    if is_writer():
+        write_yaml(recipe, run_dir / "recipe.yaml")
     return run_dir
 
 
@@ -99,15 +104,19 @@ def train_loop(
     on_step: Optional[Callable[[StepRecord], None]] = None,
     stop_after: Optional[int] = None,
 ) -> TrainingState:
-    """Run steps state.step .. steps-1 (or `stop_after` of them), logging and checkpointing each."""
-    metrics = MetricsLog(run_dir, state.step)
+    """Run steps state.step .. steps-1 (or `stop_after` of them), logging and checkpointing each.
+
+    With several processes (distributed.py) every rank trains; rank 0 alone probes and writes.
+    """
+    writer = is_writer()
+    metrics = MetricsLog(run_dir, state.step) if writer else None
     probe_every = recipe.run.probe_every
     model.train()
     last = steps if stop_after is None else min(steps, state.step + stop_after)
     for step in range(state.step, last):
         tic = time.perf_counter()
         mx.reset_peak_memory()
-        out = step_fn(step)
+        out = outcome_across_ranks(step_fn(step))
         elapsed = time.perf_counter() - tic
         state = replace(
             state,
@@ -118,7 +127,7 @@ def train_loop(
             elapsed_s=state.elapsed_s + elapsed,
         )
         probe_value = None
-        if probe is not None and probe_every and ((step + 1) % probe_every == 0 or step + 1 == steps):
+        if probe is not None and writer and probe_every and ((step + 1) % probe_every == 0 or step + 1 == steps):
             probe_value = probe(model)  # not part of the training budget, nor of step_s
         s = out.samples
         record = StepRecord(
@@ -143,13 +152,16 @@ def train_loop(
             truncated=None if s is None else s.truncated,
             sampled_tokens_per_s=None if s is None else out.sampled_tokens / max(out.sample_s, 1e-9),
             probe_accuracy=probe_value,
-            details=out.details,
+            details=out.details + out.global_details,
+            device=device_name(),
+            world_size=world(),
         )
-        metrics.log(record)
-        if (step + 1) % recipe.run.save_every == 0 or step + 1 == last:
+        if writer:
+            metrics.log(record)
+        if writer and ((step + 1) % recipe.run.save_every == 0 or step + 1 == last):
             params = trainable(model)
             save_checkpoint(run_dir, state, params, optimizer_for_step(step), extra_state())
             save_adapters(run_dir / "adapters", params, recipe.lora, lora_num_layers(model, recipe.lora), recipe.model.path)
-        if on_step is not None:
+        if on_step is not None and writer:  # one progress line per step, not one per rank
             on_step(record)
     return state

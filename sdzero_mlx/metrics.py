@@ -44,6 +44,8 @@ class StepRecord:
     sampled_tokens_per_s: Optional[float] = None
     # a fixed probe set, scored every run.probe_every steps (greedy accuracy)
     probe_accuracy: Optional[float] = None
+    device: Optional[str] = None  # where the step ran: cpu, gpu (cuda), gpu (metal)
+    world_size: Optional[int] = None  # processes training together (mx.distributed)
     details: tuple[tuple[str, float], ...] = ()
 
     @property

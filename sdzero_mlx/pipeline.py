@@ -25,6 +25,7 @@ from typing import Callable, Optional
 from .checkpoint import check_same_recipe, write_json_atomic
 from .collect import COLLECT_SECTIONS, read_summary, run_collect
 from .config import Recipe
+from .device import use_device
 from .configio import to_dict, write_yaml
 from .data import make_splits
 from .distill import run_distill
@@ -171,6 +172,7 @@ def _fmt(v) -> str:
 
 def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after: Optional[str] = None) -> dict:
     """Run (or continue) every stage; returns results.json's data. `stop_after`: a stage name (tests)."""
+    use_device(recipe.run.device)
     run_dir = check_output_dir(recipe.run.output_dir, "run.output_dir")  # before any work
     if not (run_dir / "recipe.yaml").is_file():
         write_yaml(recipe, run_dir / "recipe.yaml")

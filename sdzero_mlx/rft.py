@@ -21,6 +21,7 @@ from typing import Callable, Optional
 from .checkpoint import TrainingState
 from .config import Recipe
 from .data import make_splits, questions_for_step
+from .distributed import shard
 from .loop import StepOutcome, open_run_dir, restore, sample_stats, train_loop
 from .metrics import StepRecord
 from .modeling import load_model, make_trainable, padding_id
@@ -56,7 +57,7 @@ def run_rft(
 
     def step_fn(step: int) -> StepOutcome:
         tic = time.perf_counter()
-        questions = questions_for_step(pool, step, cfg.questions_per_step, seed)
+        questions = shard(questions_for_step(pool, step, cfg.questions_per_step, seed))
         rollouts = sample_groups(model, tokenizer, questions, cfg.samples_per_question, recipe.prompts,
                                  recipe.sampling, seed * 100_003 + step)
         sample_s = time.perf_counter() - tic
@@ -64,7 +65,7 @@ def run_rft(
         kept = [r for r, w in zip(rollouts, rewards) if w >= 0.5]
         sequences = [r.prompt_ids + r.target_ids for r in kept]
         spans = [(len(r.prompt_ids), len(r.prompt_ids) + len(r.target_ids)) for r in kept]
-        batches = nll_batches(sequences, spans, cfg.micro_batch_size, pad) if kept else []
+        batches = nll_batches(sequences, spans, cfg.micro_batch_size, pad)  # every rank, kept or not
         result = optimizer_step(model, optimizer, weighted_nll, batches, cfg.optim.grad_clip)
         return StepOutcome(
             result=result,

@@ -18,6 +18,7 @@ from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
 from .config import PromptConfig, SamplingConfig
+from .distributed import rank_seed
 from .prompts import prompt_ids
 from .types import Example, Rollout
 
@@ -58,7 +59,7 @@ def generate_completions(
     completion j of prompt i is at i * copies + j. With copies > 1 each prompt is prefilled once."""
     if not prompts:
         return []
-    mx.random.seed(seed)
+    mx.random.seed(rank_seed(seed))  # each process its own stream (1 process: the seed)
     stop_ids = sorted(tokenizer.eos_token_ids)
     generator = BatchGenerator(
         model,

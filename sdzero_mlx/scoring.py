@@ -13,6 +13,7 @@ from typing import Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
+from .distributed import step_tokens
 from .loss import log_softmax, monitor_entropy
 
 
@@ -51,11 +52,6 @@ def logits_at(model: nn.Module, batch: ScoredBatch) -> mx.array:
     return mx.take_along_axis(logits, batch.positions[..., None], axis=1)
 
 
-def span_tokens(spans: Sequence[tuple[int, int]]) -> int:
-    """Number of scored tokens over spans (at least 1, so it can divide a loss)."""
-    return max(sum(end - start for start, end in spans), 1)
-
-
 def chunks(items: Sequence, size: int) -> list[list]:
     """Consecutive micro-batches of at most `size` items."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
@@ -85,9 +81,10 @@ def nll_batches(
 ) -> list[WeightedBatch]:
     """Micro-batches whose weighted NLLs sum to the token mean over every span of the step.
 
-    Example: spans of 2 and 3 tokens -> every real token weighs 1/5.
+    Example: spans of 2 and 3 tokens -> every real token weighs 1/5. With several processes the
+    count is the whole step's on all ranks (a collective: every rank calls this every step).
     """
-    n = span_tokens(spans)
+    n = step_tokens(spans)
     out = []
     for idx in chunks(list(range(len(sequences))), micro_batch_size):
         batch = scored_batch([sequences[i] for i in idx], [spans[i] for i in idx], pad_id)

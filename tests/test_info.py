@@ -30,3 +30,12 @@ def test_format_info_aligns_two_columns():
     text = format_info({"mlx": "0.32.4", "cpu cores": "2", "blas": "OpenBLAS (/x.so)"})
     assert text == "mlx        0.32.4\ncpu cores  2\nblas       OpenBLAS (/x.so)"
     assert format_info({}) == ""
+
+
+def test_info_reports_the_gpu_the_auto_device_and_the_processes():
+    from sdzero_mlx.device import gpu_status
+
+    info = collect_info()
+    assert info["gpu"] == gpu_status().detail
+    assert info["run.device auto"] == ("cpu" if mx.default_device() == mx.cpu else info["run.device auto"])
+    assert info["processes"] == "1 process (no launcher)"

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The GPU check of issue 13, for a fresh NVIDIA machine (about 10 minutes): install the CUDA extra into
+# .venv-gpu, then `sdzero info`, `sdzero parity`, the GPU tests, the 2-process ring test and one
+# `sdzero demo --quick` on the GPU; writes REPORT.md (and every step's log) into the report folder.
+#
+#   scripts/gpu_check.sh [REPORT_DIR]          default gpu_report/
+#   GPU_EXTRA=cuda13 scripts/gpu_check.sh      for a CUDA 13 driver (default: cuda, i.e. CUDA 12)
+#   WHEELHOUSE=/path scripts/gpu_check.sh      install offline from downloaded wheels (pip download -d /path '.[cuda,test]')
+#
+# Every step runs under a time limit and the script carries on after a failure, so the report always
+# says how far it got. Not yet run on a GPU: only checked with `bash -n` (see README).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-gpu_report}
+VENV=${VENV:-.venv-gpu}
+EXTRA=${GPU_EXTRA:-cuda}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+: > "$OUT/steps.md"
+
+step() {  # step NAME LIMIT_S COMMAND...: log to OUT/NAME.log, one table row with exit code and seconds
+  local name=$1 limit=$2 start rc
+  shift 2
+  start=$(date +%s)
+  echo "== $name"
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  rc=$?
+  echo "| $name | $rc | $(( $(date +%s) - start )) |" >> "$OUT/steps.md"
+  tail -n 3 "$OUT/$name.log"
+  return 0
+}
+
+# pip's options for the install step (timeout runs programs, not shell functions: the step is a bash -c)
+PIP_OPTS=(-q)
+if [ -n "${WHEELHOUSE:-}" ]; then PIP_OPTS+=(--no-index --find-links "$WHEELHOUSE"); fi
+
+step nvidia-smi 30 nvidia-smi
+step install 300 bash -c "\"$PY\" -m venv \"$VENV\" && \"$VENV/bin/pip\" install ${PIP_OPTS[*]} -e \".[$EXTRA,test]\""
+step info 60 "$VENV/bin/sdzero" info
+step parity 240 "$VENV/bin/sdzero" parity --out "$OUT"
+# SDZERO_REQUIRE_GPU=1: a GPU test that would skip (no GPU for MLX) fails instead
+step gpu-tests 240 env SDZERO_REQUIRE_GPU=1 "$VENV/bin/python" -m pytest -q -m gpu -rs tests
+step distributed-ring 180 "$VENV/bin/python" -m pytest -q tests/test_distributed.py
+step demo-quick 300 "$VENV/bin/sdzero" demo --quick --out "$OUT/demo" --set run.device=gpu
+
+{
+  echo "# GPU check ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+  echo
+  echo '```'
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | head -n 3
+  echo '```'
+  echo
+  echo "| step | exit code | seconds |"
+  echo "|---|---|---|"
+  cat "$OUT/steps.md"
+  echo
+  echo "## sdzero info"
+  echo '```'
+  cat "$OUT/info.log"
+  echo '```'
+  echo
+  echo "## sdzero parity"
+  cat "$OUT/parity.md" 2>/dev/null || tail -n 30 "$OUT/parity.log"
+  for name in gpu-tests distributed-ring demo-quick; do
+    echo
+    echo "## $name (last lines)"
+    echo '```'
+    tail -n 25 "$OUT/$name.log"
+    echo '```'
+  done
+} > "$OUT/REPORT.md"
+echo "report: $OUT/REPORT.md"

@@ -1,0 +1,65 @@
+"""run.device (auto | cpu | gpu): where a run computes, the refusal without a GPU, and honest GPU detection."""
+
+import json
+
+import mlx.core as mx
+import pytest
+from typer.testing import CliRunner
+
+from sdzero_mlx import device as device_mod
+from sdzero_mlx.cli import app
+from sdzero_mlx.config import load_recipe
+from sdzero_mlx.device import device_name, gpu_status, use_device
+from sdzero_mlx.distill import run_distill
+
+GPU = gpu_status()
+
+
+@pytest.fixture(autouse=True)
+def keep_default_device():
+    before = mx.default_device()
+    yield
+    mx.set_default_device(before)
+
+
+def test_cpu_is_forced_and_written_into_the_metrics(tiny_recipe, tmp_path):
+    recipe = load_recipe(tiny_recipe, ["run.device=cpu", "distill.steps=1"])
+    run_distill(recipe, tmp_path / "run")
+    assert mx.default_device() == mx.cpu and device_name() == "cpu"
+    [line] = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(line)["device"] == "cpu" and json.loads(line)["world_size"] == 1
+
+
+def test_an_unknown_device_is_rejected_with_the_choices(tiny_recipe):
+    with pytest.raises(ValueError, match="run.device"):
+        load_recipe(tiny_recipe, ["run.device=tpu"])
+
+
+@pytest.mark.skipif(GPU.available, reason="this machine has a GPU: the refusal cannot happen")
+def test_gpu_without_one_is_refused_with_the_reason(tiny_recipe):
+    with pytest.raises(RuntimeError, match="run.device is gpu but there is no usable GPU: " + GPU.detail[:20]):
+        use_device("gpu")
+    result = CliRunner().invoke(app, ["distill", str(tiny_recipe), "--set", "run.device=gpu"])
+    assert result.exit_code == 2 and "run.device=cpu" in result.output
+
+
+def test_detection_reports_errors_and_a_cuda_wheel_without_a_gpu(monkeypatch):
+    def broken(_):
+        raise RuntimeError("CUDA driver version is insufficient")
+
+    monkeypatch.setattr(mx, "is_available", broken)
+    status = gpu_status()
+    assert not status.available
+    assert status.detail == "mx.is_available(mx.gpu) raised RuntimeError: CUDA driver version is insufficient"
+    monkeypatch.setattr(mx, "is_available", lambda _: False)
+    monkeypatch.setattr(device_mod, "_installed", lambda dist: dist == "mlx-cuda-12")
+    assert gpu_status().detail.startswith("mlx-cuda-12 is installed but MLX sees no GPU: check the NVIDIA driver")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not GPU.available, reason=f"no GPU for MLX here: {GPU.detail}")
+def test_a_run_on_the_gpu_says_so_in_its_metrics(tiny_recipe, tmp_path):
+    recipe = load_recipe(tiny_recipe, ["run.device=gpu", "distill.steps=1"])
+    run_distill(recipe, tmp_path / "run")
+    [line] = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(line)["device"] == f"gpu ({GPU.backend})"
