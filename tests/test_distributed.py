@@ -9,6 +9,7 @@ the world size; greedy answers depend only on the model and the question.
 
 from __future__ import annotations
 
+import re
 import json
 import os
 import shutil
@@ -128,4 +129,5 @@ def test_commands_that_do_not_train_refuse_to_run_under_mlx_launch(setup, tmp_pa
     script.write_text("import sys\nfrom sdzero_mlx.cli import main\nsys.argv[0] = 'sdzero'\nmain()\n")
     done = launch(2, str(script), "collect", str(recipe_path), timeout=120)
     assert "sdzero collect runs as one process" in done.stderr
-    assert "rank 0 exited with code 2" in done.stderr  # mlx.launch itself exits 0
+    # mlx.launch itself exits 0; whichever rank stops first reports code 2 (the other may be killed)
+    assert re.search(r"rank \d exited with code 2", done.stderr), done.stderr
