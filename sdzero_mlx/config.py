@@ -226,6 +226,14 @@ class SrtConfig:
     batch_size: int = field(default=8, metadata={"help": "Tuples per optimizer step."})
     micro_batch_size: int = 4
     max_tokens: int = field(default=2048, metadata={"help": "Longest training sequence; longer tuples are dropped."})
+    generation_tuples: Literal["all", "wrong"] = field(
+        default="all",
+        metadata={"help": "Tuples the generation term trains on: all (paper) or wrong-initial only (reference code's "
+                  "generation stage), so right first answers do not teach the Generator to write two attempts."},
+    )
+    drop_truncated: bool = field(
+        default=False, metadata={"help": "Drop tuples whose revision max_tokens cut (no end-of-turn token); kept in the paper."}
+    )
     stage2_size: int = field(
         default=1000,
         metadata={"help": "staged mode: tuples of the revision stage, correct-initial first (reference code: 1000); "

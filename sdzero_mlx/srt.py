@@ -20,8 +20,10 @@ an ordinary mlx-lm model folder (RUN/srt/model): phase 2's starting point and te
 
 Departures from the paper (recipe fields): LoRA by default instead of full fine-tuning
 (`lora.fine_tune_type`), learning rate `srt.optim.learning_rate` 1e-4 (paper 5e-6), tuples longer than `srt.max_tokens` are dropped,
-`srt.epochs` 1 (reference code: 3 per stage). The fused model is saved in the training dtype
-(float32 on CPU).
+`srt.epochs` 1 (reference code: 3 per stage). Options with the paper's value as default:
+`srt.generation_tuples` (all; "wrong" = the reference code's generation stage, wrong-initial tuples
+only) and `srt.drop_truncated` (false: revisions cut by max_tokens are kept, without an end-of-turn
+token). The fused model is saved in the training dtype (float32 on CPU).
 """
 
 from __future__ import annotations
@@ -80,19 +82,31 @@ def srt_item(t: RevisionTuple) -> SrtItem:
     return SrtItem(ids, gen_start, gen_start + len(t.y_init) + len(t.sep_ids), t.r_init)
 
 
-def srt_batches(items: Sequence[SrtItem], terms: tuple[str, ...], micro_batch_size: int, pad_id: int) -> list[WeightedBatch]:
+def item_terms(item: SrtItem, terms: tuple[str, ...], generation_wrong_only: bool = False) -> tuple[str, ...]:
+    """The terms that train on this item: all of `terms`, less the generation term on a right first
+    answer when `srt.generation_tuples` is "wrong" (the reference code's generation stage)."""
+    return tuple(t for t in terms if not (t == GENERATION and generation_wrong_only and item.r_init >= 0.5))
+
+
+def srt_batches(
+    items: Sequence[SrtItem], terms: tuple[str, ...], micro_batch_size: int, pad_id: int,
+    generation_wrong_only: bool = False,
+) -> list[WeightedBatch]:
     """Micro-batches of one optimizer step, weighted so that their losses sum to the step's loss."""
-    term_tokens = {term: step_tokens([it.span(term) for it in items]) for term in terms}  # over all ranks
-    widest = GENERATION if GENERATION in terms else REVISION
+    own = [item_terms(it, terms, generation_wrong_only) for it in items]
+    term_tokens = {  # over all ranks
+        term: step_tokens([it.span(term) for it, ts in zip(items, own) if term in ts]) for term in terms
+    }
     out = []
-    for chunk in chunks(items, micro_batch_size):
-        spans = [it.span(widest) for it in chunk]
+    for idx in chunks(list(range(len(items))), micro_batch_size):
+        chunk = [items[i] for i in idx]
+        spans = [it.span(GENERATION if GENERATION in own[i] else REVISION) for i, it in zip(idx, chunk)]
         batch = scored_batch([it.ids for it in chunk], spans, pad_id)
         length = batch.mask.shape[1]
         weights = []
-        for it, (start, end) in zip(chunk, spans):
+        for i, it, (start, end) in zip(idx, chunk, spans):
             weights.append([
-                sum(1.0 / term_tokens[term] for term in terms if p < end and p >= it.span(term)[0])
+                sum(1.0 / term_tokens[term] for term in own[i] if p < end and p >= it.span(term)[0])
                 for p in range(start, start + length)
             ])
         out.append(WeightedBatch(batch, mx.array(weights, dtype=mx.float32)))
@@ -191,6 +205,9 @@ def run_srt(
     open_run_dir(recipe, out_dir, resume, SRT_SECTIONS)
 
     tuples = load_tuples(tuples_path)
+    cut = [t for t in tuples if t.rev_stop is None]  # revisions that max_tokens ended, not the model
+    if cfg.drop_truncated:
+        tuples = [t for t in tuples if t.rev_stop is not None]
     all_items = [srt_item(t) for t in tuples]
     items = [it for it in all_items if len(it.ids) <= cfg.max_tokens]
     if not items:
@@ -222,7 +239,7 @@ def run_srt(
         s = stage_at(step)
         stage = stages[s]
         chunk = shard(step_items(stage, step - bounds[s], cfg, seed + s))
-        batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad)
+        batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad, cfg.generation_tuples == "wrong")
         result = optimizer_step(model, optimizers[s], srt_loss, batches, cfg.optim.grad_clip)
         widest = GENERATION if GENERATION in stage.terms else REVISION
         return StepOutcome(
@@ -244,6 +261,7 @@ def run_srt(
     save_fused_model(model, tokenizer, recipe.model.path, out_dir / "model")
     (out_dir / "state.json").write_text(json.dumps(asdict(state), indent=2))
     summary = {**asdict(state), "tuples": len(items), "dropped_too_long": len(all_items) - len(items),
+               "truncated_revisions": len(cut), "dropped_truncated": len(cut) if cfg.drop_truncated else 0,
                "stages": {st.name: {"tuples": len(st.items), "steps": st.steps(cfg)} for st in stages}}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     (out_dir / DONE).write_text("")

@@ -155,3 +155,17 @@ def test_srt_lowers_the_loss_and_writes_a_fused_mlx_lm_model(tiny_model_dir, tin
     # done: a second call does not train again
     assert run_srt(recipe, tuples, tmp_path / "srt").step == steps
     assert len((tmp_path / "srt" / "metrics.jsonl").read_text().splitlines()) == steps
+
+
+def test_generation_term_on_wrong_first_answers_only():
+    """srt.generation_tuples = wrong: a right first answer trains only its revision (by hand)."""
+    wrong = srt_item(tup((1, 2), (7,), (5,), (8, 9), r_init=0.0))  # gen span 4 tokens, rev span 3
+    right = srt_item(tup((1, 2), (6,), (4,), (6,), r_init=1.0))  # gen span 4 tokens, rev span 2
+    [mb] = srt_batches([wrong, right], (REVISION, GENERATION), 4, 0, generation_wrong_only=True)
+    # generation mean over the wrong tuple's 5 tokens only; revision mean over 3 + 2 = 5 tokens
+    w = mb.weights.tolist()
+    np.testing.assert_allclose(w[0], [1 / 5, 1 / 5, 1 / 5 + 1 / 5, 1 / 5 + 1 / 5, 1 / 5 + 1 / 5], rtol=1e-6)
+    np.testing.assert_allclose(w[1][:2], [1 / 5, 1 / 5], rtol=1e-6)  # the right tuple: y_rev + end-of-turn only
+    assert sum(w[1]) == pytest.approx(2 / 5)
+    [both] = srt_batches([wrong, right], (REVISION, GENERATION), 4, 0)
+    assert sum(both.weights.tolist()[1]) == pytest.approx(4 / 9 + 2 / 5)  # paper: the generation term on both
