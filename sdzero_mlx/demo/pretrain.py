@@ -95,6 +95,7 @@ class PretrainConfig:
     intermediate_size: int = 256
     revision_share: float = 0.5
     restart_fraction: float = 0.5  # of the two-attempt turns, the share that restart after a wrong attempt
+    copy_fix_share: float = 0.5  # inverse task: restarts whose guess copies the first attempt's fix line
     task_seed: int = 0
     pretrain_problems: int = 20000
     difficulty: task.Difficulty = field(default_factory=task.Difficulty)
@@ -129,8 +130,27 @@ def next_with_other_answer(problems: list[task.Problem], i: int) -> task.Problem
     raise ValueError("Restart transcripts need problems with at least two different answers.")
 
 
+def inverse_pieces(p: task.Problem, kind: str, rng: random.Random, copy_fix_share: float) -> list[tuple[str, bool]]:
+    """The inverse task's turns (see task.py): the Generator answers lazily, the Reviser diligently.
+
+    single: a lazy answer from a uniform guess (box = the guess), trained: the Generator guesses, checks
+    and fixes, then boxes the guess. rephrase: the gold answer, cue, the gold answer again. restart: a
+    lazy answer from a wrong guess, cue, then a diligent answer (box = its own fix) whose guess copies the
+    first attempt's fix line (the right x) with probability `copy_fix_share`, else is uniform. Only the
+    last attempt is trained in two-attempt turns."""
+    x = int(p.answer)
+    if kind == "single":
+        return [(task.inverse_answer(p, rng.randrange(10), diligent=False), True)]
+    if kind == "rephrase":
+        return [(p.solution, True), (f"\n\n{REPHRASE}\n\n", False), (p.solution, True)]
+    guess = x if rng.random() < copy_fix_share else rng.randrange(10)
+    return [(task.wrong_attempt(p, rng), False), (f"\n\n{RESTART}\n\n", False),
+            (task.inverse_answer(p, guess, diligent=True), True)]
+
+
 def encode_examples(
-    problems, tokenizer, rng: np.random.Generator, revision_share: float, restart_fraction: float = 0.5
+    problems, tokenizer, rng: np.random.Generator, revision_share: float, restart_fraction: float = 0.5,
+    copy_fix_share: float = 0.5,
 ) -> list[tuple[list[int], list[tuple[int, int]]]]:
     """One chat per problem: token ids and the (start, end) spans of its trained tokens.
 
@@ -143,15 +163,17 @@ def encode_examples(
         p=[1 - revision_share, revision_share * (1 - restart_fraction), revision_share * restart_fraction],
     )
     examples = []
-    wrong_rng = random.Random(int(rng.integers(2**31)))  # wrong first attempts of the inverse task
+    wrong_rng = random.Random(int(rng.integers(2**31)))  # guesses of the inverse task's answers
     for i, (problem, kind) in enumerate(zip(problems, kinds)):
         ids = tokenizer.encode(f"<|im_start|>user\n{problem.problem}<|im_end|>\n<|im_start|>assistant\n").ids
         spans = []
         other = None
-        if kind == "restart":
-            inverse = problem.id.startswith("inv-")
-            other = task.wrong_attempt(problem, wrong_rng) if inverse else next_with_other_answer(problems, i)
-        for text, trained in assistant_pieces(problem, kind, other):
+        if problem.id.startswith("inv-"):
+            pieces = inverse_pieces(problem, kind, wrong_rng, copy_fix_share)
+        else:
+            other = next_with_other_answer(problems, i) if kind == "restart" else None
+            pieces = assistant_pieces(problem, kind, other)
+        for text, trained in pieces:
             piece = tokenizer.encode(text).ids
             if trained:
                 spans.append((len(ids), len(ids) + len(piece)))
@@ -200,7 +222,7 @@ def pretrain(
     sizes = dict(cfg.held_out) | {"pretrain": cfg.pretrain_problems}
     problems = task.make_splits(cfg.task_seed, sizes, cfg.difficulty)["pretrain"]
     tokenizer = build_tokenizer()
-    examples = encode_examples(problems, tokenizer, rng, cfg.revision_share, cfg.restart_fraction)
+    examples = encode_examples(problems, tokenizer, rng, cfg.revision_share, cfg.restart_fraction, cfg.copy_fix_share)
     pad_id = tokenizer.token_to_id(PAD)
 
     arch = dict(

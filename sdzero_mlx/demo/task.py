@@ -148,20 +148,24 @@ def parse_problem(text: str) -> tuple[int, list[tuple[str, int]]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The inverse task: find the start of a chain mod 10. Checking an answer is easier than finding it.
+# The inverse task: find the start x of a chain mod 10. Checking an answer is easier than finding it.
 # ---------------------------------------------------------------------------------------------
 #
-#   problem:  "Solve x+3-5+2=6 (mod 10)."
-#   solution: "x=6\n6+3=9-5+2\n9-5=4+2\n4+2=6\n6-6=0\n\\boxed{6}"
+#   problem:  "Solve x+5-7-8=6 (mod 10)."
+#   answer:   "x=5\n5+5=0-7-8\n0-7=3-8\n3-8=5\n5-6=9\n5-9=6\n\\boxed{5}"     (a guess, checked, fixed, boxed)
+#   gold:     "x=6\n6+5=1-7-8\n1-7=4-8\n4-8=6\n6-6=0\n6-0=6\n\\boxed{6}"
 #
-# The answer x is written first, in one token: the Generator must invert every step at once. The
-# lines after it replay the chain forward from x (the chain task's scratchpad, mod 10) and end with a
-# check line "r-t=d": the result minus the target. For the right x, d = 0. For a wrong x', every
-# total is off by the same amount, d = x' - x (mod 10), so an attempt that was wrong carries its own
-# correction: x = x' - d. A Reviser that reads a wrong attempt after "not correct" can fix x with one
-# subtraction of two digits it can see, where the Generator needs the whole inverse: this is the
-# hindsight SD-Zero's teacher needs, and the running-total task lacks (there a wrong step flows
-# silently to the end and checking a step is the same computation as doing it).
+# An answer writes a guess "x=G" first, in one token (inverting every step at once is beyond a tiny
+# model: it guesses), replays the chain forward from G (the chain task's scratchpad, mod 10), checks
+# "result-target=d", and fixes "G-d=F": every total of a wrong guess is off by the same d = G - x, so
+# F is the right x whenever the arithmetic is right. Each of these lines is a local fact at fixed
+# offsets, which a tiny model learns. Then it boxes an answer: a *diligent* answer boxes F, a *lazy*
+# one boxes its guess G. The base model's Generator is pretrained lazy (it checks and fixes, then
+# boxes the guess anyway: unfaithful self-verification, so its accuracy is the guess's, about 10%);
+# its Reviser, after "not correct", writes diligent answers whose guess often copies the first
+# attempt's F. Only hindsight (the reward bit and the first attempt's fix line) tells that F, not G,
+# should be boxed: the dense signal SD-Zero's teacher gives at the very token where a lazy answer
+# goes wrong, and which a sparse reward finds only when sampling happens to box F.
 
 
 def inverse_chain(x: int, ops: list[tuple[str, int]], modulus: int = 10) -> list[int]:
@@ -177,18 +181,22 @@ def render_inverse_problem(ops: list[tuple[str, int]], target: int) -> str:
     return "Solve x" + "".join(f"{op}{b}" for op, b in ops) + f"={target} (mod 10)."
 
 
-def render_inverse_solution(x: int, ops: list[tuple[str, int]], target: int) -> str:
-    """'x=X', the forward replay from X (mod 10), the check line 'result-target=difference', the box.
+def render_inverse_solution(guess: int, ops: list[tuple[str, int]], target: int, diligent: bool = True) -> str:
+    """'x=G', the forward replay from G (mod 10), the check 'r-t=d', the fix 'G-d=F', then the box:
+    F (diligent) or G (lazy). With the right guess both are the gold solution.
 
-    Example: render_inverse_solution(6, [("+", 3), ("-", 5)], 4) == "x=6\n6+3=9-5\n9-5=4\n4-4=0\n\\boxed{6}"
+    Example: render_inverse_solution(6, [("+", 3), ("-", 5)], 4)
+             == "x=6\n6+3=9-5\n9-5=4\n4-4=0\n6-0=6\n\\boxed{6}"
     """
-    totals = inverse_chain(x, ops)
-    lines, total = [f"x={x}"], x
+    totals = inverse_chain(guess, ops)
+    lines, total = [f"x={guess}"], guess
     for i, (op, b) in enumerate(ops):
         lines.append(f"{total}{op}{b}={totals[i]}" + "".join(f"{o}{c}" for o, c in ops[i + 1 :]))
         total = totals[i]
-    lines.append(f"{total}-{target}={(total - target) % 10}")
-    return "\n".join(lines) + f"\n\\boxed{{{x}}}"
+    d = (total - target) % 10
+    fixed = (guess - d) % 10
+    lines += [f"{total}-{target}={d}", f"{guess}-{d}={fixed}"]
+    return "\n".join(lines) + f"\n\\boxed{{{fixed if diligent else guess}}}"
 
 
 def parse_inverse_problem(text: str) -> tuple[list[tuple[str, int]], int]:
@@ -199,12 +207,16 @@ def parse_inverse_problem(text: str) -> tuple[list[tuple[str, int]], int]:
     return [(parts[i], int(parts[i + 1])) for i in range(0, len(parts), 2)], int(target)
 
 
-def wrong_attempt(problem: Problem, rng: random.Random) -> str:
-    """An inverse problem's solution started from a wrong x' (replayed correctly, so d = x' - x != 0)."""
+def inverse_answer(problem: Problem, guess: int, diligent: bool) -> str:
+    """This inverse problem answered from `guess`, lazily (box the guess) or diligently (box the fix)."""
     ops, target = parse_inverse_problem(problem.problem)
+    return render_inverse_solution(guess, ops, target, diligent)
+
+
+def wrong_attempt(problem: Problem, rng: random.Random) -> str:
+    """A lazy answer from a wrong guess: its fix line holds the right x, its box the wrong guess."""
     x = int(problem.answer)
-    wrong = rng.choice([v for v in range(10) if v != x])
-    return render_inverse_solution(wrong, ops, target)
+    return inverse_answer(problem, rng.choice([v for v in range(10) if v != x]), diligent=False)
 
 
 def _sample_inverse(rng: random.Random, difficulty: Difficulty) -> tuple[int, list[tuple[str, int]], int]:
