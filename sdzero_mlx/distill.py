@@ -27,9 +27,9 @@ from .config import Recipe
 from .data import make_splits, questions_for_step
 from .distributed import shard
 from .kd import distill_step, item_with_context
-from .loop import StepOutcome, open_run_dir, restore, sample_stats, train_loop
+from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
 from .metrics import StepRecord
-from .modeling import load_model, make_trainable, padding_id, trainable
+from .modeling import trainable
 from .monitors import make_probe
 from .prompts import Separators, separators
 from .rollout import sample_rollouts
@@ -61,11 +61,9 @@ def run_distill(
 
     `stop_after` ends the run after that many steps of this call (tests use it to interrupt).
     """
-    run_dir = open_run_dir(recipe, run_dir, resume, DISTILL_SECTIONS, ignore=("distill.steps",))
+    run = start_stage(recipe, run_dir, resume, DISTILL_SECTIONS, ignore=("distill.steps",))
+    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg, seed = recipe.distill, recipe.run.seed
-    model, tokenizer = load_model(recipe.model)
-    make_trainable(model, recipe.lora, seed)
-    pad = padding_id(tokenizer)
     seps = separators(tokenizer, recipe.prompts)
     pool = make_splits(recipe.data).phase2
     optimizer = make_optimizer(cfg.optim, cfg.steps)

@@ -34,10 +34,10 @@ from .checkpoint import TrainingState
 from .config import GrpoConfig, Recipe
 from .distributed import shard, step_tokens as global_step_tokens
 from .data import make_splits, questions_for_step
-from .loop import StepOutcome, open_run_dir, restore, sample_stats, train_loop
+from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
 from .loss import clipped_policy_loss, group_advantages, log_softmax, masked_sum, monitor_entropy
 from .metrics import StepRecord
-from .modeling import load_model, make_trainable, padding_id, trainable
+from .modeling import trainable
 from .monitors import make_probe
 from .rollout import sample_groups
 from .scoring import ScoredBatch, chunks, logits_at, scored_batch
@@ -95,11 +95,9 @@ def run_grpo(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Train by GRPO into run_dir (adapters, metrics, checkpoint); resumable like distill."""
-    run_dir = open_run_dir(recipe, run_dir, resume, GRPO_SECTIONS, ignore=("grpo.steps",))
+    run = start_stage(recipe, run_dir, resume, GRPO_SECTIONS, ignore=("grpo.steps",))
+    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg, seed, temp = recipe.grpo, recipe.run.seed, recipe.sampling.temperature
-    model, tokenizer = load_model(recipe.model)
-    make_trainable(model, recipe.lora, seed)
-    pad = padding_id(tokenizer)
     pool = make_splits(recipe.data).training
     optimizer = make_optimizer(cfg.optim, cfg.steps * cfg.updates_per_batch)
     reference = trainable(model)  # the initial policy, for the optional KL term

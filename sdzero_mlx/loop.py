@@ -25,7 +25,7 @@ from .configio import write_yaml
 from .device import device_name, use_device
 from .distributed import is_writer, outcome_across_ranks, world
 from .metrics import MetricsLog, StepRecord
-from .modeling import lora_num_layers, set_params, trainable
+from .modeling import load_model, lora_num_layers, make_trainable, padding_id, set_params, trainable
 from .outputs import check_output_dir
 from .trainer import StepResult
 from .types import Rollout
@@ -77,6 +77,25 @@ def open_run_dir(recipe, run_dir: Path, resume: bool, sections: Sequence[str], i
     if is_writer():
         write_yaml(recipe, run_dir / "recipe.yaml")
     return run_dir
+
+
+@dataclass(frozen=True)
+class Trainee:
+    """What every stage starts from: its checked run directory, the model with its trained parameters
+    opened (lora / dora / full, seeded), the tokenizer and the padding id."""
+
+    run_dir: Path
+    model: nn.Module
+    tokenizer: object
+    pad_id: int
+
+
+def start_stage(recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = ()) -> Trainee:
+    """open_run_dir, then load recipe.model and make it trainable: the first lines of every stage."""
+    run_dir = open_run_dir(recipe, run_dir, resume, sections, ignore)
+    model, tokenizer = load_model(recipe.model)
+    make_trainable(model, recipe.lora, recipe.run.seed)
+    return Trainee(run_dir, model, tokenizer, padding_id(tokenizer))
 
 
 def restore(run_dir: Path, model: nn.Module, optimizer: optim.Optimizer, extra_names: tuple[str, ...] = ()):

@@ -22,9 +22,8 @@ from .checkpoint import TrainingState
 from .config import Recipe
 from .data import make_splits, questions_for_step
 from .distributed import shard
-from .loop import StepOutcome, open_run_dir, restore, sample_stats, train_loop
+from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
 from .metrics import StepRecord
-from .modeling import load_model, make_trainable, padding_id
 from .monitors import make_probe
 from .rollout import sample_groups
 from .scoring import nll_batches, weighted_nll
@@ -46,11 +45,9 @@ def run_rft(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Train by RFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
-    run_dir = open_run_dir(recipe, run_dir, resume, RFT_SECTIONS, ignore=("rft.steps",))
+    run = start_stage(recipe, run_dir, resume, RFT_SECTIONS, ignore=("rft.steps",))
+    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg, seed = recipe.rft, recipe.run.seed
-    model, tokenizer = load_model(recipe.model)
-    make_trainable(model, recipe.lora, seed)
-    pad = padding_id(tokenizer)
     pool = make_splits(recipe.data).training
     optimizer = make_optimizer(cfg.optim, cfg.steps)
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()

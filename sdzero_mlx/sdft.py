@@ -27,9 +27,9 @@ from .config import PromptConfig, Recipe
 from .data import make_splits, questions_for_step
 from .distributed import shard
 from .kd import distill_step, item_with_context
-from .loop import StepOutcome, open_run_dir, restore, sample_stats, train_loop
+from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
 from .metrics import StepRecord
-from .modeling import load_model, make_trainable, padding_id, trainable
+from .modeling import trainable
 from .monitors import make_probe
 from .prompts import prompt_ids, separators, text_answer_ids
 from .rollout import sample_rollouts
@@ -72,11 +72,9 @@ def run_sdft(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Train by SDFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
-    run_dir = open_run_dir(recipe, run_dir, resume, SDFT_SECTIONS, ignore=("sdft.steps",))
+    run = start_stage(recipe, run_dir, resume, SDFT_SECTIONS, ignore=("sdft.steps",))
+    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg, seed = recipe.sdft, recipe.run.seed
-    model, tokenizer = load_model(recipe.model)
-    make_trainable(model, recipe.lora, seed)
-    pad = padding_id(tokenizer)
     right_sep = separators(tokenizer, recipe.prompts).right
     pool = make_splits(recipe.data).training
     optimizer = make_optimizer(cfg.optim, cfg.steps)

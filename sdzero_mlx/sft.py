@@ -19,9 +19,8 @@ from .checkpoint import TrainingState
 from .config import Recipe
 from .data import epoch_order, make_splits
 from .distributed import shard
-from .loop import StepOutcome, open_run_dir, restore, train_loop
+from .loop import StepOutcome, restore, start_stage, train_loop
 from .metrics import StepRecord
-from .modeling import load_model, make_trainable, padding_id
 from .monitors import make_probe
 from .prompts import prompt_ids, text_answer_ids
 from .scoring import nll_batches, weighted_nll
@@ -50,10 +49,8 @@ def run_sft(
             f"SFT needs gold solutions, and no training row of {recipe.data.source} has one. "
             "Set data.fields.solution to the row field that holds a worked solution (GSM8K: answer)."
         )
-    run_dir = open_run_dir(recipe, run_dir, resume, SFT_SECTIONS, ignore=("sft.steps",))
-    model, tokenizer = load_model(recipe.model)
-    make_trainable(model, recipe.lora, seed)
-    pad = padding_id(tokenizer)
+    run = start_stage(recipe, run_dir, resume, SFT_SECTIONS, ignore=("sft.steps",))
+    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     sequences, spans = [], []
     for ex in pool:
         prompt = prompt_ids(tokenizer, ex.problem, recipe.prompts)

@@ -32,7 +32,6 @@ import json
 import random
 import shutil
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 

@@ -103,7 +103,7 @@ def demo_recipe(
     return load_recipe(TASKS[name].recipe, filled + list(QUICK if quick else ()) + list(overrides))
 
 
-def self_localisation(recipe: Recipe, run_dir: Path, test: Path, n: int = 48) -> tuple[str, "LocalisationScore"]:
+def self_localisation(recipe: Recipe, run_dir: Path, test: Path, n: int = 48) -> tuple:
     """Token reports of the SRT model's own answers, Generator vs Reviser; pictures into RUN/explain."""
     from ..data import make_splits
     from ..explain import explain_examples, explain_set_to_dir, kl_concentration, localisation_score, write_report
