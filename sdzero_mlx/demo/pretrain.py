@@ -163,7 +163,9 @@ def encode_examples(
         p=[1 - revision_share, revision_share * (1 - restart_fraction), revision_share * restart_fraction],
     )
     examples = []
-    wrong_rng = random.Random(int(rng.integers(2**31)))  # guesses of the inverse task's answers
+    # guesses of the inverse task's answers; drawn only for that task, so chain builds keep their bytes
+    inverse = any(p.id.startswith("inv-") for p in problems)
+    wrong_rng = random.Random(int(rng.integers(2**31))) if inverse else None
     for i, (problem, kind) in enumerate(zip(problems, kinds)):
         ids = tokenizer.encode(f"<|im_start|>user\n{problem.problem}<|im_end|>\n<|im_start|>assistant\n").ids
         spans = []
