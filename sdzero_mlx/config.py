@@ -116,6 +116,12 @@ class PromptConfig:
         default="Wait, this response is not correct, let me start over.",
         metadata={"help": "P_r for r = 0 (paper; reference code: per model family)."},
     )
+    enable_thinking: Optional[bool] = field(
+        default=None,
+        metadata={"help": "Passed to the chat template as enable_thinking (Qwen3 and templates that read it): false "
+                  "keeps thinking models from spending max_tokens in <think> blocks (the paper uses non-thinking "
+                  "models). Unset: the template's default. Refused for a template that does not read it."},
+    )
 
     def __post_init__(self):
         if "{problem}" not in self.template:
