@@ -431,6 +431,9 @@ def main() -> None:
 
     if sys.argv[1:2] != ["verify"]:  # verify needs no BLAS: skip the re-exec (half its cold start)
         reexec_with_fast_blas(sys.argv)
+        from .threads import apply_blas_threads
+
+        apply_blas_threads()
     app()
 
 

@@ -12,6 +12,7 @@ import sys
 from importlib import metadata
 
 from sdzero_mlx.blas import blas_in_use
+from sdzero_mlx.threads import blas_threads
 
 _GIB = 1024**3
 
@@ -74,6 +75,7 @@ def collect_info() -> dict[str, str]:
         "metal available": _yes_no(mx.metal.is_available()),
         "cuda available": _yes_no(cuda is not None and cuda.is_available()),
         "blas": blas_in_use(),
+        "blas threads": blas_threads(),
         "memory": _memory(),
         "cpu cores": _cores(),
     }
