@@ -400,8 +400,18 @@ class RunConfig:
         default=0, metadata={"help": "Greedy accuracy on a fixed probe set every N steps of each training stage; 0 = off."}
     )
     probe_size: int = field(default=32, metadata={"help": "Probe problems: the first N of the evaluation split."})
+    metrics: tuple[str, ...] = field(
+        default=("jsonl",),
+        metadata={"help": "Where step records go: jsonl (RUN/metrics.jsonl, always needed), wandb, tensorboard "
+                  "(optional extras, imported only when named; see sinks.py)."},
+    )
 
     def __post_init__(self):
+        from .sinks import SINKS
+
+        if "jsonl" not in self.metrics or any(m not in SINKS for m in self.metrics):
+            raise ValueError(f"run.metrics {list(self.metrics)}: use some of {list(SINKS)}, always with jsonl "
+                             "(plots, compare and resume read metrics.jsonl), e.g. [jsonl, wandb].")
         if self.save_every < 1:
             raise ValueError(f"run.save_every must be >= 1, got {self.save_every}.")
         if self.probe_every < 0 or self.probe_size < 1:

@@ -22,9 +22,10 @@ import mlx.optimizers as optim
 
 from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
 from .configio import write_yaml
-from .metrics import MetricsLog, StepRecord
+from .metrics import StepRecord
 from .modeling import lora_num_layers, set_params, trainable
 from .outputs import check_output_dir
+from .sinks import open_sinks
 from .trainer import StepResult
 from .types import Rollout
 
@@ -100,7 +101,7 @@ def train_loop(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Run steps state.step .. steps-1 (or `stop_after` of them), logging and checkpointing each."""
-    metrics = MetricsLog(run_dir, state.step)
+    metrics = open_sinks(recipe, run_dir, stage, state.step)
     probe_every = recipe.run.probe_every
     model.train()
     last = steps if stop_after is None else min(steps, state.step + stop_after)
@@ -152,4 +153,5 @@ def train_loop(
             save_adapters(run_dir / "adapters", params, recipe.lora, lora_num_layers(model, recipe.lora), recipe.model.path)
         if on_step is not None:
             on_step(record)
+    metrics.close()
     return state
