@@ -114,11 +114,21 @@ class WeightedBatch:
         return self.batch.targets
 
 
-def weighted_nll(model: nn.Module, mb: WeightedBatch) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    """Sum of weight x NLL over the micro-batch (weights carry the step normalisation), + entropy monitor."""
-    logp = log_softmax(logits_at(model, mb.batch))  # (B, L, V)
-    token_logp = mx.take_along_axis(logp, mb.targets[..., None], axis=-1)[..., 0]
-    return -(token_logp * mb.weights).sum(), monitor_entropy(logp, mb.batch.mask)
+def weighted_nll(
+    model: nn.Module, mb: WeightedBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """Sum of weight x NLL over the micro-batch (weights carry the step normalisation), + entropy monitor.
+
+    A block of positions at a time (logit_chunks), as the distill loss: SRT's long sequences at a
+    152k vocabulary otherwise hold (B, T, V) logits and their log-softmax at once.
+    """
+    loss = entropy = mx.array(0.0)
+    for start, end, logits in logit_chunks(model, mb.batch, max_elements):
+        logp = log_softmax(logits)  # (B, block, V)
+        token_logp = mx.take_along_axis(logp, mb.targets[:, start:end, None], axis=-1)[..., 0]
+        loss = loss - (token_logp * mb.weights[:, start:end]).sum()
+        entropy = entropy + monitor_entropy(logp, mb.batch.mask[:, start:end])[0]
+    return loss, (entropy, mb.batch.mask.sum())
 
 
 def nll_batches(

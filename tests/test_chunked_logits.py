@@ -113,3 +113,18 @@ def test_a_152k_vocabulary_never_holds_whole_logits():
     # with a full-vocabulary entropy monitor and argpartition's views kept alive: 0.88 GB each)
     assert teacher_peak < whole / 2, teacher_peak
     assert student_peak < 0.75 * whole, student_peak
+
+
+def test_nll_in_blocks_equals_the_unchunked_one(tiny_model_dir):
+    from sdzero_mlx.scoring import nll_batches, weighted_nll
+
+    model, _ = fresh_student(tiny_model_dir)
+    items = items_for_test()
+    mb = nll_batches([it.student_ids for it in items], [it.student_span for it in items], 4, 0)[0]
+    out = []
+    for max_elements in (ONE, WHOLE):
+        (loss, (ent, _)), grads = nn.value_and_grad(model, weighted_nll)(model, mb, max_elements)
+        out.append((loss.item(), ent.item(), {k: np.array(v) for k, v in tree_flatten(grads)}))
+    assert out[0][0] == pytest.approx(out[1][0], rel=1e-5) and out[0][1] == pytest.approx(out[1][1], rel=1e-5)
+    for k in out[0][2]:
+        np.testing.assert_allclose(out[0][2][k], out[1][2][k], rtol=1e-4, atol=1e-7)
