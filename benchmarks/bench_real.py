@@ -78,17 +78,24 @@ def raw_batch_generator(model, tokenizer, prompts, sampling: SamplingConfig) -> 
     return n
 
 
-def bench_rollout(model, tokenizer, n_prompts: int, max_tokens: int) -> dict:
+def bench_rollout(model, tokenizer, n_prompts: int, max_tokens: int, repeats: int = 2) -> dict:
     from conftest import arithmetic_rows
 
     prompts = [prompt_ids(tokenizer, r["problem"], PromptConfig()) for r in arithmetic_rows(n_prompts)]
     sampling = SamplingConfig(temperature=0.7, max_tokens=max_tokens, batch_size=16)
     raw_batch_generator(model, tokenizer, prompts[:4], sampling)  # warm-up
-    counts = {}
-    raw_s, _ = measure(lambda: counts.__setitem__("raw", raw_batch_generator(model, tokenizer, prompts, sampling)))
-    ours_s, _ = measure(lambda: counts.__setitem__(
-        "ours", sum(len(c.ids) + (c.stop_id is not None) for c in generate_completions(model, tokenizer, prompts, sampling, 0))))
-    return {"raw_tok_s": counts["raw"] / raw_s, "ours_tok_s": counts["ours"] / ours_s}
+    runs = {
+        "raw": lambda: raw_batch_generator(model, tokenizer, prompts, sampling),
+        "ours": lambda: sum(len(c.ids) + (c.stop_id is not None)
+                            for c in generate_completions(model, tokenizer, prompts, sampling, 0)),
+    }
+    best = {"raw": 0.0, "ours": 0.0}
+    for _ in range(repeats):  # interleaved, best of each: a shared machine's load hits both alike
+        for name, run in runs.items():
+            count = []
+            seconds, _ = measure(lambda: count.append(run()))
+            best[name] = max(best[name], count[0] / seconds)
+    return {"raw_tok_s": best["raw"], "ours_tok_s": best["ours"]}
 
 
 # --- 2-3. one distill step vs one mlx-lm SFT step ---------------------------------------------------
@@ -138,6 +145,7 @@ def main() -> None:
     parser.add_argument("--lengths", default="64,256,1024")
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--quantized", action="store_true", help="also SmolLM2 at 8 and 4 bits")
+    parser.add_argument("--rollout-only", action="store_true")
     args = parser.parse_args()
     apply_blas_threads()  # as `sdzero` does
     path = model_path(args.model)
@@ -146,8 +154,10 @@ def main() -> None:
     print(f"model {args.model} ({path}), vocab {vocab}, float32, LoRA rank 8 on every block")
 
     r = bench_rollout(model, tok, 32, 64)
-    print(f"rollout, 32 prompts, <= 64 new tokens, batch 16: rollout.py {r['ours_tok_s']:.0f} tok/s, raw BatchGenerator "
-          f"{r['raw_tok_s']:.0f} tok/s, ratio {r['ours_tok_s'] / r['raw_tok_s']:.2f}x")
+    print(f"rollout, 32 prompts, <= 64 new tokens, batch 16, best of 2: rollout.py {r['ours_tok_s']:.0f} tok/s, "
+          f"raw BatchGenerator {r['raw_tok_s']:.0f} tok/s, ratio {r['ours_tok_s'] / r['raw_tok_s']:.2f}x")
+    if args.rollout_only:
+        return
 
     print(f"{'batch':>5} {'answer':>6} | {'SFT s':>7} {'teacher s':>9} {'distill s':>9} {'distill/(SFT+teacher)':>21} | "
           f"{'SFT GB':>6} {'teacher GB':>10} {'distill GB':>10}")
@@ -170,7 +180,7 @@ def main() -> None:
                 rows.append((f"{bits}-bit", load(str(out))[0]))
             base = None
             for name, m in rows:
-                r = bench_rollout(m, tok, 16, 32)
+                r = bench_rollout(m, tok, 16, 32, repeats=1)
                 s = bench_step(m, vocab, 2, 256)
                 base = base or (r, s)
                 print(f"{name:8s} rollout {r['ours_tok_s']:6.0f} tok/s ({r['ours_tok_s'] / base[0]['ours_tok_s']:.2f}x)  "
