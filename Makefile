@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,cpu,test)
 # Preload an optimised BLAS for the test run when one is installed (the `sdzero` command does
-# this by itself; pytest is started here, so the Makefile does it).
+# this by itself; pytest is started here, so the Makefile does it), with sdzero's BLAS thread
+# choice (sdzero_mlx/threads.py: one thread; OpenBLAS's spinning threads fight MLX's own).
 FAST_BLAS = $(shell $(BIN)/python -c 'from sdzero_mlx.blas import find_openblas; print(find_openblas() or "")' 2>/dev/null)
 
 # The GPU environment (make test-gpu): its own venv, because mlx-cpu and mlx-cuda install the same
@@ -32,7 +33,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup
-	LD_PRELOAD=$(FAST_BLAS) $(BIN)/python -m pytest -q
+	OPENBLAS_NUM_THREADS=1 LD_PRELOAD=$(FAST_BLAS) $(BIN)/python -m pytest -q
 
 # GPU tests only (-m gpu), failing instead of skipping when MLX finds no GPU; then `sdzero parity`.
 # Not yet run on a GPU (see README); scripts/gpu_check.sh does this and more and writes a report.

@@ -39,11 +39,11 @@ recipe = {
 }
 (work / "r.yaml").write_text(yaml.safe_dump(recipe))
 times = []
-run_distill(load_recipe(work / "r.yaml"), work / "run", on_step=lambda s, v: times.append(v))
+run_distill(load_recipe(work / "r.yaml"), work / "run", on_step=times.append)
 timed = times[1:]
-print(json.dumps({"blas": blas_in_use(), "step_s": sum(t["step_s"] for t in timed) / len(timed),
-                  "trained_tok_s": sum(t["trained_tokens_per_s"] for t in timed) / len(timed),
-                  "sampled_tok_s": sum(t["sampled_tokens_per_s"] for t in timed) / len(timed)}))
+print(json.dumps({"blas": blas_in_use(), "step_s": sum(t.step_s for t in timed) / len(timed),
+                  "trained_tok_s": sum(t.trained_tokens_per_s for t in timed) / len(timed),
+                  "sampled_tok_s": sum(t.sampled_tokens_per_s for t in timed) / len(timed)}))
 """
 
 

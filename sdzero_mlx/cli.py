@@ -474,6 +474,9 @@ def main() -> None:
 
     if sys.argv[1:2] != ["verify"]:  # verify needs no BLAS: skip the re-exec (half its cold start)
         reexec_with_fast_blas(sys.argv)
+        from .threads import apply_blas_threads
+
+        apply_blas_threads()
         from .distributed import world
 
         if sys.argv[1:2] and sys.argv[1] not in DISTRIBUTED and not sys.argv[1].startswith("-") and world() > 1:

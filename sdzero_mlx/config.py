@@ -116,6 +116,12 @@ class PromptConfig:
         default="Wait, this response is not correct, let me start over.",
         metadata={"help": "P_r for r = 0 (paper; reference code: per model family)."},
     )
+    enable_thinking: Optional[bool] = field(
+        default=None,
+        metadata={"help": "Passed to the chat template as enable_thinking (Qwen3 and templates that read it): false "
+                  "keeps thinking models from spending max_tokens in <think> blocks (the paper uses non-thinking "
+                  "models). Unset: the template's default. Refused for a template that does not read it."},
+    )
 
     def __post_init__(self):
         if "{problem}" not in self.template:
@@ -405,8 +411,18 @@ class RunConfig:
     device: Literal["auto", "cpu", "gpu"] = field(
         default="auto", metadata={"help": "auto: MLX's default (the GPU when there is one); gpu: fail without one."}
     )
+    metrics: tuple[str, ...] = field(
+        default=("jsonl",),
+        metadata={"help": "Where step records go: jsonl (RUN/metrics.jsonl, always needed), wandb, tensorboard "
+                  "(optional extras, imported only when named; see sinks.py)."},
+    )
 
     def __post_init__(self):
+        from .sinks import SINKS
+
+        if "jsonl" not in self.metrics or any(m not in SINKS for m in self.metrics):
+            raise ValueError(f"run.metrics {list(self.metrics)}: use some of {list(SINKS)}, always with jsonl "
+                             "(plots, compare and resume read metrics.jsonl), e.g. [jsonl, wandb].")
         if self.save_every < 1:
             raise ValueError(f"run.save_every must be >= 1, got {self.save_every}.")
         if self.probe_every < 0 or self.probe_size < 1:

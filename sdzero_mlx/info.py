@@ -14,6 +14,7 @@ from importlib import metadata
 from sdzero_mlx.blas import blas_in_use
 from sdzero_mlx.device import device_name, gpu_status
 from sdzero_mlx.distributed import describe
+from sdzero_mlx.threads import blas_threads
 
 _GIB = 1024**3
 
@@ -79,6 +80,7 @@ def collect_info() -> dict[str, str]:
         "run.device auto": device_name(),
         "processes": describe(),
         "blas": blas_in_use(),
+        "blas threads": blas_threads(),
         "memory": _memory(),
         "cpu cores": _cores(),
     }

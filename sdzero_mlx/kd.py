@@ -20,9 +20,9 @@ import mlx.nn as nn
 
 from .config import DistillConfig
 from .distributed import step_tokens as global_step_tokens
-from .loss import TeacherTargets, distill_token_kl, log_softmax, masked_sum, monitor_entropy, teacher_targets
+from .loss import TeacherTargets, kl_on_support, masked_sum, monitor_entropy, student_logp_on, teacher_targets
 from .prompts import teacher_sequence
-from .scoring import ScoredBatch, chunks, logits_at, scored_batch
+from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
 from .teacher import lora_values
 from .trainer import optimizer_step
 from .types import DistillItem
@@ -63,14 +63,22 @@ def teacher_batch(items: Sequence[DistillItem], pad_id: int) -> ScoredBatch:
 
 
 def compute_teacher_targets(
-    model: nn.Module, teacher: dict[str, mx.array], items: Sequence[DistillItem], pad_id: int, top_k: int
+    model: nn.Module, teacher: dict[str, mx.array], items: Sequence[DistillItem], pad_id: int, top_k: int,
+    max_elements: int = LOGITS_CHUNK_ELEMENTS,
 ) -> TeacherTargets:
-    """The Reviser's distributions on the second copy of y, as constants."""
+    """The Reviser's distributions on the second copy of y, as constants.
+
+    Computed and evaluated a block of positions at a time (scoring.logit_chunks): only the top-k of
+    each block is kept, so the teacher never holds (B, L, V) logits, nor (B, T, V) for its longer
+    sequence prompt + y + sep + y. Top-k is per position, so the blocks change no value.
+    """
+    parts = []
     with lora_values(model, teacher):
-        logits = logits_at(model, teacher_batch(items, pad_id))
-    targets = teacher_targets(logits, top_k)
-    mx.eval(targets.logp, *(() if targets.indices is None else (targets.indices,)))
-    return targets
+        for _, _, logits in logit_chunks(model, teacher_batch(items, pad_id), max_elements):
+            part = teacher_targets(logits, top_k)
+            mx.eval(part.logp, *(() if part.indices is None else (part.indices,)))
+            parts.append(part)
+    return TeacherTargets.concat(parts)
 
 
 @dataclass(frozen=True)
@@ -82,12 +90,24 @@ class DistillMicroBatch:
 
 
 def distill_loss(
-    model: nn.Module, mb: DistillMicroBatch, kind: str, forward_weight: float, step_tokens: int
+    model: nn.Module, mb: DistillMicroBatch, kind: str, forward_weight: float, step_tokens: int,
+    max_elements: int = LOGITS_CHUNK_ELEMENTS,
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor)."""
-    logits = logits_at(model, mb.student)
-    per_token = distill_token_kl(logits, mb.targets, kind, forward_weight)
-    return masked_sum(per_token, mb.student.mask) / step_tokens, monitor_entropy(log_softmax(logits), mb.student.mask)
+    """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor).
+
+    The student's logits come a block of positions at a time (scoring.logit_chunks) and each block's
+    KL is summed into the loss, without recomputation: a block's logits are needed only until its
+    KL exists (the backward of the gather and the head needs indices and weights, not logits).
+    The entropy monitor is the student's on the loss's support (the teacher's top-k, renormalised;
+    the full vocabulary when top_k = 0): a full-vocabulary one kept every block alive to the end.
+    """
+    loss = entropy = mx.array(0.0)
+    for start, end, logits in logit_chunks(model, mb.student, max_elements):
+        mask, part = mb.student.mask[:, start:end], mb.targets.positions(start, end)
+        s = student_logp_on(logits, part)  # (B, block, k)
+        loss = loss + masked_sum(kl_on_support(s, part.logp, kind, forward_weight), mask)
+        entropy = entropy + monitor_entropy(s, mask)[0]
+    return loss / step_tokens, (entropy, mb.student.mask.sum())
 
 
 def distill_step(

@@ -24,9 +24,10 @@ from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir, load_c
 from .configio import write_yaml
 from .device import device_name, use_device
 from .distributed import is_writer, outcome_across_ranks, world
-from .metrics import MetricsLog, StepRecord
+from .metrics import StepRecord
 from .modeling import load_model, lora_num_layers, make_trainable, padding_id, set_params, trainable
 from .outputs import check_output_dir
+from .sinks import open_sinks
 from .trainer import StepResult
 from .types import Rollout
 
@@ -128,7 +129,7 @@ def train_loop(
     With several processes (distributed.py) every rank trains; rank 0 alone probes and writes.
     """
     writer = is_writer()
-    metrics = MetricsLog(run_dir, state.step) if writer else None
+    metrics = open_sinks(recipe, run_dir, stage, state.step) if writer else None
     probe_every = recipe.run.probe_every
     model.train()
     last = steps if stop_after is None else min(steps, state.step + stop_after)
@@ -183,4 +184,6 @@ def train_loop(
             save_adapters(run_dir / "adapters", params, recipe.lora, lora_num_layers(model, recipe.lora), recipe.model.path)
         if on_step is not None and writer:  # one progress line per step, not one per rank
             on_step(record)
+    if writer:
+        metrics.close()
     return state

@@ -46,6 +46,17 @@ class TeacherTargets:
     indices: mx.array | None
     logp: mx.array
 
+    def positions(self, start: int, end: int) -> "TeacherTargets":
+        """The targets of scored positions start .. end - 1."""
+        indices = None if self.indices is None else self.indices[:, start:end]
+        return TeacherTargets(indices=indices, logp=self.logp[:, start:end])
+
+    @staticmethod
+    def concat(parts: "list[TeacherTargets]") -> "TeacherTargets":
+        """Blocks of consecutive positions joined back along the position axis."""
+        indices = None if parts[0].indices is None else mx.concatenate([p.indices for p in parts], axis=1)
+        return TeacherTargets(indices=indices, logp=mx.concatenate([p.logp for p in parts], axis=1))
+
 
 def teacher_targets(teacher_logits: mx.array, top_k: int) -> TeacherTargets:
     """Top-k support of the teacher (renormalised), or the full vocabulary when top_k == 0."""
@@ -53,7 +64,9 @@ def teacher_targets(teacher_logits: mx.array, top_k: int) -> TeacherTargets:
     vocab = teacher_logits.shape[-1]
     if top_k == 0 or top_k >= vocab:
         return TeacherTargets(indices=None, logp=log_softmax(teacher_logits))
-    indices = mx.argpartition(-teacher_logits, kth=top_k - 1, axis=-1)[..., :top_k]
+    # A slice is a view that keeps its parent alive: without the copy, the (B, L, V) int32 output of
+    # argpartition would stay in memory as long as the targets do (a whole optimizer step).
+    indices = mx.contiguous(mx.argpartition(-teacher_logits, kth=top_k - 1, axis=-1)[..., :top_k])
     top = mx.take_along_axis(teacher_logits, indices, axis=-1)
     return TeacherTargets(indices=indices, logp=log_softmax(top))
 
@@ -69,8 +82,12 @@ def distill_token_kl(
     student_logits: mx.array, targets: TeacherTargets, kind: str, forward_weight: float = 0.5
 ) -> mx.array:
     """Per-position KL between student and (constant) teacher, shape (B, L)."""
-    s = student_logp_on(student_logits, targets)
-    t = mx.stop_gradient(targets.logp)
+    return kl_on_support(student_logp_on(student_logits, targets), targets.logp, kind, forward_weight)
+
+
+def kl_on_support(s: mx.array, teacher_logp: mx.array, kind: str, forward_weight: float = 0.5) -> mx.array:
+    """Per-position KL from log-probabilities on a shared support (..., K); the teacher is made constant."""
+    t = mx.stop_gradient(teacher_logp)
     if kind == "reverse":
         return reverse_kl(s, t)
     if kind == "forward":

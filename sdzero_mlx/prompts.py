@@ -30,13 +30,27 @@ def user_message(problem: str, config: PromptConfig) -> str:
     return config.template.replace("{problem}", problem)
 
 
+def template_args(tokenizer, config: PromptConfig) -> dict:
+    """Extra chat-template variables from the recipe: {"enable_thinking": False} for Qwen3 non-thinking."""
+    if config.enable_thinking is None:
+        return {}
+    # mlx-lm's TokenizerWrapper renames enable_thinking to a family's own switch ("thinking") itself.
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, str) and "thinking" not in template:
+        raise ValueError(
+            "prompts.enable_thinking is set, but this model's chat template has no thinking switch "
+            "(thinking models such as Qwen3 have one). Remove prompts.enable_thinking from the recipe."
+        )
+    return {"enable_thinking": config.enable_thinking}
+
+
 def prompt_ids(tokenizer, problem: str, config: PromptConfig) -> tuple[int, ...]:
     """Generator prompt: the chat template applied to (system, user) with a generation prompt."""
     messages = []
     if config.system:
         messages.append({"role": "system", "content": config.system})
     messages.append({"role": "user", "content": user_message(problem, config)})
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, **template_args(tokenizer, config))
     if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # some transformers versions return an encoding
         ids = ids["input_ids"]
     return tuple(int(t) for t in ids)

@@ -8,7 +8,7 @@ phases, rewards or losses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -52,6 +52,52 @@ def logits_at(model: nn.Module, batch: ScoredBatch) -> mx.array:
     return mx.take_along_axis(logits, batch.positions[..., None], axis=1)
 
 
+# mlx-lm model types whose Model.__call__ is exactly head(self.model(ids)), read in mlx-lm's
+# models/llama.py, qwen2.py, qwen3.py (SmolLM2 is a llama). Others fall back to the full forward.
+PLAIN_HEAD_TYPES = ("llama", "qwen2", "qwen3")
+# Largest logits block computed at once (float32: 64 MB). At a 152k vocabulary and 2 sequences that
+# is 55 positions; a 512-token answer used to need (2, 512, 152k) floats, 0.6 GB, for one copy.
+LOGITS_CHUNK_ELEMENTS = 1 << 24
+
+
+def body_and_head(model: nn.Module) -> Optional[tuple[Callable, Callable]]:
+    """(body, head) with model(ids) == head(body(ids)) for the known plain-head families, else None."""
+    if getattr(model, "model_type", None) not in PLAIN_HEAD_TYPES or not hasattr(model, "model"):
+        return None
+    if model.args.tie_word_embeddings:
+        return model.model, model.model.embed_tokens.as_linear
+    return model.model, model.lm_head
+
+
+def logit_chunks(
+    model: nn.Module, batch: ScoredBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS
+) -> Iterator[tuple[int, int, mx.array]]:
+    """(start, end, logits (B, end - start, V)) over the scored positions, a block at a time.
+
+    The hidden states are gathered at the scored positions first and the output head is applied
+    one block of positions at a time, so no (B, T, V) or (B, L, V) array exists at once (B x
+    block x V <= max_elements). Models outside PLAIN_HEAD_TYPES get the full forward, then blocks.
+    Gradients flow through every block; MLX frees each block's logits once its loss is computed.
+    """
+    split = body_and_head(model)
+    if split is None:
+        features, head = logits_at(model, batch), (lambda x: x)
+    else:
+        body, head = split
+        features = mx.take_along_axis(body(batch.ids), batch.positions[..., None], axis=1)  # (B, L, D)
+    b, length = features.shape[:2]
+    vocab = head(features[:1, :1]).shape[-1]  # shapes are known without evaluating anything
+    step = max(1, max_elements // max(b * vocab, 1))
+    for start in range(0, length, step):
+        end = min(start + step, length)
+        yield start, end, head(features[:, start:end])
+
+
+def span_tokens(spans: Sequence[tuple[int, int]]) -> int:
+    """Number of scored tokens over spans (at least 1, so it can divide a loss)."""
+    return max(sum(end - start for start, end in spans), 1)
+
+
 def chunks(items: Sequence, size: int) -> list[list]:
     """Consecutive micro-batches of at most `size` items."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
@@ -69,11 +115,21 @@ class WeightedBatch:
         return self.batch.targets
 
 
-def weighted_nll(model: nn.Module, mb: WeightedBatch) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    """Sum of weight x NLL over the micro-batch (weights carry the step normalisation), + entropy monitor."""
-    logp = log_softmax(logits_at(model, mb.batch))  # (B, L, V)
-    token_logp = mx.take_along_axis(logp, mb.targets[..., None], axis=-1)[..., 0]
-    return -(token_logp * mb.weights).sum(), monitor_entropy(logp, mb.batch.mask)
+def weighted_nll(
+    model: nn.Module, mb: WeightedBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """Sum of weight x NLL over the micro-batch (weights carry the step normalisation), + entropy monitor.
+
+    A block of positions at a time (logit_chunks), as the distill loss: SRT's long sequences at a
+    152k vocabulary otherwise hold (B, T, V) logits and their log-softmax at once.
+    """
+    loss = entropy = mx.array(0.0)
+    for start, end, logits in logit_chunks(model, mb.batch, max_elements):
+        logp = log_softmax(logits)  # (B, block, V)
+        token_logp = mx.take_along_axis(logp, mb.targets[:, start:end, None], axis=-1)[..., 0]
+        loss = loss - (token_logp * mb.weights[:, start:end]).sum()
+        entropy = entropy + monitor_entropy(logp, mb.batch.mask[:, start:end])[0]
+    return loss, (entropy, mb.batch.mask.sum())
 
 
 def nll_batches(

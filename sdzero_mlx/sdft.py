@@ -60,7 +60,8 @@ def sdft_item(recipe: Recipe, tokenizer, rollout: Rollout, reward: float, right_
         return item_with_context(rollout.prompt_ids, demo_ids, rollout.target_ids, rollout.prompt_ids, right_sep, cap, reward), True
     template = cfg.demo_template.replace("{demonstration}", demo_text)
     teacher_prompt = prompt_ids(tokenizer, ex.problem, PromptConfig(
-        system=recipe.prompts.system, template=template.replace("{problem}", recipe.prompts.template)))
+        system=recipe.prompts.system, template=template.replace("{problem}", recipe.prompts.template),
+        enable_thinking=recipe.prompts.enable_thinking))
     return item_with_context(rollout.prompt_ids, (), rollout.target_ids, teacher_prompt, (), cap, reward), True
 
 

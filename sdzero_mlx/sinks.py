@@ -1,0 +1,106 @@
+"""Where step records go: metrics.jsonl always, Weights & Biases and TensorBoard when a recipe asks.
+
+One protocol, `Sink.log(record)` (+ `close()`), so the training loop never knows which sinks exist.
+`run.metrics` names them; "jsonl" (RUN/metrics.jsonl, metrics.MetricsLog) must stay in the list
+because plots, `compare`, budgets and resume read that file. The others are optional extras,
+imported only when named:
+    wandb        pip install wandb        (WANDB_MODE=offline logs without the network)
+    tensorboard  pip install tensorboardX (event files in RUN/tensorboard/)
+Every numeric field of a record is logged under "<stage>/<field>" at the record's step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from .metrics import MetricsLog, StepRecord
+
+SINKS = ("jsonl", "wandb", "tensorboard")
+EXTRAS = {"wandb": "wandb", "tensorboard": "tensorboardX"}
+
+
+class Sink(Protocol):
+    def log(self, record: StepRecord) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def scalars(record: StepRecord) -> dict[str, float]:
+    """The record's numbers as "<stage>/<field>" -> value (text fields and the step left out)."""
+    return {f"{record.stage}/{k}": float(v) for k, v in record.to_json().items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class JsonlSink:
+    """RUN/metrics.jsonl (metrics.MetricsLog): the record every reader of a run uses."""
+
+    def __init__(self, run_dir: Path, resume_step: int):
+        self.file = MetricsLog(run_dir, resume_step)
+
+    def log(self, record: StepRecord) -> None:
+        self.file.log(record)
+
+    def close(self) -> None:
+        pass
+
+
+class WandbSink:
+    def __init__(self, run_dir: Path, recipe, stage: str):
+        import wandb
+
+        from .configio import to_dict
+
+        self.run = wandb.init(project="sdzero-mlx", name=f"{Path(run_dir).name}-{stage}", dir=str(run_dir),
+                              config=to_dict(recipe), reinit=True)
+
+    def log(self, record: StepRecord) -> None:
+        self.run.log(scalars(record), step=record.step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class TensorBoardSink:
+    def __init__(self, run_dir: Path):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=str(Path(run_dir) / "tensorboard"))
+
+    def log(self, record: StepRecord) -> None:
+        for name, value in scalars(record).items():
+            self.writer.add_scalar(name, value, record.step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Sinks:
+    """Every sink of a run, behind the one Sink interface."""
+
+    def __init__(self, sinks: Sequence[Sink]):
+        self.sinks = list(sinks)
+
+    def log(self, record: StepRecord) -> None:
+        for sink in self.sinks:
+            sink.log(record)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+def open_sinks(recipe, run_dir: Path, stage: str, resume_step: int) -> Sinks:
+    """The sinks `run.metrics` names, opened for this stage's run directory."""
+    opened: list[Sink] = []
+    for name in recipe.run.metrics:
+        if name == "jsonl":
+            opened.append(JsonlSink(run_dir, resume_step))
+            continue
+        try:
+            opened.append(WandbSink(run_dir, recipe, stage) if name == "wandb" else TensorBoardSink(run_dir))
+        except ImportError:
+            raise RuntimeError(f"run.metrics names {name}, which is not installed: pip install {EXTRAS[name]} "
+                               f"(or remove {name} from run.metrics).") from None
+    return Sinks(opened)
