@@ -154,12 +154,17 @@ class OptimConfig:
     schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = 0.0
     grad_clip: float = field(default=1.0, metadata={"help": "Global gradient-norm clip; 0 disables."})
+    kl_to_initial: float = field(
+        default=0.0,
+        metadata={"help": "Weight of a per-token k3 KL(pi || pi_initial) penalty on the trained tokens, pi_initial = the "
+                  "stage's starting model; 0 = off (SD-Zero, SRT: none in the paper; DAPO: 0)."},
+    )
 
     def __post_init__(self):
         if self.learning_rate <= 0:
             raise ValueError(f"optim.learning_rate must be > 0, got {self.learning_rate}.")
-        if self.warmup_steps < 0 or self.grad_clip < 0:
-            raise ValueError("optim.warmup_steps and optim.grad_clip must be >= 0.")
+        if self.warmup_steps < 0 or self.grad_clip < 0 or self.kl_to_initial < 0:
+            raise ValueError("optim.warmup_steps, optim.grad_clip and optim.kl_to_initial must be >= 0.")
 
 
 @dataclass(frozen=True)
@@ -297,7 +302,7 @@ class RftConfig:
 @dataclass(frozen=True)
 class GrpoConfig:
     """GRPO with DAPO's choices: group-normalised advantages from the binary reward, token-level
-    loss normalisation, clip-higher, optional dynamic sampling, no KL term by default."""
+    loss normalisation, clip-higher, optional dynamic sampling, no KL term by default (grpo.optim.kl_to_initial)."""
 
     steps: int = 10
     questions_per_step: int = 8
@@ -313,7 +318,6 @@ class GrpoConfig:
         metadata={"help": "Drop groups whose rewards are all equal (they carry no advantage). DAPO also resamples to "
                   "refill the batch; here the step trains on fewer groups (and skips the update if none is left)."},
     )
-    kl_coef: float = field(default=0.0, metadata={"help": "Weight of a k3 KL penalty to the initial policy (DAPO: 0, off)."})
     updates_per_batch: int = field(
         default=1, metadata={"help": "Optimizer steps on each sampled batch (>1: the ratio and clipping take effect)."}
     )
@@ -326,8 +330,6 @@ class GrpoConfig:
             raise ValueError(f"grpo.group_size must be >= 2 (advantages compare samples of a group), got {self.group_size}.")
         if not (0 <= self.clip_low < 1 and self.clip_high >= 0):
             raise ValueError(f"grpo.clip_low must be in [0, 1) and clip_high >= 0, got {self.clip_low}, {self.clip_high}.")
-        if self.kl_coef < 0:
-            raise ValueError(f"grpo.kl_coef must be >= 0, got {self.kl_coef}.")
 
 
 @dataclass(frozen=True)

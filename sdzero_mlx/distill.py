@@ -69,7 +69,8 @@ def run_distill(
     optimizer = make_optimizer(cfg.optim, cfg.steps)
 
     # the teacher's values of the trained parameters: the initial ones (LoRA B = 0: the base model)
-    teacher = {"values": trainable(model)}
+    initial = trainable(model)  # the starting values: the teacher's (until a sync) and optim.kl_to_initial's reference
+    teacher = {"values": initial}
     state = TrainingState()
     if resume:
         state, extras = restore(run_dir, model, optimizer, ("teacher",))
@@ -85,7 +86,7 @@ def run_distill(
         rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
         items = [distill_item(Graded(r, w), seps, cfg.max_teacher_tokens) for r, w in zip(rollouts, rewards)]
         # 4. teacher targets, then one accumulated student step; 5. teacher sync rule
-        result = distill_step(model, optimizer, teacher["values"], items, cfg, pad, cfg.optim.grad_clip)
+        result = distill_step(model, optimizer, teacher["values"], items, cfg, pad, cfg.optim, initial)
         teacher["values"] = next_teacher(teacher["values"], trainable(model), cfg, step + 1)
         return StepOutcome(
             result=result,

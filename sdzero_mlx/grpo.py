@@ -7,7 +7,7 @@ std (`scale_advantages`; off = Dr. GRPO). With `dynamic_sampling` (DAPO) groups 
 equal are dropped: their advantages are zero. Then `updates_per_batch` optimizer steps on that batch,
 each minimising
     sum over kept tokens of  -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)
-                           + kl_coef * k3(pi_ref || pi)          (k3 = exp(d) - d - 1, d = log pi_ref - log pi)
+                           + optim.kl_to_initial * k3(pi || pi_ref)   (loss.k3_kl)
 divided by the number of kept tokens in the batch (DAPO's token-level normalisation), where
 ratio = pi(token) / pi_old(token). pi_old, the behaviour policy, is the model that sampled, scored
 on the sampled ids themselves (no re-tokenisation) before the first update, with logits divided by
@@ -35,7 +35,7 @@ from .config import GrpoConfig, Recipe
 from .distributed import shard, step_tokens as global_step_tokens
 from .data import make_splits, questions_for_step
 from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
-from .loss import clipped_policy_loss, group_advantages, log_softmax, masked_sum, monitor_entropy
+from .loss import clipped_policy_loss, group_advantages, k3_kl, log_softmax, masked_sum, monitor_entropy
 from .metrics import StepRecord
 from .modeling import trainable
 from .monitors import make_probe
@@ -59,7 +59,7 @@ class PolicyBatch:
     batch: ScoredBatch
     advantages: mx.array  # (B,)
     old_logp: mx.array  # (B, L) behaviour log-probabilities of the sampled tokens
-    ref_logp: Optional[mx.array]  # (B, L) initial policy's, when kl_coef > 0
+    ref_logp: Optional[mx.array]  # (B, L) initial policy's, when optim.kl_to_initial > 0
 
 
 def token_logp(model: nn.Module, batch: ScoredBatch, temperature: float) -> mx.array:
@@ -75,9 +75,8 @@ def grpo_loss(
     logp_all = log_softmax(logits)
     logp = mx.take_along_axis(logp_all, mb.batch.targets[..., None], axis=-1)[..., 0]
     per_token = clipped_policy_loss(logp, mb.old_logp, mb.advantages, config.clip_low, config.clip_high)
-    if mb.ref_logp is not None and config.kl_coef > 0:
-        d = mx.stop_gradient(mb.ref_logp) - logp
-        per_token = per_token + config.kl_coef * (mx.exp(d) - d - 1.0)
+    if mb.ref_logp is not None and config.optim.kl_to_initial > 0:
+        per_token = per_token + config.optim.kl_to_initial * k3_kl(logp, mb.ref_logp)
     return masked_sum(per_token, mb.batch.mask) / step_tokens, monitor_entropy(logp_all, mb.batch.mask)
 
 
@@ -123,7 +122,7 @@ def run_grpo(
             batch = scored_batch([rollouts[i].prompt_ids + rollouts[i].target_ids for i in rows], [spans[i] for i in idx], pad)
             old = mx.stop_gradient(token_logp(model, batch, temp))  # the policy that sampled, before any update
             ref = None
-            if cfg.kl_coef > 0:
+            if cfg.optim.kl_to_initial > 0:
                 with lora_values(model, reference):
                     ref = mx.stop_gradient(token_logp(model, batch, temp))
             mx.eval(old, *(() if ref is None else (ref,)))

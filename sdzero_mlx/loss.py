@@ -145,3 +145,13 @@ def group_advantages(rewards: mx.array, scale_by_std: bool = True, eps: float = 
         return centred
     std = mx.sqrt((centred**2).mean(axis=-1, keepdims=True))
     return centred / (std + eps)
+
+
+def k3_kl(logp: mx.array, ref_logp: mx.array) -> mx.array:
+    """Per-token k3 estimate of KL(pi || pi_ref) on tokens drawn from pi: exp(d) - d - 1, d = log pi_ref - log pi.
+
+    Non-negative, zero where the two agree; pi_ref is a constant. Example: logp = ref_logp -> 0;
+    logp = log 0.5, ref_logp = log 0.25 -> d = -log 2, exp(d) - d - 1 = 0.5 + 0.693 - 1 = 0.193.
+    """
+    d = mx.stop_gradient(ref_logp) - logp
+    return mx.exp(d) - d - 1.0

@@ -15,6 +15,7 @@ LoRA by default (`lora.fine_tune_type`); a step's kept answers may include dupli
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -24,9 +25,10 @@ from .data import make_splits, questions_for_step
 from .distributed import shard
 from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
 from .metrics import StepRecord
+from .modeling import trainable
 from .monitors import make_probe
 from .rollout import sample_groups
-from .scoring import nll_batches, weighted_nll
+from .scoring import nll_batches, weighted_nll, with_reference
 from .trainer import make_optimizer, optimizer_step
 from .verifier import verify_batch
 
@@ -49,6 +51,7 @@ def run_rft(
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg, seed = recipe.rft, recipe.run.seed
     pool = make_splits(recipe.data).training
+    initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
     optimizer = make_optimizer(cfg.optim, cfg.steps)
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
@@ -63,7 +66,9 @@ def run_rft(
         sequences = [r.prompt_ids + r.target_ids for r in kept]
         spans = [(len(r.prompt_ids), len(r.prompt_ids) + len(r.target_ids)) for r in kept]
         batches = nll_batches(sequences, spans, cfg.micro_batch_size, pad)  # every rank, kept or not
-        result = optimizer_step(model, optimizer, weighted_nll, batches, cfg.optim.grad_clip)
+        batches = with_reference(model, initial, batches, cfg.optim.kl_to_initial)
+        loss = partial(weighted_nll, kl_to_initial=cfg.optim.kl_to_initial)
+        result = optimizer_step(model, optimizer, loss, batches, cfg.optim.grad_clip)
         return StepOutcome(
             result=result,
             trained_tokens=sum(e - s for s, e in spans),

@@ -7,14 +7,14 @@ phases, rewards or losses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from .distributed import step_tokens
-from .loss import log_softmax, monitor_entropy
+from .loss import k3_kl, log_softmax, monitor_entropy
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ class WeightedBatch:
 
     batch: ScoredBatch  # ids (B, T); positions / mask / targets (B, L)
     weights: mx.array  # (B, L): weight per target, already divided by the step's token count(s); 0 on padding
+    ref_logp: Optional[mx.array] = None  # (B, L): the initial model's log p(target), for optim.kl_to_initial
 
     @property
     def targets(self) -> mx.array:
@@ -116,20 +117,50 @@ class WeightedBatch:
 
 
 def weighted_nll(
-    model: nn.Module, mb: WeightedBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS
+    model: nn.Module, mb: WeightedBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
     """Sum of weight x NLL over the micro-batch (weights carry the step normalisation), + entropy monitor.
 
     A block of positions at a time (logit_chunks), as the distill loss: SRT's long sequences at a
-    152k vocabulary otherwise hold (B, T, V) logits and their log-softmax at once.
+    152k vocabulary otherwise hold (B, T, V) logits and their log-softmax at once. With
+    `kl_to_initial` > 0 and `mb.ref_logp` set, each target also adds kl_to_initial x weight x
+    k3(pi || pi_initial) (loss.k3_kl).
     """
     loss = entropy = mx.array(0.0)
     for start, end, logits in logit_chunks(model, mb.batch, max_elements):
         logp = log_softmax(logits)  # (B, block, V)
         token_logp = mx.take_along_axis(logp, mb.targets[:, start:end, None], axis=-1)[..., 0]
-        loss = loss - (token_logp * mb.weights[:, start:end]).sum()
+        weights = mb.weights[:, start:end]
+        loss = loss - (token_logp * weights).sum()
+        if kl_to_initial > 0 and mb.ref_logp is not None:
+            loss = loss + kl_to_initial * (weights * k3_kl(token_logp, mb.ref_logp[:, start:end])).sum()
         entropy = entropy + monitor_entropy(logp, mb.batch.mask[:, start:end])[0]
     return loss, (entropy, mb.batch.mask.sum())
+
+
+def reference_logp(
+    model: nn.Module, values: dict[str, mx.array], batch: ScoredBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS
+) -> mx.array:
+    """log p(target) of the scored tokens under the model with other values of its trained parameters
+    (the initial ones: the reference of optim.kl_to_initial), evaluated, a constant. (B, L)"""
+    from .teacher import lora_values
+
+    parts = []
+    with lora_values(model, values):
+        for start, end, logits in logit_chunks(model, batch, max_elements):
+            part = mx.take_along_axis(log_softmax(logits), batch.targets[:, start:end, None], axis=-1)[..., 0]
+            mx.eval(part)
+            parts.append(part)
+    return mx.stop_gradient(mx.concatenate(parts, axis=1))
+
+
+def with_reference(
+    model: nn.Module, initial: dict[str, mx.array], batches: Sequence[WeightedBatch], kl_to_initial: float
+) -> list[WeightedBatch]:
+    """The batches with the initial model's log-probabilities filled in, when the penalty is on."""
+    if kl_to_initial <= 0:
+        return list(batches)
+    return [replace(mb, ref_logp=reference_logp(model, initial, mb.batch)) for mb in batches]
 
 
 def nll_batches(

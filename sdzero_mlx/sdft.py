@@ -90,7 +90,7 @@ def run_sdft(
         rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
         built = [sdft_item(recipe, tokenizer, r, w, right_sep) for r, w in zip(rollouts, rewards)]
         items = [item for item, _ in built]
-        result = distill_step(model, optimizer, teacher, items, recipe.distill, pad, cfg.optim.grad_clip)
+        result = distill_step(model, optimizer, teacher, items, recipe.distill, pad, cfg.optim, teacher)
         return StepOutcome(
             result=result,
             trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items),

@@ -12,6 +12,7 @@ Departures: LoRA by default (`lora.fine_tune_type`); solutions are encoded from 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -21,9 +22,10 @@ from .data import epoch_order, make_splits
 from .distributed import shard
 from .loop import StepOutcome, restore, start_stage, train_loop
 from .metrics import StepRecord
+from .modeling import trainable
 from .monitors import make_probe
 from .prompts import prompt_ids, text_answer_ids
-from .scoring import nll_batches, weighted_nll
+from .scoring import nll_batches, weighted_nll, with_reference
 from .trainer import make_optimizer, optimizer_step
 
 SFT_SECTIONS = ("model", "data", "lora", "prompts", "sft")
@@ -58,6 +60,7 @@ def run_sft(
         sequences.append(prompt + ids + (eot,))
         spans.append((len(prompt), len(prompt) + len(ids) + 1))
     steps = sft_steps(recipe, len(pool))
+    initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
     optimizer = make_optimizer(cfg.optim, steps)
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
     per_epoch = -(-len(pool) // cfg.batch_size)
@@ -66,7 +69,9 @@ def run_sft(
         epoch, b = divmod(step, per_epoch)
         picked = shard(epoch_order(len(pool), seed, epoch)[b * cfg.batch_size : (b + 1) * cfg.batch_size])
         batches = nll_batches([sequences[i] for i in picked], [spans[i] for i in picked], cfg.micro_batch_size, pad)
-        result = optimizer_step(model, optimizer, weighted_nll, batches, cfg.optim.grad_clip)
+        batches = with_reference(model, initial, batches, cfg.optim.kl_to_initial)
+        loss = partial(weighted_nll, kl_to_initial=cfg.optim.kl_to_initial)
+        result = optimizer_step(model, optimizer, loss, batches, cfg.optim.grad_clip)
         return StepOutcome(result=result, trained_tokens=sum(spans[i][1] - spans[i][0] for i in picked),
                            details=(("solutions", float(len(picked))),))
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from functools import partial
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -47,7 +48,7 @@ from .loop import StepOutcome, open_run_dir, restore, train_loop
 from .metrics import StepRecord
 from .modeling import fuse_lora, load_model, lora_num_layers, make_trainable, padding_id, trainable
 from .monitors import make_probe
-from .scoring import WeightedBatch, chunks, scored_batch, weighted_nll
+from .scoring import WeightedBatch, chunks, scored_batch, weighted_nll, with_reference
 from .checkpoint import save_adapters
 from .trainer import make_optimizer, optimizer_step
 from .types import RevisionTuple
@@ -112,9 +113,9 @@ def srt_batches(
     return out
 
 
-def srt_loss(model: nn.Module, mb: WeightedBatch) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+def srt_loss(model: nn.Module, mb: WeightedBatch, kl_to_initial: float = 0.0) -> tuple[mx.array, tuple[mx.array, mx.array]]:
     """Weighted NLL of the micro-batch (weights already divide by the step's token counts)."""
-    return weighted_nll(model, mb)
+    return weighted_nll(model, mb, kl_to_initial=kl_to_initial)
 
 
 def mean_nll(model: nn.Module, items: Sequence[SrtItem], term: str, pad_id: int, micro_batch_size: int = 8) -> float:
@@ -227,6 +228,7 @@ def run_srt(
     make_trainable(model, recipe.lora, seed)
     pad = padding_id(tokenizer)
     # the reference code's second stage is a new fine-tuning run: a fresh optimizer per stage
+    initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
     optimizers = [make_optimizer(cfg.optim, st.steps(cfg)) for st in stages]
     state = TrainingState()
     if resume:
@@ -239,7 +241,9 @@ def run_srt(
         stage = stages[s]
         chunk = shard(step_items(stage, step - bounds[s], cfg, seed + s))
         batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad, cfg.generation_tuples == "wrong")
-        result = optimizer_step(model, optimizers[s], srt_loss, batches, cfg.optim.grad_clip)
+        batches = with_reference(model, initial, batches, cfg.optim.kl_to_initial)
+        loss = partial(srt_loss, kl_to_initial=cfg.optim.kl_to_initial)
+        result = optimizer_step(model, optimizers[s], loss, batches, cfg.optim.grad_clip)
         widest = GENERATION if GENERATION in stage.terms else REVISION
         return StepOutcome(
             result=result,

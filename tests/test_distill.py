@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, load_recipe
+from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, OptimConfig, load_recipe
 from sdzero_mlx.distill import (
     distill_item, run_distill,
 )
@@ -87,7 +87,7 @@ def step_with(model, items, micro, top_k=16):
     config = DistillConfig(micro_batch_size=micro, top_k=top_k)
     opt = optim.SGD(learning_rate=1.0)
     before = trainable(model)
-    result = distill_step(model, opt, teacher, items, config, 0, 0.0)
+    result = distill_step(model, opt, teacher, items, config, 0, OptimConfig(grad_clip=0.0))
     after = trainable(model)
     return result, {k: before[k] - after[k] for k in before}  # SGD with lr 1: the gradient itself
 

@@ -1,0 +1,63 @@
+"""optim.kl_to_initial: the k3 penalty to the starting model, by hand, in the NLL and distill losses."""
+
+import math
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from sdzero_mlx.config import LoraConfig, ModelConfig
+from sdzero_mlx.kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch
+from sdzero_mlx.loss import k3_kl, log_softmax
+from sdzero_mlx.modeling import load_model, make_trainable, trainable
+from sdzero_mlx.scoring import logits_at, nll_batches, weighted_nll, with_reference
+
+from test_distill import items_for_test
+
+
+def test_k3_by_hand():
+    assert k3_kl(mx.array(math.log(0.5)), mx.array(math.log(0.25))).item() == pytest.approx(0.5 + math.log(2) - 1)
+    assert k3_kl(mx.array(-1.3), mx.array(-1.3)).item() == 0.0
+    g = mx.grad(lambda lp: k3_kl(lp, mx.array(-1.3)))(mx.array(-1.3))
+    assert g.item() == 0.0  # no push at the starting point: the penalty acts once the model has moved
+
+
+def moved_student(tiny_model_dir):
+    model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
+    make_trainable(model, LoraConfig(rank=4), 0)
+    initial = trainable(model)  # B = 0: the base model
+    rng = np.random.default_rng(1)
+    model.load_weights([(k, mx.array(rng.normal(0, 0.05, v.shape).astype(np.float32))) for k, v in initial.items()],
+                       strict=False)
+    return model, initial
+
+
+def test_nll_penalty_equals_weighted_k3(tiny_model_dir):
+    model, initial = moved_student(tiny_model_dir)
+    [mb] = with_reference(model, initial, nll_batches([(2, 10, 11, 12), (2, 13, 14)], [(1, 4), (1, 3)], 4, 0), 0.5)
+    plain, _ = weighted_nll(model, mb)
+    penalised, _ = weighted_nll(model, mb, kl_to_initial=0.5)
+    logp = np.array(log_softmax(logits_at(model, mb.batch)))
+    targets, weights = np.array(mb.targets), np.array(mb.weights)
+    token = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+    d = np.array(mb.ref_logp) - token
+    expected = 0.5 * (weights * (np.exp(d) - d - 1)).sum()
+    assert expected > 1e-6  # the moved student differs from the base
+    assert penalised.item() - plain.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_distill_penalty_equals_k3_on_the_sampled_tokens(tiny_model_dir):
+    from sdzero_mlx.scoring import reference_logp
+
+    model, initial = moved_student(tiny_model_dir)
+    items = items_for_test()
+    batch = student_batch(items, 0)
+    ref = reference_logp(model, initial, batch)
+    mb = DistillMicroBatch(batch, compute_teacher_targets(model, initial, items, 0, 16), ref)
+    plain, _ = distill_loss(model, mb, "reverse", 0.5, step_tokens=10)
+    penalised, _ = distill_loss(model, mb, "reverse", 0.5, step_tokens=10, kl_to_initial=2.0)
+    logp = np.array(log_softmax(logits_at(model, batch)))
+    token = np.take_along_axis(logp, np.array(batch.targets)[..., None], axis=-1)[..., 0]
+    d = np.array(ref) - token
+    expected = 2.0 * ((np.exp(d) - d - 1) * np.array(batch.mask)).sum() / 10
+    assert penalised.item() - plain.item() == pytest.approx(expected, rel=1e-4) and expected > 0
