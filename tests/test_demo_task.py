@@ -183,16 +183,19 @@ def test_shipped_base_model_is_the_default_recipe_and_in_the_target_band():
 
 
 def test_inverse_answers_by_hand():
-    ops = [("+", 5), ("-", 7), ("-", 8)]
-    # from x = 6: 6+5=11 -> 1, 1-7 -> 4, 4-8 -> 6 (mod 10): the target is 6
-    assert task.inverse_chain(6, ops) == [1, 4, 6]
+    ops = [("-", 1), ("-", 4), ("+", 5)]
+    # from x = 6: 5, 1, 6: the target is 6
+    assert task.inverse_chain(6, ops) == [5, 1, 6]
     gold = task.render_inverse_solution(6, ops, 6)
-    assert gold == "x=6\n6+5=1-7-8\n1-7=4-8\n4-8=6\n6-6=0\n6-0=6\n\\boxed{6}"
-    # a wrong guess 7 is off by d = 1 everywhere; its fix line finds 6 again; lazy boxes 7, diligent 6
-    lazy = task.render_inverse_solution(7, ops, 6, diligent=False)
-    assert lazy == "x=7\n7+5=2-7-8\n2-7=5-8\n5-8=7\n7-6=1\n7-1=6\n\\boxed{7}"
-    assert task.render_inverse_solution(7, ops, 6, diligent=True).endswith("7-1=6\n\\boxed{6}")
+    assert gold == "x=6\n6-1=5-4+5\n5-4=1+5\n1+5=6\n6-6=0\n6-0=6\n\\boxed{6}"
+    # a guess 8 is 2 too high everywhere: 8-6=2, 8-2=6; lazy boxes 8, diligent the fix 6
+    lazy = task.render_inverse_solution(8, ops, 6, diligent=False)
+    assert lazy == "x=8\n8-1=7-4+5\n7-4=3+5\n3+5=8\n8-6=2\n8-2=6\n\\boxed{8}"
+    # a guess 4 is 2 too low: the check subtracts the other way and the fix adds
+    assert task.render_inverse_solution(4, ops, 6, diligent=True).endswith("6-4=2\n4+2=6\n\\boxed{6}")
     assert task.parse_inverse_problem(task.render_inverse_problem(ops, 6)) == (ops, 6)
+    # valid guesses keep every total in 0..9: x's chain spans 1..6, so x may shift by -1..+3
+    assert list(task.valid_guesses(6, ops, task.Difficulty(kind="inverse"))) == [5, 6, 7, 8, 9]
 
 
 def test_inverse_problems_every_guess_fixes_to_the_answer():
@@ -200,17 +203,21 @@ def test_inverse_problems_every_guess_fixes_to_the_answer():
 
     from sdzero_mlx.verifier import verify
 
-    d = task.Difficulty(kind="inverse", min_steps=3, max_steps=3)
+    d = task.Difficulty(kind="inverse", min_steps=4, max_steps=4)
     problems = task.generate(0, 200, d)
     assert len({p.problem for p in problems}) == 200
     rng = random.Random(0)
     for p in problems[:40]:
-        assert verify(p.solution, p.answer) == 1.0
-        wrong = task.wrong_attempt(p, rng)
+        ops, target = task.parse_inverse_problem(p.problem)
+        guesses = task.valid_guesses(int(p.answer), ops, d)
+        assert len(guesses) >= 3 and verify(p.solution, p.answer) == 1.0
+        wrong = task.wrong_attempt(p, rng, d)
         guess = int(wrong.split("\n")[0][2:])
         assert guess != int(p.answer) and verify(wrong, p.answer) == 0.0  # lazy: boxes the wrong guess
         assert wrong.split("\n")[-2].endswith(f"={p.answer}")  # ... while its fix line holds the answer
-        for g in range(10):
-            assert verify(task.inverse_answer(p, g, diligent=True), p.answer) == 1.0
+        for g in guesses:
+            text = task.inverse_answer(p, g, diligent=True)
+            assert verify(text, p.answer) == 1.0
+            assert all(len(n) == 1 for n in re.findall(r"\d+", text))  # every number a single digit
     with pytest.raises(ValueError, match="single digits"):
         task.Difficulty(kind="inverse", start_digits=2)

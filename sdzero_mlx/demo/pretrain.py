@@ -96,6 +96,7 @@ class PretrainConfig:
     revision_share: float = 0.5
     restart_fraction: float = 0.5  # of the two-attempt turns, the share that restart after a wrong attempt
     copy_fix_share: float = 0.5  # inverse task: restarts whose guess copies the first attempt's fix line
+    init_from: str = ""  # start from this model folder's weights (same architecture) instead of a random init
     task_seed: int = 0
     pretrain_problems: int = 20000
     difficulty: task.Difficulty = field(default_factory=task.Difficulty)
@@ -130,27 +131,29 @@ def next_with_other_answer(problems: list[task.Problem], i: int) -> task.Problem
     raise ValueError("Restart transcripts need problems with at least two different answers.")
 
 
-def inverse_pieces(p: task.Problem, kind: str, rng: random.Random, copy_fix_share: float) -> list[tuple[str, bool]]:
+def inverse_pieces(
+    p: task.Problem, kind: str, rng: random.Random, copy_fix_share: float, difficulty: task.Difficulty
+) -> list[tuple[str, bool]]:
     """The inverse task's turns (see task.py): the Generator answers lazily, the Reviser diligently.
 
-    single: a lazy answer from a uniform guess (box = the guess), trained: the Generator guesses, checks
-    and fixes, then boxes the guess. rephrase: the gold answer, cue, the gold answer again. restart: a
-    lazy answer from a wrong guess, cue, then a diligent answer (box = its own fix) whose guess copies the
-    first attempt's fix line (the right x) with probability `copy_fix_share`, else is uniform. Only the
-    last attempt is trained in two-attempt turns."""
-    x = int(p.answer)
+    single: a lazy answer from a uniform valid guess (box = the guess), trained: the Generator
+    guesses, checks and fixes, then boxes the guess. rephrase: the gold answer, cue, the gold answer
+    again. restart: a lazy answer from a wrong guess, cue, then a diligent answer (box = its own fix)
+    whose guess copies the first attempt's fix line (the right x) with probability
+    `copy_fix_share`, else is a uniform valid guess. Only the last attempt is trained in two-attempt
+    turns."""
     if kind == "single":
-        return [(task.inverse_answer(p, rng.randrange(10), diligent=False), True)]
+        return [(task.inverse_answer(p, task.random_guess(p, rng, difficulty), diligent=False), True)]
     if kind == "rephrase":
         return [(p.solution, True), (f"\n\n{REPHRASE}\n\n", False), (p.solution, True)]
-    guess = x if rng.random() < copy_fix_share else rng.randrange(10)
-    return [(task.wrong_attempt(p, rng), False), (f"\n\n{RESTART}\n\n", False),
-            (task.inverse_answer(p, guess, diligent=True), True)]
+    first = task.wrong_attempt(p, rng, difficulty)
+    guess = int(p.answer) if rng.random() < copy_fix_share else task.random_guess(p, rng, difficulty)
+    return [(first, False), (f"\n\n{RESTART}\n\n", False), (task.inverse_answer(p, guess, diligent=True), True)]
 
 
 def encode_examples(
     problems, tokenizer, rng: np.random.Generator, revision_share: float, restart_fraction: float = 0.5,
-    copy_fix_share: float = 0.5,
+    copy_fix_share: float = 0.5, difficulty: task.Difficulty = task.Difficulty(),
 ) -> list[tuple[list[int], list[tuple[int, int]]]]:
     """One chat per problem: token ids and the (start, end) spans of its trained tokens.
 
@@ -171,7 +174,7 @@ def encode_examples(
         spans = []
         other = None
         if problem.id.startswith("inv-"):
-            pieces = inverse_pieces(problem, kind, wrong_rng, copy_fix_share)
+            pieces = inverse_pieces(problem, kind, wrong_rng, copy_fix_share, difficulty)
         else:
             other = next_with_other_answer(problems, i) if kind == "restart" else None
             pieces = assistant_pieces(problem, kind, other)
@@ -200,6 +203,12 @@ def make_batch(rows, pad_id: int) -> tuple[mx.array, mx.array]:
     return mx.array(ids), mx.array(mask)
 
 
+def resolve_init(path: str) -> Path:
+    """A model folder given as a path, or relative to this package (e.g. "base_model")."""
+    here = Path(__file__).resolve().parent / path
+    return here if (here / "model.safetensors").is_file() else Path(path)
+
+
 def build_model(config: dict, seed: int):
     from mlx_lm.models import llama
 
@@ -224,7 +233,8 @@ def pretrain(
     sizes = dict(cfg.held_out) | {"pretrain": cfg.pretrain_problems}
     problems = task.make_splits(cfg.task_seed, sizes, cfg.difficulty)["pretrain"]
     tokenizer = build_tokenizer()
-    examples = encode_examples(problems, tokenizer, rng, cfg.revision_share, cfg.restart_fraction, cfg.copy_fix_share)
+    examples = encode_examples(problems, tokenizer, rng, cfg.revision_share, cfg.restart_fraction, cfg.copy_fix_share,
+                               cfg.difficulty)
     pad_id = tokenizer.token_to_id(PAD)
 
     arch = dict(
@@ -235,6 +245,8 @@ def pretrain(
     )
     config = model_config(**arch)
     model = build_model(config, cfg.seed)
+    if cfg.init_from:  # e.g. the chain task's base: the inverse task's replay lines are its facts
+        model.load_weights(str(resolve_init(cfg.init_from) / "model.safetensors"))
     n_params = sum(v.size for _, v in tree_flatten(model.parameters()))
     schedule = optim.join_schedules(
         [
@@ -308,6 +320,7 @@ def main(argv=None):
     for name in ("learning_rate", "revision_share", "restart_fraction", "weight_decay", "min_lr_ratio"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     p.add_argument("--kind", choices=["chain", "inverse"], default=defaults.difficulty.kind)
+    p.add_argument("--init-from", default=defaults.init_from, help="model folder (or one in sdzero_mlx/demo) to start from")
     p.add_argument("--min-steps", type=int, default=defaults.difficulty.min_steps)
     p.add_argument("--max-steps", type=int, default=defaults.difficulty.max_steps)
     for name in ("start_digits", "operand_digits", "min_total", "max_total"):

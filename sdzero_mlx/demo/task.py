@@ -62,8 +62,8 @@ class Difficulty:
     def __post_init__(self):
         if self.kind not in ("chain", "inverse"):
             raise ValueError(f"Difficulty.kind is {self.kind!r}; use 'chain' or 'inverse'.")
-        if self.kind == "inverse" and (self.start_digits, self.operand_digits) != (1, 1):
-            raise ValueError("The inverse task works on single digits mod 10: keep start_digits = operand_digits = 1.")
+        if self.kind == "inverse" and (self.start_digits, self.operand_digits, self.min_total, self.max_total) != (1, 1, 0, 9):
+            raise ValueError("The inverse task works on single digits: keep start_digits = operand_digits = 1, totals 0..9.")
         if not 1 <= self.min_steps <= self.max_steps:
             raise ValueError(f"Need 1 <= min_steps <= max_steps, got {self.min_steps}, {self.max_steps}.")
         if self.start_digits < 1 or self.operand_digits < 1:
@@ -148,61 +148,68 @@ def parse_problem(text: str) -> tuple[int, list[tuple[str, int]]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The inverse task: find the start x of a chain mod 10. Checking an answer is easier than finding it.
+# The inverse task: find the start x of a chain. Checking an answer is easier than finding it.
 # ---------------------------------------------------------------------------------------------
 #
-#   problem:  "Solve x+5-7-8=6 (mod 10)."
-#   answer:   "x=5\n5+5=0-7-8\n0-7=3-8\n3-8=5\n5-6=9\n5-9=6\n\\boxed{5}"     (a guess, checked, fixed, boxed)
-#   gold:     "x=6\n6+5=1-7-8\n1-7=4-8\n4-8=6\n6-6=0\n6-0=6\n\\boxed{6}"
+#   problem:  "Solve x+3-5+2=6."
+#   answer:   "x=7\n7+3=... (replay) ...\n7-6=1\n7-1=6\n\\boxed{7}"     (a guess, checked, fixed, boxed)
+#   gold:     "x=6\n6+3=9-5+2\n9-5=4+2\n4+2=6\n6-6=0\n6-0=6\n\\boxed{6}"
 #
 # An answer writes a guess "x=G" first, in one token (inverting every step at once is beyond a tiny
-# model: it guesses), replays the chain forward from G (the chain task's scratchpad, mod 10), checks
-# "result-target=d", and fixes "G-d=F": every total of a wrong guess is off by the same d = G - x, so
-# F is the right x whenever the arithmetic is right. Each of these lines is a local fact at fixed
-# offsets, which a tiny model learns. Then it boxes an answer: a *diligent* answer boxes F, a *lazy*
-# one boxes its guess G. The base model's Generator is pretrained lazy (it checks and fixes, then
-# boxes the guess anyway: unfaithful self-verification, so its accuracy is the guess's, about 10%);
-# its Reviser, after "not correct", writes diligent answers whose guess often copies the first
-# attempt's F. Only hindsight (the reward bit and the first attempt's fix line) tells that F, not G,
-# should be boxed: the dense signal SD-Zero's teacher gives at the very token where a lazy answer
-# goes wrong, and which a sparse reward finds only when sampling happens to box F.
+# model: it guesses), replays the chain forward from G with the chain task's scratchpad, then checks
+# and fixes: every total of a wrong guess is off by the same amount, so with r the replay's result,
+# "r-t=d" then "G-d=F" (or, when r < t, "t-r=e" then "G+e=F") gives F = x whenever the arithmetic is
+# right. Every line is a single-digit fact at fixed offsets, as in the chain task (guesses keep every
+# total in [min_total, max_total], so no number needs two digits). Then it boxes an answer: a
+# *diligent* answer boxes F, a *lazy* one its guess G. The demo's base model is pretrained with lazy
+# Generator answers (it checks and fixes, then boxes the guess anyway: unfaithful self-verification,
+# so its accuracy is the guess's) and a Reviser that, after "not correct", writes diligent answers
+# whose guess often copies the first attempt's F. Only hindsight (the reward bit and the first
+# attempt's fix line) says that F, not G, should be boxed: the dense signal SD-Zero's teacher gives at
+# the very tokens where a lazy answer goes wrong, which a sparse reward finds only when sampling
+# happens to box F.
 
 
-def inverse_chain(x: int, ops: list[tuple[str, int]], modulus: int = 10) -> list[int]:
-    """Running totals of the chain started at x, mod `modulus`."""
+def inverse_chain(x: int, ops: list[tuple[str, int]]) -> list[int]:
+    """Running totals of the chain started at x."""
     totals, total = [], x
     for op, b in ops:
-        total = (total + b if op == "+" else total - b) % modulus
+        total = total + b if op == "+" else total - b
         totals.append(total)
     return totals
 
 
+def valid_guesses(x: int, ops: list[tuple[str, int]], difficulty: "Difficulty") -> range:
+    """Starts whose replay keeps every total in [min_total, max_total] (a shift of x's chain)."""
+    values = [x] + inverse_chain(x, ops)
+    return range(x - (min(values) - difficulty.min_total), x + (difficulty.max_total - max(values)) + 1)
+
+
 def render_inverse_problem(ops: list[tuple[str, int]], target: int) -> str:
-    return "Solve x" + "".join(f"{op}{b}" for op, b in ops) + f"={target} (mod 10)."
+    return "Solve x" + "".join(f"{op}{b}" for op, b in ops) + f"={target}."
 
 
 def render_inverse_solution(guess: int, ops: list[tuple[str, int]], target: int, diligent: bool = True) -> str:
-    """'x=G', the forward replay from G (mod 10), the check 'r-t=d', the fix 'G-d=F', then the box:
-    F (diligent) or G (lazy). With the right guess both are the gold solution.
+    """'x=G', the replay from G, the check and the fix, then the box: F (diligent) or G (lazy).
+    With the right guess both are the gold solution.
 
     Example: render_inverse_solution(6, [("+", 3), ("-", 5)], 4)
              == "x=6\n6+3=9-5\n9-5=4\n4-4=0\n6-0=6\n\\boxed{6}"
     """
-    totals = inverse_chain(guess, ops)
-    lines, total = [f"x={guess}"], guess
-    for i, (op, b) in enumerate(ops):
-        lines.append(f"{total}{op}{b}={totals[i]}" + "".join(f"{o}{c}" for o, c in ops[i + 1 :]))
-        total = totals[i]
-    d = (total - target) % 10
-    fixed = (guess - d) % 10
-    lines += [f"{total}-{target}={d}", f"{guess}-{d}={fixed}"]
-    return "\n".join(lines) + f"\n\\boxed{{{fixed if diligent else guess}}}"
+    scratch = render_solution(guess, ops).split("\n")[:-1]  # the chain's lines, without its box
+    result = inverse_chain(guess, ops)[-1] if ops else guess
+    if result >= target:
+        d = result - target
+        check, fix, fixed = f"{result}-{target}={d}", f"{guess}-{d}={guess - d}", guess - d
+    else:
+        e = target - result
+        check, fix, fixed = f"{target}-{result}={e}", f"{guess}+{e}={guess + e}", guess + e
+    return "\n".join([f"x={guess}", *scratch, check, fix]) + f"\n\\boxed{{{fixed if diligent else guess}}}"
 
 
 def parse_inverse_problem(text: str) -> tuple[list[tuple[str, int]], int]:
     """Inverse of `render_inverse_problem`: (ops, target)."""
-    body = text[len("Solve x") : text.index(" (mod")]
-    chain, target = body.rsplit("=", 1)
+    chain, target = text[len("Solve x") : -1].rsplit("=", 1)
     parts = re.findall(r"\d+|[+-]", chain)
     return [(parts[i], int(parts[i + 1])) for i in range(0, len(parts), 2)], int(target)
 
@@ -213,16 +220,39 @@ def inverse_answer(problem: Problem, guess: int, diligent: bool) -> str:
     return render_inverse_solution(guess, ops, target, diligent)
 
 
-def wrong_attempt(problem: Problem, rng: random.Random) -> str:
-    """A lazy answer from a wrong guess: its fix line holds the right x, its box the wrong guess."""
+def random_guess(problem: Problem, rng: random.Random, difficulty: "Difficulty", wrong: bool = False) -> int:
+    """A guess whose replay stays in range: uniform over the valid starts (excluding x when `wrong`)."""
+    ops, _ = parse_inverse_problem(problem.problem)
     x = int(problem.answer)
-    return inverse_answer(problem, rng.choice([v for v in range(10) if v != x]), diligent=False)
+    return rng.choice([g for g in valid_guesses(x, ops, difficulty) if not (wrong and g == x)])
 
 
-def _sample_inverse(rng: random.Random, difficulty: Difficulty) -> tuple[int, list[tuple[str, int]], int]:
-    x = rng.randint(0, 9)
-    ops = [(rng.choice("+-"), rng.randint(1, 9)) for _ in range(rng.randint(difficulty.min_steps, difficulty.max_steps))]
-    return x, ops, inverse_chain(x, ops)[-1]
+def wrong_attempt(problem: Problem, rng: random.Random, difficulty: "Difficulty") -> str:
+    """A lazy answer from a wrong guess: its fix line holds the right x, its box the wrong guess."""
+    return inverse_answer(problem, random_guess(problem, rng, difficulty, wrong=True), diligent=False)
+
+
+def _sample_inverse(rng: random.Random, difficulty: "Difficulty") -> tuple[int, list[tuple[str, int]], int]:
+    """x and a chain from it within range whose valid guesses number at least 3 (so guessing is a choice)."""
+    while True:
+        x = rng.randint(difficulty.min_total, difficulty.max_total)
+        ops = []
+        total = x
+        for _ in range(rng.randint(difficulty.min_steps, difficulty.max_steps)):
+            operand = rng.randint(1, 9)
+            op = rng.choice("+-")
+            if op == "-" and total - operand < difficulty.min_total:
+                op = "+"
+            elif op == "+" and total + operand > difficulty.max_total:
+                op = "-"
+            if not difficulty.min_total <= (total + operand if op == "+" else total - operand) <= difficulty.max_total:
+                up, down = difficulty.max_total - total, total - difficulty.min_total
+                op = "+" if up >= down else "-"
+                operand = rng.randint(1, max(up, down))
+            total = total + operand if op == "+" else total - operand
+            ops.append((op, operand))
+        if len(valid_guesses(x, ops, difficulty)) >= 3:
+            return x, ops, total
 
 
 def generate(seed: int, n: int, difficulty: Difficulty = Difficulty(), start_index: int = 0) -> list[Problem]:
