@@ -38,10 +38,15 @@ class DemoTask:
     name: str
     model: Path  # the shipped base model folder
     recipe: Path  # the packaged recipe
+    pretrain_args: tuple[str, ...] = ()  # `python -m sdzero_mlx.demo.pretrain OUT ARGS` rebuilds `model`
 
 
 TASKS = {
-    "inverse": DemoTask("inverse", PACKAGE_DIR / "base_model_inverse", PACKAGE_DIR / "recipe_inverse.yaml"),
+    "inverse": DemoTask(
+        "inverse", PACKAGE_DIR / "base_model_inverse", PACKAGE_DIR / "recipe_inverse.yaml",
+        ("--kind", "inverse", "--min-steps", "4", "--max-steps", "4", "--init-from", "base_model",
+         "--learning-rate", "1e-3", "--warmup-steps", "20", "--steps", "300"),
+    ),
     "chain": DemoTask("chain", PACKAGE_DIR / "base_model", PACKAGE_DIR / "recipe.yaml"),
 }
 DEFAULT_TASK = "chain"  # until the inverse task ships its base model
@@ -75,7 +80,7 @@ def base_model_dir(name: str = DEFAULT_TASK) -> Path:
     if not (path / "config.json").is_file():
         raise FileNotFoundError(
             f"The demo's base model is missing from {path}. Rebuild it (about 5 minutes on 2 cores) with "
-            f"`python -m sdzero_mlx.demo.pretrain {path}` and the arguments in its build_info.json."
+            f"`python -m sdzero_mlx.demo.pretrain {path} {' '.join(TASKS[name].pretrain_args)}`."
         )
     return path
 

@@ -317,7 +317,7 @@ def main(argv=None):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     p.add_argument("--evaluate", type=int, default=500, help="test problems to measure afterwards (0: skip)")
     p.add_argument("--checkpoints", type=lambda x: tuple(int(v) for v in x.split(",")), default=())
-    for name in ("learning_rate", "revision_share", "restart_fraction", "weight_decay", "min_lr_ratio"):
+    for name in ("learning_rate", "revision_share", "restart_fraction", "copy_fix_share", "weight_decay", "min_lr_ratio"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     p.add_argument("--kind", choices=["chain", "inverse"], default=defaults.difficulty.kind)
     p.add_argument("--init-from", default=defaults.init_from, help="model folder (or one in sdzero_mlx/demo) to start from")
