@@ -232,7 +232,7 @@ def run_(
 @app.command()
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A small slice of the demo (a minute or two).")] = False,
-    task: Annotated[str, typer.Option(help="inverse (hindsight can find the mistake) or chain (it cannot).")] = "chain",
+    task: Annotated[str, typer.Option(help="inverse (default: hindsight can find the mistake) or chain (it cannot).")] = "inverse",
     out: Annotated[Path, typer.Option(help="Run directory (rerunning continues it).")] = Path("runs/demo"),
     set_: SetOption = None,
 ) -> None:
