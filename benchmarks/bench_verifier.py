@@ -97,20 +97,20 @@ def main() -> None:
         sys.exit("math-verify is not installed; run `pip install math-verify==0.9.0` (benchmark-only dependency).")
 
     from sdzero_mlx.verifier import pool as verifier_pool
-    from sdzero_mlx.verifier import VerifierConfig, check
+    from sdzero_mlx.verifier import VerifierConfig, check, check_batch, verify
 
     from verifier_cases import CASES
 
     texts, golds, expected = [c[0] for c in CASES], [c[1] for c in CASES], [c[2] for c in CASES]
     n = len(CASES)
     cfg = VerifierConfig(timeout_s=args.budget, cache_size=0)  # no cache: time the real work
-    verifier.verify("\\boxed{1}", "1/1", cfg)  # start and warm the pool outside the timing
+    verify("\\boxed{1}", "1/1", cfg)  # start and warm the pool outside the timing
 
     t0 = time.perf_counter()
     ours = [check(t, g, cfg) for t, g in zip(texts, golds)]
     ours_seq_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    verifier.check_batch(texts, golds, cfg)
+    check_batch(texts, golds, cfg)
     ours_batch_s = time.perf_counter() - t0
 
     mv_scores, mv_notes, mv_s, mv_hangs = run_math_verify(n, args.hang_after)

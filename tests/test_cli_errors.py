@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from sdzero_mlx import outputs
