@@ -94,8 +94,14 @@ def _number(rng: random.Random, digits: int, exact: bool) -> int:
 
 def sample_chain(rng: random.Random, difficulty: Difficulty) -> tuple[int, list[tuple[str, int]]]:
     """A start number and a list of (op, operand) with every running total in [0, max_total]."""
+    start = _number(rng, difficulty.start_digits, exact=True)
+    return start, sample_ops(rng, difficulty, start)[0]
+
+
+def sample_ops(rng: random.Random, difficulty: Difficulty, start: int) -> tuple[list[tuple[str, int]], int]:
+    """(op, operand) steps from `start` keeping every running total in [min_total, max_total]; and the result."""
     d = difficulty
-    total = start = _number(rng, d.start_digits, exact=True)
+    total = start
     ops = []
     for _ in range(rng.randint(d.min_steps, d.max_steps)):
         operand = _number(rng, d.operand_digits, exact=False)
@@ -111,7 +117,7 @@ def sample_chain(rng: random.Random, difficulty: Difficulty) -> tuple[int, list[
             operand = rng.randint(1, max(up, down))
         total = total + operand if op == "+" else total - operand
         ops.append((op, operand))
-    return start, ops
+    return ops, total
 
 
 def render_solution(start: int, ops: list[tuple[str, int]], results: list[int] | None = None) -> str:
@@ -236,21 +242,7 @@ def _sample_inverse(rng: random.Random, difficulty: "Difficulty") -> tuple[int, 
     """x and a chain from it within range whose valid guesses number at least 3 (so guessing is a choice)."""
     while True:
         x = rng.randint(difficulty.min_total, difficulty.max_total)
-        ops = []
-        total = x
-        for _ in range(rng.randint(difficulty.min_steps, difficulty.max_steps)):
-            operand = rng.randint(1, 9)
-            op = rng.choice("+-")
-            if op == "-" and total - operand < difficulty.min_total:
-                op = "+"
-            elif op == "+" and total + operand > difficulty.max_total:
-                op = "-"
-            if not difficulty.min_total <= (total + operand if op == "+" else total - operand) <= difficulty.max_total:
-                up, down = difficulty.max_total - total, total - difficulty.min_total
-                op = "+" if up >= down else "-"
-                operand = rng.randint(1, max(up, down))
-            total = total + operand if op == "+" else total - operand
-            ops.append((op, operand))
+        ops, total = sample_ops(rng, difficulty, x)  # operands are one digit: Difficulty checks it
         if len(valid_guesses(x, ops, difficulty)) >= 3:
             return x, ops, total
 
