@@ -18,25 +18,21 @@ to the same length in all three places.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
 from .checkpoint import TrainingState
 from .config import Recipe
-from .data import make_splits, questions_for_step
-from .distributed import shard
+from .data import make_splits
 from .kd import distill_step, item_with_context
-from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
+from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
 from .metrics import StepRecord
 from .modeling import trainable
 from .monitors import make_probe
 from .prompts import Separators, separators
-from .rollout import sample_rollouts
 from .teacher import next_teacher
 from .trainer import make_optimizer
 from .types import DistillItem, Graded
-from .verifier import verify_batch
 
 
 def distill_item(graded: Graded, seps: Separators, max_teacher_tokens: int) -> DistillItem:
@@ -63,7 +59,7 @@ def run_distill(
     """
     run = start_stage(recipe, run_dir, resume, DISTILL_SECTIONS, ignore=("distill.steps",))
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
-    cfg, seed = recipe.distill, recipe.run.seed
+    cfg = recipe.distill
     seps = separators(tokenizer, recipe.prompts)
     pool = make_splits(recipe.data).phase2
     optimizer = make_optimizer(cfg.optim, cfg.steps)
@@ -77,25 +73,15 @@ def run_distill(
         teacher["values"] = extras["teacher"]
 
     def step_fn(step: int) -> StepOutcome:
-        tic = time.perf_counter()
-        # 1. rollouts from the current student, seeded by (seed, step) so a resume repeats them
-        questions = shard(questions_for_step(pool, step, cfg.questions_per_step, seed))
-        rollouts = sample_rollouts(model, tokenizer, questions, recipe.prompts, recipe.sampling, seed * 100_003 + step)
-        sample_s = time.perf_counter() - tic
-        # 2. binary reward; 3. teacher and student sequences from ids
-        rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
+        # 1. rollouts from the current student, seeded by (seed, step) so a resume repeats them; 2. binary reward
+        rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step)
+        # 3. teacher and student sequences from ids
         items = [distill_item(Graded(r, w), seps, cfg.max_teacher_tokens) for r, w in zip(rollouts, rewards)]
         # 4. teacher targets, then one accumulated student step; 5. teacher sync rule
         result = distill_step(model, optimizer, teacher["values"], items, cfg, pad, cfg.optim, initial)
         teacher["values"] = next_teacher(teacher["values"], trainable(model), cfg, step + 1)
-        return StepOutcome(
-            result=result,
-            trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items),
-            generations=len(rollouts),
-            sampled_tokens=sum(len(r.completion_ids) for r in rollouts),
-            sample_s=sample_s,
-            samples=sample_stats(rollouts, rewards),
-        )
+        return sampled_outcome(result, rollouts, rewards, sample_s,
+                               trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items))
 
     return train_loop(
         recipe=recipe, run_dir=run_dir, stage="distill", steps=cfg.steps, model=model,

@@ -21,7 +21,6 @@ LoRA by default; top_p is not reflected in pi_old (keep sampling.top_p = 1 for e
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -32,18 +31,16 @@ import mlx.nn as nn
 
 from .checkpoint import TrainingState
 from .config import GrpoConfig, Recipe
-from .distributed import shard, step_tokens as global_step_tokens
-from .data import make_splits, questions_for_step
-from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
+from .distributed import step_tokens as global_step_tokens
+from .data import make_splits
+from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
 from .loss import clipped_policy_loss, group_advantages, k3_kl, log_softmax, masked_sum, monitor_entropy
 from .metrics import StepRecord
 from .modeling import trainable
 from .monitors import make_probe
-from .rollout import sample_groups
 from .scoring import ScoredBatch, chunks, logits_at, scored_batch
 from .teacher import lora_values
 from .trainer import make_optimizer, optimizer_step
-from .verifier import verify_batch
 
 GRPO_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "grpo", "verifier")
 
@@ -96,19 +93,15 @@ def run_grpo(
     """Train by GRPO into run_dir (adapters, metrics, checkpoint); resumable like distill."""
     run = start_stage(recipe, run_dir, resume, GRPO_SECTIONS, ignore=("grpo.steps",))
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
-    cfg, seed, temp = recipe.grpo, recipe.run.seed, recipe.sampling.temperature
+    cfg, temp = recipe.grpo, recipe.sampling.temperature
     pool = make_splits(recipe.data).training
     optimizer = make_optimizer(cfg.optim, cfg.steps * cfg.updates_per_batch)
     reference = trainable(model)  # the initial policy, for the optional KL term
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
     def step_fn(step: int) -> StepOutcome:
-        tic = time.perf_counter()
-        questions = shard(questions_for_step(pool, step, cfg.questions_per_step, seed))
-        rollouts = sample_groups(model, tokenizer, questions, cfg.group_size, recipe.prompts, recipe.sampling,
-                                 seed * 100_003 + step)
-        sample_s = time.perf_counter() - tic
-        rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
+        rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step,
+                                                       cfg.group_size)
         advantages = group_advantages(mx.array(rewards, dtype=mx.float32).reshape(-1, cfg.group_size),
                                       cfg.scale_advantages).reshape(-1)
         keep = [g * cfg.group_size + j for g in kept_groups(rewards, cfg.group_size, cfg.dynamic_sampling)
@@ -130,16 +123,10 @@ def run_grpo(
         model.train()
         loss = partial(grpo_loss, config=cfg, temperature=temp, step_tokens=step_tokens)
         results = [optimizer_step(model, optimizer, loss, batches, cfg.optim.grad_clip) for _ in range(cfg.updates_per_batch)]
-        return StepOutcome(
-            result=results[-1],
-            trained_tokens=sum(e - s for s, e in spans) * cfg.updates_per_batch,
-            generations=len(rollouts),
-            sampled_tokens=sum(len(r.completion_ids) for r in rollouts),
-            sample_s=sample_s,
-            samples=sample_stats(rollouts, rewards),
-            details=(("groups_kept", float(len(keep) // cfg.group_size)),),
-            global_details=(("first_update_loss", results[0].loss),),
-        )
+        return sampled_outcome(results[-1], rollouts, rewards, sample_s,
+                               trained_tokens=sum(e - s for s, e in spans) * cfg.updates_per_batch,
+                               details=(("groups_kept", float(len(keep) // cfg.group_size)),),
+                               global_details=(("first_update_loss", results[0].loss),))
 
     return train_loop(
         recipe=recipe, run_dir=run_dir, stage="grpo", steps=cfg.steps, model=model,

@@ -23,13 +23,16 @@ import mlx.optimizers as optim
 from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
 from .configio import write_yaml
 from .device import device_name, use_device
-from .distributed import is_writer, outcome_across_ranks, world
+from .data import questions_for_step
+from .distributed import is_writer, outcome_across_ranks, shard, world
 from .metrics import StepRecord
 from .modeling import load_model, lora_num_layers, make_trainable, padding_id, set_params, trainable
 from .outputs import check_output_dir
+from .rollout import sample_groups
 from .sinks import open_sinks
 from .trainer import StepResult
 from .types import Rollout
+from .verifier import verify_batch
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,39 @@ class StepOutcome:
     part: Optional[str] = None
     details: tuple[tuple[str, float], ...] = ()  # counts on this rank: summed over ranks (distributed.py)
     global_details: tuple[tuple[str, float], ...] = ()  # already the same on every rank (e.g. a loss)
+
+
+def sample_and_grade(
+    model: nn.Module, tokenizer, recipe, pool: Sequence, step: int, per_step: int, group_size: int = 1
+) -> tuple[list[Rollout], list[float], float]:
+    """An on-policy step's samples: `per_step` questions of the pool (seeded by (seed, step), so a resume
+    repeats them; sharded over ranks), `group_size` answers each from the current model, and their
+    verifier rewards. Returns (rollouts, rewards, seconds spent sampling)."""
+    seed = recipe.run.seed
+    tic = time.perf_counter()
+    questions = shard(questions_for_step(pool, step, per_step, seed))
+    rollouts = sample_groups(model, tokenizer, questions, group_size, recipe.prompts, recipe.sampling,
+                             seed * 100_003 + step)
+    sample_s = time.perf_counter() - tic
+    rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
+    return rollouts, rewards, sample_s
+
+
+def sampled_outcome(
+    result: StepResult, rollouts: Sequence[Rollout], rewards: Sequence[float], sample_s: float, trained_tokens: int,
+    details: tuple[tuple[str, float], ...] = (), global_details: tuple[tuple[str, float], ...] = (),
+) -> StepOutcome:
+    """The StepOutcome of an on-policy step: its budget and sample statistics from the rollouts."""
+    return StepOutcome(
+        result=result,
+        trained_tokens=trained_tokens,
+        generations=len(rollouts),
+        sampled_tokens=sum(len(r.completion_ids) for r in rollouts),
+        sample_s=sample_s,
+        samples=sample_stats(rollouts, rewards),
+        details=details,
+        global_details=global_details,
+    )
 
 
 def open_run_dir(recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = ()) -> Path:

@@ -14,23 +14,19 @@ LoRA by default (`lora.fine_tune_type`); a step's kept answers may include dupli
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
 from .checkpoint import TrainingState
 from .config import Recipe
-from .data import make_splits, questions_for_step
-from .distributed import shard
-from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
+from .data import make_splits
+from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
 from .metrics import StepRecord
 from .modeling import trainable
 from .monitors import make_probe
-from .rollout import sample_groups
 from .scoring import nll_batches, weighted_nll, with_reference
 from .trainer import make_optimizer, optimizer_step
-from .verifier import verify_batch
 
 RFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "rft", "verifier")
 
@@ -49,19 +45,15 @@ def run_rft(
     """Train by RFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
     run = start_stage(recipe, run_dir, resume, RFT_SECTIONS, ignore=("rft.steps",))
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
-    cfg, seed = recipe.rft, recipe.run.seed
+    cfg = recipe.rft
     pool = make_splits(recipe.data).training
     initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
     optimizer = make_optimizer(cfg.optim, cfg.steps)
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
     def step_fn(step: int) -> StepOutcome:
-        tic = time.perf_counter()
-        questions = shard(questions_for_step(pool, step, cfg.questions_per_step, seed))
-        rollouts = sample_groups(model, tokenizer, questions, cfg.samples_per_question, recipe.prompts,
-                                 recipe.sampling, seed * 100_003 + step)
-        sample_s = time.perf_counter() - tic
-        rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
+        rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step,
+                                                       cfg.samples_per_question)
         kept = [r for r, w in zip(rollouts, rewards) if w >= 0.5]
         sequences = [r.prompt_ids + r.target_ids for r in kept]
         spans = [(len(r.prompt_ids), len(r.prompt_ids) + len(r.target_ids)) for r in kept]
@@ -69,15 +61,8 @@ def run_rft(
         batches = with_reference(model, initial, batches, cfg.optim.kl_to_initial)
         loss = partial(weighted_nll, kl_to_initial=cfg.optim.kl_to_initial)
         result = optimizer_step(model, optimizer, loss, batches, cfg.optim.grad_clip)
-        return StepOutcome(
-            result=result,
-            trained_tokens=sum(e - s for s, e in spans),
-            generations=len(rollouts),
-            sampled_tokens=sum(len(r.completion_ids) for r in rollouts),
-            sample_s=sample_s,
-            samples=sample_stats(rollouts, rewards),
-            details=(("kept", float(len(kept))),),
-        )
+        return sampled_outcome(result, rollouts, rewards, sample_s, trained_tokens=sum(e - s for s, e in spans),
+                               details=(("kept", float(len(kept))),))
 
     return train_loop(
         recipe=recipe, run_dir=run_dir, stage="rft", steps=cfg.steps, model=model,

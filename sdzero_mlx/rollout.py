@@ -106,19 +106,7 @@ def sample_rollouts(
     on_finish: Optional[Callable[[int], None]] = None,
 ) -> list[Rollout]:
     """One generator-role sample per example."""
-    ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
-    completions = generate_completions(model, tokenizer, ids, sampling, seed, on_finish)
-    return [
-        Rollout(
-            example=ex,
-            prompt_ids=p,
-            completion_ids=c.ids,
-            text=tokenizer.decode(list(c.ids)),
-            finish_reason=c.finish_reason,
-            stop_id=c.stop_id,
-        )
-        for ex, p, c in zip(examples, ids, completions)
-    ]
+    return sample_groups(model, tokenizer, examples, 1, prompts, sampling, seed, on_finish)
 
 
 def sample_groups(
@@ -129,11 +117,12 @@ def sample_groups(
     prompts: PromptConfig,
     sampling: SamplingConfig,
     seed: int,
+    on_finish: Optional[Callable[[int], None]] = None,
 ) -> list[Rollout]:
-    """`group_size` generator-role samples per example (one shared prefill each), example-major:
+    """`group_size` generator-role samples per example (one shared prefill each when > 1), example-major:
     sample j of example i is at i * group_size + j."""
     ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
-    completions = generate_completions(model, tokenizer, ids, sampling, seed, copies=group_size)
+    completions = generate_completions(model, tokenizer, ids, sampling, seed, on_finish, copies=group_size)
     return [
         Rollout(
             example=examples[i // group_size],

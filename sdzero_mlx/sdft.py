@@ -18,24 +18,20 @@ SD-Zero's teacher, so the two differ only in context; LoRA by default.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
 from .checkpoint import TrainingState
 from .config import PromptConfig, Recipe
-from .data import make_splits, questions_for_step
-from .distributed import shard
+from .data import make_splits
 from .kd import distill_step, item_with_context
-from .loop import StepOutcome, restore, sample_stats, start_stage, train_loop
+from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
 from .metrics import StepRecord
 from .modeling import trainable
 from .monitors import make_probe
 from .prompts import prompt_ids, separators, text_answer_ids
-from .rollout import sample_rollouts
 from .trainer import make_optimizer
 from .types import DistillItem, Rollout
-from .verifier import verify_batch
 
 SDFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "distill", "sdft", "verifier")
 
@@ -75,7 +71,7 @@ def run_sdft(
     """Train by SDFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
     run = start_stage(recipe, run_dir, resume, SDFT_SECTIONS, ignore=("sdft.steps",))
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
-    cfg, seed = recipe.sdft, recipe.run.seed
+    cfg = recipe.sdft
     right_sep = separators(tokenizer, recipe.prompts).right
     pool = make_splits(recipe.data).training
     optimizer = make_optimizer(cfg.optim, cfg.steps)
@@ -83,23 +79,13 @@ def run_sdft(
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
     def step_fn(step: int) -> StepOutcome:
-        tic = time.perf_counter()
-        questions = shard(questions_for_step(pool, step, cfg.questions_per_step, seed))
-        rollouts = sample_rollouts(model, tokenizer, questions, recipe.prompts, recipe.sampling, seed * 100_003 + step)
-        sample_s = time.perf_counter() - tic
-        rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
+        rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step)
         built = [sdft_item(recipe, tokenizer, r, w, right_sep) for r, w in zip(rollouts, rewards)]
         items = [item for item, _ in built]
         result = distill_step(model, optimizer, teacher, items, recipe.distill, pad, cfg.optim, teacher)
-        return StepOutcome(
-            result=result,
-            trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items),
-            generations=len(rollouts),
-            sampled_tokens=sum(len(r.completion_ids) for r in rollouts),
-            sample_s=sample_s,
-            samples=sample_stats(rollouts, rewards),
-            details=(("no_demonstration", float(sum(not found for _, found in built))),),
-        )
+        return sampled_outcome(result, rollouts, rewards, sample_s,
+                               trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items),
+                               details=(("no_demonstration", float(sum(not found for _, found in built))),))
 
     return train_loop(
         recipe=recipe, run_dir=run_dir, stage="sdft", steps=cfg.steps, model=model,
