@@ -124,6 +124,13 @@ def distill_step(
 
     `initial`: the trained parameters' starting values, the reference of optim.kl_to_initial.
     """
+    if items and all(it.student_span[0] == it.student_span[1] for it in items):
+        longest = max(len(it.teacher.ids) for it in items)
+        raise ValueError(
+            f"distill.max_teacher_tokens={config.max_teacher_tokens} leaves no room for the answer: the Reviser's "
+            f"prompt and separator alone take up to {longest} tokens, so every answer of this step was cut to 0 "
+            "tokens and nothing would be trained. Raise distill.max_teacher_tokens (sdft uses it too)."
+        )
     groups = chunks(items, config.micro_batch_size)
     # the frozen Reviser scores the second copy of y, once per micro-batch, before any update
     targets = [compute_teacher_targets(model, teacher, g, pad_id, config.top_k) for g in groups]

@@ -52,21 +52,50 @@ def logits_at(model: nn.Module, batch: ScoredBatch) -> mx.array:
     return mx.take_along_axis(logits, batch.positions[..., None], axis=1)
 
 
-# mlx-lm model types whose Model.__call__ is exactly head(self.model(ids)), read in mlx-lm's
-# models/llama.py, qwen2.py, qwen3.py (SmolLM2 is a llama). Others fall back to the full forward.
-PLAIN_HEAD_TYPES = ("llama", "qwen2", "qwen3")
 # Largest logits block computed at once (float32: 64 MB). At a 152k vocabulary and 2 sequences that
 # is 55 positions; a 512-token answer used to need (2, 512, 152k) floats, 0.6 GB, for one copy.
 LOGITS_CHUNK_ELEMENTS = 1 << 24
+PROBE_IDS = (1, 2, 3, 5, 8, 13, 21, 34)  # token ids every vocabulary has
+
+
+def candidate_split(model: nn.Module) -> Optional[tuple[Callable, Callable]]:
+    """(body, head) as mlx-lm models are usually built: `model.model` then `lm_head`, or the tied
+    embedding when there is no lm_head. Whether model(ids) == head(body(ids)) is checked by the caller."""
+    body = getattr(model, "model", None)
+    if not callable(body):
+        return None
+    if "lm_head" in model:
+        return body, model.lm_head
+    embed = getattr(body, "embed_tokens", None)
+    return (body, embed.as_linear) if hasattr(embed, "as_linear") else None
 
 
 def body_and_head(model: nn.Module) -> Optional[tuple[Callable, Callable]]:
-    """(body, head) with model(ids) == head(body(ids)) for the known plain-head families, else None."""
-    if getattr(model, "model_type", None) not in PLAIN_HEAD_TYPES or not hasattr(model, "model"):
-        return None
-    if model.args.tie_word_embeddings:
-        return model.model, model.model.embed_tokens.as_linear
-    return model.model, model.lm_head
+    """(body, head) with model(ids) == head(body(ids)), else None.
+
+    Decided per model object by a probe, not by a list of families: the logits of 8 tokens through
+    the split must equal the model's own. Families whose __call__ does more after the head (Gemma's
+    final soft-cap, Granite's logit scaling, Cohere's logit scale) fail it and get the full forward.
+    """
+    cached = getattr(model, "_sdzero_split_checked", None)
+    if cached is not None:
+        return candidate_split(model) if cached else None
+    split = candidate_split(model)
+    ok = False
+    if split is not None:
+        was_training = model.training
+        model.eval()  # no dropout in the comparison
+        try:
+            ids = mx.array([PROBE_IDS])
+            whole = mx.stop_gradient(model(ids))
+            parts = mx.stop_gradient(split[1](split[0](ids)))
+            ok = whole.shape == parts.shape and bool(mx.allclose(whole, parts, rtol=1e-4, atol=1e-4))
+        except Exception:  # a body that needs other arguments: no split
+            ok = False
+        finally:
+            model.train(was_training)
+    object.__setattr__(model, "_sdzero_split_checked", ok)  # a plain attribute, not a parameter
+    return split if ok else None
 
 
 def logit_chunks(
@@ -76,7 +105,8 @@ def logit_chunks(
 
     The hidden states are gathered at the scored positions first and the output head is applied
     one block of positions at a time, so no (B, T, V) or (B, L, V) array exists at once (B x
-    block x V <= max_elements). Models outside PLAIN_HEAD_TYPES get the full forward, then blocks.
+    block x V <= max_elements). Models whose head does not split off (body_and_head) get the full
+    forward, then blocks.
     Gradients flow through every block; MLX frees each block's logits once its loss is computed.
     """
     split = body_and_head(model)

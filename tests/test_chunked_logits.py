@@ -30,9 +30,12 @@ def test_blocks_equal_the_full_forward_and_the_fallback(tiny_model_dir, monkeypa
     assert body_and_head(model) is not None  # a llama: the head is applied to gathered hidden states
     for max_elements in (ONE, 3 * 1000, WHOLE):
         np.testing.assert_allclose(np.array(concat_chunks(model, batch, max_elements)), full, rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(model, "model_type", "some_new_family")  # unknown head: full forward, then blocks
-    assert body_and_head(model) is None
-    np.testing.assert_allclose(np.array(concat_chunks(model, batch, ONE)), full, rtol=1e-6, atol=1e-6)
+    # a family that scales its logits after the head (as Granite does) fails the probe: full forward, then blocks
+    scaled, _ = fresh_student(tiny_model_dir)
+    plain_call = type(scaled).__call__
+    monkeypatch.setattr(type(scaled), "__call__", lambda self, *a, **kw: plain_call(self, *a, **kw) / 4.0)
+    assert body_and_head(scaled) is None
+    np.testing.assert_allclose(np.array(concat_chunks(scaled, batch, ONE)), full / 4.0, rtol=1e-6, atol=1e-6)
 
 
 def sorted_targets(t):

@@ -182,3 +182,19 @@ def test_resume_rejects_a_changed_recipe(tiny_recipe, tmp_path):
     changed = load_recipe(tiny_recipe, [f"run.output_dir={tmp_path / 'r'}", "optim.learning_rate=0.5"])
     with pytest.raises(ValueError, match="optim.learning_rate"):
         run_distill(changed, tmp_path / "r", resume=True)
+
+
+def test_a_teacher_cap_that_leaves_no_room_for_the_answer_is_an_error(tiny_model_dir):
+    # prompts of 2-4 tokens + a 2-3 token separator fill a 6-token cap: every y is cut to 0 tokens
+    seps = Separators(right=(40, 41), wrong=(50, 51, 52))
+    items = [distill_item(Graded(rollout((2, 10, 11), (20, 21, 22)), 0.0), seps, 6),
+             distill_item(Graded(rollout((2, 12), (23, 24)), 1.0), seps, 4)]
+    assert [it.student_span[1] - it.student_span[0] for it in items] == [0, 0]
+    model, _ = fresh_student(tiny_model_dir)
+    with pytest.raises(ValueError, match="leaves no room for the answer"):
+        distill_step(model, optim.SGD(learning_rate=1.0), trainable(model), items, DistillConfig(max_teacher_tokens=6), 0,
+                     OptimConfig())
+    # one answer with room is enough to train
+    items.append(distill_item(Graded(rollout((2, 12), (23, 24)), 1.0), seps, 64))
+    distill_step(model, optim.SGD(learning_rate=1.0), trainable(model), items, DistillConfig(max_teacher_tokens=6), 0,
+                 OptimConfig())
