@@ -15,7 +15,7 @@ GPU_VENV ?= .venv-gpu
 GPU_EXTRA ?= cuda
 GPU_EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,$(GPU_EXTRA),test)
 
-.PHONY: setup test test-gpu demo bench
+.PHONY: setup test test-gpu demo bench bench-full
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,20 @@ $(GPU_VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/sdzero demo
 
+# `make bench`: every benchmark at settings that finish in minutes on a laptop CPU (each prints its
+# ratios from one run); `make bench-full` adds the README's long sweeps (answers up to 1024 tokens at
+# batch 4, SmolLM2 in the thread benchmark, quantized bases: about an hour on a 2-core CPU).
+BENCH = LD_PRELOAD=$(FAST_BLAS) $(BIN)/python benchmarks
+
 bench: setup
 	$(BIN)/pip install -q -e ".[$(EXTRAS),bench]"
-	for b in benchmarks/bench_*.py; do LD_PRELOAD=$(FAST_BLAS) $(BIN)/python $$b || exit 1; done
+	$(BENCH)/bench_blas.py
+	$(BENCH)/bench_verifier.py
+	$(BENCH)/bench_distill_step.py
+	$(BENCH)/bench_kd_memory.py
+	$(BENCH)/bench_threads.py --skip-smollm
+	$(BENCH)/bench_real.py --lengths 64,256 --batches 1
+
+bench-full: bench
+	$(BENCH)/bench_threads.py
+	$(BENCH)/bench_real.py --lengths 64,256,1024 --batches 1,4 --quantized

@@ -28,8 +28,9 @@ import mlx.core as mx  # noqa: E402
 import mlx.nn as nn  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
+from mlx.utils import tree_flatten  # noqa: E402
 
-from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, PromptConfig, SamplingConfig  # noqa: E402
+from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, OptimConfig, PromptConfig, SamplingConfig  # noqa: E402
 from sdzero_mlx.kd import compute_teacher_targets, distill_step  # noqa: E402
 from sdzero_mlx.modeling import load_model, make_trainable, trainable  # noqa: E402
 from sdzero_mlx.prompts import prompt_ids, teacher_sequence  # noqa: E402
@@ -129,7 +130,7 @@ def bench_step(model, vocab: int, batch: int, answer: int) -> dict:
     out = {}
     out["sft_s"], out["sft_gb"] = measure(lambda: sft_step(model, opt_s, items))
     out["teacher_s"], out["teacher_gb"] = measure(lambda: compute_teacher_targets(model, teacher, items, 0, 64))
-    out["distill_s"], out["distill_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config, 0, 1.0))
+    out["distill_s"], out["distill_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config, 0, OptimConfig(grad_clip=1.0)))
     return out
 
 
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,4")
     parser.add_argument("--quantized", action="store_true", help="also SmolLM2 at 8 and 4 bits")
     parser.add_argument("--rollout-only", action="store_true")
+    parser.add_argument("--quantized-only", action="store_true", help="only the quantized comparison")
     args = parser.parse_args()
     apply_blas_threads()  # as `sdzero` does
     path = model_path(args.model)
@@ -153,6 +155,9 @@ def main() -> None:
     vocab = model.args.vocab_size
     print(f"model {args.model} ({path}), vocab {vocab}, float32, LoRA rank 8 on every block")
 
+    if args.quantized_only:
+        bench_quantized(path, model, tok, vocab)
+        return
     r = bench_rollout(model, tok, 32, 64)
     print(f"rollout, 32 prompts, <= 64 new tokens, batch 16, best of 2: rollout.py {r['ours_tok_s']:.0f} tok/s, "
           f"raw BatchGenerator {r['raw_tok_s']:.0f} tok/s, ratio {r['ours_tok_s'] / r['raw_tok_s']:.2f}x")
@@ -169,24 +174,58 @@ def main() -> None:
                   f"{s['distill_gb']:10.2f}")
 
     if args.quantized:
-        from mlx_lm.convert import convert
+        bench_quantized(path, model, tok, vocab)
 
-        print("quantized bases (mlx-lm convert, group 64) vs float32: batch 2, 256-token answers")
-        rows = [("float32", model)]
-        with tempfile.TemporaryDirectory() as tmp:
-            for bits in (8, 4):
-                out = Path(tmp) / f"q{bits}"
-                convert(path, str(out), quantize=True, q_group_size=64, q_bits=bits)
-                rows.append((f"{bits}-bit", load(str(out))[0]))
-            base = None
-            for name, m in rows:
-                r = bench_rollout(m, tok, 16, 32, repeats=1)
-                s = bench_step(m, vocab, 2, 256)
-                base = base or (r, s)
-                print(f"{name:8s} rollout {r['ours_tok_s']:6.0f} tok/s ({r['ours_tok_s'] / base[0]['ours_tok_s']:.2f}x)  "
-                      f"distill step {s['distill_s']:6.2f} s ({s['distill_s'] / base[1]['distill_s']:.2f}x)  "
-                      f"peak {s['distill_gb']:.2f} GB ({s['distill_gb'] / base[1]['distill_gb']:.2f}x)")
 
+def bench_quantized_matmul() -> None:
+    """One SmolLM2 MLP projection (576 -> 1536) as float32 matmul vs mx.quantized_matmul, by row count."""
+    print("quantized_matmul vs float32 matmul, x (M, 576) @ W (576, 1536), group 64, mean of 20:")
+    for rows in (1, 16, 256):
+        x, w = mx.random.normal((rows, 576)), mx.random.normal((1536, 576))
+        times = {}
+        for bits in (None, 8, 4):
+            if bits is None:
+                fn = lambda: x @ w.T  # noqa: E731
+            else:
+                wq, scales, biases = mx.quantize(w, group_size=64, bits=bits)
+                fn = lambda: mx.quantized_matmul(x, wq, scales, biases, transpose=True, group_size=64, bits=bits)  # noqa: E731
+            mx.eval(fn())
+            tic = time.perf_counter()
+            for _ in range(20):
+                mx.eval(fn())
+            times[bits] = (time.perf_counter() - tic) / 20
+        print(f"  M={rows:4d}: float32 {times[None] * 1e3:7.2f} ms, 8-bit {times[8] * 1e3:7.2f} ms "
+              f"({times[8] / times[None]:.1f}x), 4-bit {times[4] * 1e3:7.2f} ms ({times[4] / times[None]:.1f}x)")
+
+
+def bench_quantized(path: str, model, tok, vocab: int, batch: int = 1, answer: int = 64) -> None:
+    """SmolLM2 at 8 and 4 bits (mlx-lm's convert, LoRA on top: QLoRA) against float32.
+
+    Small settings on purpose: on an x86 CPU MLX's quantized matmul is 20-45x slower than float32
+    once more than a few rows go through it (bench_quantized_matmul), so the 2 x 256 step of the
+    first version of this benchmark did not finish in 15 minutes.
+    """
+    from mlx_lm.convert import convert
+
+    bench_quantized_matmul()
+    print(f"quantized bases (mlx-lm convert, group 64) vs float32: rollouts 8 prompts <= 32 tokens, "
+          f"distill step batch {batch} x {answer}-token answers")
+    rows = [("float32", model)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for bits in (8, 4):
+            out = Path(tmp) / f"q{bits}"
+            convert(path, str(out), quantize=True, q_group_size=64, q_bits=bits)
+            rows.append((f"{bits}-bit", load(str(out))[0]))
+        base = None
+        for name, m in rows:
+            r = bench_rollout(m, tok, 8, 32, repeats=1)
+            s = bench_step(m, vocab, batch, answer)
+            weights_gb = sum(v.nbytes for _, v in tree_flatten(m.parameters())) / 1e9
+            base = base or (r, s, weights_gb)
+            print(f"{name:8s} weights {weights_gb:.3f} GB ({weights_gb / base[2]:.2f}x)  "
+                  f"rollout {r['ours_tok_s']:6.1f} tok/s ({r['ours_tok_s'] / base[0]['ours_tok_s']:.2f}x)  "
+                  f"distill step {s['distill_s']:6.2f} s ({s['distill_s'] / base[1]['distill_s']:.2f}x)  "
+                  f"peak {s['distill_gb']:.2f} GB ({s['distill_gb'] / base[1]['distill_gb']:.2f}x)", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,49 @@
+"""The benchmarks still run against the current code, at their smallest settings (seconds each).
+
+They are not timed here (timings belong to `make bench`); the refactor of kd.distill_step's
+signature once left bench_real.py failing unnoticed until it was next run by hand.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(*args: str) -> str:
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_bench_real_on_the_tiny_model():
+    text = run_bench("benchmarks/bench_real.py", "--model", "tiny", "--lengths", "16", "--batches", "1")
+    assert re.search(r"rollout\.py \d+ tok/s, raw BatchGenerator \d+ tok/s, ratio \d+\.\d+x", text), text
+    row = re.search(r"^\s+1\s+16 \|(.*)$", text, re.M)  # batch 1, 16-token answers: 3 times, a ratio, 3 peaks
+    assert row and len(re.findall(r"\d+\.\d+", row.group(1))) == 7, text
+
+
+def test_bench_kd_memory_at_a_short_answer():
+    text = run_bench("benchmarks/bench_kd_memory.py", "--answer", "16")
+    assert "vocab 151936" in text and re.search(r"distill student vs SFT step: \d+\.\d+x", text), text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="times OpenBLAS against the reference BLAS on Linux")
+def test_bench_distill_step_child_runs_one_step(tmp_path):
+    # the child script only (the parent runs it twice, once with the slow reference BLAS)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_distill_step
+
+    model = bench_distill_step.model_dir("tiny", tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    last = run_bench("-c", bench_distill_step.CHILD, str(ROOT), str(work), model, "1").strip().splitlines()[-1]
+    result = json.loads(last)
+    assert result["step_s"] > 0 and result["sampled_tok_s"] > 0
