@@ -1,15 +1,22 @@
 """Metrics sinks (sinks.py): metrics.jsonl by default, W&B and TensorBoard when run.metrics names them.
 
-W&B is not installed here (its dependencies are heavy): a stand-in module checks what the sink
-sends. TensorBoard runs for real when tensorboardX is importable."""
+Both optional sinks run for real (test extra): W&B in offline mode, read back with wandb's own
+reader of its .wandb file (`wandb leet inspect --json`), and TensorBoard's event files with
+TensorBoard's EventAccumulator. What they hold must be what metrics.jsonl holds, step by step.
+Skipped where the packages are missing; with CI=true such a skip fails (ci_guard.py).
+"""
 
+import json
+import subprocess
 import sys
-import types
 
 import pytest
 
 from sdzero_mlx.config import RunConfig, load_recipe
 from sdzero_mlx.distill import run_distill
+
+WANDB_MISSING = "wandb (test extra) not installed"
+TENSORBOARD_MISSING = "tensorboardX / tensorboard (test extra) not installed"
 
 
 def test_jsonl_is_the_default_and_always_required():
@@ -20,38 +27,115 @@ def test_jsonl_is_the_default_and_always_required():
             RunConfig(metrics=bad)
 
 
-def fake_wandb():
-    calls = {"init": [], "log": [], "finish": 0}
-
-    class Run:
-        def log(self, values, step):
-            calls["log"].append((step, values))
-
-        def finish(self):
-            calls["finish"] += 1
-
-    module = types.ModuleType("wandb")
-    module.init = lambda **kw: calls["init"].append(kw) or Run()
-    return module, calls
+def jsonl_scalars(run_dir, stage="distill") -> dict[int, dict[str, float]]:
+    """metrics.jsonl as step -> {"<stage>/<field>": value} over its numeric fields (what the sinks log)."""
+    out = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        out[row["step"]] = {f"{stage}/{k}": v for k, v in row.items()
+                            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return out
 
 
-def test_wandb_sink_gets_every_step(tiny_recipe, tmp_path, monkeypatch):
-    module, calls = fake_wandb()
-    monkeypatch.setitem(sys.modules, "wandb", module)
-    recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, wandb]", f"run.output_dir={tmp_path / 'r'}"])
-    run_distill(recipe, tmp_path / "r")
-    assert len(calls["init"]) == 1 and calls["init"][0]["config"]["distill"]["steps"] == 2
-    assert [step for step, _ in calls["log"]] == [1, 2] and calls["finish"] == 1
-    assert {"distill/loss", "distill/reward", "distill/peak_memory_gb"} <= set(calls["log"][0][1])
-    assert (tmp_path / "r" / "metrics.jsonl").read_text().count("\n") == 2  # jsonl still written
+# --- Weights & Biases, offline --------------------------------------------------------------------
 
 
-def test_tensorboard_sink_writes_event_files(tiny_recipe, tmp_path):
-    pytest.importorskip("tensorboardX")
-    recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, tensorboard]", f"run.output_dir={tmp_path / 'r'}"])
-    run_distill(recipe, tmp_path / "r")
-    events = list((tmp_path / "r" / "tensorboard").glob("events.out.tfevents.*"))
-    assert events and events[0].stat().st_size > 0
+@pytest.fixture
+def offline_wandb(tmp_path_factory, monkeypatch):
+    """W&B in offline mode with every folder it writes under the test's temporary directory."""
+    pytest.importorskip("wandb", reason=WANDB_MISSING)
+    home = tmp_path_factory.getbasetemp() / "wandb-home"
+    for name in ("dir", "cache", "config", "data", "artifacts"):
+        (home / name).mkdir(parents=True, exist_ok=True)
+    env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": home / "dir",
+           "WANDB_CACHE_DIR": home / "cache", "WANDB_CONFIG_DIR": home / "config", "WANDB_DATA_DIR": home / "data",
+           "WANDB_ARTIFACT_DIR": home / "artifacts"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+    for name in ("WANDB_API_KEY", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_RUN_GROUP",
+                 "WANDB_NAME", "WANDB_JOB_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    return env
+
+
+def wandb_runs(run_dir) -> dict[str, dict]:
+    """Each W&B run under RUN/wandb, by display name, as read back from its .wandb file by wandb itself:
+    project, group, job_type, config, history (step -> logged values), exit_code (None: never finished)
+    and the deprecations wandb recorded."""
+    runs = {}
+    for path in sorted((run_dir / "wandb").glob("offline-run-*/run-*.wandb")):
+        out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)],
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+        records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        run = next(r["run"] for r in records if r["type"] == "run")
+        history = {r["history"]["step"]["num"]: {k: v for k, v in r["history"]["item"].items() if not k.startswith("_")}
+                   for r in records if r["type"] == "history"}
+        exits = [r["exit"].get("exit_code", 0) for r in records if r["type"] == "exit"]
+        deprecated = {}
+        for r in records:
+            if r["type"] in ("run", "telemetry"):
+                deprecated |= (r.get("run", {}).get("telemetry") or r.get("telemetry") or {}).get("deprecated", {})
+        runs[run.get("display_name")] = {
+            "project": run.get("project"), "group": run.get("run_group"), "job_type": run.get("job_type"),
+            "config": {k: v for k, v in run["config"]["update"].items() if k != "_wandb"},
+            "history": history, "exit_code": exits[-1] if exits else None, "deprecated": deprecated,
+        }
+    return runs
+
+
+def test_wandb_offline_logs_every_step_as_metrics_jsonl(tiny_recipe, tmp_path, offline_wandb):
+    run_dir = tmp_path / "r"
+    recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, wandb]", f"run.output_dir={run_dir}"])
+    run_distill(recipe, run_dir)
+    expected = jsonl_scalars(run_dir)
+    assert sorted(expected) == [1, 2]  # jsonl still written
+    (run,) = wandb_runs(run_dir).values()
+    assert run["project"] == "sdzero-mlx" and run["config"]["distill"]["steps"] == 2
+    assert run["history"] == expected  # every numeric field, at its step, to the last digit
+    # numbers a reader can check: 4 questions a step, 2 planned steps, the recipe's learning rate
+    assert run["history"][1]["distill/total_steps"] == 2 and run["history"][2]["distill/generations"] == 8
+    assert run["history"][1]["distill/learning_rate"] == pytest.approx(1e-2)
+    assert run["exit_code"] == 0  # close() finished the run
+
+
+# --- TensorBoard ----------------------------------------------------------------------------------
+
+
+def needs_tensorboard():
+    """The writer (tensorboardX) and TensorBoard's reader."""
+    pytest.importorskip("tensorboardX", reason=TENSORBOARD_MISSING)
+    pytest.importorskip("tensorboard", reason=TENSORBOARD_MISSING)
+
+
+def tensorboard_scalars(run_dir) -> dict[int, dict[str, float]]:
+    """RUN/tensorboard as TensorBoard shows it (its EventAccumulator): step -> {tag: value}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})  # 0: keep every event
+    acc.Reload()
+    out: dict[int, dict[str, float]] = {}
+    for tag in acc.Tags()["scalars"]:
+        for event in acc.Scalars(tag):
+            assert tag not in out.setdefault(event.step, {}), f"{tag} twice at step {event.step}"
+            out[event.step][tag] = event.value
+    return out
+
+
+def float32(values: dict[int, dict[str, float]]) -> dict[int, dict[str, float]]:
+    """TensorBoard scalars are float32."""
+    import numpy as np
+
+    return {step: {k: float(np.float32(v)) for k, v in row.items()} for step, row in values.items()}
+
+
+def test_tensorboard_shows_every_step_as_metrics_jsonl(tiny_recipe, tmp_path):
+    needs_tensorboard()
+    run_dir = tmp_path / "r"
+    recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, tensorboard]", f"run.output_dir={run_dir}"])
+    run_distill(recipe, run_dir)
+    shown = tensorboard_scalars(run_dir)
+    assert sorted(shown) == [1, 2] and shown == float32(jsonl_scalars(run_dir))
+    assert shown[2]["distill/generations"] == 8 and shown[1]["distill/total_steps"] == 2
 
 
 def test_a_missing_sink_package_names_the_install(tiny_recipe, tmp_path, monkeypatch):
