@@ -51,8 +51,9 @@ class WandbSink:
 
         from .configio import to_dict
 
+        # create_new: never finish, or log into, another run that is open in this process
         self.run = wandb.init(project="sdzero-mlx", name=f"{Path(run_dir).name}-{stage}", dir=str(run_dir),
-                              config=to_dict(recipe), reinit=True)
+                              config=to_dict(recipe), reinit="create_new")
 
     def log(self, record: StepRecord) -> None:
         self.run.log(scalars(record), step=record.step)

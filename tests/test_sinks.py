@@ -96,6 +96,7 @@ def test_wandb_offline_logs_every_step_as_metrics_jsonl(tiny_recipe, tmp_path, o
     assert run["history"][1]["distill/total_steps"] == 2 and run["history"][2]["distill/generations"] == 8
     assert run["history"][1]["distill/learning_rate"] == pytest.approx(1e-2)
     assert run["exit_code"] == 0  # close() finished the run
+    assert run["deprecated"] == {}  # wandb recorded no deprecated use (reinit=True was one)
 
 
 # --- TensorBoard ----------------------------------------------------------------------------------
