@@ -1,6 +1,6 @@
 """Where step records go: metrics.jsonl always, Weights & Biases and TensorBoard when a recipe asks.
 
-One protocol, `Sink.log(record)` (+ `close()`), so the training loop never knows which sinks exist.
+One protocol, `Sink.log(record)` (+ `close(failed)`), so the training loop never knows which sinks exist.
 `run.metrics` names them; "jsonl" (RUN/metrics.jsonl, metrics.MetricsLog) must stay in the list
 because plots, `compare`, budgets and resume read that file. The others are optional extras,
 imported only when named:
@@ -23,7 +23,8 @@ EXTRAS = {"wandb": "wandb", "tensorboard": "tensorboardX"}
 class Sink(Protocol):
     def log(self, record: StepRecord) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, failed: bool = False) -> None:
+        """End the sink; `failed`: the stage stopped on an error."""
 
 
 def scalars(record: StepRecord) -> dict[str, float]:
@@ -41,7 +42,7 @@ class JsonlSink:
     def log(self, record: StepRecord) -> None:
         self.file.log(record)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         pass
 
 
@@ -58,8 +59,8 @@ class WandbSink:
     def log(self, record: StepRecord) -> None:
         self.run.log(scalars(record), step=record.step)
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)
 
 
 class TensorBoardSink:
@@ -73,7 +74,7 @@ class TensorBoardSink:
             self.writer.add_scalar(name, value, record.step)
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self.writer.close()
 
 
@@ -87,9 +88,15 @@ class Sinks:
         for sink in self.sinks:
             sink.log(record)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         for sink in self.sinks:
-            sink.close()
+            sink.close(failed)
+
+    def __enter__(self) -> "Sinks":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(failed=exc_type is not None)  # a stage that raised still ends its W&B run, as failed
 
 
 def open_sinks(recipe, run_dir: Path, stage: str, resume_step: int) -> Sinks:

@@ -67,7 +67,7 @@ def wandb_runs(run_dir) -> dict[str, dict]:
         out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)],
                              capture_output=True, text=True, timeout=120, check=True).stdout
         records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        run = next(r["run"] for r in records if r["type"] == "run")
+        run = next((r["run"] for r in records if r["type"] == "run"), {})  # {}: nothing written yet
         history = {r["history"]["step"]["num"]: {k: v for k, v in r["history"]["item"].items() if not k.startswith("_")}
                    for r in records if r["type"] == "history"}
         exits = [r["exit"].get("exit_code", 0) for r in records if r["type"] == "exit"]
@@ -75,9 +75,9 @@ def wandb_runs(run_dir) -> dict[str, dict]:
         for r in records:
             if r["type"] in ("run", "telemetry"):
                 deprecated |= (r.get("run", {}).get("telemetry") or r.get("telemetry") or {}).get("deprecated", {})
-        runs[run.get("display_name")] = {
+        runs[run.get("display_name", path.name)] = {
             "project": run.get("project"), "group": run.get("run_group"), "job_type": run.get("job_type"),
-            "config": {k: v for k, v in run["config"]["update"].items() if k != "_wandb"},
+            "config": {k: v for k, v in run.get("config", {}).get("update", {}).items() if k != "_wandb"},
             "history": history, "exit_code": exits[-1] if exits else None, "deprecated": deprecated,
         }
     return runs
@@ -97,6 +97,28 @@ def test_wandb_offline_logs_every_step_as_metrics_jsonl(tiny_recipe, tmp_path, o
     assert run["history"][1]["distill/learning_rate"] == pytest.approx(1e-2)
     assert run["exit_code"] == 0  # close() finished the run
     assert run["deprecated"] == {}  # wandb recorded no deprecated use (reinit=True was one)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def interrupt_after(step: int):
+    """An on_step that raises once `step` is logged (and checkpointed, if run.save_every says so)."""
+    def on_step(record):
+        if record.step == step:
+            raise Interrupted(f"interrupted after step {step}")
+    return on_step
+
+
+def test_a_stage_that_raises_ends_its_wandb_run_as_failed(tiny_recipe, tmp_path, offline_wandb):
+    run_dir = tmp_path / "r"
+    recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, wandb]", f"run.output_dir={run_dir}"])
+    with pytest.raises(Interrupted):
+        run_distill(recipe, run_dir, on_step=interrupt_after(1))
+    (run,) = wandb_runs(run_dir).values()
+    assert sorted(run["history"]) == [1] and run["history"] == jsonl_scalars(run_dir)
+    assert run["exit_code"] == 1  # finished now, as failed (it was left open until the process ended)
 
 
 # --- TensorBoard ----------------------------------------------------------------------------------
