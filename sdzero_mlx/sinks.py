@@ -7,6 +7,9 @@ imported only when named:
     wandb        pip install wandb        (WANDB_MODE=offline logs without the network)
     tensorboard  pip install tensorboardX (event files in RUN/tensorboard/)
 Every numeric field of a record is logged under "<stage>/<field>" at the record's step.
+
+A resumed stage logs from the checkpoint's step + 1, as metrics.jsonl keeps it: TensorBoard hides
+what an interrupted attempt logged past the checkpoint (purge_step).
 """
 
 from __future__ import annotations
@@ -64,10 +67,16 @@ class WandbSink:
 
 
 class TensorBoardSink:
-    def __init__(self, run_dir: Path):
+    """RUN/tensorboard, one event file per opening. TensorBoard reads a folder's files in name order
+    and, at a file's purge_step, drops what earlier files logged from that step on."""
+
+    def __init__(self, run_dir: Path, resume_step: int):
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(logdir=str(Path(run_dir) / "tensorboard"))
+        logdir = Path(run_dir) / "tensorboard"
+        # tensorboardX names files by the second (and would overwrite): a count keeps openings apart, in order
+        earlier = len(list(logdir.glob("events.out.tfevents.*")))
+        self.writer = SummaryWriter(logdir=str(logdir), purge_step=resume_step + 1, filename_suffix=f".{earlier:04d}")
 
     def log(self, record: StepRecord) -> None:
         for name, value in scalars(record).items():
@@ -100,14 +109,15 @@ class Sinks:
 
 
 def open_sinks(recipe, run_dir: Path, stage: str, resume_step: int) -> Sinks:
-    """The sinks `run.metrics` names, opened for this stage's run directory."""
+    """The sinks `run.metrics` names, opened for this stage's run directory from `resume_step` on (0: fresh)."""
     opened: list[Sink] = []
     for name in recipe.run.metrics:
         if name == "jsonl":
             opened.append(JsonlSink(run_dir, resume_step))
             continue
         try:
-            opened.append(WandbSink(run_dir, recipe, stage) if name == "wandb" else TensorBoardSink(run_dir))
+            opened.append(WandbSink(run_dir, recipe, stage) if name == "wandb"
+                          else TensorBoardSink(run_dir, resume_step))
         except ImportError:
             raise RuntimeError(f"run.metrics names {name}, which is not installed: pip install {EXTRAS[name]} "
                                f"(or remove {name} from run.metrics).") from None

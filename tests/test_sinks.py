@@ -14,6 +14,8 @@ import pytest
 
 from sdzero_mlx.config import RunConfig, load_recipe
 from sdzero_mlx.distill import run_distill
+from sdzero_mlx.metrics import StepRecord
+from sdzero_mlx.sinks import TensorBoardSink
 
 WANDB_MISSING = "wandb (test extra) not installed"
 TENSORBOARD_MISSING = "tensorboardX / tensorboard (test extra) not installed"
@@ -159,6 +161,27 @@ def test_tensorboard_shows_every_step_as_metrics_jsonl(tiny_recipe, tmp_path):
     shown = tensorboard_scalars(run_dir)
     assert sorted(shown) == [1, 2] and shown == float32(jsonl_scalars(run_dir))
     assert shown[2]["distill/generations"] == 8 and shown[1]["distill/total_steps"] == 2
+
+
+def record(step: int, loss: float) -> StepRecord:
+    return StepRecord(step=step, total_steps=3, stage="distill", loss=loss, grad_norm=0.0, learning_rate=0.0,
+                      weight_change=0.0, step_s=0.0, trained_tokens_per_s=0.0, peak_memory_gb=0.0, generations=0,
+                      sampled_tokens=0, trained_tokens=0, elapsed_s=0.0)
+
+
+def test_tensorboard_files_opened_within_one_second_are_kept_and_read_in_order(tmp_path):
+    """tensorboardX names an event file by the second it opens: a stage resumed within the same second
+    overwrote the interrupted attempt's file. Here three openings, one resumed after step 2 (losses:
+    10 x opening + step), follow each other within milliseconds."""
+    needs_tensorboard()
+    for opening, (resume_step, steps) in enumerate([(0, [1, 2, 3]), (2, [3]), (3, [])]):
+        sink = TensorBoardSink(tmp_path, resume_step)
+        for step in steps:
+            sink.log(record(step, 10.0 * opening + step))
+        sink.close()
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 3
+    shown = tensorboard_scalars(tmp_path)
+    assert {step: row["distill/loss"] for step, row in shown.items()} == {1: 1.0, 2: 2.0, 3: 13.0}
 
 
 def test_a_missing_sink_package_names_the_install(tiny_recipe, tmp_path, monkeypatch):
