@@ -9,7 +9,9 @@ imported only when named:
 Every numeric field of a record is logged under "<stage>/<field>" at the record's step.
 
 A resumed stage logs from the checkpoint's step + 1, as metrics.jsonl keeps it: TensorBoard hides
-what an interrupted attempt logged past the checkpoint (purge_step).
+what an interrupted attempt logged past the checkpoint (purge_step); W&B, whose steps must only grow
+within a run, gets a new run "<name>-from-<step>", and the interrupted run keeps what it logged,
+marked failed (or crashed, when the process died).
 """
 
 from __future__ import annotations
@@ -50,14 +52,17 @@ class JsonlSink:
 
 
 class WandbSink:
-    def __init__(self, run_dir: Path, recipe, stage: str):
+    """One W&B run per stage, and per resumption: "<run>-<stage>[-from-<step>]"."""
+
+    def __init__(self, run_dir: Path, recipe, stage: str, resume_step: int):
         import wandb
 
         from .configio import to_dict
 
+        name = f"{Path(run_dir).name}-{stage}" + (f"-from-{resume_step}" if resume_step else "")
         # create_new: never finish, or log into, another run that is open in this process
-        self.run = wandb.init(project="sdzero-mlx", name=f"{Path(run_dir).name}-{stage}", dir=str(run_dir),
-                              config=to_dict(recipe), reinit="create_new")
+        self.run = wandb.init(project="sdzero-mlx", name=name, dir=str(run_dir), config=to_dict(recipe),
+                              reinit="create_new")
 
     def log(self, record: StepRecord) -> None:
         self.run.log(scalars(record), step=record.step)
@@ -116,7 +121,7 @@ def open_sinks(recipe, run_dir: Path, stage: str, resume_step: int) -> Sinks:
             opened.append(JsonlSink(run_dir, resume_step))
             continue
         try:
-            opened.append(WandbSink(run_dir, recipe, stage) if name == "wandb"
+            opened.append(WandbSink(run_dir, recipe, stage, resume_step) if name == "wandb"
                           else TensorBoardSink(run_dir, resume_step))
         except ImportError:
             raise RuntimeError(f"run.metrics names {name}, which is not installed: pip install {EXTRAS[name]} "

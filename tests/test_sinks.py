@@ -184,6 +184,27 @@ def test_tensorboard_files_opened_within_one_second_are_kept_and_read_in_order(t
     assert {step: row["distill/loss"] for step, row in shown.items()} == {1: 1.0, 2: 2.0, 3: 13.0}
 
 
+def test_a_resumed_stage_logs_each_step_once_as_metrics_jsonl(tiny_recipe, tmp_path, offline_wandb):
+    needs_tensorboard()
+    run_dir = tmp_path / "r"
+    recipe = load_recipe(tiny_recipe, ["distill.steps=4", "run.save_every=2", f"run.output_dir={run_dir}",
+                                       "run.metrics=[jsonl, wandb, tensorboard]"])
+    with pytest.raises(Interrupted):
+        run_distill(recipe, run_dir, on_step=interrupt_after(3))  # step 3 logged, the checkpoint is step 2's
+    run_distill(recipe, run_dir, resume=True)  # steps 3 and 4 again
+    expected = jsonl_scalars(run_dir)
+    assert sorted(expected) == [1, 2, 3, 4]  # metrics.jsonl dropped the interrupted step 3
+    # TensorBoard shows step 3 once: the resumed attempt's (it showed both)
+    assert tensorboard_scalars(run_dir) == float32(expected)
+    # W&B: the interrupted run keeps steps 1-3, failed; the resumed one holds 3-4 as metrics.jsonl
+    runs = wandb_runs(run_dir)
+    assert set(runs) == {"r-distill", "r-distill-from-2"}  # (both were "r-distill")
+    first, resumed = runs["r-distill"], runs["r-distill-from-2"]
+    assert sorted(first["history"]) == [1, 2, 3] and first["exit_code"] == 1
+    assert first["history"][1] == expected[1] and first["history"][2] == expected[2]
+    assert resumed["history"] == {3: expected[3], 4: expected[4]} and resumed["exit_code"] == 0
+
+
 def test_a_missing_sink_package_names_the_install(tiny_recipe, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import fails
     recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, tensorboard]", f"run.output_dir={tmp_path / 'r'}"])
