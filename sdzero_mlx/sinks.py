@@ -10,12 +10,13 @@ Every numeric field of a record is logged under "<stage>/<field>" at the record'
 
 A resumed stage logs from the checkpoint's step + 1, as metrics.jsonl keeps it: TensorBoard hides
 what an interrupted attempt logged past the checkpoint (purge_step); W&B, whose steps must only grow
-within a run, gets a new run "<name>-from-<step>", and the interrupted run keeps what it logged,
-marked failed (or crashed, when the process died).
+within a run, gets a new run "<name>-from-<step>" in the same group, and the interrupted run keeps
+what it logged, marked failed (or crashed, when the process died).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -51,18 +52,27 @@ class JsonlSink:
         pass
 
 
+def experiment_name(run_dir: Path, stage: str) -> str:
+    """What a stage's run directory belongs to: RUN for RUN/<stage> (`sdzero run` and `compare`:
+    RUN/srt, RUN/distill, RUN/grpo, ...), else the directory itself (`sdzero distill --out X`)."""
+    run_dir = Path(run_dir).resolve()
+    return run_dir.parent.name if run_dir.name == stage and run_dir.parent.name else run_dir.name
+
+
 class WandbSink:
-    """One W&B run per stage, and per resumption: "<run>-<stage>[-from-<step>]"."""
+    """One W&B run per stage, and per resumption: "<experiment>-<stage>[-from-<step>]", grouped by
+    experiment, job_type = the stage. Project: $WANDB_PROJECT, else sdzero-mlx."""
 
     def __init__(self, run_dir: Path, recipe, stage: str, resume_step: int):
         import wandb
 
         from .configio import to_dict
 
-        name = f"{Path(run_dir).name}-{stage}" + (f"-from-{resume_step}" if resume_step else "")
+        experiment = experiment_name(run_dir, stage)
+        name = f"{experiment}-{stage}" + (f"-from-{resume_step}" if resume_step else "")
         # create_new: never finish, or log into, another run that is open in this process
-        self.run = wandb.init(project="sdzero-mlx", name=name, dir=str(run_dir), config=to_dict(recipe),
-                              reinit="create_new")
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT") or "sdzero-mlx", name=name, group=experiment,
+                              job_type=stage, dir=str(run_dir), config=to_dict(recipe), reinit="create_new")
 
     def log(self, record: StepRecord) -> None:
         self.run.log(scalars(record), step=record.step)

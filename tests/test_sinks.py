@@ -85,14 +85,18 @@ def wandb_runs(run_dir) -> dict[str, dict]:
     return runs
 
 
-def test_wandb_offline_logs_every_step_as_metrics_jsonl(tiny_recipe, tmp_path, offline_wandb):
-    run_dir = tmp_path / "r"
+def test_wandb_offline_logs_every_step_as_metrics_jsonl(tiny_recipe, tmp_path, offline_wandb, monkeypatch):
+    monkeypatch.setenv("WANDB_PROJECT", "my-project")
+    run_dir = tmp_path / "exp" / "distill"  # `sdzero run`'s layout: RUN/distill
     recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, wandb]", f"run.output_dir={run_dir}"])
     run_distill(recipe, run_dir)
     expected = jsonl_scalars(run_dir)
     assert sorted(expected) == [1, 2]  # jsonl still written
-    (run,) = wandb_runs(run_dir).values()
-    assert run["project"] == "sdzero-mlx" and run["config"]["distill"]["steps"] == 2
+    runs = wandb_runs(run_dir)
+    assert list(runs) == ["exp-distill"]  # (it was "distill-distill", as every sdzero run's distill stage)
+    run = runs["exp-distill"]
+    assert (run["project"], run["group"], run["job_type"]) == ("my-project", "exp", "distill")
+    assert run["config"]["distill"]["steps"] == 2  # the recipe
     assert run["history"] == expected  # every numeric field, at its step, to the last digit
     # numbers a reader can check: 4 questions a step, 2 planned steps, the recipe's learning rate
     assert run["history"][1]["distill/total_steps"] == 2 and run["history"][2]["distill/generations"] == 8
@@ -200,6 +204,7 @@ def test_a_resumed_stage_logs_each_step_once_as_metrics_jsonl(tiny_recipe, tmp_p
     runs = wandb_runs(run_dir)
     assert set(runs) == {"r-distill", "r-distill-from-2"}  # (both were "r-distill")
     first, resumed = runs["r-distill"], runs["r-distill-from-2"]
+    assert first["group"] == resumed["group"] == "r" and first["project"] == "sdzero-mlx"
     assert sorted(first["history"]) == [1, 2, 3] and first["exit_code"] == 1
     assert first["history"][1] == expected[1] and first["history"][2] == expected[2]
     assert resumed["history"] == {3: expected[3], 4: expected[4]} and resumed["exit_code"] == 0
