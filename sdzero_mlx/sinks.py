@@ -16,6 +16,7 @@ what it logged, marked failed (or crashed, when the process died).
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -124,16 +125,25 @@ class Sinks:
 
 
 def open_sinks(recipe, run_dir: Path, stage: str, resume_step: int) -> Sinks:
-    """The sinks `run.metrics` names, opened for this stage's run directory from `resume_step` on (0: fresh)."""
-    opened: list[Sink] = []
+    """The sinks `run.metrics` names, opened for this stage's run directory from `resume_step` on (0: fresh).
+    Every named package is imported before any sink opens: a missing one leaves no W&B run behind."""
     for name in recipe.run.metrics:
-        if name == "jsonl":
-            opened.append(JsonlSink(run_dir, resume_step))
-            continue
-        try:
-            opened.append(WandbSink(run_dir, recipe, stage, resume_step) if name == "wandb"
-                          else TensorBoardSink(run_dir, resume_step))
-        except ImportError:
-            raise RuntimeError(f"run.metrics names {name}, which is not installed: pip install {EXTRAS[name]} "
-                               f"(or remove {name} from run.metrics).") from None
+        if name != "jsonl":
+            try:
+                importlib.import_module(EXTRAS[name])
+            except ImportError:
+                raise RuntimeError(f"run.metrics names {name}, which is not installed: pip install {EXTRAS[name]} "
+                                   f"(or remove {name} from run.metrics).") from None
+    opened: list[Sink] = []
+    try:
+        for name in recipe.run.metrics:
+            if name == "jsonl":
+                opened.append(JsonlSink(run_dir, resume_step))
+            elif name == "wandb":
+                opened.append(WandbSink(run_dir, recipe, stage, resume_step))
+            else:
+                opened.append(TensorBoardSink(run_dir, resume_step))
+    except BaseException:
+        Sinks(opened).close(failed=True)  # those already open (the loop's `with` has not started)
+        raise
     return Sinks(opened)

@@ -215,3 +215,24 @@ def test_a_missing_sink_package_names_the_install(tiny_recipe, tmp_path, monkeyp
     recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, tensorboard]", f"run.output_dir={tmp_path / 'r'}"])
     with pytest.raises(RuntimeError, match="pip install tensorboardX"):
         run_distill(recipe, tmp_path / "r")
+
+
+def test_a_missing_sink_package_is_found_before_any_sink_opens(tiny_recipe, tmp_path, offline_wandb, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)
+    run_dir = tmp_path / "r"
+    recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, wandb, tensorboard]", f"run.output_dir={run_dir}"])
+    with pytest.raises(RuntimeError, match="pip install tensorboardX"):
+        run_distill(recipe, run_dir)
+    assert not (run_dir / "wandb").exists()  # no W&B run was started (one was, and left open)
+
+
+def test_a_sink_that_fails_to_open_ends_those_already_open(tiny_recipe, tmp_path, offline_wandb):
+    needs_tensorboard()
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "tensorboard").write_text("")  # a file where the event folder goes: the writer cannot start
+    recipe = load_recipe(tiny_recipe, ["run.metrics=[jsonl, wandb, tensorboard]", f"run.output_dir={run_dir}"])
+    with pytest.raises(OSError):
+        run_distill(recipe, run_dir)
+    (run,) = wandb_runs(run_dir).values()
+    assert run["history"] == {} and run["exit_code"] == 1  # the W&B run opened first is finished, as failed
