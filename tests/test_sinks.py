@@ -236,3 +236,26 @@ def test_a_sink_that_fails_to_open_ends_those_already_open(tiny_recipe, tmp_path
         run_distill(recipe, run_dir)
     (run,) = wandb_runs(run_dir).values()
     assert run["history"] == {} and run["exit_code"] == 1  # the W&B run opened first is finished, as failed
+
+
+def test_two_stages_in_one_process_log_to_their_own_runs(tiny_recipe, tmp_path, offline_wandb):
+    """`sdzero run` and `compare` train stage after stage in one process, each in RUN/<stage>: each stage
+    is a W&B run of its own, from step 1, in the experiment's group (a shared run would refuse the
+    second stage's steps 1, 2, ...: W&B steps only grow)."""
+    from sdzero_mlx.grpo import run_grpo
+
+    needs_tensorboard()
+    metrics = ["run.metrics=[jsonl, wandb, tensorboard]", "grpo.steps=2"]
+    run_distill(load_recipe(tiny_recipe, metrics + [f"run.output_dir={tmp_path / 'exp' / 'distill'}"]),
+                tmp_path / "exp" / "distill")
+    run_grpo(load_recipe(tiny_recipe, metrics + [f"run.output_dir={tmp_path / 'exp' / 'grpo'}"]),
+             tmp_path / "exp" / "grpo")
+    for stage in ("distill", "grpo"):
+        run_dir = tmp_path / "exp" / stage
+        expected = jsonl_scalars(run_dir, stage)
+        assert sorted(expected) == [1, 2]
+        runs = wandb_runs(run_dir)
+        assert list(runs) == [f"exp-{stage}"]
+        run = runs[f"exp-{stage}"]
+        assert (run["group"], run["job_type"], run["exit_code"]) == ("exp", stage, 0)
+        assert run["history"] == expected and tensorboard_scalars(run_dir) == float32(expected)
