@@ -51,7 +51,7 @@ def offline_wandb(tmp_path_factory, monkeypatch):
         (home / name).mkdir(parents=True, exist_ok=True)
     env = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": home / "dir",
            "WANDB_CACHE_DIR": home / "cache", "WANDB_CONFIG_DIR": home / "config", "WANDB_DATA_DIR": home / "data",
-           "WANDB_ARTIFACT_DIR": home / "artifacts"}
+           "WANDB_ARTIFACT_DIR": home / "artifacts", "WANDB_ERROR_REPORTING": "false"}  # no crash reports sent
     for name, value in env.items():
         monkeypatch.setenv(name, str(value))
     for name in ("WANDB_API_KEY", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_RUN_GROUP",
