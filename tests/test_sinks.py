@@ -44,7 +44,8 @@ def jsonl_scalars(run_dir, stage="distill") -> dict[int, dict[str, float]]:
 
 @pytest.fixture
 def offline_wandb(tmp_path_factory, monkeypatch):
-    """W&B in offline mode with every folder it writes under the test's temporary directory."""
+    """W&B in offline mode, every folder it writes under pytest's temporary directory (one for the
+    session: wandb's process-wide setup reads them once); runs go to RUN/wandb (WandbSink's dir)."""
     pytest.importorskip("wandb", reason=WANDB_MISSING)
     home = tmp_path_factory.getbasetemp() / "wandb-home"
     for name in ("dir", "cache", "config", "data", "artifacts"):
