@@ -29,7 +29,7 @@ from .metrics import StepRecord
 from .modeling import load_model, lora_num_layers, make_trainable, padding_id, set_params, trainable
 from .outputs import check_output_dir
 from .rollout import sample_groups
-from .sinks import open_sinks
+from .sinks import Sinks, open_sinks
 from .trainer import StepResult
 from .types import Rollout
 from .verifier import verify_batch
@@ -165,61 +165,61 @@ def train_loop(
     With several processes (distributed.py) every rank trains; rank 0 alone probes and writes.
     """
     writer = is_writer()
-    metrics = open_sinks(recipe, run_dir, stage, state.step) if writer else None
     probe_every = recipe.run.probe_every
     model.train()
     last = steps if stop_after is None else min(steps, state.step + stop_after)
-    for step in range(state.step, last):
-        tic = time.perf_counter()
-        mx.reset_peak_memory()
-        out = outcome_across_ranks(step_fn(step))
-        elapsed = time.perf_counter() - tic
-        state = replace(
-            state,
-            step=step + 1,
-            generations=state.generations + out.generations,
-            sampled_tokens=state.sampled_tokens + out.sampled_tokens,
-            trained_tokens=state.trained_tokens + out.trained_tokens,
-            elapsed_s=state.elapsed_s + elapsed,
-        )
-        probe_value = None
-        if probe is not None and writer and probe_every and ((step + 1) % probe_every == 0 or step + 1 == steps):
-            probe_value = probe(model)  # not part of the training budget, nor of step_s
-        s = out.samples
-        record = StepRecord(
-            step=step + 1,
-            total_steps=steps,
-            stage=stage,
-            loss=out.result.loss,
-            grad_norm=out.result.grad_norm,
-            learning_rate=out.result.learning_rate,
-            weight_change=out.result.weight_change,
-            entropy=out.result.entropy if out.trained_tokens else None,
-            step_s=elapsed,
-            trained_tokens_per_s=out.trained_tokens / max(elapsed - out.sample_s, 1e-9),
-            peak_memory_gb=mx.get_peak_memory() / 1e9,
-            generations=state.generations,
-            sampled_tokens=state.sampled_tokens,
-            trained_tokens=state.trained_tokens,
-            elapsed_s=state.elapsed_s,
-            part=out.part,
-            reward=None if s is None else s.reward,
-            response_tokens=None if s is None else s.response_tokens,
-            truncated=None if s is None else s.truncated,
-            sampled_tokens_per_s=None if s is None else out.sampled_tokens / max(out.sample_s, 1e-9),
-            probe_accuracy=probe_value,
-            details=out.details + out.global_details,
-            device=device_name(),
-            world_size=world(),
-        )
-        if writer:
-            metrics.log(record)
-        if writer and ((step + 1) % recipe.run.save_every == 0 or step + 1 == last):
-            params = trainable(model)
-            save_checkpoint(run_dir, state, params, optimizer_for_step(step), extra_state())
-            save_adapters(run_dir / "adapters", params, recipe.lora, lora_num_layers(model, recipe.lora), recipe.model.path)
-        if on_step is not None and writer:  # one progress line per step, not one per rank
-            on_step(record)
-    if writer:
-        metrics.close()
+    # the sinks end (W&B: finished, or failed when a step raised) however the loop ends
+    with (open_sinks(recipe, run_dir, stage, state.step) if writer else Sinks([])) as metrics:
+        for step in range(state.step, last):
+            tic = time.perf_counter()
+            mx.reset_peak_memory()
+            out = outcome_across_ranks(step_fn(step))
+            elapsed = time.perf_counter() - tic
+            state = replace(
+                state,
+                step=step + 1,
+                generations=state.generations + out.generations,
+                sampled_tokens=state.sampled_tokens + out.sampled_tokens,
+                trained_tokens=state.trained_tokens + out.trained_tokens,
+                elapsed_s=state.elapsed_s + elapsed,
+            )
+            probe_value = None
+            if probe is not None and writer and probe_every and ((step + 1) % probe_every == 0 or step + 1 == steps):
+                probe_value = probe(model)  # not part of the training budget, nor of step_s
+            s = out.samples
+            record = StepRecord(
+                step=step + 1,
+                total_steps=steps,
+                stage=stage,
+                loss=out.result.loss,
+                grad_norm=out.result.grad_norm,
+                learning_rate=out.result.learning_rate,
+                weight_change=out.result.weight_change,
+                entropy=out.result.entropy if out.trained_tokens else None,
+                step_s=elapsed,
+                trained_tokens_per_s=out.trained_tokens / max(elapsed - out.sample_s, 1e-9),
+                peak_memory_gb=mx.get_peak_memory() / 1e9,
+                generations=state.generations,
+                sampled_tokens=state.sampled_tokens,
+                trained_tokens=state.trained_tokens,
+                elapsed_s=state.elapsed_s,
+                part=out.part,
+                reward=None if s is None else s.reward,
+                response_tokens=None if s is None else s.response_tokens,
+                truncated=None if s is None else s.truncated,
+                sampled_tokens_per_s=None if s is None else out.sampled_tokens / max(out.sample_s, 1e-9),
+                probe_accuracy=probe_value,
+                details=out.details + out.global_details,
+                device=device_name(),
+                world_size=world(),
+            )
+            if writer:
+                metrics.log(record)
+            if writer and ((step + 1) % recipe.run.save_every == 0 or step + 1 == last):
+                params = trainable(model)
+                save_checkpoint(run_dir, state, params, optimizer_for_step(step), extra_state())
+                save_adapters(run_dir / "adapters", params, recipe.lora, lora_num_layers(model, recipe.lora),
+                              recipe.model.path)
+            if on_step is not None and writer:  # one progress line per step, not one per rank
+                on_step(record)
     return state
