@@ -4,7 +4,8 @@
    prompts, sampler and batch size (goal >= 0.9x).
 2. One distill optimizer step (teacher top-k pass + student KL step) vs a plain mlx-lm LoRA SFT step
    (mlx_lm.tuner.trainer.default_loss, value_and_grad, AdamW update) on the same student tokens, and
-   one teacher pass alone (goal: distill <= 1.3 x (SFT + teacher)); peak memory of each.
+   one teacher pass alone (goal: distill <= 1.3 x (SFT + teacher)); peak memory of each; and the
+   distill step again with lora.grad_checkpoint.
 3. The same against answer length (64 .. 1024 tokens) and batch size.
 4. With --quantized: SmolLM2 at 8 and 4 bits (mlx-lm's convert) against float32: rollout tokens/s,
    distill step time and peak memory.
@@ -31,6 +32,7 @@ import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
 from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, OptimConfig, PromptConfig, SamplingConfig  # noqa: E402
+from sdzero_mlx import grad_checkpoint  # noqa: E402
 from sdzero_mlx.kd import compute_teacher_targets, distill_step  # noqa: E402
 from sdzero_mlx.modeling import load_model, make_trainable, trainable  # noqa: E402
 from sdzero_mlx.prompts import prompt_ids, teacher_sequence  # noqa: E402
@@ -131,6 +133,9 @@ def bench_step(model, vocab: int, batch: int, answer: int) -> dict:
     out["sft_s"], out["sft_gb"] = measure(lambda: sft_step(model, opt_s, items))
     out["teacher_s"], out["teacher_gb"] = measure(lambda: compute_teacher_targets(model, teacher, items, 0, 64))
     out["distill_s"], out["distill_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config, 0, OptimConfig(grad_clip=1.0)))
+    grad_checkpoint.enable(model)  # the same step with lora.grad_checkpoint
+    out["ckpt_s"], out["ckpt_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config, 0, OptimConfig(grad_clip=1.0)))
+    grad_checkpoint.enable(model, on=False)
     return out
 
 
@@ -165,13 +170,13 @@ def main() -> None:
         return
 
     print(f"{'batch':>5} {'answer':>6} | {'SFT s':>7} {'teacher s':>9} {'distill s':>9} {'distill/(SFT+teacher)':>21} | "
-          f"{'SFT GB':>6} {'teacher GB':>10} {'distill GB':>10}")
+          f"{'SFT GB':>6} {'teacher GB':>10} {'distill GB':>10} | {'ckpt s':>7} {'ckpt GB':>7} (distill, lora.grad_checkpoint)")
     for b in (int(x) for x in args.batches.split(",")):
         for n in (int(x) for x in args.lengths.split(",")):
             s = bench_step(model, vocab, b, n)
             print(f"{b:5d} {n:6d} | {s['sft_s']:7.2f} {s['teacher_s']:9.2f} {s['distill_s']:9.2f} "
                   f"{s['distill_s'] / (s['sft_s'] + s['teacher_s']):20.2f}x | {s['sft_gb']:6.2f} {s['teacher_gb']:10.2f} "
-                  f"{s['distill_gb']:10.2f}")
+                  f"{s['distill_gb']:10.2f} | {s['ckpt_s']:7.2f} {s['ckpt_gb']:7.2f}", flush=True)
 
     if args.quantized:
         bench_quantized(path, model, tok, vocab)

@@ -50,6 +50,12 @@ class LoraConfig:
     keys: Optional[tuple[str, ...]] = field(
         default=None, metadata={"help": "Module paths inside a block, e.g. self_attn.q_proj; all linears if unset."}
     )
+    grad_checkpoint: bool = field(
+        default=False,
+        metadata={"help": "Recompute each block in the backward pass instead of keeping its activations (mlx-lm's "
+                  "--grad-checkpoint): much less memory for long answers, about one more forward of time. "
+                  "Same gradients. Not in the paper."},
+    )
 
     def __post_init__(self):
         if self.rank < 1:

@@ -14,6 +14,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 from mlx_lm import load as mlx_lm_load
 from mlx_lm.tuner.utils import linear_to_lora_layers
 
+from . import grad_checkpoint
 from .config import LoraConfig, ModelConfig
 
 DTYPES = {"float32": mx.float32, "float16": mx.float16, "bfloat16": mx.bfloat16}
@@ -61,10 +62,13 @@ def make_trainable(model: nn.Module, config: LoraConfig, seed: int) -> None:
 
     lora / dora: the linear layers of the last num_layers blocks become mlx-lm LoRA / DoRA layers
     (seeded init, B = 0, so the model is unchanged); full: every weight of those blocks trains.
+    With lora.grad_checkpoint every block is recomputed in backward passes (grad_checkpoint.py).
     """
     model.freeze()
     mx.random.seed(seed)
     n = lora_num_layers(model, config)
+    if config.grad_checkpoint:
+        grad_checkpoint.enable(model)
     if config.fine_tune_type == "full":
         for layer in model.layers[len(model.layers) - n :]:
             layer.unfreeze()

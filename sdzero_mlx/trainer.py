@@ -23,6 +23,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
+from .grad_checkpoint import backward_pass
 from .config import OptimConfig
 from .distributed import all_sum_values, sum_across_ranks
 
@@ -75,7 +76,8 @@ def optimizer_step(
     loss_and_grad = nn.value_and_grad(model, loss_fn)
     total_loss = total_grads = entropy_sum = tokens = None
     for mb in micro_batches:
-        (loss, (ent, n)), grads = loss_and_grad(model, mb)
+        with backward_pass():  # blocks under lora.grad_checkpoint recompute their activations
+            (loss, (ent, n)), grads = loss_and_grad(model, mb)
         if total_grads is None:
             total_loss, total_grads, entropy_sum, tokens = loss, grads, ent, n
         else:
