@@ -85,6 +85,9 @@ def format_record(r: StepRecord) -> str:
     parts = [f"{r.stage}{'/' + r.part if r.part else ''}: step {r.step}/{r.total_steps}", f"loss {r.loss:.4f}"]
     if r.reward is not None:
         parts += [f"reward {r.reward:.3f}", f"len {r.response_tokens:.0f}"]
+    if r.truncated:
+        # an answer cut at max_tokens has no box to verify: a real model's first run most often fails here
+        parts.append(f"cut {100 * r.truncated:.0f}%" + (" (over half: raise sampling.max_tokens)" if r.truncated > 0.5 else ""))
     if r.probe_accuracy is not None:
         parts.append(f"probe {100 * r.probe_accuracy:.1f}%")
     if r.entropy is not None:
