@@ -19,7 +19,6 @@ section, and one line in STAGES below.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,7 +30,7 @@ from .config import Recipe
 from .configio import write_yaml
 from .evaluate import results_table, summary
 from .metrics import format_record, last_budget, read_metrics
-from .pipeline import LABELS, evaluate_cached, evaluate_model_of_run, run_pipeline
+from .pipeline import LABELS, evaluate_cached, evaluate_model_of_run, run_pipeline, stage_budgets, training_budgets
 
 
 @dataclass(frozen=True)
@@ -125,19 +124,13 @@ def plot_curves(curves: dict[str, list[tuple[int, float]]], finals: dict[str, tu
 
 
 def _training_budget(run_dir: Path, method: str) -> dict:
+    """Generations, sampled and trained tokens behind a method's model (the SD-Zero chain: pipeline's
+    own accounting, collect + srt [+ distill]; a baseline: its stage's last record)."""
     keys = ("generations", "sampled_tokens", "trained_tokens")
-    if method == "base":
-        return {k: 0 for k in keys}
-    parts = []
     if method in ("srt", "sd-zero"):
-        collect = read_summary(run_dir / "collect")
-        parts.append({"generations": collect.generations, "sampled_tokens": collect.sampled_tokens, "trained_tokens": 0})
-        parts.append(json.loads((run_dir / "srt" / "state.json").read_text()))
-    if method == "sd-zero":
-        parts.append(last_budget(run_dir / "distill") or {})
-    if method in STAGES:
-        parts.append(last_budget(run_dir / method) or {})
-    return {k: sum(p.get(k, 0) for p in parts) for k in keys}
+        return training_budgets(stage_budgets(run_dir, {}))[LABELS[method]]
+    budget = (last_budget(run_dir / method) or {}) if method in STAGES else {}
+    return {k: budget.get(k, 0) for k in keys}
 
 
 def run_compare(recipe: Recipe, log: Callable[[str], None] = print, methods: Optional[list[str]] = None) -> dict:

@@ -360,13 +360,6 @@ def results_table(named_results: dict, budgets: Optional[dict[str, dict]] = None
     return "\n".join(lines) + "\n"
 
 
-def run_budget(run_dir: str | Path) -> Optional[dict]:
-    """Budget counters of a training run (its last metrics record), or None if it has none."""
-    from .metrics import last_budget
-
-    return last_budget(run_dir)
-
-
 def write_summary(named_results: dict, out_dir: str | Path, budgets: Optional[dict[str, dict]] = None) -> tuple[Path, Path]:
     """summary.md (the table) and summary.json (the records) in out_dir; returns both paths."""
     out = Path(out_dir)
@@ -419,7 +412,9 @@ def adapter_budget(adapter: Optional[str]) -> Optional[dict]:
     """Training budget of the run an adapter came from (RUN/adapters -> RUN/metrics.jsonl)."""
     if not adapter:
         return None
-    return run_budget(adapter) or run_budget(Path(adapter).parent)
+    from .metrics import last_budget
+
+    return last_budget(adapter) or last_budget(Path(adapter).parent)
 
 
 def evaluate_model(

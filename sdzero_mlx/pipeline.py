@@ -30,9 +30,9 @@ from .configio import to_dict, write_yaml
 from .data import make_splits
 from .distill import run_distill
 from .evaluate import (
-    EvalResult, ReviseResult, evaluate_model, generations_per_model, results_table, run_budget, summary, write_rows_jsonl,
+    EvalResult, ReviseResult, evaluate_model, generations_per_model, results_table, summary, write_rows_jsonl,
 )
-from .metrics import format_record
+from .metrics import format_record, last_budget
 from .modeling import load_model
 from .outputs import check_output_dir
 from .srt import SRT_SECTIONS, run_srt
@@ -105,7 +105,7 @@ def stage_budgets(run_dir: Path, evals: dict[str, list]) -> dict[str, dict]:
     """Generations, sampled and trained tokens spent by each stage (the paper's budget accounting)."""
     collect = read_summary(run_dir / "collect")
     srt = json.loads((run_dir / "srt" / "state.json").read_text())
-    distill = run_budget(run_dir / "distill") or {}
+    distill = last_budget(run_dir / "distill") or {}
     budgets = {
         "collect": {"generations": collect.generations, "sampled_tokens": collect.sampled_tokens, "trained_tokens": 0,
                     "seconds": collect.elapsed_s},

@@ -28,10 +28,10 @@ from sdzero_mlx.evaluate import (
     pass_at_k,
     results_table,
     revision_rates,
-    run_budget,
     write_rows_jsonl,
     write_summary,
 )
+from sdzero_mlx.metrics import last_budget
 from sdzero_mlx.tinymodel import IM_END, init_weights, make_model_dir, model_config, vocabulary
 from sdzero_mlx.types import Example
 from sdzero_mlx.verifier import VerifierConfig
@@ -169,7 +169,7 @@ def test_results_table_and_budget(tmp_path):
         json.dumps({"step": 1, "generations": 4, "sampled_tokens": 40, "trained_tokens": 44}) + "\n"
         + json.dumps({"step": 2, "generations": 8, "sampled_tokens": 90, "trained_tokens": 98}) + "\n"
     )
-    budget = run_budget(run)
+    budget = last_budget(run)
     assert budget == {"step": 2, "generations": 8, "sampled_tokens": 90, "trained_tokens": 98, "elapsed_s": 0.0}
     table = results_table({"base": fake_eval(0.25), "tuned": fake_eval(0.5)}, {"tuned": budget})
     lines = table.splitlines()
