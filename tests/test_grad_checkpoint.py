@@ -32,9 +32,9 @@ def long_items(n_answer: int = 150) -> list[DistillItem]:
     return items
 
 
-def step(model_dir, checkpointed: bool):
+def step(model_dir, checkpointed: bool, fine_tune_type: str = "lora"):
     model, _ = load_model(ModelConfig(path=str(model_dir)))
-    make_trainable(model, LoraConfig(rank=8, grad_checkpoint=checkpointed), 0)
+    make_trainable(model, LoraConfig(rank=8, grad_checkpoint=checkpointed, fine_tune_type=fine_tune_type), 0)
     rng = np.random.default_rng(1)  # non-zero B: every LoRA factor gets a gradient
     model.load_weights([(k, mx.array(rng.normal(0, 0.02, v.shape).astype(np.float32))) for k, v in trainable(model).items()],
                        strict=False)
@@ -49,10 +49,11 @@ def step(model_dir, checkpointed: bool):
     return model, result, trainable(model), peak
 
 
-def test_same_update_for_less_memory(deep_model_dir):
-    _, with_ckpt, after_ckpt, peak_ckpt = step(deep_model_dir, True)
+@pytest.mark.parametrize("fine_tune_type", ["lora", "dora", "full"])
+def test_same_update_for_less_memory(deep_model_dir, fine_tune_type):
+    _, with_ckpt, after_ckpt, peak_ckpt = step(deep_model_dir, True, fine_tune_type)
     # built after the checkpointed one: the block class is wrapped, but this model did not ask
-    _, plain, after_plain, peak_plain = step(deep_model_dir, False)
+    _, plain, after_plain, peak_plain = step(deep_model_dir, False, fine_tune_type)
     assert with_ckpt.loss == pytest.approx(plain.loss, rel=1e-6)
     assert with_ckpt.grad_norm == pytest.approx(plain.grad_norm, rel=1e-5)
     for name, value in after_plain.items():
