@@ -5,7 +5,7 @@ module, with its own layer names (Phi-3 fuses q, k, v into one projection), its 
 not) and sometimes work after the head (Gemma 2's final soft-cap, Granite's logit scaling). Each is
 built here from mlx-lm's class with this project's tokenizer, saved as an mlx-lm folder and put
 through: blocked scoring (scoring.logit_chunks) against the model's own logits, two `sdzero distill`
-steps whose adapters `mlx_lm.load(..., adapter_path=...)` accepts and reproduces, and the fused model
+steps (with lora.grad_checkpoint) whose adapters `mlx_lm.load(..., adapter_path=...)` accepts and reproduces, and the fused model
 that SRT writes.
 """
 
@@ -88,6 +88,7 @@ def test_distill_adapters_load_in_mlx_lm_and_srt_fuses(family, tiny_data, tmp_pa
     # transformers gives a "qwen2" folder its Qwen2Tokenizer, which drops this tokenizer's spaces:
     # prompts grow to ~85 tokens, so the teacher needs more room than the shared tiny recipe's 128
     raw["distill"]["max_teacher_tokens"] = 256
+    raw["lora"]["grad_checkpoint"] = True  # each family's block signature through mx.checkpoint
     recipe.write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(app, ["distill", str(recipe)])
     assert result.exit_code == 0, result.output
