@@ -7,6 +7,10 @@ score the same tokens y, one optimizer step is:
   2. the student's KL to them (reverse / forward / mixed), summed over tokens and divided by the
      step's token count, accumulated over micro-batches, one update.
 The stages differ only in what the teacher reads before y.
+
+Departure from the paper, off by default: `*.optim.kl_to_initial` adds a k3 KL(pi || pi_initial) on
+each sampled token of y (paper: no penalty; the inverse demo uses 3, which keeps the student's
+guesses as diverse as its starting model's: README).
 """
 
 from __future__ import annotations
