@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from sdzero_mlx.cli import app
 from sdzero_mlx.device import gpu_status
 from sdzero_mlx.parity import (
-    TOLERANCE, Comparison, backend_run, compare_runs, greedy_comparison, reference, run_in_child, run_parity,
+    TOLERANCE, backend_run, compare_runs, greedy_comparison, reference, run_in_child, run_parity,
 )
 
 GPU = gpu_status()

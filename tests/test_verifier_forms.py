@@ -5,12 +5,9 @@ turning into "accept everything": a unit does not hide a wrong number, an integr
 to 2 is not 1.
 """
 
-import json
 import subprocess
 import sys
 import time
-
-import pytest
 
 from sdzero_mlx.verifier import VerifierConfig, check, check_batch
 from sdzero_mlx.verifier import pool as verifier_pool
