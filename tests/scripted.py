@@ -38,8 +38,11 @@ def rows(n: int) -> list[dict]:
     return out
 
 
-def write_data(path: Path, n: int = 48) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows(n)))
+def write_data(path: Path, n: int = 48, solutions: bool = False) -> Path:
+    """n scripted rows as JSONL; with `solutions`, each row also has a gold solution "\\boxed{answer}"
+    (data.fields.solution, for SFT / SDFT)."""
+    out = [{**r, "solution": f"\\boxed{{{r['answer']}}}"} if solutions else r for r in rows(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in out))
     return path
 
 

@@ -103,10 +103,7 @@ def test_sdft_teacher_sequences_from_ids():
 def scripted_recipe(tmp_path_factory):
     model = scripted_model_dir(tmp_path_factory)
     root = tmp_path_factory.mktemp("baselines")
-    rows = [json.loads(l) for l in write_data(root / "d.jsonl", 24).read_text().splitlines()]
-    for r in rows:  # a gold solution per row, for SFT / SDFT
-        r["solution"] = f"\\boxed{{{r['answer']}}}"
-    (root / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_data(root / "d.jsonl", 24, solutions=True)  # a gold solution per row, for SFT / SDFT
     raw = {
         "model": {"path": str(model)},
         "data": {"source": str(root / "d.jsonl"), "fields": {"id": "id", "solution": "solution"},

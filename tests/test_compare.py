@@ -14,8 +14,7 @@ from scripted import scripted_model_dir, write_data
 def test_compare_matches_the_generation_budget_and_writes_one_table(tmp_path_factory):
     model = scripted_model_dir(tmp_path_factory)
     root = tmp_path_factory.mktemp("compare")
-    rows = [json.loads(l) for l in write_data(root / "d.jsonl", 40).read_text().splitlines()]
-    (root / "d.jsonl").write_text("".join(json.dumps({**r, "solution": f"\\boxed{{{r['answer']}}}"}) + "\n" for r in rows))
+    write_data(root / "d.jsonl", 40, solutions=True)
     raw = {
         "model": {"path": str(model)},
         "data": {"source": str(root / "d.jsonl"), "fields": {"id": "id", "solution": "solution"},
