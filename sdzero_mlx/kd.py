@@ -23,7 +23,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import DistillConfig, OptimConfig
-from .distributed import step_tokens as global_step_tokens
+from .distributed import all_sum_values
 from .loss import TeacherTargets, k3_kl, kl_on_support, log_softmax, masked_sum, monitor_entropy, student_logp_on, teacher_targets
 from .prompts import teacher_sequence
 from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, reference_logp, scored_batch
@@ -128,8 +128,10 @@ def distill_step(
 
     `initial`: the trained parameters' starting values, the reference of optim.kl_to_initial.
     """
-    if items and all(it.student_span[0] == it.student_span[1] for it in items):
-        longest = max(len(it.teacher.ids) for it in items)
+    # counted over all ranks before any work, so that every rank stops here, not one rank alone
+    n_items, n_tokens = all_sum_values(len(items), sum(end - start for start, end in (it.student_span for it in items)))
+    if n_items and not n_tokens:
+        longest = max((len(it.teacher.ids) for it in items), default=0)
         raise ValueError(
             f"distill.max_teacher_tokens={config.max_teacher_tokens} leaves no room for the answer: the Reviser's "
             f"prompt and separator alone take up to {longest} tokens, so every answer of this step was cut to 0 "
@@ -142,7 +144,7 @@ def distill_step(
     kl = optim.kl_to_initial if initial is not None else 0.0
     refs = [reference_logp(model, initial, b) if kl > 0 else None for b in students]
     batches = [DistillMicroBatch(b, t, r) for b, t, r in zip(students, targets, refs)]
-    step_tokens = global_step_tokens([it.student_span for it in items])  # all ranks: trainer.py
+    step_tokens = max(int(round(n_tokens)), 1)  # the whole step's on all ranks (trainer.py), as distributed.step_tokens
     loss = partial(distill_loss, kind=config.kl, forward_weight=config.forward_weight, step_tokens=step_tokens,
                    kl_to_initial=kl)
     return optimizer_step(model, optimizer, loss, batches, optim.grad_clip)

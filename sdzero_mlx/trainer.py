@@ -23,9 +23,9 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
-from .grad_checkpoint import backward_pass
 from .config import OptimConfig
 from .distributed import all_sum_values, sum_across_ranks
+from .grad_checkpoint import backward_pass
 
 
 @dataclass(frozen=True)
