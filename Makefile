@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,cpu,test)
 # Preload an optimised BLAS for the test run when one is installed (the `sdzero` command does
 # this by itself; pytest is started here, so the Makefile does it), with sdzero's BLAS thread
-# choice (sdzero_mlx/threads.py: one thread; OpenBLAS's spinning threads fight MLX's own).
-FAST_BLAS = $(shell $(BIN)/python -c 'from sdzero_mlx.blas import find_openblas; print(find_openblas() or "")' 2>/dev/null)
+# choice (sdzero_mlx/platform/threads.py: one thread; OpenBLAS's spinning threads fight MLX's own).
+FAST_BLAS = $(shell $(BIN)/python -c 'from sdzero_mlx.platform.blas import find_openblas; print(find_openblas() or "")' 2>/dev/null)
 
 # The GPU environment (make test-gpu): its own venv, because mlx-cpu and mlx-cuda install the same
 # library files. GPU_EXTRA=cuda13 for a CUDA 13 driver; on macOS plain mlx brings Metal.

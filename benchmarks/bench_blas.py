@@ -1,4 +1,4 @@
-"""MLX CPU speed with mlx-cpu's bundled reference BLAS vs OpenBLAS (preloaded by sdzero_mlx.blas).
+"""MLX CPU speed with mlx-cpu's bundled reference BLAS vs OpenBLAS (preloaded by sdzero_mlx.platform.blas).
 
 Runs itself twice as a worker subprocess, once with SDZERO_BLAS=none and once letting
 `reexec_with_fast_blas` preload OpenBLAS, and prints the median time of each case and the ratio:
@@ -61,7 +61,7 @@ def _llama_step_case():
 
 
 def worker(repeats: int) -> None:
-    from sdzero_mlx.blas import blas_in_use, reexec_with_fast_blas
+    from sdzero_mlx.platform.blas import blas_in_use, reexec_with_fast_blas
 
     reexec_with_fast_blas(sys.argv)
     import mlx.core as mx

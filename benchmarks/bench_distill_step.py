@@ -25,9 +25,9 @@ from pathlib import Path
 import yaml
 sys.path.insert(0, str(Path(sys.argv[1]) / "tests"))
 from conftest import arithmetic_rows
-from sdzero_mlx.blas import blas_in_use
+from sdzero_mlx.platform.blas import blas_in_use
 from sdzero_mlx.config import load_recipe
-from sdzero_mlx.distill import run_distill
+from sdzero_mlx.stages.distill import run_distill
 work, model_dir, steps = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 data = work / "data.jsonl"
 data.write_text("".join(json.dumps(r) + "\n" for r in arithmetic_rows(64)))
@@ -53,7 +53,7 @@ def model_dir(kind: str, work: Path) -> str:
         from smollm import smollm_model_dir
 
         return str(smollm_model_dir())
-    from sdzero_mlx.tinymodel import make_model_dir
+    from sdzero_mlx.demo.tinymodel import make_model_dir
 
     return str(make_model_dir(work / "tiny", hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                               intermediate_size=768, seed=0))
@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--model", choices=["tiny", "smollm"], default="tiny")
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    from sdzero_mlx.blas import find_openblas
+    from sdzero_mlx.platform.blas import find_openblas
 
     fast = find_openblas()
     if fast is None:

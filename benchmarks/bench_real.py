@@ -37,7 +37,7 @@ from sdzero_mlx.kd import compute_teacher_targets, distill_step  # noqa: E402
 from sdzero_mlx.modeling import load_model, make_trainable, trainable  # noqa: E402
 from sdzero_mlx.prompts import prompt_ids, teacher_sequence  # noqa: E402
 from sdzero_mlx.rollout import generate_completions  # noqa: E402
-from sdzero_mlx.threads import apply_blas_threads  # noqa: E402
+from sdzero_mlx.platform.threads import apply_blas_threads  # noqa: E402
 from sdzero_mlx.types import DistillItem  # noqa: E402
 
 

@@ -3,7 +3,7 @@
 Runs, in fresh processes, (1) `sdzero demo --quick` (the tiny 0.68M model) and (2) `sdzero distill`
 for 2 steps on SmolLM2-135M-Instruct (8 questions, 64-token answers), once with
 OPENBLAS_NUM_THREADS = cores (what OpenBLAS does by itself) and once with sdzero's choice
-(sdzero_mlx/threads.py). Prints wall, user and kernel (sys) seconds and the ratios. Linux CPU only.
+(sdzero_mlx/platform/threads.py). Prints wall, user and kernel (sys) seconds and the ratios. Linux CPU only.
 
     python benchmarks/bench_threads.py [--skip-smollm]
 """
@@ -57,8 +57,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-smollm", action="store_true")
     args = parser.parse_args()
-    from sdzero_mlx.blas import find_openblas
-    from sdzero_mlx.threads import ENV_VAR, chosen_threads
+    from sdzero_mlx.platform.blas import find_openblas
+    from sdzero_mlx.platform.threads import ENV_VAR, chosen_threads
 
     if find_openblas() is None:
         sys.exit("No OpenBLAS found (Debian/Ubuntu: apt-get install libopenblas0-pthread); nothing to compare.")

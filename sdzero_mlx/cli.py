@@ -45,7 +45,7 @@ def print_step(record) -> None:
 def _load(recipe: Path, set_: Optional[list[str]]):
     from .config import load_recipe
 
-    from .device import use_device
+    from .platform.device import use_device
 
     try:
         loaded = load_recipe(recipe, list(set_ or []))
@@ -90,7 +90,7 @@ RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")]
 @app.command()
 def distill(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
     """Phase 2: on-policy self-distillation of the Reviser into the Generator."""
-    from .distill import run_distill
+    from .stages.distill import run_distill
 
     _train("distill", run_distill, recipe, resume, set_)
 
@@ -98,7 +98,7 @@ def distill(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = No
 @app.command()
 def rft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
     """Baseline: rejection-sampling fine-tuning, on-policy (section rft)."""
-    from .rft import run_rft
+    from .stages.rft import run_rft
 
     _train("rft", run_rft, recipe, resume, set_)
 
@@ -106,7 +106,7 @@ def rft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) 
 @app.command()
 def grpo(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
     """Baseline: GRPO with DAPO's choices (section grpo)."""
-    from .grpo import run_grpo
+    from .stages.grpo import run_grpo
 
     _train("grpo", run_grpo, recipe, resume, set_)
 
@@ -114,7 +114,7 @@ def grpo(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None)
 @app.command()
 def sft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
     """Baseline: supervised fine-tuning on the data's gold solutions (section sft, data.fields.solution)."""
-    from .sft import run_sft
+    from .stages.sft import run_sft
 
     _train("sft", run_sft, recipe, resume, set_)
 
@@ -122,7 +122,7 @@ def sft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) 
 @app.command()
 def sdft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
     """Baseline: self-distillation from demonstrations (section sdft; KL settings from distill)."""
-    from .sdft import run_sdft
+    from .stages.sdft import run_sdft
 
     _train("sdft", run_sdft, recipe, resume, set_)
 
@@ -155,7 +155,7 @@ def collect(
     set_: SetOption = None,
 ) -> None:
     """Phase 1: sample answers and revisions, keep verified revisions -> RUN/collect/tuples.jsonl (resumable)."""
-    from .collect import generation_counter, run_collect
+    from .stages.collect import generation_counter, run_collect
     from .evaluate import pct
 
     loaded = _load(recipe, set_)
@@ -190,7 +190,7 @@ def srt(
     set_: SetOption = None,
 ) -> None:
     """Phase 1: self-revision training on collected tuples -> RUN/srt/adapters and the fused RUN/srt/model."""
-    from .srt import run_srt
+    from .stages.srt import run_srt
 
     loaded = _load(recipe, set_)
     run_dir = Path(loaded.run.output_dir)
@@ -292,7 +292,7 @@ def parity(
     import tempfile
 
     from .parity import TOLERANCE, format_report, report_json, run_parity
-    from .tinymodel import make_model_dir
+    from .demo.tinymodel import make_model_dir
 
     dtypes = dtype or ["float32", "bfloat16"]
     if any(d not in ("float32", "bfloat16") for d in dtypes):
@@ -317,7 +317,7 @@ def parity(
 @app.command()
 def info() -> None:
     """Versions, device and the BLAS in use."""
-    from .info import collect_info, format_info
+    from .platform.info import collect_info, format_info
 
     typer.echo(format_info(collect_info()))
 
@@ -470,14 +470,14 @@ DISTRIBUTED = ("distill", "srt", "rft", "grpo", "sft", "sdft", "info")
 
 
 def main() -> None:
-    from .blas import reexec_with_fast_blas
+    from .platform.blas import reexec_with_fast_blas
 
     if sys.argv[1:2] != ["verify"]:  # verify needs no BLAS: skip the re-exec (half its cold start)
         reexec_with_fast_blas(sys.argv)
-        from .threads import apply_blas_threads
+        from .platform.threads import apply_blas_threads
 
         apply_blas_threads()
-        from .distributed import world
+        from .platform.distributed import world
 
         if sys.argv[1:2] and sys.argv[1] not in DISTRIBUTED and not sys.argv[1].startswith("-") and world() > 1:
             typer.secho(f"error: sdzero {sys.argv[1]} runs as one process; under mlx.launch use one of "

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import grpo, rft, sdft, sft
+from .stages import grpo, rft, sdft, sft
 from .checkpoint import write_json_atomic
-from .collect import read_summary
+from .stages.collect import read_summary
 from .config import Recipe
 from .configio import write_yaml
 from .evaluate import results_table, summary

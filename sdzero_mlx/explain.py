@@ -25,7 +25,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import PromptConfig, SamplingConfig
-from .distill import distill_item
+from .stages.distill import distill_item
 from .kd import student_batch, teacher_batch
 from .scoring import logits_at
 from .loss import distill_token_kl, teacher_targets, token_logprobs

@@ -7,7 +7,7 @@ less memory for about one more forward pass of time.
 
 mlx-lm's own `tuner.trainer.grad_checkpoint` wraps the block class's __call__ for every instance, for
 good. Here the same mx.checkpoint wrapping is installed once per block class, but it acts only on the
-blocks of a model that asked for it and only inside `backward_pass()` (trainer.optimizer_step):
+blocks of a model that asked for it and only inside `backward_pass()` (update.optimizer_step):
 sampling (which passes a KV cache that the block mutates), the teacher's pass and evaluation run the
 plain call. Not in the paper (a memory/time trade that leaves the gradients unchanged).
 """
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import mlx.core as mx
 import mlx.nn as nn
 
-_ACTIVE = [False]  # inside trainer.optimizer_step's value_and_grad
+_ACTIVE = [False]  # inside update.optimizer_step's value_and_grad
 _FLAG = "_sdzero_grad_checkpoint"
 _WRAPPED = "_sdzero_plain_call"
 

@@ -23,12 +23,12 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .config import DistillConfig, OptimConfig
-from .distributed import all_sum_values
+from .platform.distributed import all_sum_values
 from .loss import TeacherTargets, k3_kl, kl_on_support, log_softmax, masked_sum, monitor_entropy, student_logp_on, teacher_targets
 from .prompts import teacher_sequence
 from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, reference_logp, scored_batch
 from .teacher import lora_values
-from .trainer import optimizer_step
+from .update import optimizer_step
 from .types import DistillItem
 
 
@@ -144,7 +144,7 @@ def distill_step(
     kl = optim.kl_to_initial if initial is not None else 0.0
     refs = [reference_logp(model, initial, b) if kl > 0 else None for b in students]
     batches = [DistillMicroBatch(b, t, r) for b, t, r in zip(students, targets, refs)]
-    step_tokens = max(int(round(n_tokens)), 1)  # the whole step's on all ranks (trainer.py), as distributed.step_tokens
+    step_tokens = max(int(round(n_tokens)), 1)  # the whole step's on all ranks (update.py), as distributed.step_tokens
     loss = partial(distill_loss, kind=config.kl, forward_weight=config.forward_weight, step_tokens=step_tokens,
                    kl_to_initial=kl)
     return optimizer_step(model, optimizer, loss, batches, optim.grad_clip)

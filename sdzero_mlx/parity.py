@@ -3,7 +3,7 @@
 One run (`backend_run`) computes, on one device and in one dtype, with the project's own code:
   teacher   the Reviser's logits on the second copy of y and its top-k targets (kd.compute_teacher_targets)
   student   the student's logits, the per-token reverse KL, the distill loss and its LoRA gradients
-  adamw     one full optimizer step (trainer.optimizer_step: clip + AdamW): the updated LoRA values
+  adamw     one full optimizer step (update.optimizer_step: clip + AdamW): the updated LoRA values
   srt       the SRT loss (both terms) and its LoRA gradients
   greedy    greedy decoding (rollout.generate_completions, T = 0) for N tokens, and the logits at each
 The numpy reference (`reference`) redoes it in float64 from the same weights (as rounded to the dtype):
@@ -79,9 +79,9 @@ class ParityReport:
 
 def _work(vocab: int, seed: int = 0):
     """Distill items (4 sequences of different lengths), SRT items (3) and a greedy prompt, from ids only."""
-    from .distill import distill_item
+    from .stages.distill import distill_item
     from .prompts import Separators
-    from .srt import SrtItem
+    from .stages.srt import SrtItem
     from .types import Example, Graded, Rollout
 
     rng = np.random.default_rng(seed)
@@ -130,8 +130,8 @@ def backend_run(model_dir: str | Path, device: str, dtype: str, greedy_tokens: i
     from .modeling import load_model, make_trainable, trainable
     from .rollout import generate_completions
     from .scoring import chunks, logits_at
-    from .srt import GENERATION, REVISION, srt_batches, srt_loss
-    from .trainer import make_optimizer, optimizer_step
+    from .stages.srt import GENERATION, REVISION, srt_batches, srt_loss
+    from .update import make_optimizer, optimizer_step
 
     dev = mx.gpu if device == "gpu" else mx.cpu
     previous = mx.default_device()
@@ -285,7 +285,7 @@ def _distill_loss(p, config, distill, idx, t_logp, tokens) -> tuple[float, list[
 
 
 def _srt_loss(p, config, srt) -> float:
-    from .srt import GENERATION, REVISION
+    from .stages.srt import GENERATION, REVISION
 
     counts = {term: sum(it.span(term)[1] - it.span(term)[0] for it in srt) for term in (REVISION, GENERATION)}
     total = 0.0
@@ -449,7 +449,7 @@ def run_in_child(model_dir, device: str, dtype: str, env: dict[str, str], timeou
 def run_parity(model_dir, dtypes: Sequence[str] = ("float32", "bfloat16"), gpu: Optional[bool] = None,
                tf32_check: bool = True, log=lambda line: None) -> ParityReport:
     """CPU vs numpy for every dtype; where a GPU works, GPU vs CPU and GPU vs numpy too, and TF32 off vs on."""
-    from .device import gpu_status
+    from .platform.device import gpu_status
 
     status = gpu_status()
     use_gpu = status.available if gpu is None else gpu

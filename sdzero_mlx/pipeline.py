@@ -23,19 +23,19 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .checkpoint import check_same_recipe, write_json_atomic
-from .collect import COLLECT_SECTIONS, read_summary, run_collect
+from .stages.collect import COLLECT_SECTIONS, read_summary, run_collect
 from .config import Recipe
-from .device import use_device
+from .platform.device import use_device
 from .configio import to_dict, write_yaml
 from .data import make_splits
-from .distill import run_distill
+from .stages.distill import run_distill
 from .evaluate import (
     EvalResult, ReviseResult, evaluate_model, generations_per_model, results_table, summary, write_rows_jsonl,
 )
 from .metrics import format_record, last_budget
 from .modeling import load_model
 from .outputs import check_output_dir
-from .srt import SRT_SECTIONS, run_srt
+from .stages.srt import SRT_SECTIONS, run_srt
 
 MODELS = ("base", "srt", "sd-zero")
 LABELS = {"base": "base", "srt": "SRT", "sd-zero": "SD-Zero"}

@@ -18,7 +18,7 @@ from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
 from .config import PromptConfig, SamplingConfig
-from .distributed import rank_seed
+from .platform.distributed import rank_seed
 from .prompts import prompt_ids
 from .types import Example, Rollout
 

@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .distributed import step_tokens
+from .platform.distributed import step_tokens
 from .loss import k3_kl, log_softmax, monitor_entropy
 
 

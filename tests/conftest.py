@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdzero_mlx.tinymodel import make_model_dir
+from sdzero_mlx.demo.tinymodel import make_model_dir
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from sdzero_mlx.config import load_recipe
-from sdzero_mlx.distill import run_distill
-from sdzero_mlx.srt import run_srt
+from sdzero_mlx.stages.distill import run_distill
+from sdzero_mlx.stages.srt import run_srt
 
 recipe_path, tuples, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 recipe = load_recipe(recipe_path, [f"run.output_dir={out / 'distill'}"])

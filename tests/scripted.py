@@ -1,6 +1,6 @@
 """A scripted tiny model for phase-1 tests: a real mlx-lm model whose greedy answers we know.
 
-The tiny llama of `sdzero_mlx.tinymodel` is trained (full weights, a few hundred Adam steps on a
+The tiny llama of `sdzero_mlx.demo.tinymodel` is trained (full weights, a few hundred Adam steps on a
 fixed batch) so that, whatever the question:
   after the generator prompt chat(x)              it answers  \\boxed{7}  then <|im_end|>
   after chat(x) + \\boxed{7} + sep(wrong)          it answers  \\boxed{8}  then <|im_end|>
@@ -23,7 +23,7 @@ from mlx.utils import tree_flatten
 
 from sdzero_mlx.config import PromptConfig
 from sdzero_mlx.prompts import prompt_ids, separators
-from sdzero_mlx.tinymodel import make_model_dir
+from sdzero_mlx.demo.tinymodel import make_model_dir
 
 FIRST, RESTART, REPHRASE = "\\boxed{7}", "\\boxed{8}", "\\boxed{7}"
 

@@ -11,13 +11,13 @@ import pytest
 import yaml
 
 from sdzero_mlx.config import GrpoConfig, load_recipe
-from sdzero_mlx.grpo import PolicyBatch, grpo_loss, kept_groups, run_grpo
+from sdzero_mlx.stages.grpo import PolicyBatch, grpo_loss, kept_groups, run_grpo
 from sdzero_mlx.kd import item_with_context
 from sdzero_mlx.loss import clipped_policy_loss, group_advantages
-from sdzero_mlx.rft import run_rft
+from sdzero_mlx.stages.rft import run_rft
 from sdzero_mlx.scoring import nll_batches, scored_batch
-from sdzero_mlx.sdft import run_sdft
-from sdzero_mlx.sft import run_sft
+from sdzero_mlx.stages.sdft import run_sdft
+from sdzero_mlx.stages.sft import run_sft
 
 from scripted import scripted_model_dir, write_data
 
@@ -61,7 +61,7 @@ def test_nll_batches_weigh_every_token_of_the_step_equally():
 def test_grpo_loss_normalises_by_the_tokens_of_the_step(tiny_model_dir):
     """With ratio 1, loss = -(sum over tokens of A) / step tokens: two answers of 1 and 3 tokens."""
     from sdzero_mlx.config import ModelConfig
-    from sdzero_mlx.grpo import token_logp
+    from sdzero_mlx.stages.grpo import token_logp
     from sdzero_mlx.modeling import load_model
 
     model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from sdzero_mlx.blas import ENV_VAR, REEXEC_MARKER, REFERENCE, find_openblas
+from sdzero_mlx.platform.blas import ENV_VAR, REEXEC_MARKER, REFERENCE, find_openblas
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD_PRELOAD re-exec is Linux-only")
 
@@ -15,7 +15,7 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="LD
 CHILD = """
 import os, sys
 print("start", os.getpid(), flush=True)
-from sdzero_mlx.blas import reexec_with_fast_blas, blas_in_use
+from sdzero_mlx.platform.blas import reexec_with_fast_blas, blas_in_use
 reexec_with_fast_blas(sys.argv)
 import numpy as np, mlx.core as mx
 rng = np.random.default_rng(0)

@@ -6,14 +6,14 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from sdzero_mlx.collect import (
+from sdzero_mlx.stages.collect import (
     read_summary,
     CleanRules, RevisionTuple, clean_tuple, load_tuples, opener_length, run_collect, select_tuples, strip_opener,
     trim_repeating_tail,
 )
 from sdzero_mlx.config import load_recipe
 from sdzero_mlx.data import make_splits
-from sdzero_mlx.tinymodel import build_tokenizer
+from sdzero_mlx.demo.tinymodel import build_tokenizer
 
 from scripted import scripted_model_dir, write_data
 

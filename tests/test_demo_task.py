@@ -9,7 +9,7 @@ import pytest
 
 from sdzero_mlx.demo import task
 from sdzero_mlx.demo.pretrain import RESTART, REPHRASE, encode_examples, pretrain
-from sdzero_mlx.tinymodel import build_tokenizer
+from sdzero_mlx.demo.tinymodel import build_tokenizer
 
 
 def test_generator_is_deterministic_and_seed_dependent():

@@ -6,11 +6,11 @@ import mlx.core as mx
 import pytest
 from typer.testing import CliRunner
 
-from sdzero_mlx import device as device_mod
+from sdzero_mlx.platform import device as device_mod
 from sdzero_mlx.cli import app
 from sdzero_mlx.config import load_recipe
-from sdzero_mlx.device import device_name, gpu_status, use_device
-from sdzero_mlx.distill import run_distill
+from sdzero_mlx.platform.device import device_name, gpu_status, use_device
+from sdzero_mlx.stages.distill import run_distill
 
 GPU = gpu_status()
 

@@ -10,7 +10,7 @@ import pytest
 from mlx.utils import tree_flatten
 
 from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, OptimConfig, load_recipe
-from sdzero_mlx.distill import (
+from sdzero_mlx.stages.distill import (
     distill_item, run_distill,
 )
 from sdzero_mlx.kd import (

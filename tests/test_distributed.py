@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from sdzero_mlx.config import load_recipe
-from sdzero_mlx.distill import run_distill
-from sdzero_mlx.distributed import all_sum_values, rank_seed, shard, step_tokens, sum_across_ranks, world
-from sdzero_mlx.srt import run_srt
+from sdzero_mlx.stages.distill import run_distill
+from sdzero_mlx.platform.distributed import all_sum_values, rank_seed, shard, step_tokens, sum_across_ranks, world
+from sdzero_mlx.stages.srt import run_srt
 
 from conftest import tiny_recipe_dict
 from test_srt import write_tuples

@@ -32,7 +32,7 @@ from sdzero_mlx.evaluate import (
     write_summary,
 )
 from sdzero_mlx.metrics import last_budget
-from sdzero_mlx.tinymodel import IM_END, init_weights, make_model_dir, model_config, vocabulary
+from sdzero_mlx.demo.tinymodel import IM_END, init_weights, make_model_dir, model_config, vocabulary
 from sdzero_mlx.types import Example
 from sdzero_mlx.verifier import VerifierConfig
 

@@ -22,7 +22,7 @@ from sdzero_mlx.explain import (
 from sdzero_mlx.loss import distill_token_kl, log_softmax, teacher_targets
 from sdzero_mlx.modeling import make_trainable, set_params, trainable
 from sdzero_mlx.prompts import prompt_ids, separators
-from sdzero_mlx.tinymodel import make_model_dir
+from sdzero_mlx.demo.tinymodel import make_model_dir
 
 
 @pytest.fixture(scope="module")

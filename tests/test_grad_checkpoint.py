@@ -12,7 +12,7 @@ from sdzero_mlx.modeling import load_model, make_trainable, trainable
 from sdzero_mlx.prompts import teacher_sequence
 from sdzero_mlx.rollout import generate_completions
 from sdzero_mlx.config import SamplingConfig
-from sdzero_mlx.tinymodel import make_model_dir
+from sdzero_mlx.demo.tinymodel import make_model_dir
 from sdzero_mlx.types import DistillItem
 
 

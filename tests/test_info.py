@@ -6,8 +6,8 @@ from importlib import metadata
 
 import mlx.core as mx
 
-from sdzero_mlx.blas import blas_in_use
-from sdzero_mlx.info import collect_info, format_info
+from sdzero_mlx.platform.blas import blas_in_use
+from sdzero_mlx.platform.info import collect_info, format_info
 
 
 def test_collect_info_reports_this_installation():
@@ -33,7 +33,7 @@ def test_format_info_aligns_two_columns():
 
 
 def test_info_reports_the_gpu_the_auto_device_and_the_processes():
-    from sdzero_mlx.device import gpu_status
+    from sdzero_mlx.platform.device import gpu_status
 
     info = collect_info()
     assert info["gpu"] == gpu_status().detail

@@ -23,8 +23,8 @@ from sdzero_mlx.cli import app
 from sdzero_mlx.config import LoraConfig, ModelConfig
 from sdzero_mlx.modeling import load_model, make_trainable, trainable
 from sdzero_mlx.scoring import body_and_head, logit_chunks, logits_at, scored_batch
-from sdzero_mlx.srt import save_fused_model
-from sdzero_mlx.tinymodel import model_config, write_tokenizer
+from sdzero_mlx.stages.srt import save_fused_model
+from sdzero_mlx.demo.tinymodel import model_config, write_tokenizer
 
 from conftest import tiny_recipe_dict
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sdzero_mlx.cli import app
-from sdzero_mlx.device import gpu_status
+from sdzero_mlx.platform.device import gpu_status
 from sdzero_mlx.parity import (
     TOLERANCE, backend_run, compare_runs, greedy_comparison, reference, run_in_child, run_parity,
 )

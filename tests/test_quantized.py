@@ -13,8 +13,8 @@ from mlx.utils import tree_flatten
 from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, OptimConfig
 from sdzero_mlx.kd import distill_step
 from sdzero_mlx.modeling import is_quantized, load_model, make_trainable, trainable
-from sdzero_mlx.srt import save_fused_model
-from sdzero_mlx.trainer import make_optimizer
+from sdzero_mlx.stages.srt import save_fused_model
+from sdzero_mlx.update import make_optimizer
 
 from test_distill import items_for_test
 

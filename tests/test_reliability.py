@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import yaml
 
-from sdzero_mlx.collect import run_collect
+from sdzero_mlx.stages.collect import run_collect
 from sdzero_mlx.config import DistillConfig, OptimConfig, load_recipe
 from sdzero_mlx.data import make_splits
-from sdzero_mlx.distill import run_distill
+from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch
 from sdzero_mlx.loss import distill_token_kl, teacher_targets
 from sdzero_mlx.modeling import load_model, trainable
 from sdzero_mlx.config import ModelConfig
 from sdzero_mlx.prompts import prompt_ids
-from sdzero_mlx.trainer import make_optimizer, optimizer_step
+from sdzero_mlx.update import make_optimizer, optimizer_step
 
 from conftest import arithmetic_rows, tiny_recipe_dict
 from test_distill import fresh_student, items_for_test

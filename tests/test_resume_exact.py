@@ -13,9 +13,9 @@ import yaml
 
 from sdzero_mlx import checkpoint as ckpt
 from sdzero_mlx.config import load_recipe
-from sdzero_mlx.distill import run_distill
+from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.modeling import make_trainable, load_model, trainable
-from sdzero_mlx.srt import run_srt
+from sdzero_mlx.stages.srt import run_srt
 
 from conftest import tiny_recipe_dict
 from test_srt import write_tuples

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from sdzero_mlx.config import RunConfig, load_recipe
-from sdzero_mlx.distill import run_distill
+from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.metrics import StepRecord
 from sdzero_mlx.sinks import TensorBoardSink
 
@@ -243,7 +243,7 @@ def test_two_stages_in_one_process_log_to_their_own_runs(tiny_recipe, tmp_path, 
     """`sdzero run` and `compare` train stage after stage in one process, each in RUN/<stage>: each stage
     is a W&B run of its own, from step 1, in the experiment's group (a shared run would refuse the
     second stage's steps 1, 2, ...: W&B steps only grow)."""
-    from sdzero_mlx.grpo import run_grpo
+    from sdzero_mlx.stages.grpo import run_grpo
 
     needs_tensorboard()
     metrics = ["run.metrics=[jsonl, wandb, tensorboard]", "grpo.steps=2"]

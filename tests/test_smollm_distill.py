@@ -14,7 +14,7 @@ import yaml
 
 from smollm import smollm_dir  # noqa: F401  (fixture)
 from sdzero_mlx.config import ModelConfig, PromptConfig, SamplingConfig, load_recipe
-from sdzero_mlx.distill import run_distill
+from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.modeling import load_model
 from sdzero_mlx.prompts import separators
 from sdzero_mlx.rollout import sample_rollouts

@@ -12,10 +12,10 @@ from sdzero_mlx.types import RevisionTuple
 from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig, SrtConfig, load_recipe
 from sdzero_mlx.modeling import make_trainable, load_model, trainable
 from sdzero_mlx.prompts import prompt_ids, separators
-from sdzero_mlx.srt import (
+from sdzero_mlx.stages.srt import (
     GENERATION, REVISION, mean_nll, plan_stages, run_srt, srt_batches, srt_item, srt_loss,
 )
-from sdzero_mlx.trainer import optimizer_step
+from sdzero_mlx.update import optimizer_step
 
 import mlx.optimizers as optim
 
@@ -134,7 +134,7 @@ def test_srt_lowers_the_loss_and_writes_a_fused_mlx_lm_model(tiny_model_dir, tin
     recipe = load_recipe(tmp_path / "r.yaml")
     base, tok = mlx_lm.load(str(tiny_model_dir))
     tuples = write_tuples(tmp_path / "tuples.jsonl", tok, [f"What is {i} + 3?" for i in range(6)])
-    from sdzero_mlx.collect import load_tuples
+    from sdzero_mlx.stages.collect import load_tuples
     items = [srt_item(t) for t in load_tuples(tuples)]
     before = {term: mean_nll(base, items, term, 0) for term in (REVISION, GENERATION)}
 

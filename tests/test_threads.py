@@ -1,8 +1,8 @@
-"""OpenBLAS thread choice (sdzero_mlx/threads.py): the user's setting wins, then ours."""
+"""OpenBLAS thread choice (sdzero_mlx/platform/threads.py): the user's setting wins, then ours."""
 
 import pytest
 
-from sdzero_mlx.threads import DEFAULT_THREADS, ENV_VAR, apply_blas_threads, blas_threads, chosen_threads, _openblas
+from sdzero_mlx.platform.threads import DEFAULT_THREADS, ENV_VAR, apply_blas_threads, blas_threads, chosen_threads, _openblas
 
 
 def test_choice_order():

@@ -7,7 +7,7 @@ import mlx.core as mx
 import mlx_lm
 import pytest
 
-from sdzero_mlx.tinymodel import IM_END, make_model_dir, vocabulary, write_tokenizer
+from sdzero_mlx.demo.tinymodel import IM_END, make_model_dir, vocabulary, write_tokenizer
 
 TRICKY = [
     "{}",

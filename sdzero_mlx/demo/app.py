@@ -132,7 +132,7 @@ def self_localisation(recipe: Recipe, run_dir: Path, test: Path, n: int = 48) ->
 
 def stage_seconds(run_dir: Path, methods: Sequence[str]) -> list[tuple[str, float]]:
     """Seconds spent by each training stage and each evaluation of the comparison."""
-    from ..collect import read_summary
+    from ..stages.collect import read_summary
     from ..metrics import last_budget
 
     out = []

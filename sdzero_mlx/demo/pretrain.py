@@ -1,6 +1,6 @@
 """Seeded from-scratch pretraining of the demo's tiny llama on solutions of the demo task.
 
-Algorithm: build the tokenizer and a randomly initialised llama (`sdzero_mlx.tinymodel`, init from
+Algorithm: build the tokenizer and a randomly initialised llama (`sdzero_mlx.demo.tinymodel`, init from
 `seed`); deal the task's splits (`task.make_splits(task_seed, ...)`, so the pretraining problems never
 overlap phase-1 / phase-2 / test); turn each pretraining problem into one chat sequence
 `chat([user: problem], add_generation_prompt) + assistant turn + <|im_end|>`; train with next-token
@@ -86,7 +86,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from sdzero_mlx.demo import task
-from sdzero_mlx.tinymodel import IM_END, PAD, build_tokenizer, init_weights, make_model_dir, model_config
+from sdzero_mlx.demo.tinymodel import IM_END, PAD, build_tokenizer, init_weights, make_model_dir, model_config
 
 REPHRASE = "Let me rephrase the above solution."
 RESTART = "Wait, this response is not correct, let me start over."

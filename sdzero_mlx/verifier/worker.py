@@ -27,7 +27,7 @@ def _limit_memory(memory_mb: int) -> None:
 def handle(job: dict) -> dict:
     """One request -> reply; errors become a 'not equal' reply with the reason."""
     from .extract import normalize, numeric_gold
-    from .compare import compare
+    from .equivalence import compare
 
     try:
         gold, gold_pct = normalize(job["gold"])
@@ -47,7 +47,7 @@ def main() -> None:
     _limit_memory(int(sys.argv[1]) if len(sys.argv) > 1 else 2048)
     import sympy  # noqa: F401 - pay the import before saying ready, so budgets time only the work
 
-    from . import compare  # noqa: F401
+    from . import equivalence  # noqa: F401
 
     out = sys.stdout
     out.write("ready\n")

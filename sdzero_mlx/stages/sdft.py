@@ -21,17 +21,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from .checkpoint import TrainingState
-from .config import PromptConfig, Recipe
-from .data import make_splits
-from .kd import distill_step, item_with_context
+from ..checkpoint import TrainingState
+from ..config import PromptConfig, Recipe
+from ..data import make_splits
+from ..kd import distill_step, item_with_context
 from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
-from .metrics import StepRecord
-from .modeling import trainable
-from .monitors import make_probe
-from .prompts import prompt_ids, separators, text_answer_ids
-from .trainer import make_optimizer
-from .types import DistillItem, Rollout
+from ..metrics import StepRecord
+from ..modeling import trainable
+from ..probe import make_probe
+from ..prompts import prompt_ids, separators, text_answer_ids
+from ..update import make_optimizer
+from ..types import DistillItem, Rollout
 
 SDFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "distill", "sdft", "verifier")
 

@@ -2,7 +2,7 @@
 
 One process per rank, each with the whole model. Per optimizer step every rank takes the same
 global batch (a function of (seed, step)), keeps its contiguous `shard`, and computes the gradient
-of its part of the step's loss. The normalisation rule (trainer.py): every loss is divided by the
+of its part of the step's loss. The normalisation rule (update.py): every loss is divided by the
 token count of the whole step on all ranks (`step_tokens`, an all_sum), so the per-rank gradients
 are SUMMED (`sum_across_ranks`), not averaged, and equal the 1-rank gradient of the same global
 batch. mlx-lm's `average_gradients` is right only when each rank divides by its own count and the
@@ -55,7 +55,7 @@ def shard(items: Sequence[T]) -> list[T]:
     Example: 4 questions, 2 ranks -> rank 0 gets questions 0, 1 and rank 1 gets 2, 3. When the world
     size divides the batch (and the micro-batch size divides each part) every rank's micro-batches
     are exactly those of a 1-rank run; an uneven split (an epoch's last, short batch) is exact too,
-    because the loss is normalised by the global token count (trainer.py).
+    because the loss is normalised by the global token count (update.py).
     """
     n, w, r = len(items), world(), rank()
     return list(items[r * n // w : (r + 1) * n // w])
@@ -119,7 +119,7 @@ def describe() -> str:
 def outcome_across_ranks(out):
     """A stage's StepOutcome (loop.py) with its counters, sample statistics and `details` summed over ranks.
 
-    The loss, gradient norm and entropy are already global (trainer.py); `global_details` are too.
+    The loss, gradient norm and entropy are already global (update.py); `global_details` are too.
     Times and memory stay this rank's (rank 0 reports them).
     """
     if world() == 1:

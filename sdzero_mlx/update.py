@@ -24,7 +24,7 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten, tree_map
 
 from .config import OptimConfig
-from .distributed import all_sum_values, sum_across_ranks
+from .platform.distributed import all_sum_values, sum_across_ranks
 from .grad_checkpoint import backward_pass
 
 

@@ -1,6 +1,6 @@
 """Monitors that show a collapse while training runs, before the final table does.
 
-Per step (trainer.py and loop.py): relative weight change, policy entropy, answer length, share of
+Per step (update.py and stages/loop.py): relative weight change, policy entropy, answer length, share of
 answers cut by max_tokens (no end-of-turn token). Every `run.probe_every` steps: greedy accuracy on
 a fixed probe set, the first `run.probe_size` problems of the evaluation split, the same for every
 stage and method, so probe curves can be laid side by side (`sdzero compare`'s accuracy-vs-budget

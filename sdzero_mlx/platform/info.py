@@ -11,10 +11,10 @@ import platform
 import sys
 from importlib import metadata
 
-from sdzero_mlx.blas import blas_in_use
-from sdzero_mlx.device import device_name, gpu_status
-from sdzero_mlx.distributed import describe
-from sdzero_mlx.threads import blas_threads
+from sdzero_mlx.platform.blas import blas_in_use
+from sdzero_mlx.platform.device import device_name, gpu_status
+from sdzero_mlx.platform.distributed import describe
+from sdzero_mlx.platform.threads import blas_threads
 
 _GIB = 1024**3
 

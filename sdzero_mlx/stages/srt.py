@@ -39,19 +39,19 @@ from typing import Callable, Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir
-from .types import load_tuples
-from .config import Recipe, SrtConfig
-from .data import epoch_order
-from .distributed import is_writer, shard, step_tokens
+from ..checkpoint import TrainingState, check_same_recipe, checkpoint_dir
+from ..types import load_tuples
+from ..config import Recipe, SrtConfig
+from ..data import epoch_order
+from ..platform.distributed import is_writer, shard, step_tokens
 from .loop import StepOutcome, open_run_dir, restore, train_loop
-from .metrics import StepRecord
-from .modeling import fuse_lora, load_model, lora_num_layers, make_trainable, padding_id, trainable
-from .monitors import make_probe
-from .scoring import WeightedBatch, chunks, scored_batch, weighted_nll, with_reference
-from .checkpoint import save_adapters
-from .trainer import make_optimizer, optimizer_step
-from .types import RevisionTuple
+from ..metrics import StepRecord
+from ..modeling import fuse_lora, load_model, lora_num_layers, make_trainable, padding_id, trainable
+from ..probe import make_probe
+from ..scoring import WeightedBatch, chunks, scored_batch, weighted_nll, with_reference
+from ..checkpoint import save_adapters
+from ..update import make_optimizer, optimizer_step
+from ..types import RevisionTuple
 
 REVISION, GENERATION = "revision", "generation"
 SRT_SECTIONS = ("model", "lora", "srt")

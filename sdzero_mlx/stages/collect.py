@@ -47,16 +47,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .config import CollectConfig, Recipe
-from .configio import write_yaml
-from .data import make_splits
-from .checkpoint import check_same_recipe, write_json_atomic
-from .modeling import load_model
-from .outputs import check_output_dir
-from .prompts import Separators, prompt_ids, separators
-from .rollout import generate_completions
-from .types import Example, RevisionTuple, load_tuples
-from .verifier import verify_batch
+from ..config import CollectConfig, Recipe
+from ..configio import write_yaml
+from ..data import make_splits
+from ..checkpoint import check_same_recipe, write_json_atomic
+from ..modeling import load_model
+from ..outputs import check_output_dir
+from ..prompts import Separators, prompt_ids, separators
+from ..rollout import generate_completions
+from ..types import Example, RevisionTuple, load_tuples
+from ..verifier import verify_batch
 
 TUPLES, PROGRESS, SUMMARY, DONE = "tuples.jsonl", "progress.json", "summary.json", "done"
 

@@ -2,7 +2,7 @@
 
 A stage (distill.py, srt.py, rft.py, grpo.py, sft.py, sdft.py) loads its model, builds its optimizer
 and writes one function, `step_fn(step) -> StepOutcome`, that does that stage's work for one
-optimizer step (sample, grade, build batches, call `trainer.optimizer_step`). `train_loop` does
+optimizer step (sample, grade, build batches, call `update.optimizer_step`). `train_loop` does
 the rest identically for all of them:
   for each step: step_fn -> budget and monitors -> metrics.jsonl -> checkpoint (+ adapters)
 Data order and sampling seeds are functions of (seed, step) inside each stage, so the step counter
@@ -20,19 +20,19 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from .checkpoint import TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
-from .configio import write_yaml
-from .device import device_name, use_device
-from .data import questions_for_step
-from .distributed import is_writer, outcome_across_ranks, shard, world
-from .metrics import StepRecord
-from .modeling import load_model, lora_num_layers, make_trainable, padding_id, set_params, trainable
-from .outputs import check_output_dir
-from .rollout import sample_groups
-from .sinks import Sinks, open_sinks
-from .trainer import StepResult
-from .types import Rollout
-from .verifier import verify_batch
+from ..checkpoint import TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
+from ..configio import write_yaml
+from ..platform.device import device_name, use_device
+from ..data import questions_for_step
+from ..platform.distributed import is_writer, outcome_across_ranks, shard, world
+from ..metrics import StepRecord
+from ..modeling import load_model, lora_num_layers, make_trainable, padding_id, set_params, trainable
+from ..outputs import check_output_dir
+from ..rollout import sample_groups
+from ..sinks import Sinks, open_sinks
+from ..update import StepResult
+from ..types import Rollout
+from ..verifier import verify_batch
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,15 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
-from .checkpoint import TrainingState
-from .config import Recipe
-from .data import make_splits
+from ..checkpoint import TrainingState
+from ..config import Recipe
+from ..data import make_splits
 from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
-from .metrics import StepRecord
-from .modeling import trainable
-from .monitors import make_probe
-from .scoring import nll_batches, weighted_nll, with_reference
-from .trainer import make_optimizer, optimizer_step
+from ..metrics import StepRecord
+from ..modeling import trainable
+from ..probe import make_probe
+from ..scoring import nll_batches, weighted_nll, with_reference
+from ..update import make_optimizer, optimizer_step
 
 RFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "rft", "verifier")
 

@@ -29,18 +29,18 @@ from typing import Callable, Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .checkpoint import TrainingState
-from .config import GrpoConfig, Recipe
-from .distributed import step_tokens as global_step_tokens
-from .data import make_splits
+from ..checkpoint import TrainingState
+from ..config import GrpoConfig, Recipe
+from ..platform.distributed import step_tokens as global_step_tokens
+from ..data import make_splits
 from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
-from .loss import clipped_policy_loss, group_advantages, k3_kl, log_softmax, masked_sum, monitor_entropy
-from .metrics import StepRecord
-from .modeling import trainable
-from .monitors import make_probe
-from .scoring import ScoredBatch, chunks, logits_at, scored_batch
-from .teacher import lora_values
-from .trainer import make_optimizer, optimizer_step
+from ..loss import clipped_policy_loss, group_advantages, k3_kl, log_softmax, masked_sum, monitor_entropy
+from ..metrics import StepRecord
+from ..modeling import trainable
+from ..probe import make_probe
+from ..scoring import ScoredBatch, chunks, logits_at, scored_batch
+from ..teacher import lora_values
+from ..update import make_optimizer, optimizer_step
 
 GRPO_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "grpo", "verifier")
 

@@ -21,18 +21,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from .checkpoint import TrainingState
-from .config import Recipe
-from .data import make_splits
-from .kd import distill_step, item_with_context
+from ..checkpoint import TrainingState
+from ..config import Recipe
+from ..data import make_splits
+from ..kd import distill_step, item_with_context
 from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
-from .metrics import StepRecord
-from .modeling import trainable
-from .monitors import make_probe
-from .prompts import Separators, separators
-from .teacher import next_teacher
-from .trainer import make_optimizer
-from .types import DistillItem, Graded
+from ..metrics import StepRecord
+from ..modeling import trainable
+from ..probe import make_probe
+from ..prompts import Separators, separators
+from ..teacher import next_teacher
+from ..update import make_optimizer
+from ..types import DistillItem, Graded
 
 
 def distill_item(graded: Graded, seps: Separators, max_teacher_tokens: int) -> DistillItem:

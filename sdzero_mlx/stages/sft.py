@@ -16,17 +16,17 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
 
-from .checkpoint import TrainingState
-from .config import Recipe
-from .data import epoch_order, make_splits
-from .distributed import shard
+from ..checkpoint import TrainingState
+from ..config import Recipe
+from ..data import epoch_order, make_splits
+from ..platform.distributed import shard
 from .loop import StepOutcome, restore, start_stage, train_loop
-from .metrics import StepRecord
-from .modeling import trainable
-from .monitors import make_probe
-from .prompts import prompt_ids, text_answer_ids
-from .scoring import nll_batches, weighted_nll, with_reference
-from .trainer import make_optimizer, optimizer_step
+from ..metrics import StepRecord
+from ..modeling import trainable
+from ..probe import make_probe
+from ..prompts import prompt_ids, text_answer_ids
+from ..scoring import nll_batches, weighted_nll, with_reference
+from ..update import make_optimizer, optimizer_step
 
 SFT_SECTIONS = ("model", "data", "lora", "prompts", "sft")
 

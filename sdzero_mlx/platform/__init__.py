@@ -1,0 +1,1 @@
+"""Where the code runs: BLAS, threads, device, distributed ranks and `sdzero info`."""

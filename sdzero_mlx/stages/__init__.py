@@ -1,0 +1,1 @@
+"""The training stages, one module each, on the loop they share (loop.py)."""
