@@ -20,11 +20,16 @@ from .rollout import sample_rollouts
 from .verifier import verify_batch
 
 
+def probe_examples(recipe) -> tuple:
+    """The probe set: the first run.probe_size problems of the validation split."""
+    return make_splits(recipe.data).validation[: recipe.run.probe_size]
+
+
 def make_probe(recipe, tokenizer) -> Optional[Callable[[nn.Module], float]]:
     """probe(model) -> greedy accuracy on the probe set, or None when run.probe_every is 0."""
     if not recipe.run.probe_every:
         return None
-    examples = make_splits(recipe.data).validation[: recipe.run.probe_size]
+    examples = probe_examples(recipe)
     if not examples:
         return None
     sampling = replace(recipe.sampling, temperature=0.0, max_tokens=recipe.eval.max_tokens)
