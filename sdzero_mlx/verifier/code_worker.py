@@ -73,7 +73,9 @@ def main():
             raise AssertionError("%s returned a %s, not plain data" % (entry, type(result).__name__))
         return result
 
-    tests = {"__name__": "tests", "__builtins__": builtins}
+    # HumanEval's tests call the prompt's helpers (poly, encode_cyclic) by name: they see a copy of
+    # the program's names, with their own check() defined over any the program left
+    tests = dict(solution, __name__="tests", __builtins__=builtins)
     try:
         exec(compile(test_src, test_path, "exec"), tests)
         tests["check"](guarded)
@@ -149,7 +151,7 @@ def grade(job: dict, root: str, isolation: Isolation, n: int) -> dict:
             argv = [binary]
         else:
             _write(os.path.join(jobdir, "solution.py"), job["program"])
-            argv = [sandbox_python(), "-I", "-B", os.path.join(jobdir, "solution.py")]
+            argv = [sandbox_python(), "-I", "-S", "-B", os.path.join(jobdir, "solution.py")]
         if "test" in tests:
             return _assertion_tests(job, jobdir, work, limits, isolation)
         return _io_tests(argv, tests, work, limits, isolation)
@@ -175,7 +177,7 @@ def _assertion_tests(job: dict, jobdir: str, work: str, limits: Limits, isolatio
     _write(os.path.join(jobdir, "test.py"), tests["test"])
     _write(os.path.join(jobdir, "harness.py"), HARNESS)
     nonce = secrets.token_hex(16)
-    argv = [sandbox_python(), "-I", "-B", os.path.join(jobdir, "harness.py"), os.path.join(jobdir, "solution.py"),
+    argv = [sandbox_python(), "-I", "-S", "-B", os.path.join(jobdir, "harness.py"), os.path.join(jobdir, "solution.py"),
             os.path.join(jobdir, "test.py"), tests["entry_point"]]
     r = run(argv, (nonce + "\n").encode(), work, limits, isolation)
     failure = describe_failure(r, limits)
