@@ -46,7 +46,7 @@ def write_data(path: Path, n: int = 48, solutions: bool = False) -> Path:
     return path
 
 
-def _training_batch(tokenizer, problems: list[str], answers: tuple[str, str, str] = (FIRST, RESTART, REPHRASE)):
+def _training_batch(tokenizer, problems: list[str]):
     prompts = PromptConfig()
     seps = separators(tokenizer, prompts)
     enc = lambda s: tuple(tokenizer.encode(s, add_special_tokens=False))  # noqa: E731  (hand-written text)
@@ -54,9 +54,8 @@ def _training_batch(tokenizer, problems: list[str], answers: tuple[str, str, str
     seqs, starts = [], []
     for problem in problems:
         p = prompt_ids(tokenizer, problem, prompts)
-        first_answer, restart, rephrase = answers
-        first = p + enc(first_answer)
-        seqs += [first + (eos,), first + seps.wrong + enc(restart) + (eos,), first + seps.right + enc(rephrase) + (eos,)]
+        first = p + enc(FIRST)
+        seqs += [first + (eos,), first + seps.wrong + enc(RESTART) + (eos,), first + seps.right + enc(REPHRASE) + (eos,)]
         starts += [len(p), len(first + seps.wrong), len(first + seps.right)]
     width = max(len(s) for s in seqs)
     ids = mx.array([list(s) + [0] * (width - len(s)) for s in seqs])
@@ -64,15 +63,13 @@ def _training_batch(tokenizer, problems: list[str], answers: tuple[str, str, str
     return ids, mask
 
 
-def make_scripted_model(out_dir: Path, steps: int = 80, seed: int = 0,
-                        answers: tuple[str, str, str] = (FIRST, RESTART, REPHRASE)) -> Path:
-    """Train the tiny model on the script above (or on other (first, restart, rephrase) answers) and
-    save it as an mlx-lm folder."""
+def make_scripted_model(out_dir: Path, steps: int = 80, seed: int = 0) -> Path:
+    """Train the tiny model on the script above and save it as an mlx-lm folder."""
     base = make_model_dir(out_dir.with_name(out_dir.name + "-base"), hidden_size=32, num_hidden_layers=2,
                           num_attention_heads=2, intermediate_size=64, seed=seed)
     model, tokenizer = mlx_lm.load(str(base))
     problems = [r["problem"] for r in rows(8)]
-    ids, mask = _training_batch(tokenizer, problems, answers)
+    ids, mask = _training_batch(tokenizer, problems)
 
     def loss_fn(model):
         logits = model(ids[:, :-1]).astype(mx.float32)

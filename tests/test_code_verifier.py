@@ -153,26 +153,24 @@ def test_verify_kind_code_prints_the_reason_then_the_reward(tmp_path):
 
 # -- end to end ----------------------------------------------------------------------------------
 
-@pytest.mark.slow  # training the scripted model to write a 16-token program takes 200 steps (~40 s on 2 free cores)
-def test_distill_runs_on_code_rows_with_the_code_reward(tmp_path):
-    """A scripted model answers every problem with the same program (printing 7); the code reward
-    then gives 1 exactly to the questions whose test expects 7, step by step."""
-    from scripted import make_scripted_model
+def test_distill_runs_on_code_rows_with_the_code_reward(tmp_path, tmp_path_factory):
+    """`sdzero distill` on code rows grades through the code workers. The scripted model answers
+    \\boxed{7} (a 2-layer model cannot learn to count the backticks of a fence), so every reward is
+    0 for the reason "no fenced code block", while a program for the same rows scores by its tests."""
+    from scripted import FIRST, scripted_model_dir
     from sdzero_mlx.distill import run_distill
 
-    program = "```\nprint(7)\n```"
-    model = make_scripted_model(tmp_path / "coder", steps=200, answers=(program, program, program))
-    rows = [{"id": f"c{i}", "problem": f"Print the number {7 if i % 3 else 8}.",
-             "inputs": [""], "outputs": ["7" if i % 3 else "8"]} for i in range(24)]
+    rows = [{"id": f"c{i}", "problem": f"Print the number {7 + i % 2}.", "inputs": [""], "outputs": [str(7 + i % 2)]}
+            for i in range(24)]
     data = tmp_path / "code.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe_path = tmp_path / "code.yaml"
     recipe_path.write_text(yaml.safe_dump({
-        "model": {"path": str(model)},
+        "model": {"path": str(scripted_model_dir(tmp_path_factory))},
         "data": {"source": str(data), "fields": {"id": "id"}, "phase1_size": 0, "phase2_size": 16, "eval_size": 4},
         "verifier": {"kind": "code", "timeout_s": 10.0},
         "lora": {"rank": 4, "scale": 10.0},
-        "sampling": {"temperature": 0.0, "max_tokens": 24, "batch_size": 4},
+        "sampling": {"temperature": 0.0, "max_tokens": 12, "batch_size": 4},
         "distill": {"steps": 2, "questions_per_step": 4, "micro_batch_size": 2, "top_k": 16, "max_teacher_tokens": 128},
         "optim": {"learning_rate": 1e-4},
         "run": {"output_dir": str(tmp_path / "run"), "seed": 3},
@@ -180,11 +178,8 @@ def test_distill_runs_on_code_rows_with_the_code_reward(tmp_path):
     recipe = load_recipe(recipe_path)
     run_distill(recipe, tmp_path / "run")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    pool = make_splits(recipe.data).phase2
-    for step, record in enumerate(records):
-        questions = questions_for_step(pool, step, 4, recipe.run.seed)
-        expected = sum(parse_tests(q.answer)["outputs"] == ["7"] for q in questions) / 4
-        assert record["reward"] == expected
-    assert len(records) == 2
-    # the same program through the public batch API: 1 for "7" tests, 0 for "8" tests
-    assert verify_batch([program] * 2, [json.dumps({"inputs": [""], "outputs": [o]}) for o in "78"], recipe.verifier) == [1.0, 0.0]
+    assert [r["reward"] for r in records] == [0.0, 0.0]
+    golds = [q.answer for q in questions_for_step(make_splits(recipe.data).phase2, 0, 4, recipe.run.seed)]
+    assert {v.reason for v in check_batch([FIRST] * 4, golds, recipe.verifier)} == {"no fenced code block (```python ... ```) in the answer"}
+    program = block("print(7)")
+    assert verify_batch([program] * 4, golds, recipe.verifier) == [float(parse_tests(g)["outputs"] == ["7"]) for g in golds]
