@@ -103,7 +103,7 @@ def test_sdft_teacher_sequences_from_ids():
 def scripted_recipe(tmp_path_factory):
     model = scripted_model_dir(tmp_path_factory)
     root = tmp_path_factory.mktemp("baselines")
-    write_data(root / "d.jsonl", 24, solutions=True)  # a gold solution per row, for SFT / SDFT
+    write_data(root / "d.jsonl", 40, solutions=True)  # a gold solution per row, for SFT / SDFT (30 distinct problems)
     raw = {
         "model": {"path": str(model)},
         "data": {"source": str(root / "d.jsonl"), "fields": {"id": "id", "solution": "solution"},
