@@ -88,7 +88,7 @@ def base_model_dir(name: str = DEFAULT_TASK) -> Path:
 def write_task_files(model_dir: Path, data_dir: Path) -> tuple[Path, Path]:
     """The problems the base model never saw, with gold solutions: phase-1 + phase-2 pool, and the test split."""
     build = json.loads((model_dir / "build_info.json").read_text())["config"]
-    splits = task.make_splits(build["task_seed"], dict(build["held_out"]), task.Difficulty(**build["difficulty"]))
+    splits = task.split_problems(build["task_seed"], dict(build["held_out"]), task.Difficulty(**build["difficulty"]))
     data_dir.mkdir(parents=True, exist_ok=True)
     train, test = data_dir / "train.jsonl", data_dir / "test.jsonl"
     task.write_jsonl(splits["phase1"] + splits["phase2"], train)
@@ -140,7 +140,7 @@ def stage_seconds(run_dir: Path, methods: Sequence[str]) -> list[tuple[str, floa
         out.append(("collect", read_summary(run_dir / "collect").elapsed_s))
     if (run_dir / "srt" / "state.json").is_file():
         out.append(("srt", json.loads((run_dir / "srt" / "state.json").read_text())["elapsed_s"]))
-    for stage in ("distill", *[m for m in methods if m not in ("base", "srt", "sd-zero")]):
+    for stage in ("distill", *[m for m in methods if m not in ("base", "srt", "distill")]):
         budget = last_budget(run_dir / stage)
         if budget:
             out.append((stage, budget["elapsed_s"]))
@@ -214,7 +214,7 @@ def run_demo(
     write_yaml(recipe, run_dir / "recipe.yaml")
     log(f"task: {task_name}; base model: {model_dir}")
     results = run_compare(recipe, log=log)
-    runs = [m for m in ("distill", *recipe.compare.methods) if (run_dir / m / "metrics.jsonl").is_file()]
+    runs = [m for m in dict.fromkeys(("distill", *recipe.compare.methods)) if (run_dir / m / "metrics.jsonl").is_file()]
     plot_runs([run_dir / m for m in runs], run_dir / "training.png",
               labels=["SD-Zero distill" if m == "distill" else m for m in runs])
     log("self-localisation pictures ...")

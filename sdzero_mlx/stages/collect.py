@@ -45,9 +45,9 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
-from ..config import CollectConfig, Recipe
+from ..config import CollectConfig
 from ..configio import write_yaml
 from ..data import make_splits
 from ..checkpoint import check_same_recipe, write_json_atomic
@@ -57,6 +57,10 @@ from ..prompts import Separators, prompt_ids, separators
 from ..rollout import generate_completions
 from ..types import Example, RevisionTuple, load_tuples
 from ..verifier import verify_batch
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 TUPLES, PROGRESS, SUMMARY, DONE = "tuples.jsonl", "progress.json", "summary.json", "done"
 
@@ -479,3 +483,10 @@ def run_collect(
         write_json_atomic(out_dir / SUMMARY, summary.to_json())
         (out_dir / DONE).write_text("")
     return summary
+
+
+# not a training stage (no run function of the common signature): `sdzero collect` and the pipeline call run_collect
+SPEC = StageSpec(
+    name="collect", label="collect", help="Phase 1: sample answers and revisions, keep verified revisions.",
+    section=CollectConfig, sections=COLLECT_SECTIONS, order=10, baseline=False,
+)

@@ -24,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from ..checkpoint import TrainingState
-from ..config import GrpoConfig, Recipe
+from ..config import GrpoConfig
 from ..platform.distributed import step_tokens as global_step_tokens
 from ..data import make_splits
 from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
@@ -41,6 +41,10 @@ from ..probe import make_probe
 from ..scoring import ScoredBatch, chunks, logits_at, scored_batch
 from ..teacher import lora_values
 from ..update import make_optimizer, optimizer_step
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 GRPO_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "grpo", "verifier")
 
@@ -133,3 +137,9 @@ def run_grpo(
         optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
         probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
     )
+
+
+SPEC = StageSpec(
+    name="grpo", label="GRPO", help="Baseline: GRPO with DAPO's choices (section grpo).",
+    section=GrpoConfig, sections=GRPO_SECTIONS, order=50, run=run_grpo, generations_per_step=generations_per_step,
+)

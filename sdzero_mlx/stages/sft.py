@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..checkpoint import TrainingState
-from ..config import Recipe
+from ..config import SftConfig
 from ..data import epoch_order, make_splits
 from ..platform.distributed import shard
 from .loop import StepOutcome, restore, start_stage, train_loop
@@ -27,6 +27,10 @@ from ..probe import make_probe
 from ..prompts import prompt_ids, text_answer_ids
 from ..scoring import nll_batches, weighted_nll, with_reference
 from ..update import make_optimizer, optimizer_step
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 SFT_SECTIONS = ("model", "data", "lora", "prompts", "sft")
 
@@ -80,3 +84,10 @@ def run_sft(
         optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
         probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
     )
+
+
+SPEC = StageSpec(
+    name="sft", label="SFT",
+    help="Baseline: supervised fine-tuning on the data's gold solutions (section sft, data.fields.solution).",
+    section=SftConfig, sections=SFT_SECTIONS, order=60, run=run_sft,
+)
