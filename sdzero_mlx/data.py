@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DataConfig, FieldMap
+from .seeds import derive_seed
 from .types import Example
 
 HF_PREFIX = "hf://"
@@ -180,7 +181,7 @@ def make_splits(config: DataConfig) -> Splits:
 def epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
     """Seeded permutation for one pass; a run resumes by recomputing it, not by storing it."""
     order = list(range(n))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    random.Random(derive_seed(seed, "epoch_order", epoch)).shuffle(order)
     return tuple(order)
 
 

@@ -55,6 +55,7 @@ from ..modeling import load_model
 from ..outputs import check_output_dir
 from ..prompts import Separators, prompt_ids, separators
 from ..rollout import generate_completions
+from ..seeds import derive_seed
 from ..types import Example, RevisionTuple, load_tuples
 from ..verifier import verify_batch
 from . import StageSpec
@@ -335,7 +336,7 @@ def generation_counter(log: Callable[[str], None], every_s: float = 10.0) -> Cal
 
 
 def _seed(seed: int, batch: int, role: int) -> int:
-    return (seed * 1_000_003 + batch) * 2 + role  # role 0: initial answers, 1: revisions
+    return derive_seed(derive_seed(seed, "collect_batch", batch), "collect_role", role)  # role 0: initial answers, 1: revisions
 
 
 def collect_batch(

@@ -48,6 +48,7 @@ from .loop import StepOutcome, restore, start_stage, train_loop
 from ..metrics import StepRecord
 from ..modeling import fuse_lora, lora_num_layers, trainable
 from ..outputs import check_output_dir
+from ..seeds import derive_seed
 from ..probe import make_probe
 from ..scoring import WeightedBatch, chunks, scored_batch, weighted_nll, with_reference
 from ..checkpoint import save_adapters
@@ -250,7 +251,7 @@ def run_srt(
     def step_fn(step: int) -> StepOutcome:
         s = stage_at(step)
         stage = stages[s]
-        chunk = shard(step_items(stage, step - bounds[s], cfg, seed + s))
+        chunk = shard(step_items(stage, step - bounds[s], cfg, derive_seed(seed, "srt_part", s)))
         batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad, cfg.generation_tuples == "wrong")
         batches = with_reference(model, initial, batches, cfg.optim.kl_to_initial)
         loss = partial(srt_loss, kl_to_initial=cfg.optim.kl_to_initial)
