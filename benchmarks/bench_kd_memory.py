@@ -24,10 +24,12 @@ import numpy as np  # noqa: E402
 from mlx_lm.models.llama import Model, ModelArgs  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 
-from sdzero_mlx.kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch  # noqa: E402
+from sdzero_mlx.kd import compute_teacher_targets, student_batch  # noqa: E402
+from sdzero_mlx.loss import DistillMicroBatch, distill_loss  # noqa: E402
 from sdzero_mlx.modeling import trainable  # noqa: E402
 from sdzero_mlx.prompts import teacher_sequence  # noqa: E402
-from sdzero_mlx.scoring import LOGITS_CHUNK_ELEMENTS, nll_batches, weighted_nll  # noqa: E402
+from sdzero_mlx.loss import nll_batches, weighted_nll  # noqa: E402
+from sdzero_mlx.scoring import LOGITS_CHUNK_ELEMENTS  # noqa: E402
 from sdzero_mlx.types import DistillItem  # noqa: E402
 
 VOCAB = 151936

@@ -1,4 +1,8 @@
-"""Pure array functions: log-probabilities, the teacher's top-k, KL in three directions, NLL.
+"""Every loss and every log-prob gather (as mlx-lm's tuner/losses.py): the pure array functions
+(log-probabilities, the teacher's top-k, KL in three directions, the PPO surrogate, the k3 penalty)
+and the model losses built on them, a block of scored positions at a time (scoring.logit_chunks):
+weighted_nll (SRT, RFT, SFT), distill_loss (distill, SDFT). The KL-to-initial penalty has one path:
+initial_logprobs (the reference pass, a constant) and kl_to_initial_penalty (the k3 term).
 
 Conventions: `student_logp` and `teacher_logp` are log-probabilities over the same support
 (the full vocabulary, or the teacher's top-k renormalised), shape (..., K), computed in float32.
@@ -8,9 +12,15 @@ does so itself, because MLX differentiates every argument it is given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence
 
 import mlx.core as mx
+import mlx.nn as nn
+
+from .platform.distributed import step_tokens
+from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
+from .teacher import lora_values
 
 
 def log_softmax(logits: mx.array) -> mx.array:
@@ -97,9 +107,14 @@ def kl_on_support(s: mx.array, teacher_logp: mx.array, kind: str, forward_weight
     raise ValueError(f"Unknown KL kind {kind!r}: use reverse, forward or mixed.")
 
 
+def gather_logprobs(logp: mx.array, token_ids: mx.array) -> mx.array:
+    """The log-probabilities of the given tokens: (B, L, V), (B, L) -> (B, L). The one gather."""
+    return mx.take_along_axis(logp, token_ids[..., None], axis=-1)[..., 0]
+
+
 def token_logprobs(logits: mx.array, token_ids: mx.array) -> mx.array:
     """log p(token) at every position, full vocabulary, float32. (B, L, V), (B, L) -> (B, L)."""
-    return mx.take_along_axis(log_softmax(logits), token_ids[..., None], axis=-1)[..., 0]
+    return gather_logprobs(log_softmax(logits), token_ids)
 
 
 def masked_sum(values: mx.array, mask: mx.array) -> mx.array:
@@ -155,3 +170,128 @@ def k3_kl(logp: mx.array, ref_logp: mx.array) -> mx.array:
     """
     d = mx.stop_gradient(ref_logp) - logp
     return mx.exp(d) - d - 1.0
+
+
+def kl_to_initial_penalty(logp: mx.array, ref_logp: mx.array, weights: mx.array) -> mx.array:
+    """The optim.kl_to_initial term before its weight: sum of weights x k3_kl(logp, ref_logp) over the tokens.
+
+    logp, ref_logp, weights: (B, L); weights carry the mask (0 on padding) and any normalisation.
+    """
+    return (weights * k3_kl(logp, ref_logp)).sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# Model losses on scored batches (scoring.py), a block of positions at a time
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightedBatch:
+    """Scored tokens with a loss weight each: the NLL micro-batch of SRT, RFT and SFT."""
+
+    batch: ScoredBatch  # ids (B, T); positions / mask / targets (B, L)
+    weights: mx.array  # (B, L): weight per target, already divided by the step's token count(s); 0 on padding
+    ref_logp: Optional[mx.array] = None  # (B, L): the initial model's log p(target), for optim.kl_to_initial
+
+    @property
+    def targets(self) -> mx.array:
+        return self.batch.targets
+
+
+def weighted_nll(
+    model: nn.Module, mb: WeightedBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """Sum of weight x NLL over the micro-batch (weights carry the step normalisation), + entropy monitor.
+
+    A block of positions at a time (logit_chunks), as the distill loss: SRT's long sequences at a
+    152k vocabulary otherwise hold (B, T, V) logits and their log-softmax at once. With
+    `kl_to_initial` > 0 and `mb.ref_logp` set, each target also adds kl_to_initial x weight x
+    k3(pi || pi_initial) (loss.k3_kl).
+    """
+    loss = entropy = mx.array(0.0)
+    for start, end, logits in logit_chunks(model, mb.batch, max_elements):
+        logp = log_softmax(logits)  # (B, block, V)
+        token_logp = gather_logprobs(logp, mb.targets[:, start:end])
+        weights = mb.weights[:, start:end]
+        loss = loss - (token_logp * weights).sum()
+        if kl_to_initial > 0 and mb.ref_logp is not None:
+            loss = loss + kl_to_initial * kl_to_initial_penalty(token_logp, mb.ref_logp[:, start:end], weights)
+        entropy = entropy + monitor_entropy(logp, mb.batch.mask[:, start:end])[0]
+    return loss, (entropy, mb.batch.mask.sum())
+
+
+def initial_logprobs(
+    model: nn.Module, values: dict[str, mx.array], batch: ScoredBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS
+) -> mx.array:
+    """log p(target) of the scored tokens under the model with other values of its trained parameters
+    (the initial ones: the reference of optim.kl_to_initial), evaluated, a constant. (B, L)
+
+    The one reference pass of the penalty, for every stage; a block of positions at a time.
+    """
+    parts = []
+    with lora_values(model, values):
+        for start, end, logits in logit_chunks(model, batch, max_elements):
+            part = token_logprobs(logits, batch.targets[:, start:end])
+            mx.eval(part)
+            parts.append(part)
+    return mx.stop_gradient(mx.concatenate(parts, axis=1))
+
+
+def with_reference(
+    model: nn.Module, initial: dict[str, mx.array], batches: Sequence[WeightedBatch], kl_to_initial: float
+) -> list[WeightedBatch]:
+    """The batches with the initial model's log-probabilities filled in, when the penalty is on."""
+    if kl_to_initial <= 0:
+        return list(batches)
+    return [replace(mb, ref_logp=initial_logprobs(model, initial, mb.batch)) for mb in batches]
+
+
+def nll_batches(
+    sequences: Sequence[Sequence[int]], spans: Sequence[tuple[int, int]], micro_batch_size: int, pad_id: int
+) -> list[WeightedBatch]:
+    """Micro-batches whose weighted NLLs sum to the token mean over every span of the step.
+
+    Example: spans of 2 and 3 tokens -> every real token weighs 1/5. With several processes the
+    count is the whole step's on all ranks (a collective: every rank calls this every step).
+    """
+    n = step_tokens(spans)
+    out = []
+    for idx in chunks(list(range(len(sequences))), micro_batch_size):
+        batch = scored_batch([sequences[i] for i in idx], [spans[i] for i in idx], pad_id)
+        out.append(WeightedBatch(batch, batch.mask / n))
+    return out
+
+
+@dataclass(frozen=True)
+class DistillMicroBatch:
+    """One micro-batch of a distill step: the student's sequences and the teacher's constant targets."""
+
+    student: ScoredBatch
+    targets: TeacherTargets
+    ref_logp: Optional[mx.array] = None  # (B, L): the initial model's log p(y_t), for optim.kl_to_initial
+
+
+def distill_loss(
+    model: nn.Module, mb: DistillMicroBatch, kind: str, forward_weight: float, step_tokens: int,
+    max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0,
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor).
+
+    The student's logits come a block of positions at a time (scoring.logit_chunks) and each block's
+    KL is summed into the loss, without recomputation: a block's logits are needed only until its
+    KL exists (the backward of the gather and the head needs indices and weights, not logits).
+    The entropy monitor is the student's on the loss's support (the teacher's top-k, renormalised;
+    the full vocabulary when top_k = 0): a full-vocabulary one kept every block alive to the end.
+    With `kl_to_initial` > 0 and `mb.ref_logp` set, each token adds kl_to_initial x k3(pi || pi_initial)
+    on the sampled token (loss.k3_kl; a full-vocabulary log-softmax per block, only then).
+    """
+    loss = entropy = mx.array(0.0)
+    for start, end, logits in logit_chunks(model, mb.student, max_elements):
+        mask, part = mb.student.mask[:, start:end], mb.targets.positions(start, end)
+        s = student_logp_on(logits, part)  # (B, block, k)
+        loss = loss + masked_sum(kl_on_support(s, part.logp, kind, forward_weight), mask)
+        if kl_to_initial > 0 and mb.ref_logp is not None:
+            y = token_logprobs(logits, mb.student.targets[:, start:end])
+            loss = loss + kl_to_initial * kl_to_initial_penalty(y, mb.ref_logp[:, start:end], mask)
+        entropy = entropy + monitor_entropy(s, mask)[0]
+    return loss / step_tokens, (entropy, mb.student.mask.sum())

@@ -15,7 +15,8 @@ from sdzero_mlx.stages.grpo import PolicyBatch, grpo_loss, kept_groups, run_grpo
 from sdzero_mlx.kd import item_with_context
 from sdzero_mlx.loss import clipped_policy_loss, group_advantages
 from sdzero_mlx.stages.rft import run_rft
-from sdzero_mlx.scoring import nll_batches, scored_batch
+from sdzero_mlx.loss import nll_batches
+from sdzero_mlx.scoring import scored_batch
 from sdzero_mlx.stages.sdft import run_sdft
 from sdzero_mlx.stages.sft import run_sft
 

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from sdzero_mlx.config import LoraConfig, ModelConfig
-from sdzero_mlx.kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch
-from sdzero_mlx.loss import k3_kl, log_softmax
+from sdzero_mlx.kd import compute_teacher_targets, student_batch
+from sdzero_mlx.loss import DistillMicroBatch, distill_loss
+from sdzero_mlx.loss import initial_logprobs, k3_kl, log_softmax
 from sdzero_mlx.modeling import load_model, make_trainable, trainable
-from sdzero_mlx.scoring import logits_at, nll_batches, weighted_nll, with_reference
+from sdzero_mlx.loss import nll_batches, weighted_nll, with_reference
+from sdzero_mlx.scoring import logits_at
 
 from test_distill import items_for_test
 
@@ -47,12 +49,11 @@ def test_nll_penalty_equals_weighted_k3(tiny_model_dir):
 
 
 def test_distill_penalty_equals_k3_on_the_sampled_tokens(tiny_model_dir):
-    from sdzero_mlx.scoring import reference_logp
 
     model, initial = moved_student(tiny_model_dir)
     items = items_for_test()
     batch = student_batch(items, 0)
-    ref = reference_logp(model, initial, batch)
+    ref = initial_logprobs(model, initial, batch)
     mb = DistillMicroBatch(batch, compute_teacher_targets(model, initial, items, 0, 16), ref)
     plain, _ = distill_loss(model, mb, "reverse", 0.5, step_tokens=10)
     penalised, _ = distill_loss(model, mb, "reverse", 0.5, step_tokens=10, kl_to_initial=2.0)

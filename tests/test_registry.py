@@ -17,7 +17,7 @@ from sdzero_mlx.config import OptimConfig, load_recipe
 from sdzero_mlx.data import make_splits
 
 from sdzero_mlx.prompts import prompt_ids, text_answer_ids
-from sdzero_mlx.scoring import nll_batches, weighted_nll
+from sdzero_mlx.loss import nll_batches, weighted_nll
 from sdzero_mlx.stages import StageSpec
 from sdzero_mlx.stages.loop import StepOutcome, restore, start_stage, train_loop
 from sdzero_mlx.update import make_optimizer, optimizer_step

@@ -34,7 +34,7 @@ from ..config import GrpoConfig
 from ..platform.distributed import step_tokens as global_step_tokens
 from ..data import make_splits
 from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
-from ..loss import clipped_policy_loss, group_advantages, k3_kl, log_softmax, masked_sum, monitor_entropy
+from ..loss import clipped_policy_loss, gather_logprobs, group_advantages, k3_kl, log_softmax, masked_sum, monitor_entropy, token_logprobs
 from ..metrics import StepRecord
 from ..modeling import trainable
 from ..probe import make_probe
@@ -66,7 +66,7 @@ class PolicyBatch:
 def token_logp(model: nn.Module, batch: ScoredBatch, temperature: float) -> mx.array:
     """log pi(sampled token) at each scored position, with the sampler's temperature. (B, L)"""
     logits = logits_at(model, batch).astype(mx.float32) / max(temperature, 1e-6)
-    return mx.take_along_axis(log_softmax(logits), batch.targets[..., None], axis=-1)[..., 0]
+    return token_logprobs(logits, batch.targets)
 
 
 def grpo_loss(
@@ -74,7 +74,7 @@ def grpo_loss(
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
     logits = logits_at(model, mb.batch).astype(mx.float32) / max(temperature, 1e-6)
     logp_all = log_softmax(logits)
-    logp = mx.take_along_axis(logp_all, mb.batch.targets[..., None], axis=-1)[..., 0]
+    logp = gather_logprobs(logp_all, mb.batch.targets)
     per_token = clipped_policy_loss(logp, mb.old_logp, mb.advantages, config.clip_low, config.clip_high)
     if mb.ref_logp is not None and config.optim.kl_to_initial > 0:
         per_token = per_token + config.optim.kl_to_initial * k3_kl(logp, mb.ref_logp)

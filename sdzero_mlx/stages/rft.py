@@ -25,7 +25,7 @@ from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start
 from ..metrics import StepRecord
 from ..modeling import trainable
 from ..probe import make_probe
-from ..scoring import nll_batches, weighted_nll, with_reference
+from ..loss import nll_batches, weighted_nll, with_reference
 from ..update import make_optimizer, optimizer_step
 from . import StageSpec
 

@@ -25,7 +25,7 @@ from ..metrics import StepRecord
 from ..modeling import trainable
 from ..probe import make_probe
 from ..prompts import prompt_ids, text_answer_ids
-from ..scoring import nll_batches, weighted_nll, with_reference
+from ..loss import nll_batches, weighted_nll, with_reference
 from ..update import make_optimizer, optimizer_step
 from . import StageSpec
 

@@ -50,7 +50,8 @@ from ..modeling import fuse_lora, lora_num_layers, trainable
 from ..outputs import check_output_dir
 from ..seeds import derive_seed
 from ..probe import make_probe
-from ..scoring import WeightedBatch, chunks, scored_batch, weighted_nll, with_reference
+from ..loss import WeightedBatch, weighted_nll, with_reference
+from ..scoring import chunks, scored_batch
 from ..checkpoint import save_adapters
 from ..update import make_optimizer, optimizer_step
 from ..types import RevisionTuple
