@@ -43,7 +43,7 @@ def item_with_context(
     """
     budget = max(max_teacher_tokens - len(teacher_prompt) - len(sep), 0)
     if len(y_read) + len(y_scored) > budget:
-        if tuple(y_scored[: len(y_read)]) == tuple(y_read):
+        if y_read and tuple(y_scored[: len(y_read)]) == tuple(y_read):  # an empty y_read is no copy of y
             keep = budget // 2
             y_read, y_scored = y_scored[:keep], y_scored[:keep]  # the same cut in both copies
         else:

@@ -92,6 +92,10 @@ def test_sdft_teacher_sequences_from_ids():
     # over the cap (2 + 1 + 6 > 8): a demonstration is shortened first, y kept whole
     item = item_with_context((1, 2), (30, 31, 32), (7, 8, 3), (1, 2), (5,), max_teacher_tokens=8, reward=0.0)
     assert item.teacher.ids == (1, 2, 30, 31, 5, 7, 8, 3)
+    # user context over the cap (6 + 6 > 10): nothing read, so y alone is cut, to the 4 tokens that fit
+    item = item_with_context((1, 2), (), (7, 8, 9, 10, 11, 3), (1, 9, 9, 9, 9, 2), (), max_teacher_tokens=10, reward=1.0)
+    assert item.teacher.ids == (1, 9, 9, 9, 9, 2, 7, 8, 9, 10) and item.teacher.second == (6, 10)
+    assert item.student_ids == (1, 2, 7, 8, 9, 10)
     # SD-Zero's case (the teacher reads y itself): the same cut in both copies
     item = item_with_context((1, 2), (7, 8), (7, 8, 3), (1, 2), (5,), max_teacher_tokens=7, reward=0.0)
     assert item.teacher.ids == (1, 2, 7, 8, 5, 7, 8) and item.student_ids == (1, 2, 7, 8)
