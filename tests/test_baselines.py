@@ -210,3 +210,16 @@ def test_sdft_runs_with_both_contexts(scripted_recipe, tmp_path):
         rec = records(tmp_path / context)
         assert all(r["no_demonstration"] == 0 for r in rec)  # every row has a gold solution
         assert rec[0]["loss"] > 0 and rec[0]["trained_tokens"] > 0  # the demonstration moves the teacher
+        after, before = adapters(tmp_path / context), initial_lora(recipe)
+        assert any(not np.array_equal(after[k], before[k]) for k in before)
+    # the control: no gold solution and no verified answer (every answer 99), so the teacher reads exactly what
+    # the student reads: the first step's KL is exactly 0 (later ones are not: Adam turns the float-noise
+    # gradient of a zero KL, ~1e-7, into a full-size step, and the student leaves its teacher)
+    rows = [json.loads(l) for l in open(load_recipe(scripted_recipe).data.source)]
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text("".join(json.dumps({**r, "answer": "99"}) + "\n" for r in rows))
+    recipe = load_recipe(scripted_recipe, [f"data.source={wrong}", "data.fields.solution=null", "sdft.demonstration=own",
+                                           f"run.output_dir={tmp_path / 'none'}", "run.probe_every=0"])
+    run_sdft(recipe, tmp_path / "none")
+    rec = records(tmp_path / "none")
+    assert [r["no_demonstration"] for r in rec] == [4, 4] and rec[0]["loss"] == 0
