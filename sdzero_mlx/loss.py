@@ -220,21 +220,30 @@ def weighted_nll(
     return loss, (entropy, mb.batch.mask.sum())
 
 
+def constant_logprobs(
+    model: nn.Module, batch: ScoredBatch, temperature: float = 1.0, max_elements: int = LOGITS_CHUNK_ELEMENTS
+) -> mx.array:
+    """log p(target) of the scored tokens, logits divided by `temperature`, evaluated a block of positions at a
+    time, a constant. (B, L)"""
+    parts = []
+    for start, end, logits in logit_chunks(model, batch, max_elements):
+        part = token_logprobs(logits.astype(mx.float32) / max(temperature, 1e-6), batch.targets[:, start:end])
+        mx.eval(part)
+        parts.append(part)
+    return mx.stop_gradient(mx.concatenate(parts, axis=1))
+
+
 def initial_logprobs(
-    model: nn.Module, values: dict[str, mx.array], batch: ScoredBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS
+    model: nn.Module, values: dict[str, mx.array], batch: ScoredBatch, temperature: float = 1.0,
+    max_elements: int = LOGITS_CHUNK_ELEMENTS,
 ) -> mx.array:
     """log p(target) of the scored tokens under the model with other values of its trained parameters
-    (the initial ones: the reference of optim.kl_to_initial), evaluated, a constant. (B, L)
+    (the initial ones: the reference of optim.kl_to_initial), a constant. (B, L)
 
-    The one reference pass of the penalty, for every stage; a block of positions at a time.
+    The one reference pass of the penalty, for every stage.
     """
-    parts = []
     with lora_values(model, values):
-        for start, end, logits in logit_chunks(model, batch, max_elements):
-            part = token_logprobs(logits, batch.targets[:, start:end])
-            mx.eval(part)
-            parts.append(part)
-    return mx.stop_gradient(mx.concatenate(parts, axis=1))
+        return constant_logprobs(model, batch, temperature, max_elements)
 
 
 def with_reference(
@@ -295,3 +304,35 @@ def distill_loss(
             loss = loss + kl_to_initial * kl_to_initial_penalty(y, mb.ref_logp[:, start:end], mask)
         entropy = entropy + monitor_entropy(s, mask)[0]
     return loss / step_tokens, (entropy, mb.student.mask.sum())
+
+
+@dataclass(frozen=True)
+class PolicyBatch:
+    """One GRPO micro-batch of sampled answers with what the surrogate needs, all constants but the policy."""
+
+    batch: ScoredBatch
+    advantages: mx.array  # (B,)
+    old_logp: mx.array  # (B, L) behaviour log-probabilities of the sampled tokens (sampling temperature)
+    ref_logp: Optional[mx.array]  # (B, L) the initial policy's, when optim.kl_to_initial > 0
+
+
+def policy_loss(
+    model: nn.Module, mb: PolicyBatch, clip_low: float, clip_high: float, temperature: float, step_tokens: int,
+    kl_to_initial: float = 0.0, max_elements: int = LOGITS_CHUNK_ELEMENTS,
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """GRPO's loss: the clipped surrogate (+ kl_to_initial x k3) summed over the tokens, over the step's tokens.
+
+    A block of positions at a time (scoring.logit_chunks), as distill_loss: no (B, T, V) or (B, L, V) logits.
+    The policy is scored at the sampling temperature, as pi_old was.
+    """
+    loss = entropy = mx.array(0.0)
+    for start, end, logits in logit_chunks(model, mb.batch, max_elements):
+        mask = mb.batch.mask[:, start:end]
+        logp_all = log_softmax(logits.astype(mx.float32) / max(temperature, 1e-6))  # (B, block, V)
+        logp = gather_logprobs(logp_all, mb.batch.targets[:, start:end])
+        per_token = clipped_policy_loss(logp, mb.old_logp[:, start:end], mb.advantages, clip_low, clip_high)
+        loss = loss + masked_sum(per_token, mask)
+        if kl_to_initial > 0 and mb.ref_logp is not None:
+            loss = loss + kl_to_initial * kl_to_initial_penalty(logp, mb.ref_logp[:, start:end], mask)
+        entropy = entropy + monitor_entropy(logp_all, mask)[0]
+    return loss / step_tokens, (entropy, mb.batch.mask.sum())

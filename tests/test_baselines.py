@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten
 import pytest
 import yaml
 
-from sdzero_mlx.config import GrpoConfig, load_recipe
-from sdzero_mlx.stages.grpo import PolicyBatch, grpo_loss, kept_groups, run_grpo
+from sdzero_mlx.config import load_recipe
+from sdzero_mlx.loss import PolicyBatch, constant_logprobs, policy_loss
+from sdzero_mlx.stages.grpo import kept_groups, run_grpo
 from sdzero_mlx.kd import item_with_context
 from sdzero_mlx.loss import clipped_policy_loss, group_advantages
 from sdzero_mlx.stages.rft import run_rft
@@ -62,16 +65,22 @@ def test_nll_batches_weigh_every_token_of_the_step_equally():
 def test_grpo_loss_normalises_by_the_tokens_of_the_step(tiny_model_dir):
     """With ratio 1, loss = -(sum over tokens of A) / step tokens: two answers of 1 and 3 tokens."""
     from sdzero_mlx.config import ModelConfig
-    from sdzero_mlx.stages.grpo import token_logp
     from sdzero_mlx.modeling import load_model
 
     model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
     batch = scored_batch([(2, 10, 11), (2, 12, 13, 14)], [(2, 3), (1, 4)], 0)
-    old = token_logp(model, batch, 1.0)
+    old = constant_logprobs(model, batch, 1.0)
     mb = PolicyBatch(batch, mx.array([1.0, -1.0]), old, None)
-    loss, (ent, n) = grpo_loss(model, mb, GrpoConfig(), temperature=1.0, step_tokens=4)
+    loss, (ent, n) = policy_loss(model, mb, 0.2, 0.28, temperature=1.0, step_tokens=4)
     assert loss.item() == pytest.approx(-(1 * 1 + 3 * (-1)) / 4, abs=1e-5)  # = 0.5
     assert n.item() == 4 and ent.item() > 0
+    # a block of one position at a time (no (B, L, V) logits at once): the same loss and gradients
+    vocab = model.args.vocab_size
+    whole = nn.value_and_grad(model, policy_loss)(model, mb, 0.2, 0.28, 0.7, 4, 0.5, 1 << 40)
+    blocks = nn.value_and_grad(model, policy_loss)(model, mb, 0.2, 0.28, 0.7, 4, 0.5, 2 * vocab)
+    assert blocks[0][0].item() == pytest.approx(whole[0][0].item(), abs=1e-6)
+    for (k, g1), (_, g2) in zip(tree_flatten(whole[1]), tree_flatten(blocks[1])):
+        np.testing.assert_allclose(np.array(g1), np.array(g2), atol=1e-6, err_msg=k)
 
 
 def test_kept_groups_dynamic_sampling():

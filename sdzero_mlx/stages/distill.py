@@ -68,9 +68,10 @@ def run_distill(
     pool = make_splits(recipe.data).phase2
     optimizer = make_optimizer(cfg.optim, cfg.steps)
 
-    # the teacher's values of the trained parameters: the initial ones (LoRA B = 0: the base model)
-    initial = trainable(model)  # the starting values: the teacher's (until a sync) and optim.kl_to_initial's reference
-    teacher = {"values": initial}
+    # the teacher's values of the trained parameters: the initial ones (LoRA B = 0: the base model), until a sync;
+    # the penalty's reference keeps them past a sync only when optim.kl_to_initial is on
+    teacher = {"values": trainable(model)}
+    initial = teacher["values"] if cfg.optim.kl_to_initial > 0 else None
     state = TrainingState()
     if resume:
         state, extras = restore(run_dir, model, optimizer, ("teacher",))

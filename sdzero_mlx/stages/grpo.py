@@ -13,6 +13,8 @@ ratio = pi(token) / pi_old(token). pi_old, the behaviour policy, is the model th
 on the sampled ids themselves (no re-tokenisation) before the first update, with logits divided by
 the sampling temperature as the sampler did; pi_ref is the initial policy (kept like distill's
 teacher, see teacher.py). With one update per batch the ratio is 1 and clipping never acts.
+Every pass (pi_old, pi_ref, the loss: loss.policy_loss) takes the logits a block of positions at a
+time (scoring.logit_chunks): no (batch, length, vocabulary) array exists at once.
 
 Departures (recipe fields): DAPO resamples to refill a batch after dynamic sampling, here the step
 trains on fewer groups; DAPO's overlong reward shaping is not applied; group size 4 (DAPO 16);
@@ -21,25 +23,21 @@ LoRA by default; top_p is not reflected in pi_old (keep sampling.top_p = 1 for e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import mlx.core as mx
-import mlx.nn as nn
 
 from ..checkpoint import TrainingState
 from ..config import GrpoConfig
 from ..platform.distributed import step_tokens as global_step_tokens
 from ..data import make_splits
-from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
-from ..loss import clipped_policy_loss, gather_logprobs, group_advantages, k3_kl, log_softmax, masked_sum, monitor_entropy, token_logprobs
+from .loop import StepOutcome, penalty_reference, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
+from ..loss import PolicyBatch, constant_logprobs, group_advantages, initial_logprobs, policy_loss
 from ..metrics import StepRecord
-from ..modeling import trainable
 from ..probe import make_probe
-from ..scoring import ScoredBatch, chunks, logits_at, scored_batch
-from ..teacher import lora_values
+from ..scoring import chunks, scored_batch
 from ..update import make_optimizer, optimizer_step
 from . import StageSpec
 
@@ -51,34 +49,6 @@ GRPO_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "grpo", "verifi
 
 def generations_per_step(recipe: Recipe) -> int:
     return recipe.grpo.questions_per_step * recipe.grpo.group_size
-
-
-@dataclass(frozen=True)
-class PolicyBatch:
-    """One micro-batch of sampled answers with what the surrogate needs, all constants but the policy."""
-
-    batch: ScoredBatch
-    advantages: mx.array  # (B,)
-    old_logp: mx.array  # (B, L) behaviour log-probabilities of the sampled tokens
-    ref_logp: Optional[mx.array]  # (B, L) initial policy's, when optim.kl_to_initial > 0
-
-
-def token_logp(model: nn.Module, batch: ScoredBatch, temperature: float) -> mx.array:
-    """log pi(sampled token) at each scored position, with the sampler's temperature. (B, L)"""
-    logits = logits_at(model, batch).astype(mx.float32) / max(temperature, 1e-6)
-    return token_logprobs(logits, batch.targets)
-
-
-def grpo_loss(
-    model: nn.Module, mb: PolicyBatch, config: GrpoConfig, temperature: float, step_tokens: int
-) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    logits = logits_at(model, mb.batch).astype(mx.float32) / max(temperature, 1e-6)
-    logp_all = log_softmax(logits)
-    logp = gather_logprobs(logp_all, mb.batch.targets)
-    per_token = clipped_policy_loss(logp, mb.old_logp, mb.advantages, config.clip_low, config.clip_high)
-    if mb.ref_logp is not None and config.optim.kl_to_initial > 0:
-        per_token = per_token + config.optim.kl_to_initial * k3_kl(logp, mb.ref_logp)
-    return masked_sum(per_token, mb.batch.mask) / step_tokens, monitor_entropy(logp_all, mb.batch.mask)
 
 
 def kept_groups(rewards: Sequence[float], group_size: int, dynamic_sampling: bool) -> list[int]:
@@ -100,7 +70,7 @@ def run_grpo(
     cfg, temp = recipe.grpo, recipe.sampling.temperature
     pool = make_splits(recipe.data).training
     optimizer = make_optimizer(cfg.optim, cfg.steps * cfg.updates_per_batch)
-    reference = trainable(model)  # the initial policy, for the optional KL term
+    reference = penalty_reference(model, cfg.optim)  # the initial policy, for the optional KL term
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
     def step_fn(step: int) -> StepOutcome:
@@ -117,15 +87,12 @@ def run_grpo(
         for idx in chunks(list(range(len(keep))), cfg.micro_batch_size):
             rows = [keep[i] for i in idx]
             batch = scored_batch([rollouts[i].prompt_ids + rollouts[i].target_ids for i in rows], [spans[i] for i in idx], pad)
-            old = mx.stop_gradient(token_logp(model, batch, temp))  # the policy that sampled, before any update
-            ref = None
-            if cfg.optim.kl_to_initial > 0:
-                with lora_values(model, reference):
-                    ref = mx.stop_gradient(token_logp(model, batch, temp))
-            mx.eval(old, *(() if ref is None else (ref,)))
+            old = constant_logprobs(model, batch, temp)  # the policy that sampled, before any update
+            ref = None if reference is None else initial_logprobs(model, reference, batch, temp)
             batches.append(PolicyBatch(batch, advantages[mx.array(rows)], old, ref))
         model.train()
-        loss = partial(grpo_loss, config=cfg, temperature=temp, step_tokens=step_tokens)
+        loss = partial(policy_loss, clip_low=cfg.clip_low, clip_high=cfg.clip_high, temperature=temp,
+                       step_tokens=step_tokens, kl_to_initial=cfg.optim.kl_to_initial)
         results = [optimizer_step(model, optimizer, loss, batches, cfg.optim.grad_clip) for _ in range(cfg.updates_per_batch)]
         return sampled_outcome(results[-1], rollouts, rewards, sample_s,
                                trained_tokens=sum(e - s for s, e in spans) * cfg.updates_per_batch,

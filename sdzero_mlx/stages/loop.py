@@ -136,6 +136,12 @@ def start_stage(recipe, run_dir: Path, resume: bool, sections: Sequence[str], ig
     return Trainee(run_dir, model, tokenizer, padding_id(tokenizer))
 
 
+def penalty_reference(model: nn.Module, optim_config) -> Optional[dict[str, mx.array]]:
+    """The starting values of the trained parameters, the reference of optim.kl_to_initial, only when it is on:
+    with full fine-tuning they are a second copy of the trained weights."""
+    return trainable(model) if optim_config.kl_to_initial > 0 else None
+
+
 def restore(run_dir: Path, model: nn.Module, optimizer: optim.Optimizer, extra_names: tuple[str, ...] = ()):
     """Load the last checkpoint into the model and optimizer; returns (state, extras)."""
     state, params, extras = load_checkpoint(run_dir, optimizer, extra_names)

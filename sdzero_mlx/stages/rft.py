@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Callable, Optional
 from ..checkpoint import TrainingState
 from ..config import RftConfig
 from ..data import make_splits
-from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
+from .loop import StepOutcome, penalty_reference, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
 from ..metrics import StepRecord
-from ..modeling import trainable
 from ..probe import make_probe
 from ..loss import nll_batches, weighted_nll, with_reference
 from ..update import make_optimizer, optimizer_step
@@ -51,7 +50,7 @@ def run_rft(
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg = recipe.rft
     pool = make_splits(recipe.data).training
-    initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
+    initial = penalty_reference(model, cfg.optim)  # taken before any resume
     optimizer = make_optimizer(cfg.optim, cfg.steps)
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 

@@ -20,9 +20,8 @@ from ..checkpoint import TrainingState
 from ..config import SftConfig
 from ..data import epoch_order, make_splits
 from ..platform.distributed import shard
-from .loop import StepOutcome, restore, start_stage, train_loop
+from .loop import StepOutcome, penalty_reference, restore, start_stage, train_loop
 from ..metrics import StepRecord
-from ..modeling import trainable
 from ..probe import make_probe
 from ..prompts import prompt_ids, text_answer_ids
 from ..loss import nll_batches, weighted_nll, with_reference
@@ -64,7 +63,7 @@ def run_sft(
         sequences.append(prompt + ids + (eot,))
         spans.append((len(prompt), len(prompt) + len(ids) + 1))
     steps = sft_steps(recipe, len(pool))
-    initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
+    initial = penalty_reference(model, cfg.optim)  # taken before any resume
     optimizer = make_optimizer(cfg.optim, steps)
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
     per_epoch = -(-len(pool) // cfg.batch_size)

@@ -44,7 +44,7 @@ from ..types import load_tuples
 from ..config import SrtConfig
 from ..data import epoch_order
 from ..platform.distributed import is_writer, shard, step_tokens
-from .loop import StepOutcome, restore, start_stage, train_loop
+from .loop import StepOutcome, penalty_reference, restore, start_stage, train_loop
 from ..metrics import StepRecord
 from ..modeling import fuse_lora, lora_num_layers, trainable
 from ..outputs import check_output_dir
@@ -241,7 +241,7 @@ def run_srt(
     run = start_stage(recipe, out_dir, resume, SRT_SECTIONS)
     model, tokenizer, pad = run.model, run.tokenizer, run.pad_id
     # the reference code's second stage is a new fine-tuning run: a fresh optimizer per stage
-    initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
+    initial = penalty_reference(model, cfg.optim)  # taken before any resume
     optimizers = [make_optimizer(cfg.optim, st.steps(cfg)) for st in stages]
     state = TrainingState()
     if resume:
