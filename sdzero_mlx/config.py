@@ -167,8 +167,12 @@ class OptimConfig:
     grad_clip: float = field(default=1.0, metadata={"help": "Global gradient-norm clip; 0 disables."})
     kl_to_initial: float = field(
         default=0.0,
-        metadata={"help": "Weight of a per-token k3 KL(pi || pi_initial) penalty on the trained tokens, pi_initial = the "
-                  "stage's starting model; 0 = off (SD-Zero, SRT: none in the paper; DAPO: 0)."},
+        metadata={"help": "Weight of a per-token k3 penalty exp(d) - d - 1, d = log pi_initial - log pi (both at temperature "
+                  "1), on the trained tokens; pi_initial = the stage's starting model. On sampled tokens its value "
+                  "estimates KL(pi || pi_initial) and its expected gradient is that of KL(pi_initial || pi); on RFT / "
+                  "SFT / SRT tokens it is a per-token penalty, not a KL estimate (loss.k3_kl). Costs a copy of the "
+                  "trained parameters (with lora.fine_tune_type full: of those weights) and a reference pass per "
+                  "micro-batch; 0 = off, and neither (SD-Zero, SRT: none in the paper; DAPO: 0)."},
     )
 
     def __post_init__(self):

@@ -8,8 +8,8 @@ score the same tokens y, one optimizer step is:
      step's token count, accumulated over micro-batches, one update.
 The stages differ only in what the teacher reads before y.
 
-Departure from the paper, off by default: `*.optim.kl_to_initial` adds a k3 KL(pi || pi_initial) on
-each sampled token of y (paper: no penalty; the inverse demo uses 3, which keeps the student's
+Departure from the paper, off by default: `*.optim.kl_to_initial` adds the k3 penalty to the initial
+model (loss.k3_kl: at T = 1; its expected gradient is KL(pi_initial || pi)'s) on each sampled token of y (paper: no penalty; the inverse demo uses 3, which keeps the student's
 guesses as diverse as its starting model's: README).
 """
 

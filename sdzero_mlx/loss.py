@@ -163,9 +163,13 @@ def group_advantages(rewards: mx.array, scale_by_std: bool = True, eps: float = 
 
 
 def k3_kl(logp: mx.array, ref_logp: mx.array) -> mx.array:
-    """Per-token k3 estimate of KL(pi || pi_ref) on tokens drawn from pi: exp(d) - d - 1, d = log pi_ref - log pi.
+    """Per-token k3 penalty: exp(d) - d - 1, d = log pi_ref - log pi, both at temperature 1.
 
-    Non-negative, zero where the two agree; pi_ref is a constant. Example: logp = ref_logp -> 0;
+    What it is: non-negative, zero where the two agree; pi_ref is a constant. On tokens drawn from pi
+    its value estimates KL(pi || pi_ref), but as a loss its expected gradient is that of KL(pi_ref || pi)
+    (sum_y pi (1 - pi_ref / pi) grad log pi = -sum_y pi_ref grad log pi; test_kl_to_initial checks it):
+    it pulls pi back over pi_ref's support. On tokens not drawn from pi (RFT's kept answers, SFT's gold
+    solutions, SRT's tuples) it is a per-token penalty on those tokens, not a KL estimate. Example: logp = ref_logp -> 0;
     logp = log 0.5, ref_logp = log 0.25 -> d = -log 2, exp(d) - d - 1 = 0.5 + 0.693 - 1 = 0.193.
     """
     d = mx.stop_gradient(ref_logp) - logp
@@ -206,7 +210,7 @@ def weighted_nll(
     A block of positions at a time (logit_chunks), as the distill loss: SRT's long sequences at a
     152k vocabulary otherwise hold (B, T, V) logits and their log-softmax at once. With
     `kl_to_initial` > 0 and `mb.ref_logp` set, each target also adds kl_to_initial x weight x
-    k3(pi || pi_initial) (loss.k3_kl).
+    k3(pi, pi_initial) (loss.k3_kl).
     """
     loss = entropy = mx.array(0.0)
     for start, end, logits in logit_chunks(model, mb.batch, max_elements):
@@ -291,7 +295,7 @@ def distill_loss(
     KL exists (the backward of the gather and the head needs indices and weights, not logits).
     The entropy monitor is the student's on the loss's support (the teacher's top-k, renormalised;
     the full vocabulary when top_k = 0): a full-vocabulary one kept every block alive to the end.
-    With `kl_to_initial` > 0 and `mb.ref_logp` set, each token adds kl_to_initial x k3(pi || pi_initial)
+    With `kl_to_initial` > 0 and `mb.ref_logp` set, each token adds kl_to_initial x k3(pi, pi_initial)
     on the sampled token (loss.k3_kl; a full-vocabulary log-softmax per block, only then).
     """
     loss = entropy = mx.array(0.0)
@@ -332,7 +336,8 @@ def policy_loss(
         logp = gather_logprobs(logp_all, mb.batch.targets[:, start:end])
         per_token = clipped_policy_loss(logp, mb.old_logp[:, start:end], mb.advantages, clip_low, clip_high)
         loss = loss + masked_sum(per_token, mask)
-        if kl_to_initial > 0 and mb.ref_logp is not None:
-            loss = loss + kl_to_initial * kl_to_initial_penalty(logp, mb.ref_logp[:, start:end], mask)
+        if kl_to_initial > 0 and mb.ref_logp is not None:  # at T = 1, as in every stage (k3_kl)
+            y = token_logprobs(logits, mb.batch.targets[:, start:end])
+            loss = loss + kl_to_initial * kl_to_initial_penalty(y, mb.ref_logp[:, start:end], mask)
         entropy = entropy + monitor_entropy(logp_all, mask)[0]
     return loss / step_tokens, (entropy, mb.batch.mask.sum())

@@ -7,11 +7,12 @@ std (`scale_advantages`; off = Dr. GRPO). With `dynamic_sampling` (DAPO) groups 
 equal are dropped: their advantages are zero. Then `updates_per_batch` optimizer steps on that batch,
 each minimising
     sum over kept tokens of  -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)
-                           + optim.kl_to_initial * k3(pi || pi_ref)   (loss.k3_kl)
+                           + optim.kl_to_initial * k3(pi, pi_ref)     (loss.k3_kl, both at T = 1)
 divided by the number of kept tokens in the batch (DAPO's token-level normalisation), where
 ratio = pi(token) / pi_old(token). pi_old, the behaviour policy, is the model that sampled, scored
 on the sampled ids themselves (no re-tokenisation) before the first update, with logits divided by
-the sampling temperature as the sampler did; pi_ref is the initial policy (kept like distill's
+the sampling temperature as the sampler did; pi_ref is the initial policy, scored like pi in the penalty at
+temperature 1 as in every stage, so one optim.kl_to_initial means the same thing everywhere (kept like distill's
 teacher, see teacher.py). With one update per batch the ratio is 1 and clipping never acts.
 Every pass (pi_old, pi_ref, the loss: loss.policy_loss) takes the logits a block of positions at a
 time (scoring.logit_chunks): no (batch, length, vocabulary) array exists at once.
@@ -88,7 +89,7 @@ def run_grpo(
             rows = [keep[i] for i in idx]
             batch = scored_batch([rollouts[i].prompt_ids + rollouts[i].target_ids for i in rows], [spans[i] for i in idx], pad)
             old = constant_logprobs(model, batch, temp)  # the policy that sampled, before any update
-            ref = None if reference is None else initial_logprobs(model, reference, batch, temp)
+            ref = None if reference is None else initial_logprobs(model, reference, batch)  # T = 1, as every stage
             batches.append(PolicyBatch(batch, advantages[mx.array(rows)], old, ref))
         model.train()
         loss = partial(policy_loss, clip_low=cfg.clip_low, clip_high=cfg.clip_high, temperature=temp,
