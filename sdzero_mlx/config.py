@@ -91,16 +91,29 @@ class FieldMap:
 @dataclass(frozen=True)
 class DataConfig:
     source: str = field(
-        metadata={"help": "Local .jsonl/.json/.parquet file, or hf://owner/name/path/in/repo.parquet."}
+        metadata={"help": "Local .jsonl/.json/.parquet file, hf://owner/name/path/in/repo.parquet, or a generated "
+                  "source (demo://inverse, demo://chain: fresh problems per data.seed)."}
     )
     fields: FieldMap = FieldMap()
     eval_source: Optional[str] = field(
-        default=None, metadata={"help": "Separate evaluation file; else the eval split is cut from source."}
+        default=None, metadata={"help": "Separate test file (a fixed, shared test set); else the test split is cut "
+                                "from source. Source problems also in it are dropped from training and counted."}
     )
     phase1_size: int = 0
     phase2_size: int = 64
-    eval_size: int = 64
-    seed: int = 0
+    eval_size: int = field(default=64, metadata={"help": "Test problems: read once per reported model, never to choose."})
+    validation_size: int = field(
+        default=0,
+        metadata={"help": "Validation problems, disjoint from training and test: everything that chooses reads them "
+                  "(the training probe, `sdzero search`). Needed when run.probe_every > 0."},
+    )
+    validation_source: Optional[str] = field(
+        default=None, metadata={"help": "Separate validation file; else the validation split is cut from source."}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "Shuffles a file's splits, or picks a generated source's problems (sdzero sweep "
+                             "sets it with run.seed, so each seed gets its own problems)."}
+    )
     max_prompt_tokens: int = field(
         default=4096, metadata={"help": "Phase-1 questions whose prompt is longer are skipped and counted (not in the paper)."}
     )
@@ -108,7 +121,7 @@ class DataConfig:
     def __post_init__(self):
         if self.max_prompt_tokens < 1:
             raise ValueError(f"data.max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}.")
-        for name in ("phase1_size", "phase2_size", "eval_size"):
+        for name in ("phase1_size", "phase2_size", "eval_size", "validation_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}.")
 
@@ -435,7 +448,7 @@ class RunConfig:
     probe_every: int = field(
         default=0, metadata={"help": "Greedy accuracy on a fixed probe set every N steps of each training stage; 0 = off."}
     )
-    probe_size: int = field(default=32, metadata={"help": "Probe problems: the first N of the evaluation split."})
+    probe_size: int = field(default=32, metadata={"help": "Probe problems: the first N of the validation split (never the test split)."})
     device: Literal["auto", "cpu", "gpu"] = field(
         default="auto", metadata={"help": "auto: MLX's default (the GPU when there is one); gpu: fail without one."}
     )
@@ -478,9 +491,15 @@ CLOSING_SECTIONS = (
 )
 
 
-def _check_stages(recipe) -> None:
+def _check_recipe(recipe) -> None:
+    """Checks across sections: the shared ones here, each stage's own in its StageSpec.check."""
     from .stages import stage_specs
 
+    if recipe.run.probe_every and not (recipe.data.validation_size or recipe.data.validation_source):
+        raise ValueError(
+            "run.probe_every > 0 reads the validation split, and this recipe has none: set data.validation_size "
+            "(problems cut from data.source) or data.validation_source, or run.probe_every: 0."
+        )
     for spec in stage_specs():
         if spec.check is not None:
             spec.check(recipe)
@@ -499,7 +518,7 @@ def _recipe_type(stage_sections: tuple[tuple[str, type], ...]) -> type:
     cls = make_dataclass(
         "Recipe", fields, frozen=True,
         namespace={"__doc__": "Every section of a run: the shared ones and one per stage (each stage reads only "
-                              "its StageSpec.sections).", "__post_init__": _check_stages},
+                              "its StageSpec.sections).", "__post_init__": _check_recipe},
     )
     cls.__module__ = __name__
     return cls

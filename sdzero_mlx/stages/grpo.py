@@ -19,7 +19,8 @@ time (scoring.logit_chunks): no (batch, length, vocabulary) array exists at once
 
 Departures (recipe fields): DAPO resamples to refill a batch after dynamic sampling, here the step
 trains on fewer groups; DAPO's overlong reward shaping is not applied; group size 4 (DAPO 16);
-LoRA by default; top_p is not reflected in pi_old (keep sampling.top_p = 1 for exact ratios).
+LoRA by default; top_p is not reflected in pi_old (keep sampling.top_p = 1 for exact ratios); the group's
+std is the population std (over G; TRL and verl divide by G - 1, so their advantages are smaller).
 """
 
 from __future__ import annotations
