@@ -86,6 +86,14 @@ class FieldMap:
     solution: Optional[str] = field(
         default=None, metadata={"help": "Row field holding a worked gold solution (SFT's targets, SDFT's demonstration)."}
     )
+    tests: Optional[str] = field(
+        default=None,
+        metadata={"help": "Code rows (verifier.kind: code): field holding the tests, {inputs, outputs} or HumanEval test code; "
+                  "unset: rows with inputs/outputs or test/entry_point fields are read as code rows."},
+    )
+    entry_point: Optional[str] = field(
+        default=None, metadata={"help": "Code rows: field naming the function HumanEval-style tests call (default entry_point)."}
+    )
 
 
 @dataclass(frozen=True)
@@ -495,6 +503,9 @@ def _check_recipe(recipe) -> None:
     """Checks across sections: the shared ones here, each stage's own in its StageSpec.check."""
     from .stages import stage_specs
 
+    if recipe.verifier.kind != "code" and (recipe.data.fields.tests or recipe.data.fields.entry_point):
+        raise ValueError("data.fields.tests / entry_point name code tests, but verifier.kind is "
+                         f"{recipe.verifier.kind!r}; set verifier.kind: code.")
     if recipe.run.probe_every and not (recipe.data.validation_size or recipe.data.validation_source):
         raise ValueError(
             "run.probe_every > 0 reads the validation split, and this recipe has none: set data.validation_size "
