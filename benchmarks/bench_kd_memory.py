@@ -26,6 +26,7 @@ from mlx_lm.models.llama import Model, ModelArgs  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 
 from sdzero_mlx.kd import compute_teacher_targets, student_batch  # noqa: E402
+from sdzero_mlx.config import KlSettings  # noqa: E402
 from sdzero_mlx.loss import DistillMicroBatch, PolicyBatch, constant_logprobs, distill_loss, initial_logprobs, policy_loss  # noqa: E402
 from sdzero_mlx.modeling import trainable  # noqa: E402
 from sdzero_mlx.prompts import teacher_sequence  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> None:
     for label, me in (("whole logits", 1 << 62), (f"blocks of 2^{LOGITS_CHUNK_ELEMENTS.bit_length() - 1}", LOGITS_CHUNK_ELEMENTS)):
         t = peak_gb(lambda: compute_teacher_targets(model, teacher, items, 0, 64, me).logp)
         targets = compute_teacher_targets(model, teacher, items, 0, 64, me)
-        s = peak_gb(lambda: grad(model, DistillMicroBatch(student_batch(items, 0), targets), "reverse", 0.5, 1000, me))
+        s = peak_gb(lambda: grad(model, DistillMicroBatch(student_batch(items, 0), targets), KlSettings("reverse", 0.5, 64), 1000, me))
         sft = nll_batches([it.student_ids for it in items], [it.student_span for it in items], 2, 0)[0]
         n = peak_gb(lambda: nn.value_and_grad(model, weighted_nll)(model, sft, me))
 

@@ -463,17 +463,20 @@ def explain(
     field_problem: str = "problem",
     field_answer: str = "answer",
     limit: Annotated[int, typer.Option(help="Problems taken from --data.")] = 16,
-    top_k: Annotated[Optional[int], typer.Option(help="Teacher top-k support for the KL (0 = full vocabulary); default: the recipe's distill.top_k, else 0.")] = None,
-    kind: Annotated[Optional[str], typer.Option(help="KL direction: reverse (paper), forward or mixed; default: the recipe's distill.kl, else reverse.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(help="Teacher top-k support for the KL (0 = full vocabulary); default: the recipe's distill.top_k.")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="KL direction: reverse (paper), forward or mixed; default: the recipe's distill.kl.")] = None,
+    forward_weight: Annotated[Optional[float], typer.Option(help="Weight of the forward KL when the kind is mixed; default: the recipe's distill.forward_weight.")] = None,
     top_n: Annotated[int, typer.Option(help="Tokens listed by KL.")] = 10,
     temperature: float = 0.7,
     max_tokens: int = 512,
-    recipe: Annotated[Optional[Path], typer.Option(help="Take prompts and verifier settings from this recipe.")] = None,
+    recipe: Annotated[Optional[Path], typer.Option(help="Take prompts, verifier and KL settings from this recipe (default: the default recipe's).")] = None,
     seed: int = 0,
     out: Annotated[Path, typer.Option(help="Output folder for HTML/PNG.")] = Path("explain"),
 ) -> None:
     """Self-localisation: per-token log p_student - log p_teacher and KL, as a coloured token strip."""
-    from .config import FieldMap, PromptConfig, SamplingConfig, load_recipe
+    from dataclasses import replace
+
+    from .config import DistillConfig, FieldMap, PromptConfig, SamplingConfig, load_recipe
     from .data import load_examples
     from . import explain as ex
     from .prompts import separators
@@ -484,25 +487,25 @@ def explain(
     if problem is not None and reward is None and answer is None:
         fail("give --answer (to grade the response) or --reward 0/1 (to pick the control phrase)")
     try:
-        prompts, verifier = PromptConfig(), VerifierConfig()
+        prompts, verifier, distill = PromptConfig(), VerifierConfig(), DistillConfig()
         if recipe is not None:
             loaded = load_recipe(recipe)
-            prompts, verifier = loaded.prompts, loaded.verifier
-            # the KL that training used, unless asked for another
-            top_k = loaded.distill.top_k if top_k is None else top_k
-            kind = loaded.distill.kl if kind is None else kind
-        top_k, kind = (0 if top_k is None else top_k), (kind or "reverse")
+            prompts, verifier, distill = loaded.prompts, loaded.verifier, loaded.distill
+        # the KL that training used, unless asked for another
+        asked = {"kind": kind, "forward_weight": forward_weight, "top_k": top_k}
+        kl_settings = replace(distill.kl_settings, **{k: v for k, v in asked.items() if v is not None})
         student, teacher_model, tok = ex.load_student_and_teacher(model, adapter, teacher, teacher_adapter)
         seps = separators(tok, prompts)
         sampling = SamplingConfig(temperature=temperature, max_tokens=max_tokens)
         if data is not None:
             examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer), FIELD_FLAGS)[:limit]
-            reports = ex.explain_examples(student, tok, teacher_model, examples, prompts, sampling, verifier, seps, seed, top_k, kind)
+            reports = ex.explain_examples(student, tok, teacher_model, examples, prompts, sampling, verifier, seps, seed,
+                                          kl_settings)
             typer.echo(ex.explain_set_to_dir(reports, out))
             typer.echo(f"{len(reports)} responses: HTML/PNG per response, buckets.png and summary.md in {out}")
             return
         report = ex.explain_one(student, tok, teacher_model, problem, response, answer, reward, prompts, sampling,
-                                verifier, seps, seed, top_k, kind)
+                                verifier, seps, seed, kl_settings)
         page, png = ex.write_report(report, out)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))

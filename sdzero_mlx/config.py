@@ -204,6 +204,26 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class KlSettings:
+    """How the student's KL to the teacher is taken, as one value: built once from the distill section
+    (`DistillConfig.kl_settings`) and read by kd.py, the distill and SDFT stages, explain and parity.
+
+    Its defaults are DistillConfig's, the one place they are written."""
+
+    kind: Literal["reverse", "forward", "mixed"]  # KL(s || t), KL(t || s), or their mix
+    forward_weight: float  # weight of the forward KL when kind = mixed
+    top_k: int  # teacher support: its top-k, renormalised; 0 = the full vocabulary
+
+    def __post_init__(self):
+        if self.kind not in ("reverse", "forward", "mixed"):
+            raise ValueError(f"KL kind {self.kind!r} is not one of reverse, forward, mixed (distill.kl).")
+        if self.top_k < 0:
+            raise ValueError(f"distill.top_k must be >= 0 (0 = full vocabulary), got {self.top_k}.")
+        if not 0.0 <= self.forward_weight <= 1.0:
+            raise ValueError(f"distill.forward_weight must be in [0, 1], got {self.forward_weight}.")
+
+
+@dataclass(frozen=True)
 class DistillConfig:
     steps: int = 10
     questions_per_step: int = field(default=8, metadata={"help": "Rollouts per optimizer step (1 per question)."})
@@ -224,16 +244,18 @@ class DistillConfig:
     def __post_init__(self):
         if self.steps < 1 or self.questions_per_step < 1 or self.micro_batch_size < 1:
             raise ValueError("distill.steps, questions_per_step and micro_batch_size must be >= 1.")
-        if self.top_k < 0:
-            raise ValueError(f"distill.top_k must be >= 0 (0 = full vocabulary), got {self.top_k}.")
-        if not 0.0 <= self.forward_weight <= 1.0:
-            raise ValueError(f"distill.forward_weight must be in [0, 1], got {self.forward_weight}.")
+        self.kl_settings  # checks kl, forward_weight and top_k
         if self.teacher_sync == "hard" and self.sync_every < 1:
             raise ValueError("distill.teacher_sync = hard needs distill.sync_every >= 1 (steps between syncs).")
         if self.teacher_sync != "hard" and self.sync_every:
             raise ValueError("distill.sync_every is only used with distill.teacher_sync = hard; remove it or set hard.")
         if self.teacher_sync == "ema" and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"distill.ema_decay must be in (0, 1), got {self.ema_decay}.")
+
+    @property
+    def kl_settings(self) -> KlSettings:
+        """The KL of this section as one record (distill and SDFT train with it, explain shows it)."""
+        return KlSettings(kind=self.kl, forward_weight=self.forward_weight, top_k=self.top_k)
 
 
 @dataclass(frozen=True)

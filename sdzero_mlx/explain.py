@@ -5,7 +5,7 @@ loss uses (`distill.distill_item`, `scored_batch`, `logits_at`):
   student: chat(x) + y                 -> log p_s(y_t) and logits at each token of y (+ end-of-turn)
   teacher: chat(x) + y + sep(r) + y    -> log p_t(y_t) and logits at the second copy
 per token t:  delta_t = log p_s(y_t) - log p_t(y_t)   (> 0: the reviser finds the token less likely)
-              kl_t    = loss.distill_token_kl(student logits, teacher targets)   (the training signal)
+              kl_t    = loss.distill_token_kl(student logits, teacher targets, kl_settings)   (the training signal)
 The paper's observation: when r = 0, KL mass concentrates on a few "mistake" tokens; when r = 1 it is
 flat. `kl_concentration` measures it as the share of a response's KL mass held by its top 5% tokens.
 
@@ -24,7 +24,7 @@ from typing import Optional, Sequence, Union
 import mlx.core as mx
 import mlx.nn as nn
 
-from .config import PromptConfig, SamplingConfig
+from .config import KlSettings, PromptConfig, SamplingConfig
 from .stages.distill import distill_item
 from .kd import student_batch, teacher_batch
 from .scoring import logits_at
@@ -50,8 +50,7 @@ class TokenReport:
     delta: tuple[float, ...]  # student_logp - teacher_logp
     kl: tuple[float, ...]  # distill_token_kl at the same positions
     reward: float
-    kind: str  # reverse / forward / mixed
-    top_k: int  # teacher support (0 = full vocabulary)
+    kl_settings: KlSettings  # the KL's direction, mixing weight and teacher support
     problem: str = ""
 
 
@@ -73,9 +72,7 @@ def token_report(
     response_ids: Sequence[int],
     reward: float,
     seps: Separators,
-    top_k: int = 0,
-    kind: str = "reverse",
-    forward_weight: float = 0.5,
+    kl_settings: KlSettings,
     problem: str = "",
 ) -> TokenReport:
     """Per-token log-prob gap and KL of `response_ids` (a trailing end-of-turn id is its stop token)."""
@@ -108,7 +105,7 @@ def token_report(
     finally:
         model.train(was_training)
     t_logits = mx.stop_gradient(t_logits)
-    kl = distill_token_kl(s_logits, teacher_targets(t_logits, top_k), kind, forward_weight)[0]
+    kl = distill_token_kl(s_logits, teacher_targets(t_logits, kl_settings.top_k), kl_settings)[0]
     scored = item.student_ids[item.student_span[0]:item.student_span[1]]
     ids = mx.array([scored])
     s_lp, t_lp = token_logprobs(s_logits, ids)[0], token_logprobs(t_logits, ids)[0]
@@ -122,8 +119,7 @@ def token_report(
         delta=tuple(s - t for s, t in zip(s_list, t_list)),
         kl=tuple(kl.tolist()),
         reward=reward,
-        kind=kind,
-        top_k=top_k,
+        kl_settings=kl_settings,
         problem=problem,
     )
 
@@ -263,14 +259,13 @@ def explain_examples(
     verifier: VerifierConfig,
     seps: Separators,
     seed: int,
-    top_k: int = 0,
-    kind: str = "reverse",
+    kl_settings: KlSettings,
 ) -> list[TokenReport]:
     """One sampled student response per example, graded, then its token report."""
     rollouts = sample_rollouts(model, tokenizer, examples, prompts, sampling, seed)
     rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], verifier)
     return [
-        token_report(model, tokenizer, teacher, r.prompt_ids, r.target_ids, w, seps, top_k, kind, problem=r.example.problem)
+        token_report(model, tokenizer, teacher, r.prompt_ids, r.target_ids, w, seps, kl_settings, problem=r.example.problem)
         for r, w in zip(rollouts, rewards)
     ]
 
@@ -288,8 +283,7 @@ def explain_one(
     verifier: VerifierConfig,
     seps: Separators,
     seed: int,
-    top_k: int = 0,
-    kind: str = "reverse",
+    kl_settings: KlSettings,
 ) -> TokenReport:
     """The token report of one response: the given text, or one sampled from the student.
 
@@ -304,7 +298,7 @@ def explain_one(
         p_ids, r_ids = response_ids(tokenizer, problem, response, prompts)
         text = response
     r = reward if reward is not None else verify(text, answer, verifier)
-    return token_report(model, tokenizer, teacher, p_ids, r_ids, r, seps, top_k, kind, problem=problem)
+    return token_report(model, tokenizer, teacher, p_ids, r_ids, r, seps, kl_settings, problem=problem)
 
 
 def response_ids(tokenizer, problem: str, response: str, prompts: PromptConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -355,7 +349,9 @@ def render_html(report: TokenReport, top_n: int = 10) -> str:
         for i, p, k, d in top_tokens(report, top_n)
     )
     total = sum(report.kl)
-    support = "full vocabulary" if report.top_k == 0 else f"teacher top-{report.top_k}"
+    kl = report.kl_settings
+    support = "full vocabulary" if kl.top_k == 0 else f"teacher top-{kl.top_k}"
+    kind = f"mixed, forward weight {kl.forward_weight:g}" if kl.kind == "mixed" else kl.kind
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>SD-Zero self-localisation</title>
 <style>
@@ -365,7 +361,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: .2em .6em; border-bott
 </style></head><body>
 <h2>Self-localisation (reward r = {report.reward:g})</h2>
 <p>{html.escape(report.problem)}</p>
-<p>{len(report.kl)} tokens; total KL {total:.4f} ({report.kind}, {support}); share of KL in the top 5% of tokens:
+<p>{len(report.kl)} tokens; total KL {total:.4f} ({kind}, {support}); share of KL in the top 5% of tokens:
 {kl_concentration(report.kl):.3f}.</p>
 <h3>log p<sub>student</sub> - log p<sub>teacher</sub> (red: the reviser doubts this token; blue: it prefers it; max |delta| {d_scale:.3f})</h3>
 {strip(lambda i: _delta_colour(report.delta[i], d_scale))}
@@ -412,7 +408,7 @@ def render_png(report: TokenReport, path: str | Path, chars_per_line: int = 110,
     for i, piece, k, _ in top_tokens(report, top_n):
         ax_kl.annotate(repr(piece)[1:-1][:12], (i, k), fontsize=6, rotation=45, ha="left", va="bottom")
     ax_kl.set_xlabel("token position")
-    ax_kl.set_ylabel(f"{report.kind} KL")
+    ax_kl.set_ylabel(f"{report.kl_settings.kind} KL")
     ax_kl.set_title(f"per-token KL; top-5% share {kl_concentration(report.kl):.2f}", fontsize=9)
     fig.tight_layout()
     # widen the strip to the figure and size the font so that one character fills one grid cell

@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .config import DistillConfig, OptimConfig
+from .config import KlSettings, OptimConfig
 from .platform.distributed import all_sum_values
 from .loss import DistillMicroBatch, TeacherTargets, distill_loss, initial_logprobs, teacher_targets
 from .prompts import teacher_sequence
@@ -85,11 +85,12 @@ def compute_teacher_targets(
 
 
 def distill_step(
-    model: nn.Module, optimizer, teacher: dict[str, mx.array], items: Sequence[DistillItem], config: DistillConfig,
-    pad_id: int, optim: OptimConfig, initial: Optional[dict[str, mx.array]] = None,
+    model: nn.Module, optimizer, teacher: dict[str, mx.array], items: Sequence[DistillItem], kl_settings: KlSettings,
+    micro_batch_size: int, pad_id: int, optim: OptimConfig, initial: Optional[dict[str, mx.array]] = None,
 ):
     """One optimizer step of phase 2 on built items: teacher targets first, then the student update.
 
+    `kl_settings` and `micro_batch_size`: the distill section's (SDFT trains with them too).
     `initial`: the trained parameters' starting values, the reference of optim.kl_to_initial.
     """
     # counted over all ranks before any work, so that every rank stops here, not one rank alone
@@ -97,20 +98,19 @@ def distill_step(
     if n_items and not n_tokens:
         longest = max((len(it.teacher.ids) for it in items), default=0)
         raise ValueError(
-            f"distill.max_teacher_tokens={config.max_teacher_tokens} leaves no room for the answer: the Reviser's "
+            "distill.max_teacher_tokens leaves no room for the answer: the Reviser's "
             f"prompt and separator alone take up to {longest} tokens, so every answer of this step was cut to 0 "
             "tokens and nothing would be trained. Raise distill.max_teacher_tokens (sdft uses it too)."
         )
-    groups = chunks(items, config.micro_batch_size)
+    groups = chunks(items, micro_batch_size)
     # the frozen Reviser scores the second copy of y, once per micro-batch, before any update
-    targets = [compute_teacher_targets(model, teacher, g, pad_id, config.top_k) for g in groups]
+    targets = [compute_teacher_targets(model, teacher, g, pad_id, kl_settings.top_k) for g in groups]
     students = [student_batch(g, pad_id) for g in groups]
-    kl = optim.kl_to_initial if initial is not None else 0.0
-    refs = [initial_logprobs(model, initial, b) if kl > 0 else None for b in students]
+    penalty = optim.kl_to_initial if initial is not None else 0.0
+    refs = [initial_logprobs(model, initial, b) if penalty > 0 else None for b in students]
     batches = [DistillMicroBatch(b, t, r) for b, t, r in zip(students, targets, refs)]
     step_tokens = max(int(round(n_tokens)), 1)  # the whole step's on all ranks (update.py), as distributed.step_tokens
-    loss = partial(distill_loss, kind=config.kl, forward_weight=config.forward_weight, step_tokens=step_tokens,
-                   kl_to_initial=kl)
+    loss = partial(distill_loss, kl_settings=kl_settings, step_tokens=step_tokens, kl_to_initial=penalty)
     return optimizer_step(model, optimizer, loss, batches, optim.grad_clip)
 
 

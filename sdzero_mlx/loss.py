@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
+from .config import KlSettings
 from .platform.distributed import step_tokens
 from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
 from .teacher import lora_values
@@ -88,14 +89,13 @@ def student_logp_on(student_logits: mx.array, targets: TeacherTargets) -> mx.arr
     return log_softmax(mx.take_along_axis(student_logits.astype(mx.float32), targets.indices, axis=-1))
 
 
-def distill_token_kl(
-    student_logits: mx.array, targets: TeacherTargets, kind: str, forward_weight: float = 0.5
-) -> mx.array:
-    """Per-position KL between student and (constant) teacher, shape (B, L)."""
-    return kl_on_support(student_logp_on(student_logits, targets), targets.logp, kind, forward_weight)
+def distill_token_kl(student_logits: mx.array, targets: TeacherTargets, kl_settings: KlSettings) -> mx.array:
+    """Per-position KL between student and (constant) teacher, shape (B, L); `targets` on kl_settings.top_k."""
+    return kl_on_support(student_logp_on(student_logits, targets), targets.logp, kl_settings.kind,
+                         kl_settings.forward_weight)
 
 
-def kl_on_support(s: mx.array, teacher_logp: mx.array, kind: str, forward_weight: float = 0.5) -> mx.array:
+def kl_on_support(s: mx.array, teacher_logp: mx.array, kind: str, forward_weight: float) -> mx.array:
     """Per-position KL from log-probabilities on a shared support (..., K); the teacher is made constant."""
     t = mx.stop_gradient(teacher_logp)
     if kind == "reverse":
@@ -285,7 +285,7 @@ class DistillMicroBatch:
 
 
 def distill_loss(
-    model: nn.Module, mb: DistillMicroBatch, kind: str, forward_weight: float, step_tokens: int,
+    model: nn.Module, mb: DistillMicroBatch, kl_settings: KlSettings, step_tokens: int,
     max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0,
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
     """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor).
@@ -302,7 +302,7 @@ def distill_loss(
     for start, end, logits in logit_chunks(model, mb.student, max_elements):
         mask, part = mb.student.mask[:, start:end], mb.targets.positions(start, end)
         s = student_logp_on(logits, part)  # (B, block, k)
-        loss = loss + masked_sum(kl_on_support(s, part.logp, kind, forward_weight), mask)
+        loss = loss + masked_sum(kl_on_support(s, part.logp, kl_settings.kind, kl_settings.forward_weight), mask)
         if kl_to_initial > 0 and mb.ref_logp is not None:
             y = token_logprobs(logits, mb.student.targets[:, start:end])
             loss = loss + kl_to_initial * kl_to_initial_penalty(y, mb.ref_logp[:, start:end], mask)

@@ -34,10 +34,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .config import KlSettings
+
 # normalised error allowed (max|a - b| / max|b|). Measured on CPU vs float64 (tiny llama): float32 <= 3.5e-6,
 # bfloat16 <= 1.3e-2. TF32 keeps 10 mantissa bits (bfloat16 7, float32 23): float32 with TF32 on gets its own.
 TOLERANCE = {"float32": 1e-4, "bfloat16": 4e-2, "tf32": 1e-2}
-TOP_K = 8
+KL = KlSettings(kind="reverse", forward_weight=0.5, top_k=8)  # the KL the float64 reference writes out
 GREEDY_TOKENS = 16
 LORA_SCALE = 10.0
 TF32_ENV = "MLX_ENABLE_TF32"
@@ -124,7 +126,7 @@ def backend_run(model_dir: str | Path, device: str, dtype: str, greedy_tokens: i
     import mlx.nn as nn
     from mlx.utils import tree_flatten
 
-    from .config import DistillConfig, LoraConfig, ModelConfig, OptimConfig, SamplingConfig
+    from .config import LoraConfig, ModelConfig, OptimConfig, SamplingConfig
     from .kd import compute_teacher_targets, student_batch
     from .loss import DistillMicroBatch, distill_loss
     from .loss import distill_token_kl
@@ -155,17 +157,17 @@ def backend_run(model_dir: str | Path, device: str, dtype: str, greedy_tokens: i
 
         with lora_values(model, teacher):
             out["teacher.logits"] = f64(logits_at(model, teacher_batch(distill, 0)))
-        targets = compute_teacher_targets(model, teacher, distill, 0, TOP_K)
+        targets = compute_teacher_targets(model, teacher, distill, 0, KL.top_k)
         order = mx.argsort(targets.indices, axis=-1)  # indices sorted, so that backends compare entry by entry
         out["teacher.topk_idx"] = np.array(mx.take_along_axis(targets.indices, order, axis=-1))
         out["teacher.topk_logp"] = f64(mx.take_along_axis(targets.logp, order, axis=-1))
         mb = DistillMicroBatch(student_batch(distill, 0), targets)
         out["student.logits"] = f64(logits_at(model, mb.student))
-        kl = distill_token_kl(logits_at(model, mb.student), targets, "reverse") * mb.student.mask
+        kl = distill_token_kl(logits_at(model, mb.student), targets, KL) * mb.student.mask
         out["distill.kl"] = f64(kl)
         tokens = sum(it.student_span[1] - it.student_span[0] for it in distill)
 
-        (loss, _), grads = nn.value_and_grad(model, distill_loss)(model, mb, "reverse", 0.5, tokens)
+        (loss, _), grads = nn.value_and_grad(model, distill_loss)(model, mb, KL, tokens)
         out["distill.loss"] = f64(loss)
         for k, g in tree_flatten(grads):
             out[f"distill.grad/{k}"] = f64(g)
@@ -185,14 +187,13 @@ def backend_run(model_dir: str | Path, device: str, dtype: str, greedy_tokens: i
         out["greedy.logits"] = f64(model(mx.array([seq[:-1]]))[0, len(prompt) - 1:])
 
         # one full optimizer step (2 micro-batches of 2, clip 1.0, AdamW with weight decay): updated LoRA values
-        cfg = DistillConfig(micro_batch_size=2, top_k=TOP_K)
-        groups = chunks(distill, cfg.micro_batch_size)
-        batches = [DistillMicroBatch(student_batch(g, 0), compute_teacher_targets(model, teacher, g, 0, TOP_K)) for g in groups]
+        groups = chunks(distill, 2)
+        batches = [DistillMicroBatch(student_batch(g, 0), compute_teacher_targets(model, teacher, g, 0, KL.top_k)) for g in groups]
         from functools import partial
 
         optimizer = make_optimizer(OptimConfig(learning_rate=1e-2, weight_decay=0.1), 1)
         model.train()
-        result = optimizer_step(model, optimizer, partial(distill_loss, kind="reverse", forward_weight=0.5, step_tokens=tokens),
+        result = optimizer_step(model, optimizer, partial(distill_loss, kl_settings=KL, step_tokens=tokens),
                                 batches, grad_clip=1.0)
         out["adamw.grad_norm"] = np.array(result.grad_norm, dtype=np.float64)
         for k, v in trainable(model).items():
@@ -335,10 +336,10 @@ def reference(model_dir, run: dict[str, np.ndarray], dtype: str, name: str, tole
     t_logp = np.zeros(idx.shape)
     for j, l in enumerate(t_logits):
         for pos in range(len(l)):
-            ref_top = np.sort(np.argpartition(-l[pos], TOP_K - 1)[:TOP_K])
+            ref_top = np.sort(np.argpartition(-l[pos], KL.top_k - 1)[:KL.top_k])
             if not np.array_equal(ref_top, idx[j, pos]):
                 differing += 1  # allowed only at a near tie with the k-th logit
-                kth = np.sort(l[pos])[-TOP_K]
+                kth = np.sort(l[pos])[-KL.top_k]
                 diff = np.setxor1d(ref_top, idx[j, pos])
                 worst_gap = max(worst_gap, float(np.abs(l[pos][diff] - kth).max() / np.abs(l).max()))
             t_logp[j, pos] = _log_softmax(l[pos][idx[j, pos]])

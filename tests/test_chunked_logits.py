@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
+from sdzero_mlx.config import KlSettings
 from sdzero_mlx.kd import compute_teacher_targets, student_batch, teacher_batch
 from sdzero_mlx.loss import DistillMicroBatch, distill_loss
 from sdzero_mlx.loss import teacher_targets
@@ -71,7 +72,7 @@ def test_student_loss_and_gradient_in_blocks_equal_the_unchunked_ones(tiny_model
     mb = DistillMicroBatch(student_batch(items, 0), targets)
     results = []
     for max_elements in (ONE, WHOLE):
-        (loss, (ent, n)), grads = nn.value_and_grad(model, distill_loss)(model, mb, kind, 0.5, 17, max_elements)
+        (loss, (ent, n)), grads = nn.value_and_grad(model, distill_loss)(model, mb, KlSettings(kind, 0.5, top_k), 17, max_elements)
         results.append((loss.item(), ent.item(), n.item(), {k: np.array(v) for k, v in tree_flatten(grads)}))
     (l1, e1, n1, g1), (l2, e2, n2, g2) = results
     assert l1 == pytest.approx(l2, rel=1e-5) and e1 == pytest.approx(e2, rel=1e-5) and n1 == n2
@@ -109,7 +110,7 @@ def test_a_152k_vocabulary_never_holds_whole_logits():
     teacher_peak = mx.get_peak_memory() - start
     mb = DistillMicroBatch(student_batch(items, 0), targets)
     mx.reset_peak_memory()
-    (loss, _), grads = nn.value_and_grad(model, distill_loss)(model, mb, "reverse", 0.5, 480)
+    (loss, _), grads = nn.value_and_grad(model, distill_loss)(model, mb, KlSettings("reverse", 0.5, 64), 480)
     mx.eval(loss, grads)
     student_peak = mx.get_peak_memory() - start
     assert np.isfinite(loss.item())

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, OptimConfig, load_recipe
+from sdzero_mlx.config import DistillConfig, KlSettings, LoraConfig, ModelConfig, OptimConfig, load_recipe
 from sdzero_mlx.stages.distill import (
     distill_item, run_distill,
 )
@@ -77,7 +77,7 @@ def test_kl_is_zero_when_teacher_context_equals_student_context(tiny_model_dir):
     teacher = trainable(model)  # teacher values = student values
     for top_k in (0, 8):
         mb = DistillMicroBatch(student_batch([same], 0), compute_teacher_targets(model, teacher, [same], 0, top_k))
-        loss, _ = distill_loss(model, mb, "reverse", 0.5, step_tokens=4)
+        loss, _ = distill_loss(model, mb, KlSettings("reverse", 0.5, top_k), step_tokens=4)
         assert loss.item() == pytest.approx(0.0, abs=1e-6)
 
 
@@ -86,7 +86,7 @@ def step_with(model, items, micro, top_k=16):
     config = DistillConfig(micro_batch_size=micro, top_k=top_k)
     opt = optim.SGD(learning_rate=1.0)
     before = trainable(model)
-    result = distill_step(model, opt, teacher, items, config, 0, OptimConfig(grad_clip=0.0))
+    result = distill_step(model, opt, teacher, items, config.kl_settings, micro, 0, OptimConfig(grad_clip=0.0))
     after = trainable(model)
     return result, {k: before[k] - after[k] for k in before}  # SGD with lr 1: the gradient itself
 
@@ -191,9 +191,9 @@ def test_a_teacher_cap_that_leaves_no_room_for_the_answer_is_an_error(tiny_model
     assert [it.student_span[1] - it.student_span[0] for it in items] == [0, 0]
     model, _ = fresh_student(tiny_model_dir)
     with pytest.raises(ValueError, match="leaves no room for the answer"):
-        distill_step(model, optim.SGD(learning_rate=1.0), trainable(model), items, DistillConfig(max_teacher_tokens=6), 0,
+        distill_step(model, optim.SGD(learning_rate=1.0), trainable(model), items, DistillConfig().kl_settings, 8, 0,
                      OptimConfig())
     # one answer with room is enough to train
     items.append(distill_item(Graded(rollout((2, 12), (23, 24)), 1.0), seps, 64))
-    distill_step(model, optim.SGD(learning_rate=1.0), trainable(model), items, DistillConfig(max_teacher_tokens=6), 0,
+    distill_step(model, optim.SGD(learning_rate=1.0), trainable(model), items, DistillConfig().kl_settings, 8, 0,
                  OptimConfig())

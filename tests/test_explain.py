@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import mlx.core as mx
 import mlx_lm
 import numpy as np
 import pytest
+import yaml
 from matplotlib import image as mpimg
 
-from sdzero_mlx.config import LoraConfig, PromptConfig
+from sdzero_mlx.config import KlSettings, LoraConfig, PromptConfig
 from sdzero_mlx.explain import (
     TokenReport,
     kl_concentration,
@@ -36,16 +39,17 @@ def student_and_teacher(tiny_model_dir):
     return model, tok, base_lora
 
 
-def by_hand(student, teacher_fn, prompt, y, eos, sep, top_k, kind):
-    """The distill layout written out: student prompt + y + eos; teacher prompt + y + sep + y + eos."""
-    scored = list(y) + [eos]
+def by_hand(student, teacher_fn, prompt, y, eos, sep, kl_settings):
+    """The distill layout written out: student prompt + y + eos; teacher prompt + y + sep + y + eos
+    (no eos: a cut-off answer). Returns the per-token KL (loss.distill_token_kl) and log-prob gap."""
+    scored = list(y) + ([] if eos is None else [eos])
     s_ids = list(prompt) + scored
     t_ids = list(prompt) + list(y) + list(sep) + scored
     n = len(scored)
     s_logits = student(mx.array([s_ids]))[:, len(prompt) - 1:len(prompt) - 1 + n]
     t_start = len(prompt) + len(y) + len(sep)
     t_logits = teacher_fn(mx.array([t_ids]))[:, t_start - 1:t_start - 1 + n]
-    kl = distill_token_kl(s_logits, teacher_targets(t_logits, top_k), kind)[0]
+    kl = distill_token_kl(s_logits, teacher_targets(t_logits, kl_settings.top_k), kl_settings)[0]
     ids = mx.array(scored)
     s_lp = log_softmax(s_logits)[0][mx.arange(n), ids]
     t_lp = log_softmax(t_logits)[0][mx.arange(n), ids]
@@ -59,7 +63,7 @@ def test_lora_teacher_values_equal_loss_module(student_and_teacher, reward, top_
     seps = separators(tok, pc)
     prompt = prompt_ids(tok, "What is 3 + 4?", pc)
     y = tuple(tok.encode("3 plus 4 is 8. \\boxed{8}", add_special_tokens=False))
-    report = token_report(model, tok, base_lora, prompt, y + (tok.eos_token_id,), reward, seps, top_k=top_k, kind=kind)
+    report = token_report(model, tok, base_lora, prompt, y + (tok.eos_token_id,), reward, seps, KlSettings(kind, 0.5, top_k))
 
     def teacher_fn(ids):
         saved = trainable(model)
@@ -69,7 +73,7 @@ def test_lora_teacher_values_equal_loss_module(student_and_teacher, reward, top_
         return out
 
     model.eval()
-    kl, delta = by_hand(model, teacher_fn, prompt, y, tok.eos_token_id, seps.for_reward(reward), top_k, kind)
+    kl, delta = by_hand(model, teacher_fn, prompt, y, tok.eos_token_id, seps.for_reward(reward), KlSettings(kind, 0.5, top_k))
     assert len(report.kl) == len(y) + 1 and report.token_ids == y + (tok.eos_token_id,)
     np.testing.assert_allclose(report.kl, kl, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(report.delta, delta, rtol=1e-4, atol=1e-5)
@@ -86,7 +90,7 @@ def test_separate_teacher_model_and_renderings(student_and_teacher, tmp_path):
     seps = separators(tok, pc)
     prompt = prompt_ids(tok, "What is 1 + 1?", pc)
     y = tuple(tok.encode("1 <plus> 1 & so \\boxed{2}", add_special_tokens=False))
-    report = token_report(model, tok, other, prompt, y, 0.0, seps)  # no end-of-turn: a cut-off answer
+    report = token_report(model, tok, other, prompt, y, 0.0, seps, KlSettings("reverse", 0.5, 0))  # no end-of-turn: a cut-off answer
     model.eval()
     # without a stop token the teacher reads all of y: prompt + y + sep + y
     scored = list(y)
@@ -94,7 +98,7 @@ def test_separate_teacher_model_and_renderings(student_and_teacher, tmp_path):
     start = len(prompt) + len(y) + len(seps.wrong)
     t_logits = other(mx.array([t_ids]))[:, start - 1:start - 1 + len(y)]
     s_logits = model(mx.array([list(prompt) + scored]))[:, len(prompt) - 1:len(prompt) - 1 + len(y)]
-    np.testing.assert_allclose(report.kl, np.array(distill_token_kl(s_logits, teacher_targets(t_logits, 0), "reverse")[0]),
+    np.testing.assert_allclose(report.kl, np.array(distill_token_kl(s_logits, teacher_targets(t_logits, 0), KlSettings("reverse", 0.5, 0))[0]),
                                rtol=1e-4, atol=1e-6)
 
     page = render_html(report, top_n=3)
@@ -125,7 +129,7 @@ def test_kl_concentration_by_hand():
 def fake_report(kl, reward) -> TokenReport:
     n = len(kl)
     zeros = (0.0,) * n
-    return TokenReport(tuple(range(n)), ("x",) * n, zeros, zeros, zeros, tuple(kl), reward, "reverse", 0)
+    return TokenReport(tuple(range(n)), ("x",) * n, zeros, zeros, zeros, tuple(kl), reward, KlSettings("reverse", 0.5, 0))
 
 
 def test_localisation_summary_buckets():
@@ -170,3 +174,39 @@ def test_explain_command_writes_html_and_png(tiny_model_dir, tiny_data, tmp_path
 
     same = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--problem", "x", "--reward", "1"])
     assert same.exit_code == 2 and "give --adapter" in same.output
+
+
+def test_explaining_a_mixed_recipe_uses_its_forward_weight(tiny_model_dir, tiny_recipe, tiny_data, tmp_path):
+    """`sdzero explain --recipe` gives the per-token KL the distill loss trains with: at the recipe's
+    distill.forward_weight (0.9 here), not at 0.5 whatever the recipe says."""
+    from typer.testing import CliRunner
+
+    from sdzero_mlx.cli import app
+
+    raw = yaml.safe_load(tiny_recipe.read_text())
+    raw["distill"].update(kl="mixed", forward_weight=0.9, top_k=16)
+    recipe = tmp_path / "mixed.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    teacher_dir = make_model_dir(tmp_path / "t", hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=64, seed=7)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--teacher", str(teacher_dir), "--data",
+                                      str(tiny_data), "--limit", "2", "--max-tokens", "6", "--recipe", str(recipe),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    reports = [json.loads(line) for line in (out / "reports.jsonl").read_text().splitlines()]
+    assert len(reports) == 2 and reports[0]["kl_settings"] == {"kind": "mixed", "forward_weight": 0.9, "top_k": 16}
+
+    student, tok = mlx_lm.load(str(tiny_model_dir))
+    teacher, _ = mlx_lm.load(str(teacher_dir))
+    seps = separators(tok, PromptConfig())
+    for r in reports:
+        scored = tuple(r["token_ids"])
+        eos = scored[-1] if scored[-1] in set(tok.eos_token_ids) else None
+        y = scored[:-1] if eos is not None else scored
+        prompt = prompt_ids(tok, r["problem"], PromptConfig())
+        sep = seps.for_reward(r["reward"])
+        at_09, _ = by_hand(student, teacher, prompt, y, eos, sep, KlSettings("mixed", 0.9, 16))
+        at_05, _ = by_hand(student, teacher, prompt, y, eos, sep, KlSettings("mixed", 0.5, 16))
+        np.testing.assert_allclose(r["kl"], at_09, rtol=1e-4, atol=1e-6)
+        assert np.abs(at_09 - at_05).max() > 1e-3  # the weight shows in the numbers

@@ -43,8 +43,8 @@ def step(model_dir, checkpointed: bool, fine_tune_type: str = "lora"):
     mx.synchronize()
     start = mx.get_active_memory()
     mx.reset_peak_memory()
-    result = distill_step(model, optim.SGD(learning_rate=1.0), teacher, long_items(), DistillConfig(micro_batch_size=2, top_k=16),
-                          0, OptimConfig(grad_clip=0.0))
+    result = distill_step(model, optim.SGD(learning_rate=1.0), teacher, long_items(), DistillConfig(top_k=16).kl_settings,
+                          2, 0, OptimConfig(grad_clip=0.0))
     peak = mx.get_peak_memory() - start
     return model, result, trainable(model), peak
 

@@ -6,7 +6,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from sdzero_mlx.config import LoraConfig, ModelConfig
+from sdzero_mlx.config import KlSettings, LoraConfig, ModelConfig
 from sdzero_mlx.kd import compute_teacher_targets, student_batch
 from sdzero_mlx.loss import DistillMicroBatch, distill_loss
 from sdzero_mlx.loss import initial_logprobs, k3_kl, log_softmax
@@ -55,8 +55,8 @@ def test_distill_penalty_equals_k3_on_the_sampled_tokens(tiny_model_dir):
     batch = student_batch(items, 0)
     ref = initial_logprobs(model, initial, batch)
     mb = DistillMicroBatch(batch, compute_teacher_targets(model, initial, items, 0, 16), ref)
-    plain, _ = distill_loss(model, mb, "reverse", 0.5, step_tokens=10)
-    penalised, _ = distill_loss(model, mb, "reverse", 0.5, step_tokens=10, kl_to_initial=2.0)
+    plain, _ = distill_loss(model, mb, KlSettings("reverse", 0.5, 16), step_tokens=10)
+    penalised, _ = distill_loss(model, mb, KlSettings("reverse", 0.5, 16), step_tokens=10, kl_to_initial=2.0)
     logp = np.array(log_softmax(logits_at(model, batch)))
     token = np.take_along_axis(logp, np.array(batch.targets)[..., None], axis=-1)[..., 0]
     d = np.array(ref) - token

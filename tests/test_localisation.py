@@ -2,13 +2,14 @@
 
 import pytest
 
+from sdzero_mlx.config import KlSettings
 from sdzero_mlx.explain import TokenReport, first_mistake_span, localisation_score
 
 
 def report(pieces, kl, reward=0.0, problem="p"):
     n = len(pieces)
     return TokenReport(tuple(range(n)), tuple(pieces), (0.0,) * n, (0.0,) * n, (0.0,) * n, tuple(kl), reward,
-                       "reverse", 0, problem)
+                       KlSettings("reverse", 0.5, 0), problem)
 
 
 def test_first_mistake_span():

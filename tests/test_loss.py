@@ -5,6 +5,7 @@ import math
 import mlx.core as mx
 import pytest
 
+from sdzero_mlx.config import KlSettings
 from sdzero_mlx.loss import (
     distill_token_kl, forward_kl, log_softmax, masked_sum, mixed_kl, reverse_kl, teacher_targets,
 )
@@ -36,18 +37,18 @@ def test_three_token_topk_renormalises():
     assert sorted(targets.indices.reshape(-1).tolist()) == [0, 1]
     # student on {0, 1} renormalised: (0.5, 0.5); reverse KL = 0.5 ln(0.5/(2/3)) + 0.5 ln(0.5/(1/3))
     expected = 0.5 * math.log(0.75) + 0.5 * math.log(1.5)
-    assert distill_token_kl(student, targets, "reverse").item() == pytest.approx(expected, rel=1e-5)
+    assert distill_token_kl(student, targets, KlSettings("reverse", 0.5, 2)).item() == pytest.approx(expected, rel=1e-5)
     full = teacher_targets(teacher, top_k=0)
     assert full.indices is None
     # full vocabulary reverse KL: 0.2 ln(0.2/0.6) + 0.2 ln(0.2/0.3) + 0.6 ln(0.6/0.1)
     expected_full = 0.2 * math.log(1 / 3) + 0.2 * math.log(2 / 3) + 0.6 * math.log(6)
-    assert distill_token_kl(student, full, "reverse").item() == pytest.approx(expected_full, rel=1e-5)
+    assert distill_token_kl(student, full, KlSettings("reverse", 0.5, 0)).item() == pytest.approx(expected_full, rel=1e-5)
 
 
 def test_kl_zero_when_distributions_match():
     logits = mx.array([[[1.0, -2.0, 0.5, 3.0]]])
     for kind in ("forward", "reverse", "mixed"):
-        assert distill_token_kl(logits, teacher_targets(logits, 2), kind).item() == pytest.approx(0.0, abs=1e-7)
+        assert distill_token_kl(logits, teacher_targets(logits, 2), KlSettings(kind, 0.5, 2)).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_padding_contributes_nothing():
@@ -61,7 +62,7 @@ def test_gradient_reaches_student_only():
     teacher = mx.array([[[1.0, 0.0, -1.0]]])
 
     def loss(s, t):
-        return distill_token_kl(s, teacher_targets(t, 0), "reverse").sum()
+        return distill_token_kl(s, teacher_targets(t, 0), KlSettings("reverse", 0.5, 0)).sum()
 
     g_student, g_teacher = mx.grad(loss, argnums=(0, 1))(student, teacher)
     assert mx.abs(g_student).sum().item() > 1e-3

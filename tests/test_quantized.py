@@ -37,7 +37,8 @@ def test_lora_on_a_quantized_base_trains_and_fuses_requantized(quantized_dir, tm
     assert any(k.endswith(".scales") for k in frozen)  # the base really is quantized
     opt = make_optimizer(OptimConfig(learning_rate=1e-2), 1)
     for _ in range(2):
-        result = distill_step(model, opt, trainable(model), items_for_test(), DistillConfig(top_k=8), 0, OptimConfig(grad_clip=1.0))
+        result = distill_step(model, opt, trainable(model), items_for_test(), DistillConfig(top_k=8).kl_settings, 8, 0,
+                               OptimConfig(grad_clip=1.0))
     assert np.isfinite(result.loss) and result.grad_norm > 0
     after = dict(tree_flatten(model.parameters()))
     for k, v in frozen.items():  # packed weights, scales and biases untouched

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from sdzero_mlx.stages.collect import run_collect
-from sdzero_mlx.config import DistillConfig, OptimConfig, load_recipe
+from sdzero_mlx.config import DistillConfig, KlSettings, OptimConfig, load_recipe
 from sdzero_mlx.data import make_splits
 from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.kd import compute_teacher_targets, student_batch
@@ -99,7 +99,7 @@ def test_distillation_lowers_the_kl_on_a_fixed_batch(tiny_model_dir, kind):
     n = sum(it.student_span[1] - it.student_span[0] for it in items)
     groups = [items[:2], items[2:]]  # teacher targets fixed once
     batches = [DistillMicroBatch(student_batch(g, 0), compute_teacher_targets(model, teacher, g, 0, config.top_k)) for g in groups]
-    loss = partial(distill_loss, kind=kind, forward_weight=config.forward_weight, step_tokens=n)
+    loss = partial(distill_loss, kl_settings=config.kl_settings, step_tokens=n)
 
     def kl() -> float:
         return sum(loss(model, mb)[0].item() for mb in batches)
@@ -123,8 +123,8 @@ def test_forward_and_mixed_kl_by_hand_on_a_renormalised_top_k():
     fwd = 2 / 3 * math.log((2 / 3) / 0.5) + 1 / 3 * math.log((1 / 3) / 0.5)  # KL(t || s) = 0.05663
     rev = 0.5 * math.log(0.5 / (2 / 3)) + 0.5 * math.log(0.5 / (1 / 3))  # KL(s || t) = 0.05889
     assert fwd == pytest.approx(0.056633, abs=1e-6) and rev == pytest.approx(0.058892, abs=1e-6)
-    assert distill_token_kl(student, targets, "forward").item() == pytest.approx(fwd, rel=1e-5)
-    assert distill_token_kl(student, targets, "mixed", 0.3).item() == pytest.approx(0.3 * fwd + 0.7 * rev, rel=1e-5)
+    assert distill_token_kl(student, targets, KlSettings("forward", 0.5, 2)).item() == pytest.approx(fwd, rel=1e-5)
+    assert distill_token_kl(student, targets, KlSettings("mixed", 0.3, 2)).item() == pytest.approx(0.3 * fwd + 0.7 * rev, rel=1e-5)
     # the gradient of forward KL on the support is p_s - p_t: (1/2 - 2/3, 1/2 - 1/3), zero off it
-    grad = mx.grad(lambda s: distill_token_kl(s, targets, "forward").sum())(student)
+    grad = mx.grad(lambda s: distill_token_kl(s, targets, KlSettings("forward", 0.5, 2)).sum())(student)
     assert np.array(grad).reshape(-1).tolist() == pytest.approx([-1 / 6, 1 / 6, 0.0], abs=1e-6)

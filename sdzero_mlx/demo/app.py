@@ -103,7 +103,7 @@ def self_localisation(recipe: Recipe, run_dir: Path, n: int = 48) -> tuple:
     examples = make_splits(recipe.data).validation[:n]
     reports = explain_examples(
         model, tokenizer, model, examples, recipe.prompts, recipe.sampling, recipe.verifier,
-        separators(tokenizer, recipe.prompts), recipe.run.seed, top_k=recipe.distill.top_k, kind=recipe.distill.kl,
+        separators(tokenizer, recipe.prompts), recipe.run.seed, recipe.distill.kl_settings,
     )
     out = run_dir / "explain"
     table = explain_set_to_dir(reports, out)

@@ -64,6 +64,7 @@ def run_distill(
     run = start_stage(recipe, run_dir, resume, DISTILL_SECTIONS, ignore=("distill.steps",))
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg = recipe.distill
+    kl_settings = cfg.kl_settings
     seps = separators(tokenizer, recipe.prompts)
     pool = make_splits(recipe.data).phase2
     optimizer = make_optimizer(cfg.optim, cfg.steps)
@@ -83,7 +84,8 @@ def run_distill(
         # 3. teacher and student sequences from ids
         items = [distill_item(Graded(r, w), seps, cfg.max_teacher_tokens) for r, w in zip(rollouts, rewards)]
         # 4. teacher targets, then one accumulated student step; 5. teacher sync rule
-        result = distill_step(model, optimizer, teacher["values"], items, cfg, pad, cfg.optim, initial)
+        result = distill_step(model, optimizer, teacher["values"], items, kl_settings, cfg.micro_batch_size, pad,
+                              cfg.optim, initial)
         teacher["values"] = next_teacher(teacher["values"], trainable(model), cfg, step + 1)
         return sampled_outcome(result, rollouts, rewards, sample_s,
                                trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items))

@@ -76,7 +76,7 @@ def run_sdft(
     """Train by SDFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
     run = start_stage(recipe, run_dir, resume, SDFT_SECTIONS, ignore=("sdft.steps",))
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
-    cfg = recipe.sdft
+    cfg, kl_settings = recipe.sdft, recipe.distill.kl_settings  # SDFT trains with distill's KL
     right_sep = separators(tokenizer, recipe.prompts).right
     pool = make_splits(recipe.data).training
     optimizer = make_optimizer(cfg.optim, cfg.steps)
@@ -87,7 +87,8 @@ def run_sdft(
         rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step)
         built = [sdft_item(recipe, tokenizer, r, w, right_sep) for r, w in zip(rollouts, rewards)]
         items = [item for item, _ in built]
-        result = distill_step(model, optimizer, teacher, items, recipe.distill, pad, cfg.optim, teacher)
+        result = distill_step(model, optimizer, teacher, items, kl_settings, recipe.distill.micro_batch_size, pad,
+                              cfg.optim, teacher)
         return sampled_outcome(result, rollouts, rewards, sample_s,
                                trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items),
                                details=(("no_demonstration", float(sum(not found for _, found in built))),))
