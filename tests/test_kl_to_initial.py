@@ -98,3 +98,50 @@ def test_grpo_penalty_is_at_temperature_one_like_every_stage(tiny_model_dir):
     d = np.array(ref) - token
     expected = 0.5 * ((np.exp(d) - d - 1) * np.array(batch.mask)).sum() / 5
     assert expected > 1e-6 and penalised.item() - plain.item() == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.mark.parametrize("stage", ["sft", "grpo"])
+def test_full_fine_tuning_keeps_the_initial_weights_only_for_the_penalty(stage, tmp_path):
+    """lora.fine_tune_type full: after each step a stage holds the model and AdamW's two moments of the
+    trained weights; optim.kl_to_initial > 0 adds one copy of them (the penalty's reference), 0 adds none."""
+    import yaml
+    from mlx.utils import tree_flatten
+
+    from sdzero_mlx.config import load_recipe
+    from sdzero_mlx.demo.tinymodel import make_model_dir
+    from sdzero_mlx.stages import stage_spec
+    from scripted import write_data
+
+    # hidden 64: the trained weights (329 KB) dwarf what else a step leaves alive (~15 KB)
+    model_dir = make_model_dir(tmp_path / "model", hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=128, seed=0)
+    model, _ = load_model(ModelConfig(path=str(model_dir)))
+    make_trainable(model, LoraConfig(fine_tune_type="full"), 0)
+    weights = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+    trained = sum(v.nbytes for v in trainable(model).values())
+    del model
+    assert trained > 0.8 * weights  # every block trains; the embeddings do not
+
+    held = {}
+    for kl in (0.0, 0.5):
+        raw = {"model": {"path": str(model_dir)},
+               "data": {"source": str(write_data(tmp_path / "d.jsonl", 24, solutions=True)),
+                        "fields": {"id": "id", "solution": "solution"}, "phase1_size": 8, "phase2_size": 8, "eval_size": 4},
+               "lora": {"fine_tune_type": "full"},
+               "sampling": {"temperature": 1.0, "max_tokens": 4},
+               "sft": {"steps": 2, "batch_size": 4, "micro_batch_size": 4},
+               "grpo": {"steps": 2, "questions_per_step": 2, "group_size": 2, "micro_batch_size": 4, "dynamic_sampling": False},
+               "optim": {"learning_rate": 1e-3, "kl_to_initial": kl},
+               "run": {"output_dir": str(tmp_path / f"run-{kl}"), "seed": 0, "probe_every": 0, "save_every": 100}}
+        (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+        mx.synchronize()
+        start = mx.get_active_memory()
+        after_step = []
+        stage_spec(stage).run(load_recipe(tmp_path / "r.yaml"), tmp_path / f"run-{kl}",
+                              on_step=lambda _: after_step.append(mx.get_active_memory() - start))
+        held[kl] = after_step
+    model_and_moments = weights + 2 * trained
+    assert len(held[0.0]) == len(held[0.5]) == 2
+    for without, with_penalty in zip(held[0.0], held[0.5]):
+        assert abs(without - model_and_moments) < trained / 4, (without, model_and_moments, trained)
+        assert abs(with_penalty - (model_and_moments + trained)) < trained / 4, (with_penalty, model_and_moments, trained)
