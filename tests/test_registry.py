@@ -19,8 +19,8 @@ from sdzero_mlx.data import make_splits
 from sdzero_mlx.prompts import prompt_ids, text_answer_ids
 from sdzero_mlx.loss import nll_batches, weighted_nll
 from sdzero_mlx.stages import StageSpec
-from sdzero_mlx.stages.loop import StepOutcome, restore, start_stage, train_loop
-from sdzero_mlx.update import make_optimizer, optimizer_step
+from sdzero_mlx.stages.loop import StepOutcome, start_training
+from sdzero_mlx.update import optimizer_step
 
 
 @dataclass(frozen=True)
@@ -31,25 +31,21 @@ class AnswersConfig:
 
 def run_answers(recipe, run_dir, resume=False, on_step=None, stop_after=None) -> TrainingState:
     """NLL on the reference answers themselves (chat(x) + answer + end-of-turn), all of them every step."""
-    run = start_stage(recipe, run_dir, resume, ("model", "data", "lora", "prompts", "answers"))
     cfg = recipe.answers
+    run = start_training(recipe, run_dir, resume, "answers", ("model", "data", "lora", "prompts", "answers"), cfg.steps)
     sequences, spans = [], []
     for ex in make_splits(recipe.data).training:
         prompt = prompt_ids(run.tokenizer, ex.problem, recipe.prompts)
         ids, eot = text_answer_ids(run.tokenizer, ex.answer)
         sequences.append(prompt + ids + (eot,))
         spans.append((len(prompt), len(sequences[-1])))
-    optimizer = make_optimizer(cfg.optim, cfg.steps)
-    state = restore(run.run_dir, run.model, optimizer)[0] if resume else TrainingState()
 
     def step_fn(step: int) -> StepOutcome:
         batches = nll_batches(sequences, spans, 8, run.pad_id)
-        result = optimizer_step(run.model, optimizer, weighted_nll, batches, cfg.optim.grad_clip)
+        result = optimizer_step(run.model, run.optimizer, weighted_nll, batches, cfg.optim.grad_clip)
         return StepOutcome(result=result, trained_tokens=sum(e - s for s, e in spans))
 
-    return train_loop(recipe=recipe, run_dir=run.run_dir, stage="answers", steps=cfg.steps, model=run.model,
-                      optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state, on_step=on_step,
-                      stop_after=stop_after)
+    return run.train(cfg.steps, step_fn, on_step, stop_after)
 
 
 SPEC = StageSpec(name="answers", label="Answers", help="Test stage: NLL on the reference answers.",

@@ -25,13 +25,11 @@ from ..checkpoint import TrainingState
 from ..config import DistillConfig
 from ..data import make_splits
 from ..kd import distill_step, item_with_context
-from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
+from .loop import StepOutcome, sample_and_grade, sampled_outcome, start_training
 from ..metrics import StepRecord
 from ..modeling import trainable
-from ..probe import make_probe
 from ..prompts import Separators, separators
 from ..teacher import next_teacher
-from ..update import make_optimizer
 from ..types import DistillItem, Graded
 from . import StageSpec
 
@@ -61,22 +59,16 @@ def run_distill(
 
     `stop_after` ends the run after that many steps of this call (tests use it to interrupt).
     """
-    run = start_stage(recipe, run_dir, resume, DISTILL_SECTIONS, ignore=("distill.steps",))
-    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
-    cfg = recipe.distill
-    kl_settings = cfg.kl_settings
+    cfg, kl_settings = recipe.distill, recipe.distill.kl_settings
+    run = start_training(recipe, run_dir, resume, "distill", DISTILL_SECTIONS, cfg.steps, extra_names=("teacher",))
+    model, tokenizer, pad, optimizer = run.model, run.tokenizer, run.pad_id, run.optimizer
     seps = separators(tokenizer, recipe.prompts)
     pool = make_splits(recipe.data).phase2
-    optimizer = make_optimizer(cfg.optim, cfg.steps)
 
-    # the teacher's values of the trained parameters: the initial ones (LoRA B = 0: the base model), until a sync;
-    # the penalty's reference keeps them past a sync only when optim.kl_to_initial is on
-    teacher = {"values": trainable(model)}
-    initial = teacher["values"] if cfg.optim.kl_to_initial > 0 else None
-    state = TrainingState()
-    if resume:
-        state, extras = restore(run_dir, model, optimizer, ("teacher",))
-        teacher["values"] = extras["teacher"]
+    # the teacher's values of the trained parameters: the initial ones (LoRA B = 0: the base model), until a sync
+    # (a resumed run's: its checkpoint's, taken out of `run` so that a sync frees it); the penalty's reference
+    # (run.initial) keeps the initial ones past a sync only when optim.kl_to_initial is on
+    teacher = {"values": run.extras.pop("teacher") if resume else trainable(model)}
 
     def step_fn(step: int) -> StepOutcome:
         # 1. rollouts from the current student, seeded by (seed, step) so a resume repeats them; 2. binary reward
@@ -85,17 +77,12 @@ def run_distill(
         items = [distill_item(Graded(r, w), seps, cfg.max_teacher_tokens) for r, w in zip(rollouts, rewards)]
         # 4. teacher targets, then one accumulated student step; 5. teacher sync rule
         result = distill_step(model, optimizer, teacher["values"], items, kl_settings, cfg.micro_batch_size, pad,
-                              cfg.optim, initial)
+                              cfg.optim, run.initial)
         teacher["values"] = next_teacher(teacher["values"], trainable(model), cfg, step + 1)
         return sampled_outcome(result, rollouts, rewards, sample_s,
                                trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items))
 
-    return train_loop(
-        recipe=recipe, run_dir=run_dir, stage="distill", steps=cfg.steps, model=model,
-        optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
-        extra_state=lambda: {"teacher": teacher["values"]}, probe=make_probe(recipe, tokenizer),
-        on_step=on_step, stop_after=stop_after,
-    )
+    return run.train(cfg.steps, step_fn, on_step, stop_after, extra_state=lambda: {"teacher": teacher["values"]})
 
 
 def check_recipe(recipe: Recipe) -> None:

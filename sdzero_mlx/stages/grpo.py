@@ -35,12 +35,11 @@ from ..checkpoint import TrainingState
 from ..config import GrpoConfig
 from ..platform.distributed import step_tokens as global_step_tokens
 from ..data import make_splits
-from .loop import StepOutcome, penalty_reference, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
+from .loop import StepOutcome, sample_and_grade, sampled_outcome, start_training
 from ..loss import PolicyBatch, constant_logprobs, group_advantages, initial_logprobs, policy_loss
 from ..metrics import StepRecord
-from ..probe import make_probe
 from ..scoring import chunks, scored_batch
-from ..update import make_optimizer, optimizer_step
+from ..update import optimizer_step
 from . import StageSpec
 
 if TYPE_CHECKING:
@@ -67,13 +66,10 @@ def run_grpo(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Train by GRPO into run_dir (adapters, metrics, checkpoint); resumable like distill."""
-    run = start_stage(recipe, run_dir, resume, GRPO_SECTIONS, ignore=("grpo.steps",))
-    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg, temp = recipe.grpo, recipe.sampling.temperature
+    run = start_training(recipe, run_dir, resume, "grpo", GRPO_SECTIONS, cfg.steps * cfg.updates_per_batch)
+    model, tokenizer, pad, optimizer = run.model, run.tokenizer, run.pad_id, run.optimizer
     pool = make_splits(recipe.data).training
-    optimizer = make_optimizer(cfg.optim, cfg.steps * cfg.updates_per_batch)
-    reference = penalty_reference(model, cfg.optim)  # the initial policy, for the optional KL term
-    state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
     def step_fn(step: int) -> StepOutcome:
         rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step,
@@ -90,7 +86,7 @@ def run_grpo(
             rows = [keep[i] for i in idx]
             batch = scored_batch([rollouts[i].prompt_ids + rollouts[i].target_ids for i in rows], [spans[i] for i in idx], pad)
             old = constant_logprobs(model, batch, temp)  # the policy that sampled, before any update
-            ref = None if reference is None else initial_logprobs(model, reference, batch)  # T = 1, as every stage
+            ref = None if run.initial is None else initial_logprobs(model, run.initial, batch)  # T = 1, as every stage
             batches.append(PolicyBatch(batch, advantages[mx.array(rows)], old, ref))
         model.train()
         loss = partial(policy_loss, clip_low=cfg.clip_low, clip_high=cfg.clip_high, temperature=temp,
@@ -101,11 +97,7 @@ def run_grpo(
                                details=(("groups_kept", float(len(keep) // cfg.group_size)),),
                                global_details=(("first_update_loss", results[0].loss),))
 
-    return train_loop(
-        recipe=recipe, run_dir=run_dir, stage="grpo", steps=cfg.steps, model=model,
-        optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
-        probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
-    )
+    return run.train(cfg.steps, step_fn, on_step, stop_after)
 
 
 SPEC = StageSpec(

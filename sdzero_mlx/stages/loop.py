@@ -1,9 +1,10 @@
 """The loop every training stage shares: run directory, resume, steps, monitors, metrics, checkpoints.
 
-A stage (distill.py, srt.py, rft.py, grpo.py, sft.py, sdft.py) loads its model, builds its optimizer
-and writes one function, `step_fn(step) -> StepOutcome`, that does that stage's work for one
-optimizer step (sample, grade, build batches, call `update.optimizer_step`). `train_loop` does
-the rest identically for all of them:
+A stage (distill.py, srt.py, rft.py, grpo.py, sft.py, sdft.py) starts with `start_training` (run
+directory, model, optimizer, the penalty's reference, resume; SRT, with an optimizer per part, with
+`start_stage`) and writes one function, `step_fn(step) -> StepOutcome`, that does that stage's work
+for one optimizer step (sample, grade, build batches, call `update.optimizer_step`). `train_loop`
+(`Started.train`) does the rest identically for all of them:
   for each step: step_fn -> budget and monitors -> metrics.jsonl -> checkpoint (+ adapters)
 Data order and sampling seeds are functions of (seed, step) inside each stage, so the step counter
 restored from a checkpoint is all a resume needs.
@@ -28,10 +29,11 @@ from ..platform.distributed import is_writer, outcome_across_ranks, shard, world
 from ..metrics import StepRecord
 from ..modeling import load_model, lora_num_layers, make_trainable, padding_id, set_params, trainable
 from ..outputs import check_output_dir
+from ..probe import make_probe
 from ..rollout import sample_groups
 from ..seeds import derive_seed
 from ..sinks import Sinks, open_sinks
-from ..update import StepResult
+from ..update import StepResult, make_optimizer
 from ..types import Rollout
 from ..verifier import verify_batch
 
@@ -147,6 +149,48 @@ def restore(run_dir: Path, model: nn.Module, optimizer: optim.Optimizer, extra_n
     state, params, extras = load_checkpoint(run_dir, optimizer, extra_names)
     set_params(model, params)
     return state, extras
+
+
+@dataclass(frozen=True)
+class Started:
+    """A stage with one optimizer, ready for its first (or next) step: `train` runs its steps."""
+
+    recipe: object
+    stage: str  # its name and recipe section
+    run_dir: Path
+    model: nn.Module
+    tokenizer: object
+    pad_id: int
+    optimizer: optim.Optimizer
+    initial: Optional[dict[str, mx.array]]  # the trained parameters' starting values (None: nothing uses them)
+    state: TrainingState  # restored from the last checkpoint, or a new run's
+    extras: dict[str, dict[str, mx.array]]  # the checkpoint's extra state (`extra_names`); {} for a new run
+
+    def train(
+        self, steps: int, step_fn: Callable[[int], StepOutcome], on_step: Optional[Callable[[StepRecord], None]],
+        stop_after: Optional[int], extra_state: Callable[[], dict[str, dict[str, mx.array]]] = dict,
+    ) -> TrainingState:
+        """train_loop with this optimizer at every step and the recipe's probe."""
+        return train_loop(recipe=self.recipe, run_dir=self.run_dir, stage=self.stage, steps=steps, model=self.model,
+                          optimizer_for_step=lambda _: self.optimizer, step_fn=step_fn, state=self.state,
+                          extra_state=extra_state, probe=make_probe(self.recipe, self.tokenizer), on_step=on_step,
+                          stop_after=stop_after)
+
+
+def start_training(
+    recipe, run_dir: Path, resume: bool, stage: str, sections: Sequence[str], updates: int,
+    keep_initial: bool = False, extra_names: tuple[str, ...] = (),
+) -> Started:
+    """What a stage with one optimizer does before its first step: start_stage (a resume may change
+    STAGE.steps), the trained parameters' starting values (taken before any resume; kept when
+    `keep_initial` (a teacher) or optim.kl_to_initial uses them), the optimizer of its section's
+    `optim` for `updates` updates, and on resume the last checkpoint with `extra_names`."""
+    optim_config = getattr(recipe, stage).optim
+    run = start_stage(recipe, run_dir, resume, sections, ignore=(f"{stage}.steps",))
+    initial = trainable(run.model) if keep_initial else penalty_reference(run.model, optim_config)
+    optimizer = make_optimizer(optim_config, updates)
+    state, extras = restore(run.run_dir, run.model, optimizer, extra_names) if resume else (TrainingState(), {})
+    return Started(recipe, stage, run.run_dir, run.model, run.tokenizer, run.pad_id, optimizer, initial, state, extras)
 
 
 ProbeFn = Callable[[nn.Module], float]

@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Callable, Optional
 from ..checkpoint import TrainingState
 from ..config import RftConfig
 from ..data import make_splits
-from .loop import StepOutcome, penalty_reference, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
+from .loop import StepOutcome, sample_and_grade, sampled_outcome, start_training
 from ..metrics import StepRecord
-from ..probe import make_probe
 from ..loss import nll_batches, weighted_nll, with_reference
-from ..update import make_optimizer, optimizer_step
+from ..update import optimizer_step
 from . import StageSpec
 
 if TYPE_CHECKING:
@@ -46,13 +45,10 @@ def run_rft(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Train by RFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
-    run = start_stage(recipe, run_dir, resume, RFT_SECTIONS, ignore=("rft.steps",))
-    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg = recipe.rft
+    run = start_training(recipe, run_dir, resume, "rft", RFT_SECTIONS, cfg.steps)
+    model, tokenizer, pad, optimizer = run.model, run.tokenizer, run.pad_id, run.optimizer
     pool = make_splits(recipe.data).training
-    initial = penalty_reference(model, cfg.optim)  # taken before any resume
-    optimizer = make_optimizer(cfg.optim, cfg.steps)
-    state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
     def step_fn(step: int) -> StepOutcome:
         rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step,
@@ -61,17 +57,13 @@ def run_rft(
         sequences = [r.prompt_ids + r.target_ids for r in kept]
         spans = [(len(r.prompt_ids), len(r.prompt_ids) + len(r.target_ids)) for r in kept]
         batches = nll_batches(sequences, spans, cfg.micro_batch_size, pad)  # every rank, kept or not
-        batches = with_reference(model, initial, batches, cfg.optim.kl_to_initial)
+        batches = with_reference(model, run.initial, batches, cfg.optim.kl_to_initial)
         loss = partial(weighted_nll, kl_to_initial=cfg.optim.kl_to_initial)
         result = optimizer_step(model, optimizer, loss, batches, cfg.optim.grad_clip)
         return sampled_outcome(result, rollouts, rewards, sample_s, trained_tokens=sum(e - s for s, e in spans),
                                details=(("kept", float(len(kept))),))
 
-    return train_loop(
-        recipe=recipe, run_dir=run_dir, stage="rft", steps=cfg.steps, model=model,
-        optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
-        probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
-    )
+    return run.train(cfg.steps, step_fn, on_step, stop_after)
 
 
 SPEC = StageSpec(

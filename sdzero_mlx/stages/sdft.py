@@ -26,12 +26,9 @@ from ..checkpoint import TrainingState
 from ..config import PromptConfig, SdftConfig
 from ..data import make_splits
 from ..kd import distill_step, item_with_context
-from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
+from .loop import StepOutcome, sample_and_grade, sampled_outcome, start_training
 from ..metrics import StepRecord
-from ..modeling import trainable
-from ..probe import make_probe
 from ..prompts import prompt_ids, separators, text_answer_ids
-from ..update import make_optimizer
 from ..types import DistillItem, Rollout
 from . import StageSpec
 
@@ -74,14 +71,12 @@ def run_sdft(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Train by SDFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
-    run = start_stage(recipe, run_dir, resume, SDFT_SECTIONS, ignore=("sdft.steps",))
-    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg, kl_settings = recipe.sdft, recipe.distill.kl_settings  # SDFT trains with distill's KL
+    run = start_training(recipe, run_dir, resume, "sdft", SDFT_SECTIONS, cfg.steps, keep_initial=True)
+    model, tokenizer, pad, optimizer = run.model, run.tokenizer, run.pad_id, run.optimizer
+    teacher = run.initial  # frozen initial values (and the reference of optim.kl_to_initial)
     right_sep = separators(tokenizer, recipe.prompts).right
     pool = make_splits(recipe.data).training
-    optimizer = make_optimizer(cfg.optim, cfg.steps)
-    teacher = trainable(model)  # frozen initial values
-    state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
     def step_fn(step: int) -> StepOutcome:
         rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step)
@@ -93,11 +88,7 @@ def run_sdft(
                                trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items),
                                details=(("no_demonstration", float(sum(not found for _, found in built))),))
 
-    return train_loop(
-        recipe=recipe, run_dir=run_dir, stage="sdft", steps=cfg.steps, model=model,
-        optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
-        probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
-    )
+    return run.train(cfg.steps, step_fn, on_step, stop_after)
 
 
 SPEC = StageSpec(

@@ -20,12 +20,11 @@ from ..checkpoint import TrainingState
 from ..config import SftConfig
 from ..data import epoch_order, make_splits
 from ..platform.distributed import shard
-from .loop import StepOutcome, penalty_reference, restore, start_stage, train_loop
+from .loop import StepOutcome, start_training
 from ..metrics import StepRecord
-from ..probe import make_probe
 from ..prompts import prompt_ids, text_answer_ids
 from ..loss import nll_batches, weighted_nll, with_reference
-from ..update import make_optimizer, optimizer_step
+from ..update import optimizer_step
 from . import StageSpec
 
 if TYPE_CHECKING:
@@ -54,35 +53,28 @@ def run_sft(
             f"SFT needs gold solutions, and no training row of {recipe.data.source} has one. "
             "Set data.fields.solution to the row field that holds a worked solution (GSM8K: answer)."
         )
-    run = start_stage(recipe, run_dir, resume, SFT_SECTIONS, ignore=("sft.steps",))
-    run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
+    steps = sft_steps(recipe, len(pool))
+    run = start_training(recipe, run_dir, resume, "sft", SFT_SECTIONS, steps)
+    model, tokenizer, pad, optimizer = run.model, run.tokenizer, run.pad_id, run.optimizer
     sequences, spans = [], []
     for ex in pool:
         prompt = prompt_ids(tokenizer, ex.problem, recipe.prompts)
         ids, eot = text_answer_ids(tokenizer, ex.solution)
         sequences.append(prompt + ids + (eot,))
         spans.append((len(prompt), len(prompt) + len(ids) + 1))
-    steps = sft_steps(recipe, len(pool))
-    initial = penalty_reference(model, cfg.optim)  # taken before any resume
-    optimizer = make_optimizer(cfg.optim, steps)
-    state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
     per_epoch = -(-len(pool) // cfg.batch_size)
 
     def step_fn(step: int) -> StepOutcome:
         epoch, b = divmod(step, per_epoch)
         picked = shard(epoch_order(len(pool), seed, epoch)[b * cfg.batch_size : (b + 1) * cfg.batch_size])
         batches = nll_batches([sequences[i] for i in picked], [spans[i] for i in picked], cfg.micro_batch_size, pad)
-        batches = with_reference(model, initial, batches, cfg.optim.kl_to_initial)
+        batches = with_reference(model, run.initial, batches, cfg.optim.kl_to_initial)
         loss = partial(weighted_nll, kl_to_initial=cfg.optim.kl_to_initial)
         result = optimizer_step(model, optimizer, loss, batches, cfg.optim.grad_clip)
         return StepOutcome(result=result, trained_tokens=sum(spans[i][1] - spans[i][0] for i in picked),
                            details=(("solutions", float(len(picked))),))
 
-    return train_loop(
-        recipe=recipe, run_dir=run_dir, stage="sft", steps=steps, model=model,
-        optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
-        probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
-    )
+    return run.train(steps, step_fn, on_step, stop_after)
 
 
 SPEC = StageSpec(
