@@ -9,6 +9,7 @@ runs without the registry, which imports every stage module and mlx-lm.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -62,9 +63,23 @@ def _load(recipe: Path, set_: Optional[list[str]]):
         fail(str(err))
 
 
-def _interrupted(command: str, recipe: Path) -> None:
-    typer.echo(f"\ninterrupted; continue with the same command: sdzero {command} {recipe} (finished work is kept)", err=True)
-    raise typer.Exit(code=130)
+@contextmanager
+def long_work(on_interrupt: str):
+    """What every long, resumable command does with an error (one line, exit 2) and with Ctrl-C (how to
+    continue, exit 130)."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; {on_interrupt}", err=True)
+        raise typer.Exit(code=130)
+
+
+def same_command(command: str, recipe: Path) -> str:
+    return f"continue with the same command: sdzero {command} {recipe} (finished work is kept)"
 
 
 ResumeOption = Annotated[Optional[Path], typer.Option(help="Run directory to continue.")]
@@ -81,16 +96,9 @@ def _train(spec, recipe: Path, resume: Optional[Path], set_: Optional[list[str]]
     # a stage with a folder of the chain's layout continues what is there, as `sdzero run` does
     resuming = resume is not None or bool(spec.folder and (run_dir / "checkpoint").exists())
     typer.echo(f"run directory: {run_dir}")
-    try:
+    again = f"sdzero {spec.name} {recipe}" + ("" if spec.folder else f" --resume {run_dir}")
+    with long_work(f"continue with: {again}"):
         state = spec.run(loaded, run_dir, resume=resuming, on_step=print_step)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        fail(str(err))
-    except OSError as err:
-        fail(os_error(err))
-    except KeyboardInterrupt:
-        again = f"sdzero {spec.name} {recipe}" + ("" if spec.folder else f" --resume {run_dir}")
-        typer.echo(f"\ninterrupted; continue with: {again}", err=True)
-        raise typer.Exit(code=130)
     typer.echo(
         f"done: {state.step} steps, {state.generations} generations, {state.sampled_tokens} sampled tokens, "
         f"{state.trained_tokens} trained tokens. Adapters: {run_dir / 'adapters'}"
@@ -119,12 +127,8 @@ def compare_command(methods_help: str):
         loaded = _load(recipe, set_)
         chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         typer.echo(f"run directory: {loaded.run.output_dir}")
-        try:
+        with long_work(same_command("compare", recipe)):
             run_compare(loaded, log=typer.echo, methods=chosen)
-        except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-            fail(str(err))
-        except KeyboardInterrupt:
-            _interrupted("compare", recipe)
         out = Path(loaded.run.output_dir)
         typer.echo(f"table: {out / 'compare.md'}; picture: {out / 'compare.png'}")
 
@@ -168,13 +172,8 @@ def sweep(
         fail(f"--seeds {seeds!r}: give integers separated by commas, e.g. 0,1,2.")
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     target = out or Path(loaded.run.output_dir)
-    try:
+    with long_work(f"run the same command again to continue in {target}"):
         run_sweep(loaded, chosen_seeds, target, log=typer.echo, methods=chosen)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        fail(str(err))
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; run the same command again to continue in {target}", err=True)
-        raise typer.Exit(code=130)
     typer.echo(f"table: {target / 'sweep.md'}; picture: {target / 'sweep.png'}")
 
 
@@ -190,13 +189,8 @@ def search(
     from .search import parse_grid, run_search
 
     _load(recipe, set_)  # a bad recipe or override: the one-line error, before any work
-    try:
+    with long_work(f"run the same command again to continue in {out}"):
         data = run_search(recipe, list(set_ or []), method, parse_grid(grid), out, log=typer.echo)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        fail(str(err))
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; run the same command again to continue in {out}", err=True)
-        raise typer.Exit(code=130)
     typer.echo(f"table: {out / 'search.md'}; best: {' '.join(data['best']['overrides'])}")
 
 
@@ -217,14 +211,8 @@ def collect(
         typer.echo(f"batch {b}/{n}  questions {s.questions_seen}  initial acc {pct(s.initial_accuracy, '%')}  "
                    f"revisions {s.revisions_tried}  kept {s.kept}  {s.elapsed_s:.0f}s")
 
-    try:
+    with long_work(same_command("collect", recipe)):
         s = run_collect(loaded, out, on_batch=on_batch, on_finish=generation_counter(typer.echo))
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        fail(str(err))
-    except OSError as err:
-        fail(os_error(err))
-    except KeyboardInterrupt:
-        _interrupted("collect", recipe)
     typer.echo(
         f"{'done' if s.done else 'stopped'}: {s.questions_seen} questions, initial accuracy "
         f"{pct(s.initial_accuracy, '%')}, {s.revisions_tried} revisions tried, {s.kept} kept; correction rate "
@@ -244,14 +232,8 @@ def run_(
 
     loaded = _load(recipe, set_)
     typer.echo(f"run directory: {loaded.run.output_dir}")
-    try:
+    with long_work(same_command("run", recipe)):
         run_pipeline(loaded, log=typer.echo)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        fail(str(err))
-    except OSError as err:
-        fail(os_error(err))
-    except KeyboardInterrupt:
-        _interrupted("run", recipe)
     typer.echo(f"table: {Path(loaded.run.output_dir) / 'results.md'}")
 
 
@@ -266,16 +248,9 @@ def demo(
     """The whole method on the built-in task and tiny model: table, plots and self-localisation."""
     from .demo.app import run_demo
 
-    try:
+    with long_work(f"run the same command again to continue in {out}"):
         overrides = [f"run.seed={seed}", f"data.seed={seed}", *(set_ or [])]
         result = run_demo(out, quick=quick, overrides=overrides, log=typer.echo, task_name=task)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        fail(str(err))
-    except OSError as err:
-        fail(os_error(err))
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; run the same command again to continue in {out}", err=True)
-        raise typer.Exit(code=130)
     typer.echo("")
     typer.echo(result.table)
     typer.echo(f"everything is in {result.run_dir}")
