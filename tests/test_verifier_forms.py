@@ -86,7 +86,7 @@ def test_plain_numbers_need_no_worker():
     for _ in range(200):
         assert check("so \\boxed{\\frac{3}{4}}", "0.75", cfg).score == 1.0
         assert check("so \\boxed{12 \\text{ cm}^2}", "13", cfg).score == 0.0
-    assert verifier_pool._pool is None  # no worker was started
+    assert verifier_pool._math_pool._pool is None  # no worker was started
     assert (time.perf_counter() - tic) / 400 < 0.005  # a warm call takes well under 5 ms
 
 

@@ -16,15 +16,13 @@ the sandbox of `sandbox.py`; identical (program, tests) pairs are graded once (t
 
 from __future__ import annotations
 
-import atexit
 import json
 import re
 import shutil
-import threading
 
 from .config import VerifierConfig
 from .grade import Verdict
-from .pool import WorkerPool, cache_get, cache_put
+from .pool import SharedPool, WorkerPool, cache_get, cache_put
 
 LANGUAGES = {"python": "python", "py": "python", "python3": "python", "cpp": "cpp", "c++": "cpp", "cxx": "cpp", "cc": "cpp"}
 SCRATCH_MB = 128  # each worker's tmpfs for job folders (Linux as root); a run's files share it
@@ -120,31 +118,12 @@ def tests_answer(row: dict, tests_field: str | None, entry_field: str | None) ->
 
 # -- grading ---------------------------------------------------------------------------------
 
-_pool: WorkerPool | None = None
-_pool_lock = threading.Lock()
+_code_pool = SharedPool("sdzero_mlx.verifier.code_worker")
 
 
 def get_code_pool(config: VerifierConfig) -> WorkerPool:
     """The process-wide pool of code workers, (re)built if the configured size changed."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool.size != config.n_workers():
-            if _pool is not None:
-                _pool.close()
-            _pool = WorkerPool(config.n_workers(), SCRATCH_MB, module="sdzero_mlx.verifier.code_worker")
-        return _pool
-
-
-def shutdown() -> None:
-    """Stop the code workers (the pool's own atexit hook covers only the math pool)."""
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.close()
-            _pool = None
-
-
-atexit.register(shutdown)
+    return _code_pool.get(config.n_workers(), SCRATCH_MB)
 
 
 def describe(tests: dict) -> str:

@@ -134,31 +134,43 @@ class WorkerPool:
                 return
 
 
-_pool: WorkerPool | None = None
-_pool_lock = threading.Lock()
+class SharedPool:
+    """The process-wide WorkerPool of one worker module: started on first use, rebuilt when its size or
+    memory cap changes, stopped at exit (the math verifier's here, the code verifier's in code.py)."""
+
+    def __init__(self, module: str):
+        self.module = module
+        self._pool: WorkerPool | None = None
+        self._lock = threading.Lock()
+        atexit.register(self.shutdown)
+
+    def get(self, size: int, memory_mb: int) -> WorkerPool:
+        with self._lock:
+            if self._pool is None or (self._pool.size, self._pool.memory_mb) != (size, memory_mb):
+                if self._pool is not None:
+                    self._pool.close()
+                self._pool = WorkerPool(size, memory_mb, self.module)
+            return self._pool
+
+    def shutdown(self) -> None:
+        """Stop its worker processes; the next `get` starts new ones."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+
+_math_pool = SharedPool("sdzero_mlx.verifier.worker")
 
 
 def get_pool(config: VerifierConfig) -> WorkerPool:
-    """The process-wide pool, (re)built if the configured size changed."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or (_pool.size, _pool.memory_mb) != (config.n_workers(), config.worker_memory_mb):
-            if _pool is not None:
-                _pool.close()
-            _pool = WorkerPool(config.n_workers(), config.worker_memory_mb)
-        return _pool
+    """The process-wide pool of math workers, (re)built if the configured size or memory cap changed."""
+    return _math_pool.get(config.n_workers(), config.worker_memory_mb)
 
 
 def shutdown() -> None:
-    """Stop the worker processes (also done at exit)."""
-    global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool.close()
-            _pool = None
-
-
-atexit.register(shutdown)
+    """Stop the math worker processes (also done at exit)."""
+    _math_pool.shutdown()
 
 
 # -- cache -----------------------------------------------------------------------------------

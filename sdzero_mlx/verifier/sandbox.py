@@ -243,6 +243,18 @@ def run(argv: list[str], stdin: bytes, cwd: str, limits: Limits, isolation: Isol
     for pipe in (proc.stdout, proc.stderr):
         os.set_blocking(pipe.fileno(), False)
         sel.register(pipe, selectors.EVENT_READ, "out")
+
+    def read_output(key) -> bool:
+        """Read what one output pipe holds into its buffer, up to the cap; True when stdout passed the cap."""
+        chunk = os.read(key.fd, 1 << 16)
+        if not chunk:
+            sel.unregister(key.fileobj)
+            return False
+        buf = out if key.fileobj is proc.stdout else err
+        room = limits.output_bytes - len(buf)
+        buf += chunk[:max(room, 0)]
+        return key.fileobj is proc.stdout and len(chunk) > room
+
     pending = memoryview(stdin)
     if pending:
         os.set_blocking(proc.stdin.fileno(), False)
@@ -269,16 +281,8 @@ def run(argv: list[str], stdin: bytes, cwd: str, limits: Limits, isolation: Isol
                     if not pending:
                         sel.unregister(key.fileobj)
                         key.fileobj.close()
-                else:
-                    chunk = os.read(key.fd, 1 << 16)
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                        continue
-                    buf = out if key.fileobj is proc.stdout else err
-                    room = limits.output_bytes - len(buf)
-                    buf += chunk[:max(room, 0)]
-                    if key.fileobj is proc.stdout and len(chunk) > room:
-                        capped = True
+                elif read_output(key):
+                    capped = True
             if capped:
                 break
             if pidfd is None and proc.poll() is not None:
@@ -294,16 +298,8 @@ def run(argv: list[str], stdin: bytes, cwd: str, limits: Limits, isolation: Isol
             if not keys:
                 break
             for key, _ in sel.select(max(drain_until - time.monotonic(), 0)):
-                if key.data != "out":
-                    continue
-                chunk = os.read(key.fd, 1 << 16)
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    continue
-                buf = out if key.fileobj is proc.stdout else err
-                room = limits.output_bytes - len(buf)
-                buf += chunk[:max(room, 0)]
-                capped = capped or (key.fileobj is proc.stdout and len(chunk) > room)
+                if key.data == "out" and read_output(key):
+                    capped = True
         sel.close()
         for f in (proc.stdin, proc.stdout, proc.stderr):
             if not f.closed:
