@@ -154,14 +154,16 @@ def initial_lora(recipe):
 
 
 def test_rft_trains_on_verified_answers_only(scripted_recipe, tmp_path):
-    recipe = load_recipe(scripted_recipe, [f"run.output_dir={tmp_path / 'rft'}"])
+    # the training pool holds one answer-7 question (of the 30 distinct problems, 3 are answer 7): with seed 0
+    # the fourth step draws it (data.questions_for_step)
+    recipe = load_recipe(scripted_recipe, [f"run.output_dir={tmp_path / 'rft'}", "rft.steps=4"])
     state = run_rft(recipe, tmp_path / "rft")
-    assert state.step == 2 and state.generations == 2 * 4 * 2
+    assert state.step == 4 and state.generations == 4 * 4 * 2
     rec = records(tmp_path / "rft")
     for r in rec:
         # greedy: both samples of a question are the same \boxed{7}; only answer-7 questions are kept
         assert r["kept"] == 2 * round(r["reward"] * 8 / 2)
-        assert r["generations"] <= 16 and "probe_accuracy" in r
+        assert r["generations"] == 8 * r["step"] and "probe_accuracy" in r  # 4 questions x 2 samples a step
     assert any(r["kept"] > 0 for r in rec)
     after, before = adapters(tmp_path / "rft"), initial_lora(recipe)
     assert any(not np.array_equal(after[k], before[k]) for k in before)
