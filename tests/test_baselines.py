@@ -117,14 +117,14 @@ def test_sdft_teacher_sequences_from_ids():
 def scripted_recipe(tmp_path_factory):
     model = scripted_model_dir(tmp_path_factory)
     root = tmp_path_factory.mktemp("baselines")
-    write_data(root / "d.jsonl", 40, solutions=True)  # a gold solution per row, for SFT / SDFT (30 distinct problems)
+    write_data(root / "d.jsonl", 24, solutions=True)  # a gold solution per row, for SFT / SDFT
     raw = {
         "model": {"path": str(model)},
         "data": {"source": str(root / "d.jsonl"), "fields": {"id": "id", "solution": "solution"},
                  "phase1_size": 8, "phase2_size": 8, "eval_size": 4, "validation_size": 4},
         "lora": {"rank": 4, "scale": 10.0},
         "sampling": {"temperature": 0.0, "max_tokens": 10, "batch_size": 16},
-        "distill": {"steps": 1, "questions_per_step": 4, "micro_batch_size": 2, "top_k": 8, "max_teacher_tokens": 96},
+        "distill": {"steps": 1, "questions_per_step": 4, "micro_batch_size": 2, "top_k": 8, "max_teacher_tokens": 128},
         "rft": {"steps": 2, "questions_per_step": 4, "samples_per_question": 2, "micro_batch_size": 2},
         "grpo": {"steps": 2, "questions_per_step": 4, "group_size": 2, "micro_batch_size": 4},
         "sft": {"epochs": 1, "batch_size": 8, "micro_batch_size": 4},
