@@ -89,6 +89,9 @@ def render(r: "DoctorReport", width: int = 0) -> str:
         f"peak memory **{r.peak_memory_gb:.2f} GB**"
         + (f" of this machine's {r.machine_memory_gb:.1f} GB." if r.machine_memory_gb else "."),
         "",
+        *([f"Timed while the machine's load average was {r.load_average:.1f} on {r.cores} cores: times scale with the "
+            "load, so a busy machine gives a longer estimate (and a quiet one a shorter run).", ""]
+          if r.load_average is not None else []),
         "| stage | work | seconds | peak memory (GB) |",
         "|---|---|---|---|",
         *[f"| {s.name} | {s.work} | {s.seconds:.0f} | {s.peak_memory_gb:.3f} |" for s in r.estimate],
@@ -137,6 +140,8 @@ def report_json(r: "DoctorReport") -> dict:
         "step_peak_memory_gb_by_stage": {s: c.peak_memory_gb for s, c in r.steps.items()},
         "estimate": [asdict(s) for s in r.estimate],
         "machine_memory_gb": r.machine_memory_gb,
+        "load_average": r.load_average,
+        "cores": r.cores,
         "memory_warning": r.memory_warning,
         "flags": [asdict(f) for f in r.flags],
         "template": asdict(r.template),

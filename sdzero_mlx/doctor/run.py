@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ class DoctorReport:
     estimate: tuple[StageEstimate, ...]
     machine_memory_gb: Optional[float]
     memory_warning: Optional[str]
+    load_average: Optional[float]  # the machine's 1-minute load average when the steps were timed
+    cores: int
     verdict: Verdict
     seconds: float
 
@@ -131,6 +134,7 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
 
     stages = ["srt", "distill"] + [m for m in recipe.compare.methods if m in STAGES and (m != "sft" or n_solutions)]
     log(f"doctor: [5/5] one step of each stage ({', '.join(stages)}) in a temporary folder")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     steps = measure_steps(recipe, samples.graded, k, seps, stages, log)
     rates = RunRates(
         seconds_per_sampled_token=samples.seconds / max(samples.sampled_tokens, 1),
@@ -157,7 +161,7 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     report = DoctorReport(
         recipe=recipe_path, model=recipe.model.path, split=split, n_problems=len(examples), k=k, template=template,
         sequences=tuple(sequences), flags=tuple(flags), rewards=stats, revision=revision, hindsight=hindsight, kl=kl,
-        steps=steps, estimate=estimate, machine_memory_gb=machine, memory_warning=warning, verdict=verdict,
+        steps=steps, estimate=estimate, machine_memory_gb=machine, memory_warning=warning, load_average=load, cores=os.cpu_count() or 1, verdict=verdict,
         seconds=time.perf_counter() - tic,
     )
     write_report(report, out_dir)
