@@ -150,6 +150,56 @@ def compare(
 
 
 @app.command()
+def sweep(
+    recipe: RecipeArg,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each sets run.seed and data.seed (own problems where the data allows).")] = "0,1,2",
+    out: Annotated[Optional[Path], typer.Option(help="Sweep directory (default: run.output_dir); OUT/seed-N per seed.")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated subset of compare's methods (default: compare.methods).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """`compare` over several seeds: per-seed values, means, 95% intervals and paired differences (sweep.md/json/png)."""
+    from .sweep import run_sweep
+
+    loaded = _load(recipe, set_)
+    try:
+        chosen_seeds = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--seeds {seeds!r}: give integers separated by commas, e.g. 0,1,2.")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    target = out or Path(loaded.run.output_dir)
+    try:
+        run_sweep(loaded, chosen_seeds, target, log=typer.echo, methods=chosen)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; run the same command again to continue in {target}", err=True)
+        raise typer.Exit(code=130)
+    typer.echo(f"table: {target / 'sweep.md'}; picture: {target / 'sweep.png'}")
+
+
+@app.command()
+def search(
+    recipe: RecipeArg,
+    method: Annotated[str, typer.Option(help="The method to tune: sd-zero or a baseline (rft, grpo, sft, sdft).")],
+    grid: Annotated[list[str], typer.Option(help="FIELD=V1,V2,... (repeatable): the grid is every combination.")],
+    out: Annotated[Path, typer.Option(help="Search directory; OUT/point-NN per grid point.")],
+    set_: SetOption = None,
+) -> None:
+    """A grid over recipe fields for one method, each point scored on the validation split (never the test split)."""
+    from .search import parse_grid, run_search
+
+    _load(recipe, set_)  # a bad recipe or override: the one-line error, before any work
+    try:
+        data = run_search(recipe, list(set_ or []), method, parse_grid(grid), out, log=typer.echo)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; run the same command again to continue in {out}", err=True)
+        raise typer.Exit(code=130)
+    typer.echo(f"table: {out / 'search.md'}; best: {' '.join(data['best']['overrides'])}")
+
+
+@app.command()
 def collect(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     set_: SetOption = None,
@@ -260,13 +310,15 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A small slice of the demo (a minute or two).")] = False,
     task: Annotated[str, typer.Option(help="inverse (default: hindsight can find the mistake) or chain (it cannot).")] = "inverse",
     out: Annotated[Path, typer.Option(help="Run directory (rerunning continues it).")] = Path("runs/demo"),
+    seed: Annotated[int, typer.Option(help="run.seed and data.seed: the seed's own problems and sampling.")] = 0,
     set_: SetOption = None,
 ) -> None:
     """The whole method on the built-in task and tiny model: table, plots and self-localisation."""
     from .demo.app import run_demo
 
     try:
-        result = run_demo(out, quick=quick, overrides=list(set_ or []), log=typer.echo, task_name=task)
+        overrides = [f"run.seed={seed}", f"data.seed={seed}", *(set_ or [])]
+        result = run_demo(out, quick=quick, overrides=overrides, log=typer.echo, task_name=task)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
     except OSError as err:
