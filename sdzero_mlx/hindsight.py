@@ -169,8 +169,8 @@ class HindsightSummary:
 
     @property
     def redirected(self) -> Optional[float]:
-        """Share of the mass taken off the wrong answer that lands on the gold (None when none is taken off)."""
-        return self.gold_gain / self.own_drop if self.own_drop > 1e-3 else None
+        """Share of the mass taken off the wrong answer that lands on the gold (None when under 0.05 is taken off)."""
+        return self.gold_gain / self.own_drop if self.own_drop >= 0.05 else None
 
 
 def summarize_hindsight(values: Sequence[AnswerHindsight], missing: int) -> HindsightSummary:
