@@ -337,10 +337,20 @@ def verify(
     text: Annotated[Optional[str], typer.Argument(help="Model output to grade.")] = None,
     answer: Annotated[Optional[str], typer.Argument(help="Reference answer; a negative one may be given as is (-5) or after `--`.")] = None,
     file: Annotated[Optional[Path], typer.Option(help="JSONL with fields response (or text) and answer.")] = None,
+    kind: Annotated[str, typer.Option(help="math (TEXT and ANSWER, or --file) or code (--response-file and --tests-file).")] = "math",
+    response_file: Annotated[Optional[Path], typer.Option(help="Code: a model's whole answer (text with a fenced block).")] = None,
+    tests_file: Annotated[Optional[Path], typer.Option(help='Code: JSON {"inputs": [...], "outputs": [...]} or {"test": ..., "entry_point": ...}.')] = None,
+    language: Annotated[str, typer.Option(help="Code: the language of an untagged block (python or cpp).")] = "python",
+    timeout: Annotated[float, typer.Option(help="Code: wall and CPU seconds per run.")] = 2.0,
 ) -> None:
-    """Grade an answer (or a JSONL file of answers) with the sympy verifier."""
+    """Grade an answer (or a JSONL file of answers) with the sympy verifier, or a program against its tests (--kind code)."""
     from .verifier import check, grade_file
 
+    if kind == "code":
+        _verify_code(response_file, tests_file, language, timeout)
+        return
+    if kind != "math":
+        fail(f"--kind is {kind!r}; use math or code")
     if file is not None:
         try:
             graded = grade_file(file)
@@ -356,6 +366,33 @@ def verify(
     typer.echo(f"extracted: {verdict.extracted}")
     typer.echo(f"gold:      {verdict.gold}")
     typer.echo(f"verdict:   {'correct' if verdict.score == 1.0 else 'wrong'} ({verdict.reason})")
+
+
+def _verify_code(response_file: Optional[Path], tests_file: Optional[Path], language: str, timeout: float) -> None:
+    """`sdzero verify --kind code`: the reason on the line before last, the reward (1 or 0) last."""
+    from .verifier import VerifierConfig, check
+    from .verifier.code import parse_tests, sandbox_description
+
+    if response_file is None or tests_file is None:
+        fail("--kind code needs --response-file R (the model's answer) and --tests-file T (the tests as JSON)")
+    try:
+        response = response_file.read_text(encoding="utf-8")
+        tests = tests_file.read_text(encoding="utf-8")
+        parse_tests(tests)
+        config = VerifierConfig(kind="code", language=language, timeout_s=timeout)
+        verdict = check(response, tests, config)
+        typer.echo(f"sandbox: {sandbox_description(config)}")
+    except FileNotFoundError as err:
+        fail(f"{err.filename} does not exist; give the path of a file.")
+    except UnicodeDecodeError as err:
+        fail(f"a file is not UTF-8 text ({err.reason}); re-save it as UTF-8.")
+    except ValueError as err:
+        fail(f"{tests_file}: {err}" if "tests" in str(err) else str(err))
+    except RuntimeError as err:
+        fail(str(err))
+    typer.echo(f"tests:   {verdict.gold}")
+    typer.echo(verdict.reason)
+    typer.echo(f"{verdict.score:g}")
 
 
 @app.command()

@@ -81,6 +81,14 @@ class FieldMap:
     solution: Optional[str] = field(
         default=None, metadata={"help": "Row field holding a worked gold solution (SFT's targets, SDFT's demonstration)."}
     )
+    tests: Optional[str] = field(
+        default=None,
+        metadata={"help": "Code rows (verifier.kind: code): field holding the tests, {inputs, outputs} or HumanEval test code; "
+                  "unset: rows with inputs/outputs or test/entry_point fields are read as code rows."},
+    )
+    entry_point: Optional[str] = field(
+        default=None, metadata={"help": "Code rows: field naming the function HumanEval-style tests call (default entry_point)."}
+    )
 
 
 @dataclass(frozen=True)
@@ -475,6 +483,9 @@ class Recipe:
     run: RunConfig = RunConfig()
 
     def __post_init__(self):
+        if self.verifier.kind != "code" and (self.data.fields.tests or self.data.fields.entry_point):
+            raise ValueError("data.fields.tests / entry_point name code tests, but verifier.kind is "
+                             f"{self.verifier.kind!r}; set verifier.kind: code.")
         if self.distill.questions_per_step > self.data.phase2_size:
             raise ValueError(
                 f"distill.questions_per_step ({self.distill.questions_per_step}) exceeds data.phase2_size "
