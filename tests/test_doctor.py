@@ -51,6 +51,9 @@ def test_verdict_edges():
     assert decide(replace(CHAIN, gold_teacher=0.03)).label == "unclear"
     # no hindsight, but a Reviser that corrects far more than a resample: unclear, not unlikely
     assert decide(replace(CHAIN, correction_rate=0.6, first_wrong=100)).label == "unclear"
+    # code answers have no box to measure hindsight at
+    code = decide(replace(INVERSE, boxed_answers=False))
+    assert code.label == "unclear" and "code answers have none" in code.reasons[0]
     # too few wrong answers with a box
     assert decide(replace(INVERSE, hindsight_answers=3)).label == "unclear"
     # most answers cut, or nothing left to fix: unlikely whatever the Reviser does

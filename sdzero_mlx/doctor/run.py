@@ -154,7 +154,7 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
         reward_rate=stats.reward_rate, truncated_share=stats.truncated_share, correction_rate=revision.correction_rate,
         first_wrong=revision.n_first_wrong, resample_rate=stats.resample_rate, hindsight_answers=hindsight.answers, gold_student=hindsight.gold_student,
         gold_teacher=hindsight.gold_teacher, own_student=hindsight.own_student, own_teacher=hindsight.own_teacher,
-        gold_raised=hindsight.gold_raised, mixed_groups=stats.mixed_groups,
+        gold_raised=hindsight.gold_raised, mixed_groups=stats.mixed_groups, boxed_answers=recipe.verifier.kind != "code",
         kl_concentration_wrong=kl["wrong"].concentration if "wrong" in kl else None,
         kl_concentration_right=kl["right"].concentration if "right" in kl else None,
     ))

@@ -46,6 +46,7 @@ class Measures:
     own_teacher: float
     gold_raised: float  # share of wrong answers whose gold probability the Reviser raises by >= 0.1
     mixed_groups: float  # problems with both right and wrong samples
+    boxed_answers: bool = True  # False for verifier.kind code: no final answer to measure hindsight at
     kl_concentration_wrong: Optional[float] = None  # share of the teacher's KL in the top 5% tokens, wrong answers
     kl_concentration_right: Optional[float] = None  # ... right answers
 
@@ -83,7 +84,11 @@ def decide(m: Measures) -> Verdict:
         f"the Reviser fixes {pct(m.correction_rate)}% of wrong answers"
         + ("" if m.resample_rate is None else f" (a fresh sample of the same problem is right {pct(m.resample_rate)}% of the time)"))
     beats_resample = beats(m.correction_rate, m.resample_rate, m.first_wrong)
-    if m.hindsight_answers < MIN_ANSWERS:
+    if not m.boxed_answers:
+        label = "unclear"
+        reasons.append("the Reviser's hindsight is measured at a boxed final answer, and code answers have none: "
+                       "judge by the correction rate against the resample rate, or run a short SD-Zero run")
+    elif m.hindsight_answers < MIN_ANSWERS:
         label = "unclear"
         reasons.append(f"only {m.hindsight_answers} wrong answers with a boxed final answer to measure hindsight on: "
                        "raise --n, or check that answers end in \\boxed{...}")
