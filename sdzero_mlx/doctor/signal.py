@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -53,8 +54,6 @@ class Samples:
 def sample_answers(model, tokenizer, examples: Sequence[Example], recipe: Recipe, k: int,
                    on_finish: Optional[Callable[[int], None]] = None) -> Samples:
     """k answers to each example with the recipe's training sampling, graded by its verifier."""
-    import time
-
     mx.reset_peak_memory()
     tic = time.perf_counter()
     rollouts = sample_groups(model, tokenizer, examples, k, recipe.prompts, recipe.sampling, recipe.run.seed, on_finish)
