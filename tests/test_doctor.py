@@ -138,7 +138,7 @@ def test_estimate_counts_the_run_like_compare(tiny_recipe):
     recipe = load_recipe(tiny_recipe, ["data.phase1_size=10", "collect.revisions=3", "srt.batch_size=4",
                                        "srt.epochs=2", "distill.steps=5", "distill.questions_per_step=4",
                                        "rft.questions_per_step=2", "rft.samples_per_question=2",
-                                       "compare.methods=[base,srt,sd-zero,rft]", "eval.k=2", "eval.greedy=true",
+                                       "compare.methods=[base,srt,distill,rft]", "eval.k=2", "eval.greedy=true",
                                        "eval.revise=true", "data.eval_size=6", "run.probe_every=0"])
     rates = RunRates(seconds_per_sampled_token=0.01, answer_tokens=10, revision_tokens=20, accuracy=0.5,
                      correction_rate=0.2, rephrase_rate=0.8, distinct_share=1.0, sampling_peak_gb=0.5, load_seconds=1.0)
@@ -153,7 +153,7 @@ def test_estimate_counts_the_run_like_compare(tiny_recipe):
     assert est["rft"].work == "15 steps" and est["rft"].seconds == pytest.approx(1 + 15 * 1.0)
     # eval: 6 problems x (2 + 1 + 2) generations; tokens 6 x (4 x 10 + 20) = 360
     assert est["eval base"].work == "30 generations" and est["eval base"].seconds == pytest.approx(1 + 3.6)
-    assert set(est) == {"collect", "srt", "distill", "rft", "eval base", "eval srt", "eval sd-zero", "eval rft"}
+    assert set(est) == {"collect", "srt", "distill", "rft", "eval base", "eval srt", "eval distill", "eval rft"}
 
 
 def test_memory_warning_names_the_fields():
@@ -188,7 +188,7 @@ def scripted_doctor_recipe(tmp_path_factory):
         "srt": {"batch_size": 4, "micro_batch_size": 4},
         "rft": {"questions_per_step": 4, "samples_per_question": 2, "micro_batch_size": 4},
         "eval": {"k": 2, "temperature": 0.0, "max_tokens": 10},
-        "compare": {"methods": ["base", "srt", "sd-zero", "rft"]},
+        "compare": {"methods": ["base", "srt", "distill", "rft"]},
         "optim": {"learning_rate": 1e-2},
         "run": {"output_dir": str(root / "run"), "seed": 0},
     }

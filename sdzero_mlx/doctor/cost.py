@@ -1,7 +1,7 @@
 """What the run will cost: one real step of each training stage, then the whole run counted from the recipe.
 
 Measured: one optimizer step of distill, of SRT and of every baseline in compare.methods, each through
-its own stage function (stages/*.py) with the recipe's micro-batches and lengths, in a throwaway run
+its own run function from the stage registry (stages/__init__.py) with the recipe's micro-batches and lengths, in a throwaway run
 directory under a temporary folder (never run.output_dir; model folders are only read): its seconds
 and peak memory, as the stage's own metrics.jsonl records them (mx.reset_peak_memory at the step's
 start, mx.get_peak_memory at its end). SRT's step trains on tuples assembled from the doctor's own
@@ -26,16 +26,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..compare import STAGES
+from ..compare import CHAIN, baseline_specs
 from ..config import Recipe
 from ..metrics import read_metrics
-from ..stages.distill import run_distill
+from ..stages import stage_spec
 from ..stages.sft import sft_steps
-from ..stages.srt import run_srt
 from ..types import Graded, RevisionTuple
-
-# stage -> run function, for the stages doctor steps once (the lead's stage registry replaces this table)
-STEP_RUNNERS: dict[str, Callable] = {"distill": run_distill, **{m: s.run for m, s in STAGES.items()}}
 
 
 @dataclass(frozen=True)
@@ -73,20 +69,22 @@ def step_cost(stage: str, run_dir: Path) -> StepCost:
 
 def measure_steps(recipe: Recipe, graded: Sequence[Graded], k: int, seps, stages: Sequence[str],
                   log: Callable[[str], None] = print) -> dict[str, StepCost]:
-    """One step of each stage in `stages` (srt, distill and baselines), in a temporary folder removed afterwards."""
+    """One step of each stage in `stages` (the registry's run functions), in a temporary folder removed afterwards.
+
+    SRT reads TMP/collect/tuples.jsonl, written from the doctor's samples (at least srt.batch_size tuples).
+    """
     out = {}
     with tempfile.TemporaryDirectory(prefix="sdzero-doctor-") as tmp:
+        tuples = revision_tuples(graded, k, seps)
+        tuples = (tuples * math.ceil(recipe.srt.batch_size / max(len(tuples), 1)))[: max(recipe.srt.batch_size, 1)]
+        path = Path(tmp) / "collect" / "tuples.jsonl"
+        path.parent.mkdir()
+        path.write_text("".join(json.dumps(t.to_json()) + "\n" for t in tuples))
+        recipe = replace(recipe, srt=replace(recipe.srt, tuples=str(path)))
         for stage in stages:
             run_dir = Path(tmp) / stage
             log(f"doctor: one {stage} step ...")
-            if stage == "srt":
-                tuples = revision_tuples(graded, k, seps)
-                tuples = (tuples * math.ceil(recipe.srt.batch_size / max(len(tuples), 1)))[: max(recipe.srt.batch_size, 1)]
-                path = Path(tmp) / "tuples.jsonl"
-                path.write_text("".join(json.dumps(t.to_json()) + "\n" for t in tuples))
-                run_srt(throwaway(recipe, run_dir), path, run_dir, stop_after=1)
-            else:
-                STEP_RUNNERS[stage](throwaway(recipe, run_dir), run_dir, stop_after=1)
+            stage_spec(stage).run(throwaway(recipe, run_dir), run_dir, stop_after=1)
             out[stage] = step_cost(stage, run_dir)
     return out
 
@@ -127,7 +125,7 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
     probe_s = recipe.run.probe_size * rates.answer_tokens * spt  # one probe: greedy answers to the probe set
     out = []
     collect_gens = 0
-    if "srt" in methods or "sd-zero" in methods:
+    if any(m in CHAIN for m in methods):
         answers = d.phase1_size * c.initial_samples
         revised = answers if c.rephrase_correct else answers * (1 - rates.accuracy)
         collect_gens = answers + revised * c.revisions
@@ -144,10 +142,11 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
         out.append(StageEstimate("distill", f"{ds} steps", rates.load_seconds + ds * steps["distill"].seconds
                                  + probes(recipe, ds) * probe_s, max(steps["distill"].peak_memory_gb, rates.sampling_peak_gb if probes(recipe, ds) else 0)))
     budget = recipe.compare.budget_generations or collect_gens + recipe.distill.steps * recipe.distill.questions_per_step
+    baselines = baseline_specs()
     for m in methods:
-        if m not in STAGES or m not in steps:
+        if m not in baselines or m not in steps:
             continue
-        per_step = STAGES[m].generations_per_step
+        per_step = baselines[m].generations_per_step
         n = sft_steps(recipe, n_solutions) if per_step is None else max(budget // per_step(recipe), 1)
         out.append(StageEstimate(m, f"{n} steps", rates.load_seconds + n * steps[m].seconds + probes(recipe, n) * probe_s,
                                  steps[m].peak_memory_gb))
@@ -200,6 +199,7 @@ def memory_warning(stages: Sequence[StageEstimate], total_gb: Optional[float], s
     if not over:
         return None
     worst = max(over, key=lambda s: s.peak_memory_gb)
-    fields = "; ".join(sorted({f"{s.name}: {MEMORY_FIELDS[s.name.split()[0]]}" for s in over}))
+    fields = "; ".join(sorted({f"{s.name}: {MEMORY_FIELDS.get(s.name.split()[0], s.name.split()[0] + '.micro_batch_size')}"
+                               for s in over}))
     return (f"the run will not fit in memory: {worst.name} peaks at {worst.peak_memory_gb:.1f} GB, over {int(100 * share)}% "
             f"of this machine's {total_gb:.1f} GB. Lower {fields}.")

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import mlx.core as mx
 
-from ..compare import STAGES
+from ..compare import baseline_specs
 from ..config import Recipe
 from ..data import make_splits
 from ..evaluate import ReviseResult
@@ -132,7 +132,8 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     del model
     mx.clear_cache()
 
-    stages = ["srt", "distill"] + [m for m in recipe.compare.methods if m in STAGES and (m != "sft" or n_solutions)]
+    baselines = baseline_specs()
+    stages = ["srt", "distill"] + [m for m in recipe.compare.methods if m in baselines and (m != "sft" or n_solutions)]
     log(f"doctor: [5/5] one step of each stage ({', '.join(stages)}) in a temporary folder")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     steps = measure_steps(recipe, samples.graded, k, seps, stages, log)
