@@ -238,6 +238,32 @@ def run_(
 
 
 @shell.command()
+def doctor(
+    recipe: RecipeArg,
+    n: Annotated[int, typer.Option("--n", help="Training (or validation) problems to sample; never the test split.")] = 32,
+    out: Annotated[Path, typer.Option(help="Folder for doctor.md and doctor.json (not inside run.output_dir).")] = Path("doctor"),
+    set_: SetOption = None,
+) -> None:
+    """Before a long run: can SD-Zero help this model on this data, and what will the run cost? (minutes, no training)"""
+    from .doctor import run_doctor
+    from .doctor.report import render
+
+    loaded = _load(recipe, set_)
+    try:
+        report = run_doctor(loaded, str(recipe), n=n, out_dir=out, log=typer.echo)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted; nothing was written into the run directory", err=True)
+        raise typer.Exit(code=130)
+    typer.echo("")
+    typer.echo(render(report, width=400))
+    typer.echo(f"wrote {out / 'doctor.md'} and {out / 'doctor.json'}")
+
+
+@shell.command()
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A small slice of the demo (a minute or two).")] = False,
     task: Annotated[str, typer.Option(help="inverse (default: hindsight can find the mistake) or chain (it cannot).")] = "inverse",

@@ -160,8 +160,7 @@ def test_distill_runs_on_code_rows_with_the_code_reward(tmp_path, tmp_path_facto
     from scripted import FIRST, scripted_model_dir
     from sdzero_mlx.stages.distill import run_distill
 
-    # distinct problems: the splits drop repeats
-    rows = [{"id": f"c{i}", "problem": f"Task {i}: print the number {7 + i % 2}.", "inputs": [""], "outputs": [str(7 + i % 2)]}
+    rows = [{"id": f"c{i}", "problem": f"Question {i}: print the number {7 + i % 2}.", "inputs": [""], "outputs": [str(7 + i % 2)]}
             for i in range(24)]
     data = tmp_path / "code.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
