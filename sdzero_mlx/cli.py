@@ -65,8 +65,8 @@ def _load(recipe: Path, set_: Optional[list[str]]):
 
 @contextmanager
 def long_work(on_interrupt: str):
-    """What every long, resumable command does with an error (one line, exit 2) and with Ctrl-C (how to
-    continue, exit 130)."""
+    """What every long command does with an error (one line, exit 2) and with Ctrl-C (`on_interrupt`: how
+    to continue, or what was kept; exit 130)."""
     try:
         yield
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
@@ -249,15 +249,8 @@ def doctor(
     from .doctor.report import render
 
     loaded = _load(recipe, set_)
-    try:
+    with long_work("nothing was written into the run directory"):
         report = run_doctor(loaded, str(recipe), n=n, out_dir=out, log=typer.echo)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        fail(str(err))
-    except OSError as err:
-        fail(os_error(err))
-    except KeyboardInterrupt:
-        typer.echo("\ninterrupted; nothing was written into the run directory", err=True)
-        raise typer.Exit(code=130)
     typer.echo("")
     typer.echo(render(report, width=400))
     typer.echo(f"wrote {out / 'doctor.md'} and {out / 'doctor.json'}")

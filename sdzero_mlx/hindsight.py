@@ -28,7 +28,7 @@ from .explain import token_pieces
 from .loss import token_logprobs
 from .prompts import teacher_sequence, text_answer_ids
 from .scoring import chunks, logit_chunks, scored_batch
-from .verifier.extract import BOX_COMMANDS, matching_brace
+from .verifier.extract import box_argument_start, matching_brace
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,8 @@ def box_content_span(text: str) -> Optional[tuple[int, int]]:
 
     Example: box_content_span("so \\\\boxed{12}.") == (10, 12)
     """
-    pos = max(text.rfind(cmd) for cmd in BOX_COMMANDS)
-    if pos < 0:
-        return None
-    cmd = next(c for c in BOX_COMMANDS if text.startswith(c, pos))
-    brace = pos + len(cmd)
-    while brace < len(text) and text[brace] == " ":
-        brace += 1
-    if brace >= len(text) or text[brace] != "{":
+    brace = box_argument_start(text)
+    if brace is None or not text.startswith("{", brace):
         return None
     end = matching_brace(text, brace)
     return None if end <= brace + 1 else (brace + 1, end)

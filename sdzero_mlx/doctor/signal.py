@@ -8,7 +8,7 @@
 - hindsight at the answer (hindsight.py): the Reviser's against the Generator's probability of the
   gold final answer, and of the answer's own wrong one, after reading a wrong answer;
 - KL concentration (explain.py): the share of a response's per-token KL in its top 5% tokens, wrong
-  against right answers, with the recipe's distill.kl and distill.top_k.
+  against right answers, with the recipe's distill KL (distill.kl_settings: kind, forward weight, top-k).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def kl_buckets(model, tokenizer, graded: Sequence[Graded], seps: Separators, rec
     picked = [g for g in graded if g.reward < 0.5][:limit] + [g for g in graded if g.reward >= 0.5][:limit]
     reports = [
         token_report(model, tokenizer, model, g.rollout.prompt_ids, g.rollout.target_ids, g.reward, seps,
-                     recipe.distill.top_k, recipe.distill.kl, recipe.distill.forward_weight)
+                     recipe.distill.kl_settings)
         for g in picked
     ]
     return {("right" if b.reward >= 0.5 else "wrong"): b for b in localisation_summary(reports)}

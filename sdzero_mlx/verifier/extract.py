@@ -40,12 +40,8 @@ def matching_brace(s: str, start: int) -> int:
     return -1
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} or \\fbox{...}; None if absent or left unclosed.
-
-    An unclosed last box (a truncated generation) yields None rather than an earlier box,
-    so a box from the reasoning is never graded as the final answer.
-    """
+def box_argument_start(text: str) -> int | None:
+    """Index of what follows the last \\boxed / \\fbox and its spaces (its '{' when braced); None without one."""
     pos = max(text.rfind(cmd) for cmd in BOX_COMMANDS)
     if pos < 0:
         return None
@@ -53,6 +49,18 @@ def last_boxed(text: str) -> str | None:
     i = pos + len(cmd)
     while i < len(text) and text[i] == " ":
         i += 1
+    return i
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} or \\fbox{...}; None if absent or left unclosed.
+
+    An unclosed last box (a truncated generation) yields None rather than an earlier box,
+    so a box from the reasoning is never graded as the final answer.
+    """
+    i = box_argument_start(text)
+    if i is None:
+        return None
     if i < len(text) and text[i] == "{":
         end = matching_brace(text, i)
         return None if end < 0 else text[i + 1 : end]
