@@ -16,7 +16,8 @@ app = typer.Typer(
 
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", help="Override a recipe field, e.g. --set optim.learning_rate=3e-4 (repeatable)."),
+    typer.Option("--set", help="Override a recipe field, e.g. --set optim.learning_rate=3e-4 (repeatable; optim.* "
+                 "reaches every stage's optim, unless the same command sets that stage's own)."),
 ]
 
 
@@ -31,6 +32,10 @@ FIELD_FLAGS = {"problem": "--field-problem", "answer": "--field-answer", "id": "
 
 def os_error(err: OSError) -> str:
     """One line for a file-system error: which path, what went wrong, what to do."""
+    from .atomic import WriteError
+
+    if isinstance(err, WriteError):
+        return str(err)
     where = f" {err.filename}" if err.filename else ""
     return f"cannot write or read{where}: {err.strerror or err}. Choose a writable folder (run.output_dir / --out)."
 
@@ -55,9 +60,41 @@ def _load(recipe: Path, set_: Optional[list[str]]):
         fail(str(err))
 
 
-def _interrupted(command: str, recipe: Path) -> None:
-    typer.echo(f"\ninterrupted; continue with the same command: sdzero {command} {recipe} (finished work is kept)", err=True)
+def command_words(command: str, recipe: Path, set_: Optional[list[str]], *tail: str) -> list[str]:
+    """The command line as the user would type it: every --set kept (steps set there included)."""
+    words = ["sdzero", command, str(recipe)]
+    for item in set_ or []:
+        words += ["--set", item]
+    return words + list(tail)
+
+
+def note_command(command: str, recipe: Path, set_: Optional[list[str]], *tail: str) -> None:
+    """Tell rundir.py the command running (for run.json and the lock's holder line)."""
+    from .rundir import set_invocation
+
+    set_invocation(command_words(command, recipe, set_, *tail), list(set_ or []))
+
+
+def _interrupted(command: str, recipe: Path, set_: Optional[list[str]] = None) -> None:
+    import shlex
+
+    again = shlex.join(command_words(command, recipe, set_))
+    typer.echo(f"\ninterrupted; continue with the same command: {again} (finished work is kept)", err=True)
     raise typer.Exit(code=130)
+
+
+def resume_hint(command: str, recipe: Path, set_: Optional[list[str]], run_dir: Path) -> str:
+    """What to type after an interrupt: --resume once a checkpoint exists; before it, the same command anew."""
+    import shlex
+
+    from .checkpoint import checkpoint_dir
+
+    if checkpoint_dir(run_dir) is not None:
+        return f"continue with: {shlex.join(command_words(command, recipe, set_, '--resume', str(run_dir)))}"
+    # the output folder must be named: it came from --resume, --set or the recipe
+    given = [s for s in set_ or [] if s.split("=", 1)[0].strip() != "run.output_dir"]
+    again = command_words(command, recipe, given + [f"run.output_dir={run_dir}"])
+    return f"no checkpoint was saved yet (the first comes at step run.save_every); start again with: {shlex.join(again)}"
 
 
 def _train(command: str, run_fn, recipe: Path, resume: Optional[Path], set_: Optional[list[str]]) -> None:
@@ -67,6 +104,7 @@ def _train(command: str, run_fn, recipe: Path, resume: Optional[Path], set_: Opt
         overrides.append(f"run.output_dir={resume}")
     loaded = _load(recipe, overrides)
     run_dir = Path(loaded.run.output_dir)
+    note_command(command, recipe, set_, *(["--resume", str(resume)] if resume is not None else []))
     typer.echo(f"run directory: {run_dir}")
     try:
         state = run_fn(loaded, run_dir, resume=resume is not None, on_step=print_step)
@@ -75,7 +113,7 @@ def _train(command: str, run_fn, recipe: Path, resume: Optional[Path], set_: Opt
     except OSError as err:
         fail(os_error(err))
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; continue with: sdzero {command} {recipe} --resume {run_dir}", err=True)
+        typer.echo(f"\ninterrupted; {resume_hint(command, recipe, set_, run_dir)}", err=True)
         raise typer.Exit(code=130)
     typer.echo(
         f"done: {state.step} steps, {state.generations} generations, {state.sampled_tokens} sampled tokens. "
@@ -138,13 +176,16 @@ def compare(
 
     loaded = _load(recipe, set_)
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    note_command("compare", recipe, set_, *(["--methods", methods] if methods else []))
     typer.echo(f"run directory: {loaded.run.output_dir}")
     try:
         run_compare(loaded, log=typer.echo, methods=chosen)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
     except KeyboardInterrupt:
-        _interrupted("compare", recipe)
+        _interrupted("compare", recipe, set_)
     out = Path(loaded.run.output_dir)
     typer.echo(f"table: {out / 'compare.md'}; picture: {out / 'compare.png'}")
 
@@ -159,6 +200,7 @@ def collect(
     from .evaluate import pct
 
     loaded = _load(recipe, set_)
+    note_command("collect", recipe, set_)
     out = Path(loaded.run.output_dir) / "collect"
     typer.echo(f"collecting into {out}")
 
@@ -173,7 +215,7 @@ def collect(
     except OSError as err:
         fail(os_error(err))
     except KeyboardInterrupt:
-        _interrupted("collect", recipe)
+        _interrupted("collect", recipe, set_)
     typer.echo(
         f"{'done' if s.done else 'stopped'}: {s.questions_seen} questions, initial accuracy "
         f"{pct(s.initial_accuracy, '%')}, {s.revisions_tried} revisions tried, {s.kept} kept; correction rate "
@@ -193,8 +235,11 @@ def srt(
     from .stages.srt import run_srt
 
     loaded = _load(recipe, set_)
+    note_command("srt", recipe, set_, *(["--tuples", str(tuples)] if tuples else []))
     run_dir = Path(loaded.run.output_dir)
     tuples = tuples or run_dir / "collect" / "tuples.jsonl"
+    if tuples.is_dir():
+        fail(f"{tuples} is a folder; give the tuples file (e.g. {tuples / 'tuples.jsonl'}).")
     if not tuples.is_file():
         fail(f"{tuples} does not exist: run `sdzero collect {recipe}` first, or pass --tuples.")
     try:
@@ -204,7 +249,7 @@ def srt(
     except OSError as err:
         fail(os_error(err))
     except KeyboardInterrupt:
-        _interrupted("srt", recipe)
+        _interrupted("srt", recipe, set_)
     typer.echo(f"done: {state.step} steps, {state.trained_tokens} trained tokens. Model: {run_dir / 'srt' / 'model'}")
 
 
@@ -217,6 +262,7 @@ def run_(
     from .pipeline import run_pipeline
 
     loaded = _load(recipe, set_)
+    note_command("run", recipe, set_)
     typer.echo(f"run directory: {loaded.run.output_dir}")
     try:
         run_pipeline(loaded, log=typer.echo)
@@ -225,7 +271,7 @@ def run_(
     except OSError as err:
         fail(os_error(err))
     except KeyboardInterrupt:
-        _interrupted("run", recipe)
+        _interrupted("run", recipe, set_)
     typer.echo(f"table: {Path(loaded.run.output_dir) / 'results.md'}")
 
 
@@ -264,10 +310,14 @@ def verify(
     from .verifier import check, grade_file
 
     if file is not None:
+        from .configio import check_input_file
+
         try:
-            graded = grade_file(file)
+            graded = grade_file(check_input_file(file, "--file"))
         except (ValueError, FileNotFoundError) as err:
             fail(str(err))
+        except OSError as err:
+            fail(os_error(err))
         for i, v in enumerate(graded.verdicts, 1):
             typer.echo(f"{i}: {'correct' if v.score == 1.0 else 'wrong'}  extracted {v.extracted!r}  gold {v.gold!r}  ({v.reason})")
         typer.echo(f"{graded.correct}/{graded.n} correct, accuracy {graded.accuracy:.4f}")
@@ -349,14 +399,14 @@ def eval_(
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 512,
     greedy: Annotated[bool, typer.Option(help="Also report greedy accuracy.")] = True,
     revise: Annotated[bool, typer.Option(help="Also run generate-then-revise (first/revised accuracy, correction rate).")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N problems only.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N problems only (default: all).")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="Take prompts (template, control phrases) and verifier settings from this recipe.")] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences sampled together.")] = 16,
     seed: int = 0,
     out: Annotated[Optional[Path], typer.Option(help="Write per-problem JSONL and summary.md/json here.")] = None,
 ) -> None:
     """avg@k, pass@k and greedy accuracy (and generate-then-revise) of one or several models."""
-    from .config import EvalConfig, FieldMap, PromptConfig, load_recipe
+    from .config import DataConfig, EvalConfig, FieldMap, PromptConfig, load_recipe
     from .data import load_examples
     from .evaluate import evaluate_models, generations_per_model, parse_model_specs, results_table
     from .verifier import VerifierConfig
@@ -365,21 +415,29 @@ def eval_(
         specs = parse_model_specs(models, adapter or [])
         config = EvalConfig(k=k, temperature=temperature, max_tokens=max_tokens, greedy=greedy, revise=revise)
         prompts, verifier = PromptConfig(), VerifierConfig()
+        max_prompt_tokens = DataConfig.max_prompt_tokens
         if recipe is not None:
             loaded = load_recipe(recipe)
-            prompts, verifier = loaded.prompts, loaded.verifier
+            prompts, verifier, max_prompt_tokens = loaded.prompts, loaded.verifier, loaded.data.max_prompt_tokens
         examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer, id=field_id), FIELD_FLAGS)
         examples = examples[:limit] if limit is not None else examples
         typer.echo(f"{len(examples)} problems, {len(specs)} model(s), k={k}, T={temperature}")
         named, budgets = evaluate_models(
             specs, examples, prompts, config, verifier, seed, out, batch_size,
-            count_printer(generations_per_model(len(examples), config)),
+            count_printer(generations_per_model(len(examples), config)), max_prompt_tokens,
         )
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
     except OSError as err:
         fail(os_error(err))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted; files already in --out are complete (each is written whole), the rest is not there.", err=True)
+        raise typer.Exit(code=130)
     typer.echo(results_table(named, budgets))
+    for name, results in named.items():
+        if results[0].skipped_long_prompts:
+            typer.echo(f"{name}: skipped {results[0].skipped_long_prompts} problems whose prompt does not fit "
+                       "(--recipe's data.max_prompt_tokens, default 4096, or the model's context)")
     if out is not None:
         typer.echo(f"per-problem results and summary.md/json in {out}")
 
@@ -469,9 +527,17 @@ def plot(
 DISTRIBUTED = ("distill", "srt", "rft", "grpo", "sft", "sdft", "info")
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     from .platform.blas import reexec_with_fast_blas
 
+    import signal
+
+    # SIGTERM (kill, a job scheduler) ends a command like Ctrl-C: the same hint, the same finished work kept
+    signal.signal(signal.SIGTERM, _terminate)
     if sys.argv[1:2] != ["verify"]:  # verify needs no BLAS: skip the re-exec (half its cold start)
         reexec_with_fast_blas(sys.argv)
         from .platform.threads import apply_blas_threads

@@ -36,6 +36,8 @@ def resolve_source(source: str) -> Path:
     """Local path as is; hf://owner/name/file downloads that file (cached) and returns its path."""
     if not source.startswith(HF_PREFIX):
         path = Path(source).expanduser()
+        if path.is_dir():
+            raise FileNotFoundError(f"Data file {path} is a folder, not a file. Set data.source to a .jsonl/.json/.parquet file.")
         if not path.is_file():
             raise FileNotFoundError(f"Data file {path} does not exist. Set data.source to a .jsonl/.json/.parquet file.")
         return path

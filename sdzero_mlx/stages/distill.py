@@ -57,7 +57,7 @@ def run_distill(
 
     `stop_after` ends the run after that many steps of this call (tests use it to interrupt).
     """
-    run = start_stage(recipe, run_dir, resume, DISTILL_SECTIONS, ignore=("distill.steps",))
+    run = start_stage(recipe, run_dir, resume, DISTILL_SECTIONS, ignore=("distill.steps",), stage="distill")
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg = recipe.distill
     seps = separators(tokenizer, recipe.prompts)

@@ -91,7 +91,7 @@ def run_grpo(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Train by GRPO into run_dir (adapters, metrics, checkpoint); resumable like distill."""
-    run = start_stage(recipe, run_dir, resume, GRPO_SECTIONS, ignore=("grpo.steps",))
+    run = start_stage(recipe, run_dir, resume, GRPO_SECTIONS, ignore=("grpo.steps",), stage="grpo")
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg, temp = recipe.grpo, recipe.sampling.temperature
     pool = make_splits(recipe.data).training

@@ -43,7 +43,7 @@ def run_rft(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Train by RFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
-    run = start_stage(recipe, run_dir, resume, RFT_SECTIONS, ignore=("rft.steps",))
+    run = start_stage(recipe, run_dir, resume, RFT_SECTIONS, ignore=("rft.steps",), stage="rft")
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg = recipe.rft
     pool = make_splits(recipe.data).training

@@ -69,7 +69,7 @@ def run_sdft(
     stop_after: Optional[int] = None,
 ) -> TrainingState:
     """Train by SDFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
-    run = start_stage(recipe, run_dir, resume, SDFT_SECTIONS, ignore=("sdft.steps",))
+    run = start_stage(recipe, run_dir, resume, SDFT_SECTIONS, ignore=("sdft.steps",), stage="sdft")
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg = recipe.sdft
     right_sep = separators(tokenizer, recipe.prompts).right

@@ -12,6 +12,7 @@ Departures: LoRA by default (`lora.fine_tune_type`); solutions are encoded from 
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,6 +20,7 @@ from typing import Callable, Optional
 from ..checkpoint import TrainingState
 from ..config import Recipe
 from ..data import epoch_order, make_splits
+from ..lengths import context_length
 from ..platform.distributed import shard
 from .loop import StepOutcome, restore, start_stage, train_loop
 from ..metrics import StepRecord
@@ -51,14 +53,24 @@ def run_sft(
             f"SFT needs gold solutions, and no training row of {recipe.data.source} has one. "
             "Set data.fields.solution to the row field that holds a worked solution (GSM8K: answer)."
         )
-    run = start_stage(recipe, run_dir, resume, SFT_SECTIONS, ignore=("sft.steps",))
+    run = start_stage(recipe, run_dir, resume, SFT_SECTIONS, ignore=("sft.steps",), stage="sft")
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
-    sequences, spans = [], []
+    sequences, spans, fits = [], [], []
+    context = context_length(model) or float("inf")  # a long problem must not pass the model's positions
     for ex in pool:
         prompt = prompt_ids(tokenizer, ex.problem, recipe.prompts)
         ids, eot = text_answer_ids(tokenizer, ex.solution)
+        if len(prompt) > recipe.data.max_prompt_tokens or len(prompt) + len(ids) + 1 > context:
+            continue
+        fits.append(ex)
         sequences.append(prompt + ids + (eot,))
         spans.append((len(prompt), len(prompt) + len(ids) + 1))
+    if len(fits) < len(pool):
+        print(f"sft: skipped {len(pool) - len(fits)} of {len(pool)} solutions longer than data.max_prompt_tokens "
+              "or the model's context", file=sys.stderr)
+    if not fits:
+        raise ValueError("Every SFT solution is too long for data.max_prompt_tokens or the model's context.")
+    pool = fits
     steps = sft_steps(recipe, len(pool))
     initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
     optimizer = make_optimizer(cfg.optim, steps)
