@@ -114,6 +114,23 @@ def test_one_process_may_take_its_own_lock_again(tmp_path):
     assert rundir.Path(tmp_path).resolve() not in rundir._held
 
 
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_killed_run_resumed_from_the_command_line_matches_an_uninterrupted_one(tiny_model_dir, tiny_data, tmp_path, sig):
+    recipe = recipe_file(tmp_path, tiny_model_dir, tiny_data)
+    sets = ["--set", "distill.steps=12", "--set", "run.save_every=1"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert sdzero("distill", recipe, *sets, "--set", f"run.output_dir={whole}").wait() == 0
+    proc = sdzero("distill", recipe, *sets, "--set", f"run.output_dir={cut}")
+    wait_for(lambda: (cut / "checkpoint" / "state.json").is_file() or (cut / "checkpoint.old" / "state.json").is_file())
+    proc.send_signal(sig)  # lands anywhere, a save included
+    proc.communicate(timeout=120)
+    assert proc.returncode in (-9, 130)
+    resumed = subprocess.run([*SDZERO, "distill", str(recipe), *sets, "--resume", str(cut)], capture_output=True, text=True)
+    assert resumed.returncode == 0 and "done: 12 steps" in resumed.stdout, resumed.stderr
+    a, b = (mx.load(str(r / "adapters" / "adapters.safetensors")) for r in (whole, cut))
+    assert a.keys() == b.keys() and all(np.array_equal(np.array(a[k]), np.array(b[k])) for k in a)
+
+
 # -- 2. a run knows its stage ---------------------------------------------------------------------
 
 
