@@ -367,7 +367,7 @@ def test_verify_file_that_is_a_folder(tmp_path):
 def test_a_folder_where_a_file_is_wanted_is_called_a_folder(tiny_recipe, tmp_path):
     fails_cleanly(runner.invoke(app, ["distill", str(tmp_path)]), str(tmp_path), "is a folder")
     fails_cleanly(runner.invoke(app, ["distill", str(tiny_recipe), "--set", f"data.source={tmp_path}"]), "is a folder")
-    fails_cleanly(runner.invoke(app, ["srt", str(tiny_recipe), "--tuples", str(tmp_path)]), "is a folder")
+    fails_cleanly(runner.invoke(app, ["srt", str(tiny_recipe), "--set", f"srt.tuples={tmp_path}"]), "is a folder")
 
 
 BOMB = "\n".join(["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]

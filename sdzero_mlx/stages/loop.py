@@ -41,6 +41,7 @@ from ..lengths import check_fits_context, fitting, prompt_limit
 from ..outputs import check_output_dir
 from ..rundir import begin, damaged_outputs, input_files, lock_run_dir, record_outputs, unlock_run_dir
 from ..rollout import sample_groups
+from ..seeds import derive_seed
 from ..sinks import Sinks, open_sinks
 from ..update import NonFiniteStep, StepResult
 from ..types import Rollout
@@ -93,7 +94,7 @@ def sample_and_grade(
     questions, skipped = fitting(tokenizer, questions, recipe.prompts, limit)
     _skipped_this_step.append(skipped)
     rollouts = sample_groups(model, tokenizer, questions, group_size, recipe.prompts, recipe.sampling,
-                             seed * 100_003 + step)
+                             derive_seed(seed, "step_sampling", step))
     sample_s = time.perf_counter() - tic
     rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
     return rollouts, rewards, sample_s
@@ -164,14 +165,17 @@ class Trainee:
 
 
 # the sequence caps a stage's section sets, each bounded by the model's context
-SEQUENCE_CAPS = {"distill": ("distill.max_teacher_tokens",), "sdft": ("distill.max_teacher_tokens",)}
+SEQUENCE_CAPS = {"distill": ("distill.max_teacher_tokens",), "sdft": ("distill.max_teacher_tokens",),
+                 "srt": ("srt.max_tokens",)}
 
 
 def start_stage(
-    recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = (), *, stage: str
+    recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = (), *, stage: str,
+    inputs: Sequence[Path] = (),
 ) -> Trainee:
-    """open_run_dir, then load recipe.model and make it trainable: the first lines of every stage."""
-    run_dir = open_run_dir(recipe, run_dir, resume, sections, ignore, stage=stage)
+    """open_run_dir, then load recipe.model and make it trainable: the first lines of every stage.
+    `inputs`: files besides the data source whose change refuses a resume (SRT's tuples)."""
+    run_dir = open_run_dir(recipe, run_dir, resume, sections, ignore, stage=stage, inputs=inputs)
     try:
         model, tokenizer = load_model(recipe.model)
         for setting in SEQUENCE_CAPS.get(stage, ()):
@@ -183,6 +187,12 @@ def start_stage(
             unlock_run_dir(run_dir)
         raise
     return Trainee(run_dir, model, tokenizer, padding_id(tokenizer))
+
+
+def penalty_reference(model: nn.Module, optim_config) -> Optional[dict[str, mx.array]]:
+    """The starting values of the trained parameters, the reference of optim.kl_to_initial, only when it is on:
+    with full fine-tuning they are a second copy of the trained weights."""
+    return trainable(model) if optim_config.kl_to_initial > 0 else None
 
 
 def restore(run_dir: Path, model: nn.Module, optimizer: optim.Optimizer, extra_names: tuple[str, ...] = ()):
