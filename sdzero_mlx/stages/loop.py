@@ -169,12 +169,22 @@ SEQUENCE_CAPS = {"distill": ("distill.max_teacher_tokens",), "sdft": ("distill.m
                  "srt": ("srt.max_tokens",)}
 
 
+def stage_of(sections: Sequence[str]) -> str:
+    """The registered stage that declares these resume sections (a stage passes its own tuple), else the last section."""
+    from . import stage_specs
+
+    named = [s.name for s in stage_specs() if tuple(s.sections) == tuple(sections)]
+    return named[-1] if named else sections[-1]
+
+
 def start_stage(
-    recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = (), *, stage: str,
-    inputs: Sequence[Path] = (),
+    recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = (), *,
+    stage: Optional[str] = None, inputs: Sequence[Path] = (),
 ) -> Trainee:
     """open_run_dir, then load recipe.model and make it trainable: the first lines of every stage.
-    `inputs`: files besides the data source whose change refuses a resume (SRT's tuples)."""
+    `stage`: the name run.json records (default: the registered stage with these sections); `inputs`: files
+    besides the data source whose change refuses a resume (SRT's tuples)."""
+    stage = stage or stage_of(sections)
     run_dir = open_run_dir(recipe, run_dir, resume, sections, ignore, stage=stage, inputs=inputs)
     try:
         model, tokenizer = load_model(recipe.model)
