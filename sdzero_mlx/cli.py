@@ -150,6 +150,56 @@ def compare(
 
 
 @app.command()
+def sweep(
+    recipe: RecipeArg,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each sets run.seed and data.seed (own problems where the data allows).")] = "0,1,2",
+    out: Annotated[Optional[Path], typer.Option(help="Sweep directory (default: run.output_dir); OUT/seed-N per seed.")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated subset of compare's methods (default: compare.methods).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """`compare` over several seeds: per-seed values, means, 95% intervals and paired differences (sweep.md/json/png)."""
+    from .sweep import run_sweep
+
+    loaded = _load(recipe, set_)
+    try:
+        chosen_seeds = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--seeds {seeds!r}: give integers separated by commas, e.g. 0,1,2.")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    target = out or Path(loaded.run.output_dir)
+    try:
+        run_sweep(loaded, chosen_seeds, target, log=typer.echo, methods=chosen)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; run the same command again to continue in {target}", err=True)
+        raise typer.Exit(code=130)
+    typer.echo(f"table: {target / 'sweep.md'}; picture: {target / 'sweep.png'}")
+
+
+@app.command()
+def search(
+    recipe: RecipeArg,
+    method: Annotated[str, typer.Option(help="The method to tune: sd-zero or a baseline (rft, grpo, sft, sdft).")],
+    grid: Annotated[list[str], typer.Option(help="FIELD=V1,V2,... (repeatable): the grid is every combination.")],
+    out: Annotated[Path, typer.Option(help="Search directory; OUT/point-NN per grid point.")],
+    set_: SetOption = None,
+) -> None:
+    """A grid over recipe fields for one method, each point scored on the validation split (never the test split)."""
+    from .search import parse_grid, run_search
+
+    _load(recipe, set_)  # a bad recipe or override: the one-line error, before any work
+    try:
+        data = run_search(recipe, list(set_ or []), method, parse_grid(grid), out, log=typer.echo)
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        fail(str(err))
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; run the same command again to continue in {out}", err=True)
+        raise typer.Exit(code=130)
+    typer.echo(f"table: {out / 'search.md'}; best: {' '.join(data['best']['overrides'])}")
+
+
+@app.command()
 def collect(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     set_: SetOption = None,
@@ -234,13 +284,15 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A small slice of the demo (a minute or two).")] = False,
     task: Annotated[str, typer.Option(help="inverse (default: hindsight can find the mistake) or chain (it cannot).")] = "inverse",
     out: Annotated[Path, typer.Option(help="Run directory (rerunning continues it).")] = Path("runs/demo"),
+    seed: Annotated[int, typer.Option(help="run.seed and data.seed: the seed's own problems and sampling.")] = 0,
     set_: SetOption = None,
 ) -> None:
     """The whole method on the built-in task and tiny model: table, plots and self-localisation."""
     from .demo.app import run_demo
 
     try:
-        result = run_demo(out, quick=quick, overrides=list(set_ or []), log=typer.echo, task_name=task)
+        overrides = [f"run.seed={seed}", f"data.seed={seed}", *(set_ or [])]
+        result = run_demo(out, quick=quick, overrides=overrides, log=typer.echo, task_name=task)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))
     except OSError as err:
@@ -259,10 +311,20 @@ def verify(
     text: Annotated[Optional[str], typer.Argument(help="Model output to grade.")] = None,
     answer: Annotated[Optional[str], typer.Argument(help="Reference answer; a negative one may be given as is (-5) or after `--`.")] = None,
     file: Annotated[Optional[Path], typer.Option(help="JSONL with fields response (or text) and answer.")] = None,
+    kind: Annotated[str, typer.Option(help="math (TEXT and ANSWER, or --file) or code (--response-file and --tests-file).")] = "math",
+    response_file: Annotated[Optional[Path], typer.Option(help="Code: a model's whole answer (text with a fenced block).")] = None,
+    tests_file: Annotated[Optional[Path], typer.Option(help='Code: JSON {"inputs": [...], "outputs": [...]} or {"test": ..., "entry_point": ...}.')] = None,
+    language: Annotated[str, typer.Option(help="Code: the language of an untagged block (python or cpp).")] = "python",
+    timeout: Annotated[float, typer.Option(help="Code: wall and CPU seconds per run.")] = 2.0,
 ) -> None:
-    """Grade an answer (or a JSONL file of answers) with the sympy verifier."""
+    """Grade an answer (or a JSONL file of answers) with the sympy verifier, or a program against its tests (--kind code)."""
     from .verifier import check, grade_file
 
+    if kind == "code":
+        _verify_code(response_file, tests_file, language, timeout)
+        return
+    if kind != "math":
+        fail(f"--kind is {kind!r}; use math or code")
     if file is not None:
         try:
             graded = grade_file(file)
@@ -278,6 +340,33 @@ def verify(
     typer.echo(f"extracted: {verdict.extracted}")
     typer.echo(f"gold:      {verdict.gold}")
     typer.echo(f"verdict:   {'correct' if verdict.score == 1.0 else 'wrong'} ({verdict.reason})")
+
+
+def _verify_code(response_file: Optional[Path], tests_file: Optional[Path], language: str, timeout: float) -> None:
+    """`sdzero verify --kind code`: the reason on the line before last, the reward (1 or 0) last."""
+    from .verifier import VerifierConfig, check
+    from .verifier.code import parse_tests, sandbox_description
+
+    if response_file is None or tests_file is None:
+        fail("--kind code needs --response-file R (the model's answer) and --tests-file T (the tests as JSON)")
+    try:
+        response = response_file.read_text(encoding="utf-8")
+        tests = tests_file.read_text(encoding="utf-8")
+        parse_tests(tests)
+        config = VerifierConfig(kind="code", language=language, timeout_s=timeout)
+        verdict = check(response, tests, config)
+        typer.echo(f"sandbox: {sandbox_description(config)}")
+    except FileNotFoundError as err:
+        fail(f"{err.filename} does not exist; give the path of a file.")
+    except UnicodeDecodeError as err:
+        fail(f"a file is not UTF-8 text ({err.reason}); re-save it as UTF-8.")
+    except ValueError as err:
+        fail(f"{tests_file}: {err}" if "tests" in str(err) else str(err))
+    except RuntimeError as err:
+        fail(str(err))
+    typer.echo(f"tests:   {verdict.gold}")
+    typer.echo(verdict.reason)
+    typer.echo(f"{verdict.score:g}")
 
 
 @app.command()

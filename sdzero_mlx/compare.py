@@ -30,7 +30,9 @@ from .config import Recipe
 from .configio import write_yaml
 from .evaluate import results_table, summary
 from .metrics import format_record, last_budget, read_metrics
-from .pipeline import LABELS, evaluate_cached, evaluate_model_of_run, run_pipeline, stage_budgets, training_budgets
+from .pipeline import (
+    LABELS, evaluate_cached, evaluate_model_of_run, record_splits, run_pipeline, stage_budgets, training_budgets,
+)
 
 
 @dataclass(frozen=True)
@@ -133,13 +135,25 @@ def _training_budget(run_dir: Path, method: str) -> dict:
     return {k: budget.get(k, 0) for k in keys}
 
 
-def run_compare(recipe: Recipe, log: Callable[[str], None] = print, methods: Optional[list[str]] = None) -> dict:
-    """Train and evaluate every method; write compare.md/json/png; returns compare.json's data."""
+def evaluate_method(recipe: Recipe, method: str, run_dir: Path, log: Callable[[str], None], split: str = "test") -> list:
+    """A trained method's model of this run, evaluated on the test or the validation split (cached)."""
+    if method in STAGES:
+        return evaluate_cached(recipe, method, recipe.model.path, str(run_dir / method / "adapters"), run_dir, log, split)
+    return evaluate_model_of_run(recipe, method, run_dir, log, split)
+
+
+def run_compare(
+    recipe: Recipe, log: Callable[[str], None] = print, methods: Optional[list[str]] = None, evaluate: bool = True
+) -> dict:
+    """Train and evaluate every method; write compare.md/json/png; returns compare.json's data.
+    With evaluate=False only train (a search evaluates on the validation split itself)."""
     methods = list(methods or recipe.compare.methods)
     recipe = replace(recipe, compare=replace(recipe.compare, methods=tuple(methods)))  # validates the names
     run_dir = Path(recipe.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(recipe, run_dir / "compare-recipe.yaml")
+    if not any(m in ("srt", "sd-zero") for m in methods):  # else the pipeline records them
+        record_splits(recipe, run_dir, log)
 
     chain = any(m in ("srt", "sd-zero") for m in methods)
     if chain:  # the SD-Zero chain: collect -> SRT -> distill (evaluated below)
@@ -155,12 +169,10 @@ def run_compare(recipe: Recipe, log: Callable[[str], None] = print, methods: Opt
             log(f"{m}: {'its own steps' if STAGES[m].generations_per_step is None else f'budget {budget} generations'}")
             run_baseline(budget_steps(recipe, m, budget), m, run_dir, log)
 
-    evals = {}
-    for m in methods:
-        if m in STAGES:
-            evals[m] = evaluate_cached(recipe, m, recipe.model.path, str(run_dir / m / "adapters"), run_dir, log)
-        else:
-            evals[m] = evaluate_model_of_run(recipe, m, run_dir, log)
+    if not evaluate:
+        return {"budget_generations": budget, "methods": methods}
+
+    evals = {m: evaluate_method(recipe, m, run_dir, log) for m in methods}
     named = {LABELS_ALL[m]: evals[m] for m in methods}
     budgets = {LABELS_ALL[m]: _training_budget(run_dir, m) for m in methods}
     table = results_table(named, budgets)

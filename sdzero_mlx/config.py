@@ -81,21 +81,42 @@ class FieldMap:
     solution: Optional[str] = field(
         default=None, metadata={"help": "Row field holding a worked gold solution (SFT's targets, SDFT's demonstration)."}
     )
+    tests: Optional[str] = field(
+        default=None,
+        metadata={"help": "Code rows (verifier.kind: code): field holding the tests, {inputs, outputs} or HumanEval test code; "
+                  "unset: rows with inputs/outputs or test/entry_point fields are read as code rows."},
+    )
+    entry_point: Optional[str] = field(
+        default=None, metadata={"help": "Code rows: field naming the function HumanEval-style tests call (default entry_point)."}
+    )
 
 
 @dataclass(frozen=True)
 class DataConfig:
     source: str = field(
-        metadata={"help": "Local .jsonl/.json/.parquet file, or hf://owner/name/path/in/repo.parquet."}
+        metadata={"help": "Local .jsonl/.json/.parquet file, hf://owner/name/path/in/repo.parquet, or a generated "
+                  "source (demo://inverse, demo://chain: fresh problems per data.seed)."}
     )
     fields: FieldMap = FieldMap()
     eval_source: Optional[str] = field(
-        default=None, metadata={"help": "Separate evaluation file; else the eval split is cut from source."}
+        default=None, metadata={"help": "Separate test file (a fixed, shared test set); else the test split is cut "
+                                "from source. Source problems also in it are dropped from training and counted."}
     )
     phase1_size: int = 0
     phase2_size: int = 64
-    eval_size: int = 64
-    seed: int = 0
+    eval_size: int = field(default=64, metadata={"help": "Test problems: read once per reported model, never to choose."})
+    validation_size: int = field(
+        default=0,
+        metadata={"help": "Validation problems, disjoint from training and test: everything that chooses reads them "
+                  "(the training probe, `sdzero search`). Needed when run.probe_every > 0."},
+    )
+    validation_source: Optional[str] = field(
+        default=None, metadata={"help": "Separate validation file; else the validation split is cut from source."}
+    )
+    seed: int = field(
+        default=0, metadata={"help": "Shuffles a file's splits, or picks a generated source's problems (sdzero sweep "
+                             "sets it with run.seed, so each seed gets its own problems)."}
+    )
     max_prompt_tokens: int = field(
         default=4096, metadata={"help": "Phase-1 questions whose prompt is longer are skipped and counted (not in the paper)."}
     )
@@ -103,7 +124,7 @@ class DataConfig:
     def __post_init__(self):
         if self.max_prompt_tokens < 1:
             raise ValueError(f"data.max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}.")
-        for name in ("phase1_size", "phase2_size", "eval_size"):
+        for name in ("phase1_size", "phase2_size", "eval_size", "validation_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"data.{name} must be >= 0, got {getattr(self, name)}.")
 
@@ -415,7 +436,7 @@ class RunConfig:
     probe_every: int = field(
         default=0, metadata={"help": "Greedy accuracy on a fixed probe set every N steps of each training stage; 0 = off."}
     )
-    probe_size: int = field(default=32, metadata={"help": "Probe problems: the first N of the evaluation split."})
+    probe_size: int = field(default=32, metadata={"help": "Probe problems: the first N of the validation split (never the test split)."})
     device: Literal["auto", "cpu", "gpu"] = field(
         default="auto", metadata={"help": "auto: MLX's default (the GPU when there is one); gpu: fail without one."}
     )
@@ -462,10 +483,18 @@ class Recipe:
     run: RunConfig = RunConfig()
 
     def __post_init__(self):
+        if self.verifier.kind != "code" and (self.data.fields.tests or self.data.fields.entry_point):
+            raise ValueError("data.fields.tests / entry_point name code tests, but verifier.kind is "
+                             f"{self.verifier.kind!r}; set verifier.kind: code.")
         if self.distill.questions_per_step > self.data.phase2_size:
             raise ValueError(
                 f"distill.questions_per_step ({self.distill.questions_per_step}) exceeds data.phase2_size "
                 f"({self.data.phase2_size}); lower it or enlarge the phase-2 split."
+            )
+        if self.run.probe_every and not (self.data.validation_size or self.data.validation_source):
+            raise ValueError(
+                "run.probe_every > 0 reads the validation split, and this recipe has none: set data.validation_size "
+                "(problems cut from data.source) or data.validation_source, or run.probe_every: 0."
             )
         if self.distill.max_teacher_tokens <= self.sampling.max_tokens:
             raise ValueError(

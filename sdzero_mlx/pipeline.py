@@ -61,11 +61,16 @@ def eval_settings(recipe: Recipe) -> dict:
 
 
 def evaluate_cached(
-    recipe: Recipe, name: str, model_path: str, adapter: Optional[str], run_dir: Path, log: Callable[[str], None]
+    recipe: Recipe, name: str, model_path: str, adapter: Optional[str], run_dir: Path, log: Callable[[str], None],
+    split: str = "test",
 ) -> list:
-    """Evaluate one model on the held-out split with the recipe's protocol; cached in RUN/eval/NAME.json."""
-    out = run_dir / "eval" / f"{name}.json"
-    settings = eval_settings(recipe)
+    """Evaluate one model with the recipe's protocol on the test split (a reported number: RUN/eval/NAME.json)
+    or the validation split (a choice: RUN/eval/NAME.validation.json); cached."""
+    if split not in ("test", "validation"):
+        raise ValueError(f"split is {split!r}; use test or validation.")
+    stem = name if split == "test" else f"{name}.validation"
+    out = run_dir / "eval" / f"{stem}.json"
+    settings = eval_settings(recipe) | {"split": split}
     if out.is_file():
         saved = json.loads(out.read_text())
         if saved["settings"] != settings:
@@ -73,7 +78,8 @@ def evaluate_cached(
         log(f"eval {name}: done, skipped")
         return [_result_from_json(d) for d in saved["results"]]
     model, tokenizer = load_model(replace(recipe.model, path=model_path), adapter_path=adapter)
-    examples = make_splits(recipe.data).eval
+    splits = make_splits(recipe.data, with_test=split == "test")
+    examples = splits.test if split == "test" else splits.validation
     total = generations_per_model(len(examples), recipe.eval)
     finished = [0]
 
@@ -89,16 +95,18 @@ def evaluate_cached(
     out.parent.mkdir(parents=True, exist_ok=True)
     for res in results:
         kind = "revise" if isinstance(res, ReviseResult) else "sample"
-        write_rows_jsonl(res, run_dir / "eval" / f"{name}.{kind}.rows.jsonl")
+        write_rows_jsonl(res, run_dir / "eval" / f"{stem}.{kind}.rows.jsonl")
     write_json_atomic(out, {"settings": settings, "results": [summary(r) for r in results], "seconds": seconds})
     return results
 
 
-def evaluate_model_of_run(recipe: Recipe, name: str, run_dir: Path, log: Callable[[str], None]) -> list:
+def evaluate_model_of_run(
+    recipe: Recipe, name: str, run_dir: Path, log: Callable[[str], None], split: str = "test"
+) -> list:
     """base / srt / sd-zero of this run, evaluated (or read from the cache)."""
     path = recipe.model.path if name == "base" else str(run_dir / "srt" / "model")
     adapters = str(run_dir / "distill" / "adapters") if name == "sd-zero" else None
-    return evaluate_cached(recipe, name, path, adapters, run_dir, log)
+    return evaluate_cached(recipe, name, path, adapters, run_dir, log, split)
 
 
 def stage_budgets(run_dir: Path, evals: dict[str, list]) -> dict[str, dict]:
@@ -170,12 +178,24 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def record_splits(recipe: Recipe, run_dir: Path, log: Callable[[str], None]) -> dict:
+    """Split sizes and what make_splits dropped (repeats, overlaps between splits): logged and written to
+    RUN/splits.json. The test split is only counted here."""
+    report = make_splits(recipe.data, with_test=True).report()
+    write_json_atomic(run_dir / "splits.json", report)
+    dropped = {k: v for k, v in report["dropped"].items() if v}
+    log(f"data: {', '.join(f'{k} {v}' for k, v in report['sizes'].items())}; dropped: "
+        + (", ".join(f"{k} {v}" for k, v in dropped.items()) if dropped else "none (no repeats, no overlap)"))
+    return report
+
+
 def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after: Optional[str] = None) -> dict:
     """Run (or continue) every stage; returns results.json's data. `stop_after`: a stage name (tests)."""
     use_device(recipe.run.device)
     run_dir = check_output_dir(recipe.run.output_dir, "run.output_dir")  # before any work
     if not (run_dir / "recipe.yaml").is_file():
         write_yaml(recipe, run_dir / "recipe.yaml")
+    record_splits(recipe, run_dir, log)
 
     # 1. phase-1 collection
     collect_dir, srt_dir = run_dir / "collect", run_dir / "srt"

@@ -2,7 +2,8 @@
 
 Per step (update.py and stages/loop.py): relative weight change, policy entropy, answer length, share of
 answers cut by max_tokens (no end-of-turn token). Every `run.probe_every` steps: greedy accuracy on
-a fixed probe set, the first `run.probe_size` problems of the evaluation split, the same for every
+a fixed probe set, the first `run.probe_size` problems of the validation split (never the test
+split: the probe guides choices), the same for every
 stage and method, so probe curves can be laid side by side (`sdzero compare`'s accuracy-vs-budget
 picture). Probe generations are not counted in the training budget.
 """
@@ -19,11 +20,16 @@ from .rollout import sample_rollouts
 from .verifier import verify_batch
 
 
+def probe_examples(recipe) -> tuple:
+    """The probe set: the first run.probe_size problems of the validation split."""
+    return make_splits(recipe.data).validation[: recipe.run.probe_size]
+
+
 def make_probe(recipe, tokenizer) -> Optional[Callable[[nn.Module], float]]:
     """probe(model) -> greedy accuracy on the probe set, or None when run.probe_every is 0."""
     if not recipe.run.probe_every:
         return None
-    examples = make_splits(recipe.data).eval[: recipe.run.probe_size]
+    examples = probe_examples(recipe)
     if not examples:
         return None
     sampling = replace(recipe.sampling, temperature=0.0, max_tokens=recipe.eval.max_tokens)

@@ -4,8 +4,10 @@ A stage's loss is a plain function `loss_fn(model, micro_batch) -> (loss, (entro
 with its scalars bound beforehand (functools.partial), so the trainer never needs to know which
 arguments a loss takes. Losses are already divided by the token count of the whole optimizer step,
 so summing micro-batch gradients gives exactly the gradient of the step's token mean: 1 x 4 and
-4 x 1 accumulation produce the same update. The second output is for monitoring only: the sum of
-the policy's per-token entropies (no gradient) and the number of tokens it covers.
+4 x 1 accumulation produce the same update (a departure: the paper writes its losses as sums over
+tokens; no field, the token mean is what makes accumulation exact). The second output is for
+monitoring only: the sum of the policy's per-token entropies (no gradient) and the number of tokens
+it covers.
 
 Data parallelism (distributed.py) keeps that rule: the step's token count is the GLOBAL one (the
 all_sum of every rank's count), so each rank's gradient is its share of the global token mean and

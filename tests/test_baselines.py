@@ -107,7 +107,7 @@ def scripted_recipe(tmp_path_factory):
     raw = {
         "model": {"path": str(model)},
         "data": {"source": str(root / "d.jsonl"), "fields": {"id": "id", "solution": "solution"},
-                 "phase1_size": 8, "phase2_size": 8, "eval_size": 4},
+                 "phase1_size": 8, "phase2_size": 8, "eval_size": 4, "validation_size": 4},
         "lora": {"rank": 4, "scale": 10.0},
         "sampling": {"temperature": 0.0, "max_tokens": 10, "batch_size": 16},
         "distill": {"steps": 1, "questions_per_step": 4, "micro_batch_size": 2, "top_k": 8, "max_teacher_tokens": 96},

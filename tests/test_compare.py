@@ -18,7 +18,7 @@ def test_compare_matches_the_generation_budget_and_writes_one_table(tmp_path_fac
     raw = {
         "model": {"path": str(model)},
         "data": {"source": str(root / "d.jsonl"), "fields": {"id": "id", "solution": "solution"},
-                 "phase1_size": 8, "phase2_size": 8, "eval_size": 4},
+                 "phase1_size": 8, "phase2_size": 8, "eval_size": 4, "validation_size": 4},
         "lora": {"rank": 4, "scale": 10.0},
         "sampling": {"temperature": 0.7, "max_tokens": 10, "batch_size": 16},
         "collect": {"questions_per_batch": 8, "revisions": 1},

@@ -26,12 +26,19 @@ def test_invalid_json_line_is_named(tmp_path):
 
 
 def test_splits_are_disjoint_seeded_and_sized(tiny_data):
-    config = DataConfig(source=str(tiny_data), fields=FieldMap(id="id"), phase1_size=10, phase2_size=12, eval_size=8, seed=1)
-    a, b = make_splits(config), make_splits(config)
+    config = DataConfig(source=str(tiny_data), fields=FieldMap(id="id"), phase1_size=10, phase2_size=12, eval_size=8,
+                        validation_size=5, seed=1)
+    a, b = make_splits(config, with_test=True), make_splits(config, with_test=True)
     assert a == b
-    ids = [set(e.id for e in s) for s in (a.phase1, a.phase2, a.eval)]
-    assert [len(s) for s in ids] == [10, 12, 8]
-    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    ids = [set(e.id for e in s) for s in (a.phase1, a.phase2, a.test, a.validation)]
+    assert [len(s) for s in ids] == [10, 12, 8, 5]
+    assert all(not (ids[i] & ids[j]) for i in range(4) for j in range(i + 1, 4))
+    # the test split depends on the file, the seed and its own size, not on the training sizes
+    smaller = make_splits(DataConfig(source=str(tiny_data), fields=FieldMap(id="id"), phase1_size=3, eval_size=8,
+                                     validation_size=5, seed=1), with_test=True)
+    assert smaller.test == a.test and smaller.validation == a.validation
+    with pytest.raises(RuntimeError, match="test split was not loaded"):
+        make_splits(config).test
     other = make_splits(DataConfig(source=str(tiny_data), fields=FieldMap(id="id"), phase1_size=10, phase2_size=12, eval_size=8, seed=2))
     assert [e.id for e in other.phase2] != [e.id for e in a.phase2]
     with pytest.raises(ValueError, match="Lower data"):

@@ -7,8 +7,8 @@ Two tasks ship, each with a base model made by the seeded `pretrain.py` (`--task
 - chain: compute a running total. A wrong step flows silently to the end and checking a step is the
   same computation as doing it, so the Reviser cannot know where an answer went wrong: the lesson of
   when self-distillation cannot help.
-Steps: write the task's held-out problems (with gold solutions) into RUN/data; run `compare` with the
-task's packaged recipe (collect -> SRT -> distill, and the baselines at SD-Zero's generation budget,
+Steps: run `compare` with the task's packaged recipe (data.source demo://TASK: the problems of
+data.seed, none seen in the base model's pretraining) (collect -> SRT -> distill, and the baselines at SD-Zero's generation budget,
 every model evaluated the same way); draw the training curves; score self-localisation; write demo.md.
 
 The self-localisation picture uses the SRT model in both roles, which is exactly phase 2's first
@@ -55,6 +55,7 @@ QUICK = (
     "data.phase1_size=64",
     "data.phase2_size=48",
     "data.eval_size=32",
+    "data.validation_size=16",
     "collect.questions_per_batch=64",
     "srt.epochs=1",
     "distill.steps=4",
@@ -85,38 +86,21 @@ def base_model_dir(name: str = DEFAULT_TASK) -> Path:
     return path
 
 
-def write_task_files(model_dir: Path, data_dir: Path) -> tuple[Path, Path]:
-    """The problems the base model never saw, with gold solutions: phase-1 + phase-2 pool, and the test split."""
-    build = json.loads((model_dir / "build_info.json").read_text())["config"]
-    splits = task.make_splits(build["task_seed"], dict(build["held_out"]), task.Difficulty(**build["difficulty"]))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    train, test = data_dir / "train.jsonl", data_dir / "test.jsonl"
-    task.write_jsonl(splits["phase1"] + splits["phase2"], train)
-    task.write_jsonl(splits["test"], test)
-    return train, test
-
-
-def demo_recipe(
-    run_dir: Path, name: str, model_dir: Path, train: Path, test: Path, quick: bool, overrides: Sequence[str]
-) -> Recipe:
-    filled = [
-        f"model.path={model_dir}",
-        f"data.source={train}",
-        f"data.eval_source={test}",
-        f"run.output_dir={run_dir}",
-    ]
+def demo_recipe(run_dir: Path, name: str, model_dir: Path, quick: bool, overrides: Sequence[str]) -> Recipe:
+    filled = [f"model.path={model_dir}", f"run.output_dir={run_dir}"]
     return load_recipe(TASKS[name].recipe, filled + list(QUICK if quick else ()) + list(overrides))
 
 
-def self_localisation(recipe: Recipe, run_dir: Path, test: Path, n: int = 48) -> tuple:
-    """Token reports of the SRT model's own answers, Generator vs Reviser; pictures into RUN/explain."""
+def self_localisation(recipe: Recipe, run_dir: Path, n: int = 48) -> tuple:
+    """Token reports of the SRT model's own answers on validation problems (a diagnostic, so never the test
+    split), Generator vs Reviser; pictures into RUN/explain."""
     from ..data import make_splits
     from ..explain import explain_examples, explain_set_to_dir, kl_concentration, localisation_score, write_report
     from ..modeling import load_model
     from ..prompts import separators
 
     model, tokenizer = load_model(ModelConfig(path=str(run_dir / "srt" / "model")))
-    examples = make_splits(recipe.data).eval[:n]
+    examples = make_splits(recipe.data).validation[:n]
     reports = explain_examples(
         model, tokenizer, model, examples, recipe.prompts, recipe.sampling, recipe.verifier,
         separators(tokenizer, recipe.prompts), recipe.run.seed, top_k=recipe.distill.top_k, kind=recipe.distill.kl,
@@ -126,7 +110,7 @@ def self_localisation(recipe: Recipe, run_dir: Path, test: Path, n: int = 48) ->
     wrong = [r for r in reports if r.reward < 0.5]
     if wrong:  # the picture for the README: the wrong answer whose KL is most concentrated
         write_report(max(wrong, key=lambda r: kl_concentration(r.kl)), out, "wrong-answer")
-    gold = {row["problem"]: row["solution"] for row in map(json.loads, test.read_text().splitlines())}
+    gold = {ex.problem: ex.solution for ex in examples}
     return table, localisation_score(reports, gold)
 
 
@@ -184,7 +168,7 @@ def demo_table(name: str, results: dict, run_dir: Path, localisation: str, score
         "",
         f"Wall time of the whole demo: {seconds:.0f} s.",
         "",
-        "Self-localisation (SRT model as Generator vs as Reviser, its own answers on test problems):",
+        "Self-localisation (SRT model as Generator vs as Reviser, its own answers on validation problems):",
         "",
         f"- top-5% KL tokens of {score.answers} wrong answers on the first mistaken line: {100 * score.hit_share:.1f}% "
         f"(chance {100 * score.chance_share:.1f}%, ratio {score.ratio:.1f}x)",
@@ -209,8 +193,7 @@ def run_demo(
     tic = time.perf_counter()
     run_dir = check_output_dir(run_dir, "--out")  # before any work: a bad location costs nothing
     model_dir = base_model_dir(task_name)
-    train, test = write_task_files(model_dir, run_dir / "data")
-    recipe = demo_recipe(run_dir, task_name, model_dir, train, test, quick, overrides)
+    recipe = demo_recipe(run_dir, task_name, model_dir, quick, overrides)
     write_yaml(recipe, run_dir / "recipe.yaml")
     log(f"task: {task_name}; base model: {model_dir}")
     results = run_compare(recipe, log=log)
@@ -218,7 +201,7 @@ def run_demo(
     plot_runs([run_dir / m for m in runs], run_dir / "training.png",
               labels=["SD-Zero distill" if m == "distill" else m for m in runs])
     log("self-localisation pictures ...")
-    localisation, score = self_localisation(recipe, run_dir, test, n=16 if quick else 64)
+    localisation, score = self_localisation(recipe, run_dir, n=16 if quick else 64)
     seconds = time.perf_counter() - tic
     table = demo_table(task_name, results, run_dir, localisation, score, seconds)
     (run_dir / "demo.md").write_text(table)

@@ -4,7 +4,7 @@ OpenBLAS starts one thread per core and its idle threads spin (sched_yield) wait
 MLX runs its own CPU stream thread beside them: on 2 cores a tiny model's many small matmuls spent
 more time in the kernel than in user code (`sdzero demo --quick`: sys 12.8 s of a 18.8 s run).
 With one BLAS thread the spinning stops; `benchmarks/bench_threads.py` measures the demo and a real
-model (SmolLM2-135M distill steps) both ways in one run, and its figures are in the README.
+model (SmolLM2-135M distill steps) both ways in one run, and its figures are in docs/performance.md.
 
 Choice, in order:
     OPENBLAS_NUM_THREADS set   the user's value stands (read by OpenBLAS itself)

@@ -16,7 +16,8 @@ teacher, see teacher.py). With one update per batch the ratio is 1 and clipping 
 
 Departures (recipe fields): DAPO resamples to refill a batch after dynamic sampling, here the step
 trains on fewer groups; DAPO's overlong reward shaping is not applied; group size 4 (DAPO 16);
-LoRA by default; top_p is not reflected in pi_old (keep sampling.top_p = 1 for exact ratios).
+LoRA by default; top_p is not reflected in pi_old (keep sampling.top_p = 1 for exact ratios); the group's
+std is the population std (over G; TRL and verl divide by G - 1, so their advantages are smaller).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ verified own answer: this step's y when it verifies. A question with neither is 
 teacher reading nothing more than the student (its KL is zero): counted as `no_demonstration`.
 
 Departures: the SDFT paper's teacher is the current model; here it is frozen at the start, like
-SD-Zero's teacher, so the two differ only in context; LoRA by default.
+SD-Zero's teacher, so the two differ only in context; the KL is distill's (reverse on the teacher's
+top-64 by default; SDFT's paper: over the full vocabulary); LoRA by default.
 """
 
 from __future__ import annotations
