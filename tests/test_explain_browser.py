@@ -9,6 +9,7 @@ pointed at that binary: `playwright install` would download a browser, which thi
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -16,7 +17,8 @@ from matplotlib import image as mpimg
 from typer.testing import CliRunner
 
 from sdzero_mlx.cli import app
-from sdzero_mlx.demo.app import TASKS, base_model_dir, write_task_files
+from sdzero_mlx.demo.app import TASKS, base_model_dir
+from sdzero_mlx.demo.source import examples as demo_examples
 
 # in tests/ci_guard.py's REQUIRED_IN_CI: CI installs chromium, so there this skip is a failure
 NO_CHROMIUM = "chromium is not installed (make setup installs it through apt when run as root)"
@@ -32,9 +34,11 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 def explain_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("browser")
     model = str(base_model_dir("inverse"))
-    _, test = write_task_files(base_model_dir("inverse"), tmp / "data")
+    problems = tmp / "problems.jsonl"  # six inverse problems the base model never saw
+    problems.write_text("".join(json.dumps({"problem": e.problem, "answer": e.answer}) + "\n"
+                                for e in demo_examples("inverse", seed=1, n=6)))
     out = tmp / "explain"
-    result = CliRunner().invoke(app, ["explain", model, "--teacher", model, "--data", str(test), "--limit", "6",
+    result = CliRunner().invoke(app, ["explain", model, "--teacher", model, "--data", str(problems), "--limit", "6",
                                       "--recipe", str(TASKS["inverse"].recipe), "--max-tokens", "144", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
