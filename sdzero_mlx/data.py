@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .config import DataConfig, FieldMap
+from .seeds import derive_seed
 from .types import Example
 
 HF_PREFIX = "hf://"
@@ -287,7 +288,7 @@ def make_splits(config: DataConfig, *, with_test: bool = False) -> Splits:
 def epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
     """Seeded permutation for one pass; a run resumes by recomputing it, not by storing it."""
     order = list(range(n))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    random.Random(derive_seed(seed, "epoch_order", epoch)).shuffle(order)
     return tuple(order)
 
 

@@ -158,9 +158,9 @@ def test_distill_runs_on_code_rows_with_the_code_reward(tmp_path, tmp_path_facto
     \\boxed{7} (a 2-layer model cannot learn to count the backticks of a fence), so every reward is
     0 for the reason "no fenced code block", while a program for the same rows scores by its tests."""
     from scripted import FIRST, scripted_model_dir
-    from sdzero_mlx.distill import run_distill
+    from sdzero_mlx.stages.distill import run_distill
 
-    rows = [{"id": f"c{i}", "problem": f"Print the number {7 + i % 2}.", "inputs": [""], "outputs": [str(7 + i % 2)]}
+    rows = [{"id": f"c{i}", "problem": f"Question {i}: print the number {7 + i % 2}.", "inputs": [""], "outputs": [str(7 + i % 2)]}
             for i in range(24)]
     data = tmp_path / "code.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -23,7 +23,7 @@ def test_compare_matches_the_generation_budget_and_writes_one_table(tmp_path_fac
         "sampling": {"temperature": 0.7, "max_tokens": 10, "batch_size": 16},
         "collect": {"questions_per_batch": 8, "revisions": 1},
         "srt": {"epochs": 1, "batch_size": 4, "micro_batch_size": 4},
-        "distill": {"steps": 2, "questions_per_step": 4, "micro_batch_size": 4, "top_k": 8, "max_teacher_tokens": 96},
+        "distill": {"steps": 2, "questions_per_step": 4, "micro_batch_size": 4, "top_k": 8, "max_teacher_tokens": 128},
         "rft": {"questions_per_step": 2, "samples_per_question": 2},
         "grpo": {"questions_per_step": 2, "group_size": 2},
         "sft": {"batch_size": 8},

@@ -58,7 +58,8 @@ def test_weight_change_and_entropy_monitors_by_hand(tiny_model_dir):
     import mlx.optimizers as optim
 
     from sdzero_mlx.loss import log_softmax
-    from sdzero_mlx.scoring import logits_at, nll_batches, weighted_nll
+    from sdzero_mlx.loss import nll_batches, weighted_nll
+    from sdzero_mlx.scoring import logits_at
     from sdzero_mlx.update import optimizer_step
 
     model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
