@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional, Union
 
 import typer
 
@@ -24,7 +24,8 @@ shell = typer.Typer(**APP_SETTINGS)  # the commands written here; build_app adds
 
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", help="Override a recipe field, e.g. --set optim.learning_rate=3e-4 (repeatable)."),
+    typer.Option("--set", help="Override a recipe field, e.g. --set optim.learning_rate=3e-4 (repeatable; optim.* "
+                 "reaches every stage's optim, unless the same command sets that stage's own)."),
 ]
 
 
@@ -39,6 +40,10 @@ FIELD_FLAGS = {"problem": "--field-problem", "answer": "--field-answer", "id": "
 
 def os_error(err: OSError) -> str:
     """One line for a file-system error: which path, what went wrong, what to do."""
+    from .atomic import WriteError
+
+    if isinstance(err, WriteError):
+        return str(err)
     where = f" {err.filename}" if err.filename else ""
     return f"cannot write or read{where}: {err.strerror or err}. Choose a writable folder (run.output_dir / --out)."
 
@@ -64,9 +69,9 @@ def _load(recipe: Path, set_: Optional[list[str]]):
 
 
 @contextmanager
-def long_work(on_interrupt: str):
-    """What every long command does with an error (one line, exit 2) and with Ctrl-C (`on_interrupt`: how
-    to continue, or what was kept; exit 130)."""
+def long_work(on_interrupt: Union[str, Callable[[], str]]):
+    """What every long command does with an error (one line, exit 2) and with Ctrl-C (`on_interrupt`:
+    how to continue, or what was kept, or a function that says so at that moment; exit 130)."""
     try:
         yield
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
@@ -74,12 +79,49 @@ def long_work(on_interrupt: str):
     except OSError as err:
         fail(os_error(err))
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; {on_interrupt}", err=True)
+        typer.echo(f"\ninterrupted; {on_interrupt() if callable(on_interrupt) else on_interrupt}", err=True)
         raise typer.Exit(code=130)
 
 
-def same_command(command: str, recipe: Path) -> str:
-    return f"continue with the same command: sdzero {command} {recipe} (finished work is kept)"
+def command_words(command: str, recipe: Path, set_: Optional[list[str]], *tail: str) -> list[str]:
+    """The command line as the user would type it: every --set kept (steps set there included)."""
+    words = ["sdzero", command, str(recipe)]
+    for item in set_ or []:
+        words += ["--set", item]
+    return words + list(tail)
+
+
+def note_command(command: str, recipe: Path, set_: Optional[list[str]], *tail: str) -> None:
+    """Tell rundir.py the command running (for run.json and the lock's holder line)."""
+    from .rundir import set_invocation
+
+    set_invocation(command_words(command, recipe, set_, *tail), list(set_ or []))
+
+
+def same_command(command: str, recipe: Path, set_: Optional[list[str]] = None) -> str:
+    import shlex
+
+    again = shlex.join(command_words(command, recipe, set_))
+    return f"continue with the same command: {again} (finished work is kept)"
+
+
+def resume_hint(spec, recipe: Path, set_: Optional[list[str]], resume: Optional[Path], run_dir: Path) -> str:
+    """What to type after an interrupt, shell-quoted, every --set kept: a stage of the chain's layout
+    (srt) continues by itself; another takes --resume once a checkpoint exists, and before the first
+    checkpoint is started again without it."""
+    import shlex
+
+    from .checkpoint import checkpoint_dir
+
+    if spec.folder:
+        return "continue with: " + shlex.join(command_words(spec.name, recipe, set_, *(
+            ["--resume", str(resume)] if resume is not None else [])))
+    if checkpoint_dir(run_dir) is not None:
+        return f"continue with: {shlex.join(command_words(spec.name, recipe, set_, '--resume', str(run_dir)))}"
+    # the output folder must be named: it came from --resume, --set or the recipe
+    given = [s for s in set_ or [] if s.split("=", 1)[0].strip() != "run.output_dir"]
+    again = command_words(spec.name, recipe, given + [f"run.output_dir={run_dir}"])
+    return f"no checkpoint was saved yet (the first comes at step run.save_every); start again with: {shlex.join(again)}"
 
 
 ResumeOption = Annotated[Optional[Path], typer.Option(help="Run directory to continue.")]
@@ -95,9 +137,9 @@ def _train(spec, recipe: Path, resume: Optional[Path], set_: Optional[list[str]]
     run_dir = Path(loaded.run.output_dir) / spec.folder
     # a stage with a folder of the chain's layout continues what is there, as `sdzero run` does
     resuming = resume is not None or bool(spec.folder and (run_dir / "checkpoint").exists())
+    note_command(spec.name, recipe, set_, *(["--resume", str(resume)] if resume is not None else []))
     typer.echo(f"run directory: {run_dir}")
-    again = f"sdzero {spec.name} {recipe}" + ("" if spec.folder else f" --resume {run_dir}")
-    with long_work(f"continue with: {again}"):
+    with long_work(lambda: resume_hint(spec, recipe, set_, resume, run_dir)):  # a checkpoint may exist by then
         state = spec.run(loaded, run_dir, resume=resuming, on_step=print_step)
     typer.echo(
         f"done: {state.step} steps, {state.generations} generations, {state.sampled_tokens} sampled tokens, "
@@ -126,8 +168,9 @@ def compare_command(methods_help: str):
 
         loaded = _load(recipe, set_)
         chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        note_command("compare", recipe, set_, *(["--methods", methods] if methods else []))
         typer.echo(f"run directory: {loaded.run.output_dir}")
-        with long_work(same_command("compare", recipe)):
+        with long_work(same_command("compare", recipe, set_)):
             run_compare(loaded, log=typer.echo, methods=chosen)
         out = Path(loaded.run.output_dir)
         typer.echo(f"table: {out / 'compare.md'}; picture: {out / 'compare.png'}")
@@ -163,6 +206,8 @@ def sweep(
     set_: SetOption = None,
 ) -> None:
     """`compare` over several seeds: per-seed values, means, 95% intervals and paired differences (sweep.md/json/png)."""
+    from .outputs import check_output_dir
+    from .rundir import run_dir_lock
     from .sweep import run_sweep
 
     loaded = _load(recipe, set_)
@@ -172,8 +217,10 @@ def sweep(
         fail(f"--seeds {seeds!r}: give integers separated by commas, e.g. 0,1,2.")
     chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
     target = out or Path(loaded.run.output_dir)
+    note_command("sweep", recipe, set_)
     with long_work(f"run the same command again to continue in {target}"):
-        run_sweep(loaded, chosen_seeds, target, log=typer.echo, methods=chosen)
+        with run_dir_lock(check_output_dir(target, "--out")):  # one sweep at a time in OUT
+            run_sweep(loaded, chosen_seeds, target, log=typer.echo, methods=chosen)
     typer.echo(f"table: {target / 'sweep.md'}; picture: {target / 'sweep.png'}")
 
 
@@ -186,11 +233,15 @@ def search(
     set_: SetOption = None,
 ) -> None:
     """A grid over recipe fields for one method, each point scored on the validation split (never the test split)."""
+    from .outputs import check_output_dir
+    from .rundir import run_dir_lock
     from .search import parse_grid, run_search
 
     _load(recipe, set_)  # a bad recipe or override: the one-line error, before any work
+    note_command("search", recipe, set_)
     with long_work(f"run the same command again to continue in {out}"):
-        data = run_search(recipe, list(set_ or []), method, parse_grid(grid), out, log=typer.echo)
+        with run_dir_lock(check_output_dir(out, "--out")):  # one search at a time in OUT
+            data = run_search(recipe, list(set_ or []), method, parse_grid(grid), out, log=typer.echo)
     typer.echo(f"table: {out / 'search.md'}; best: {' '.join(data['best']['overrides'])}")
 
 
@@ -204,6 +255,7 @@ def collect(
     from .evaluate import pct
 
     loaded = _load(recipe, set_)
+    note_command("collect", recipe, set_)
     out = Path(loaded.run.output_dir) / "collect"
     typer.echo(f"collecting into {out}")
 
@@ -211,7 +263,7 @@ def collect(
         typer.echo(f"batch {b}/{n}  questions {s.questions_seen}  initial acc {pct(s.initial_accuracy, '%')}  "
                    f"revisions {s.revisions_tried}  kept {s.kept}  {s.elapsed_s:.0f}s")
 
-    with long_work(same_command("collect", recipe)):
+    with long_work(same_command("collect", recipe, set_)):
         s = run_collect(loaded, out, on_batch=on_batch, on_finish=generation_counter(typer.echo))
     typer.echo(
         f"{'done' if s.done else 'stopped'}: {s.questions_seen} questions, initial accuracy "
@@ -231,8 +283,9 @@ def run_(
     from .pipeline import run_pipeline
 
     loaded = _load(recipe, set_)
+    note_command("run", recipe, set_)
     typer.echo(f"run directory: {loaded.run.output_dir}")
-    with long_work(same_command("run", recipe)):
+    with long_work(same_command("run", recipe, set_)):
         run_pipeline(loaded, log=typer.echo)
     typer.echo(f"table: {Path(loaded.run.output_dir) / 'results.md'}")
 
@@ -296,10 +349,14 @@ def verify(
     if kind != "math":
         fail(f"--kind is {kind!r}; use math or code")
     if file is not None:
+        from .configio import check_input_file
+
         try:
-            graded = grade_file(file)
+            graded = grade_file(check_input_file(file, "--file"))
         except (ValueError, FileNotFoundError) as err:
             fail(str(err))
+        except OSError as err:
+            fail(os_error(err))
         for i, v in enumerate(graded.verdicts, 1):
             typer.echo(f"{i}: {'correct' if v.score == 1.0 else 'wrong'}  extracted {v.extracted!r}  gold {v.gold!r}  ({v.reason})")
         typer.echo(f"{graded.correct}/{graded.n} correct, accuracy {graded.accuracy:.4f}")
@@ -408,37 +465,38 @@ def eval_(
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 512,
     greedy: Annotated[bool, typer.Option(help="Also report greedy accuracy.")] = True,
     revise: Annotated[bool, typer.Option(help="Also run generate-then-revise (first/revised accuracy, correction rate).")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N problems only.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N problems only (default: all).")] = None,
     recipe: Annotated[Optional[Path], typer.Option(help="Take prompts (template, control phrases) and verifier settings from this recipe.")] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences sampled together.")] = 16,
     seed: int = 0,
     out: Annotated[Optional[Path], typer.Option(help="Write per-problem JSONL and summary.md/json here.")] = None,
 ) -> None:
     """avg@k, pass@k and greedy accuracy (and generate-then-revise) of one or several models."""
-    from .config import EvalConfig, FieldMap, PromptConfig, load_recipe
+    from .config import DataConfig, EvalConfig, FieldMap, PromptConfig, load_recipe
     from .data import load_examples
     from .evaluate import evaluate_models, generations_per_model, parse_model_specs, results_table
     from .verifier import VerifierConfig
 
-    try:
+    with long_work("files already in --out are complete (each is written whole), the rest is not there."):
         specs = parse_model_specs(models, adapter or [])
         config = EvalConfig(k=k, temperature=temperature, max_tokens=max_tokens, greedy=greedy, revise=revise)
         prompts, verifier = PromptConfig(), VerifierConfig()
+        max_prompt_tokens = DataConfig.max_prompt_tokens
         if recipe is not None:
             loaded = load_recipe(recipe)
-            prompts, verifier = loaded.prompts, loaded.verifier
+            prompts, verifier, max_prompt_tokens = loaded.prompts, loaded.verifier, loaded.data.max_prompt_tokens
         examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer, id=field_id), FIELD_FLAGS)
         examples = examples[:limit] if limit is not None else examples
         typer.echo(f"{len(examples)} problems, {len(specs)} model(s), k={k}, T={temperature}")
         named, budgets = evaluate_models(
             specs, examples, prompts, config, verifier, seed, out, batch_size,
-            count_printer(generations_per_model(len(examples), config)),
+            count_printer(generations_per_model(len(examples), config)), max_prompt_tokens,
         )
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        fail(str(err))
-    except OSError as err:
-        fail(os_error(err))
     typer.echo(results_table(named, budgets))
+    for name, results in named.items():
+        if results[0].skipped_long_prompts:
+            typer.echo(f"{name}: skipped {results[0].skipped_long_prompts} problems whose prompt does not fit "
+                       "(--recipe's data.max_prompt_tokens, default 4096, or the model's context)")
     if out is not None:
         typer.echo(f"per-problem results and summary.md/json in {out}")
 
@@ -534,8 +592,17 @@ def distributed_commands() -> tuple[str, ...]:
     return tuple(s.name for s in training_stages()) + ("info",)
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
     from .platform.blas import reexec_with_fast_blas
+
+    # SIGTERM (kill, a job scheduler) ends a command like Ctrl-C: the same hint, the same finished work kept
+    signal.signal(signal.SIGTERM, _terminate)
 
     if sys.argv[1:2] == ["verify"]:  # verify needs no BLAS nor the stages: no re-exec (half its cold start)
         shell()

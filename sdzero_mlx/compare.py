@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .stages import baselines, labels
-from .checkpoint import write_json_atomic
+from .atomic import write_json, write_text
+from .rundir import RECORD, begin, run_dir_lock
 from .stages.collect import read_summary
 from .config import Recipe
 from .configio import write_yaml
 from .evaluate import results_table, summary
 from .metrics import format_record, last_budget, read_metrics
 from .pipeline import (
-    evaluate_cached, evaluate_model_of_run, record_splits, run_pipeline, stage_budgets, training_budgets,
+    evaluate_cached, evaluate_model_of_run, finished, record_splits, run_pipeline, stage_budgets, training_budgets,
 )
 
 
@@ -61,13 +62,13 @@ def budget_steps(recipe: Recipe, method: str, budget: int) -> Recipe:
 
 def run_baseline(recipe: Recipe, method: str, run_dir: Path, log: Callable[[str], None]) -> None:
     out = run_dir / method
-    if (out / "done").is_file():
+    if finished(out):
         log(f"{method}: done; reusing it")
         return
     resume = (out / "checkpoint").exists() or (out / "checkpoint.old").exists()
     baseline_specs()[method].run(replace(recipe, run=replace(recipe.run, output_dir=str(out))), out, resume=resume,
                        on_step=lambda r: log(format_record(r)))
-    (out / "done").write_text("")
+    write_text(out / "done", "")
 
 
 def probe_curves(run_dir: Path, methods: list[str]) -> dict[str, list[tuple[int, float]]]:
@@ -142,6 +143,12 @@ def run_compare(
     methods = list(recipe.compare.methods)  # old spellings (sd-zero) read as today's (distill)
     run_dir = Path(recipe.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with run_dir_lock(run_dir):  # one compare (or run) at a time in RUN; run_pipeline takes it again for free
+        begin(run_dir, "pipeline", (run_dir / RECORD).is_file())
+        return _run_compare(recipe, run_dir, methods, log, evaluate)
+
+
+def _run_compare(recipe: Recipe, run_dir: Path, methods: list[str], log: Callable[[str], None], evaluate: bool) -> dict:
     write_yaml(recipe, run_dir / "compare-recipe.yaml")
     if not any(m in CHAIN for m in methods):  # else the pipeline records them
         record_splits(recipe, run_dir, log)
@@ -173,10 +180,10 @@ def run_compare(
         f"Matched budget: {budget} generations per sampling method (SD-Zero: collect + distill).", "",
         table,
     ])
-    (run_dir / "compare.md").write_text(text)
+    write_text(run_dir / "compare.md", text)
     data = {"budget_generations": budget, "methods": methods,
             "models": {names[m]: [summary(r) for r in evals[m]] for m in methods}, "budgets": budgets}
-    write_json_atomic(run_dir / "compare.json", data)
+    write_json(run_dir / "compare.json", data)
     finals = {}
     for m in methods:
         sample = next((summary(r) for r in evals[m] if "avg_at_k" in summary(r)), None)

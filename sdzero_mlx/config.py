@@ -20,6 +20,7 @@ Every departure from the paper is a field here, with the paper's value in its he
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -123,7 +124,9 @@ class DataConfig:
                              "sets it with run.seed, so each seed gets its own problems)."}
     )
     max_prompt_tokens: int = field(
-        default=4096, metadata={"help": "Phase-1 questions whose prompt is longer are skipped and counted (not in the paper)."}
+        default=4096,
+        metadata={"help": "Questions whose prompt is longer are skipped and counted, in every stage, probe and evaluation; "
+                  "the model's own context length (less the answer's max_tokens) bounds it too (not in the paper)."},
     )
 
     def __post_init__(self):
@@ -197,10 +200,13 @@ class OptimConfig:
     )
 
     def __post_init__(self):
-        if self.learning_rate <= 0:
-            raise ValueError(f"optim.learning_rate must be > 0, got {self.learning_rate}.")
-        if self.warmup_steps < 0 or self.grad_clip < 0 or self.kl_to_initial < 0:
-            raise ValueError("optim.warmup_steps, optim.grad_clip and optim.kl_to_initial must be >= 0.")
+        # `not x >= 0` rather than `x < 0`: NaN fails every comparison (from_dict refuses it; Python callers may not)
+        if not self.learning_rate > 0 or math.isinf(self.learning_rate):
+            raise ValueError(f"optim.learning_rate must be a finite number > 0, got {self.learning_rate}.")
+        for name in ("warmup_steps", "grad_clip", "kl_to_initial", "weight_decay"):
+            value = getattr(self, name)
+            if not value >= 0 or math.isinf(value):
+                raise ValueError(f"optim.{name} must be a finite number >= 0, got {value}.")
 
 
 @dataclass(frozen=True)
@@ -593,13 +599,31 @@ def with_stage_optim(data: dict) -> dict:
     return out
 
 
+def shared_optim_overrides(overrides: list[str] | tuple[str, ...]) -> list[str]:
+    """`optim.X=v` given on the command line also sets `S.optim.X` of every training stage S that the same
+    command does not set itself: a resolved recipe (every run's recipe.yaml) spells out each stage's optim,
+    so the shared default alone would change nothing.
+
+    Example: ["optim.learning_rate=3e-4", "rft.optim.learning_rate=1e-5"] adds srt/distill/grpo/sft/sdft's
+    learning_rate=3e-4 and leaves rft's at 1e-5.
+    """
+    keys = [o.split("=", 1)[0].strip() for o in overrides]
+    out = list(overrides)
+    for item, key in zip(overrides, keys):
+        if key.startswith("optim.") and "=" in item:
+            value = item.split("=", 1)[1]
+            out += [f"{stage}.{key}={value}" for stage in training_sections() if f"{stage}.{key}" not in keys]
+    return out
+
+
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
     """Read a recipe YAML, apply `section.key=value` overrides, validate, return it.
 
     Relative file paths inside the recipe (model.path, data.source) stay relative to the
-    current directory, as a user typing them would expect.
+    current directory, as a user typing them would expect. `--set optim.X=v` reaches every stage
+    (shared_optim_overrides).
     """
-    data = with_stage_optim(apply_overrides(read_yaml(path), list(overrides)))
+    data = with_stage_optim(apply_overrides(read_yaml(path), shared_optim_overrides(list(overrides))))
     try:
         return from_dict(recipe_type(), data, where="recipe")
     except (ValueError, TypeError) as err:

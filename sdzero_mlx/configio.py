@@ -2,12 +2,16 @@
 
 Kept apart from the recipe's fields so that every stage (distill, srt, eval) can reuse it.
 Unknown keys are rejected with the list of valid ones; values are coerced to the field's type
-(PyYAML reads `1e-5` as a string, so floats must be coerced, not trusted).
+(PyYAML reads `1e-5` as a string, so floats must be coerced, not trusted), and a float must be finite
+(`.nan` or `.inf` would train to NaN adapters without a word). YAML aliases (`*name`) are refused: a
+1 KB "billion laughs" file of nested aliases expands to gigabytes once copied, and a recipe has no
+need of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -60,23 +64,21 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
         raise ValueError(f"{where}: expected true or false, got {value!r}.")
-    if tp is int:
+    if tp is int or tp is float:
+        expected = f"{where}: expected {'an integer' if tp is int else 'a number'}, got {value!r}."
         if isinstance(value, bool):
-            raise ValueError(f"{where}: expected an integer, got {value!r}.")
+            raise ValueError(expected)
         try:
-            as_float = float(value)
+            number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected an integer, got {value!r}.") from None
-        if not as_float.is_integer():
-            raise ValueError(f"{where}: expected an integer, got {value!r}.")
-        return int(as_float)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{where}: expected a number, got {value!r}.")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected a number, got {value!r}.") from None
+            raise ValueError(expected) from None
+        if tp is int:
+            if not number.is_integer():
+                raise ValueError(expected)
+            return int(number)
+        if not math.isfinite(number):
+            raise ValueError(f"{where}: {value!r} is not a finite number; give a real value.")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ValueError(f"{where}: expected a string, got {value!r}.")
@@ -142,7 +144,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 raise ValueError(f"Override {item!r}: {key!r} is not a section.")
             node = child
         try:
-            node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+            node[keys[-1]] = load_yaml_text(raw) if raw.strip() else ""
         except yaml.YAMLError as err:
             problem = getattr(err, "problem", None) or type(err).__name__
             raise ValueError(
@@ -160,11 +162,36 @@ def _deepcopy(d):
     return d
 
 
+class NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (see the module docstring)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"the alias *{event.anchor} is not allowed in a recipe (write the value out)", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def load_yaml_text(text: str):
+    """yaml.safe_load without aliases."""
+    return yaml.load(text, Loader=NoAliasLoader)
+
+
+def check_input_file(path: str | Path, what: str, fix: str = "") -> Path:
+    """An input that must be a file: a missing one and a folder each get their own message (then `fix`)."""
+    path = Path(path).expanduser()
+    tail = f" {fix}" if fix else ""
+    if path.is_dir():
+        raise FileNotFoundError(f"{what} {path} is a folder, not a file; give the file inside it.{tail}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist.{tail}")
+    return path
+
+
 def read_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, naming the file in every error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Recipe {path} does not exist.")
+    path = check_input_file(path, "Recipe")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -175,13 +202,19 @@ def read_yaml(path: str | Path) -> dict:
             "pass a YAML recipe such as recipes/qwen2.5-0.5b-gsm8k.yaml."
         ) from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = load_yaml_text(text) or {}
     except yaml.YAMLError as err:
-        raise ValueError(f"Recipe {path} is not valid YAML: {err}") from None
+        mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+        if mark is None or problem is None:
+            raise ValueError(f"Recipe {path} is not valid YAML: {err}") from None
+        raise ValueError(f"Recipe {path} is not valid YAML (line {mark.line + 1}, column {mark.column + 1}): "
+                         f"{problem}.") from None
     if not isinstance(data, dict):
         raise ValueError(f"Recipe {path} must be a mapping of sections, got {type(data).__name__}.")
     return data
 
 
 def write_yaml(obj, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+    from .atomic import write_text
+
+    write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .config import DataConfig, FieldMap
+from .configio import check_input_file
 from .seeds import derive_seed
 from .types import Example
 
@@ -92,10 +93,7 @@ def generated_scheme(source: str) -> Optional[str]:
 def resolve_source(source: str) -> Path:
     """Local path as is; hf://owner/name/file downloads that file (cached) and returns its path."""
     if not source.startswith(HF_PREFIX):
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"Data file {path} does not exist. Set data.source to a .jsonl/.json/.parquet file.")
-        return path
+        return check_input_file(source, "Data file", "Set data.source to a .jsonl/.json/.parquet file.")
     parts = source[len(HF_PREFIX):].split("/", 2)
     if len(parts) < 3:
         raise ValueError(

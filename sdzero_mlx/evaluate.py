@@ -11,17 +11,23 @@ Generate-then-revise (the paper's Table 9): one first attempt y1 at the temperat
   rate = P(r2 = 0 | r1 = 1).
 Grading uses the training verifier, so the metric is the reward. Token counts are sampled tokens
 without the end-of-turn token, as in the distillation budget.
+Problems whose prompt does not fit (data.max_prompt_tokens, or the model's context less the answers:
+lengths.py) are skipped and counted (`skipped_long_prompts`); n_problems counts the evaluated ones.
+`--out` is written under its folder's lock (rundir.py), every file atomically (atomic.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-from .config import EvalConfig, PromptConfig, SamplingConfig
+from .atomic import write_json, write_lines, write_text
+from .config import DataConfig, EvalConfig, PromptConfig, SamplingConfig
+from .lengths import fitting, prompt_limit
 from .outputs import check_output_dir
 from .prompts import prompt_ids, separators
 from .rollout import generate_completions
@@ -71,6 +77,7 @@ class EvalResult:
     generations: int  # sampled sequences, greedy included (budget accounting)
     sampled_tokens: int
     rows: tuple[ProblemRow, ...]
+    skipped_long_prompts: int = 0  # problems left out: their prompt does not fit
 
 
 def sampling_config(config: EvalConfig, batch_size: int, temperature: Optional[float] = None) -> SamplingConfig:
@@ -218,6 +225,7 @@ class ReviseResult:
     generations: int
     sampled_tokens: int
     rows: tuple[ReviseRow, ...]
+    skipped_long_prompts: int = 0
 
 
 def generate_then_revise(
@@ -275,9 +283,7 @@ def write_rows_jsonl(result: AnyResult, path: str | Path) -> Path:
     """Per-problem results, one JSON object per line."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in result.rows:
-            f.write(json.dumps(asdict(row), ensure_ascii=False) + "\n")
+    write_lines(path, (json.dumps(asdict(row), ensure_ascii=False) for row in result.rows))
     return path
 
 
@@ -366,8 +372,8 @@ def write_summary(named_results: dict, out_dir: str | Path, budgets: Optional[di
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     md, js = out / "summary.md", out / "summary.json"
-    md.write_text(results_table(named_results, budgets))
-    js.write_text(json.dumps(results_records(named_results, budgets), indent=2) + "\n")
+    write_text(md, results_table(named_results, budgets))
+    write_json(js, results_records(named_results, budgets))
     return md, js
 
 
@@ -421,13 +427,25 @@ def adapter_budget(adapter: Optional[str]) -> Optional[dict]:
 def evaluate_model(
     model, tokenizer, examples: Sequence[Example], prompts: PromptConfig, config: EvalConfig, verifier: VerifierConfig,
     seed: int, on_progress: Optional[Callable[[int], None]] = None, batch_size: int = 16,
+    max_prompt_tokens: int = DataConfig.max_prompt_tokens,
 ) -> list[AnyResult]:
-    """The protocol for one model: avg@k / pass@k / greedy, then generate-then-revise when config.revise."""
-    args = (model, tokenizer, examples, prompts, config, verifier, seed, on_progress, batch_size)
+    """The protocol for one model: avg@k / pass@k / greedy, then generate-then-revise when config.revise.
+
+    Problems whose prompt does not fit are left out and counted in each result's skipped_long_prompts."""
+    # what follows the prompt: an answer, and with revise a cue and a revision (a cue is a short phrase)
+    after = config.max_tokens
+    if config.revise:
+        seps = separators(tokenizer, prompts)
+        after += config.max_tokens + max(len(seps.right), len(seps.wrong))
+    fit, skipped = fitting(tokenizer, examples, prompts, prompt_limit(model, max_prompt_tokens, after))
+    if examples and not fit:
+        raise ValueError(f"All {len(examples)} problems have prompts too long for max_prompt_tokens={max_prompt_tokens} "
+                         "or the model's context (less the answer's max_tokens); nothing to evaluate.")
+    args = (model, tokenizer, fit, prompts, config, verifier, seed, on_progress, batch_size)
     results: list[AnyResult] = [evaluate_examples(*args)]
     if config.revise:
         results.append(generate_then_revise(*args))
-    return results
+    return [replace(r, skipped_long_prompts=skipped) for r in results]
 
 
 def evaluate_models(
@@ -440,6 +458,7 @@ def evaluate_models(
     out_dir: Optional[str | Path] = None,
     batch_size: int = 16,
     on_progress: Optional[Callable[[str, int], None]] = None,
+    max_prompt_tokens: int = DataConfig.max_prompt_tokens,
 ) -> tuple[dict[str, list[AnyResult]], dict[str, dict]]:
     """Evaluate each model (and generate-then-revise when config.revise) on the same examples.
 
@@ -450,6 +469,7 @@ def evaluate_models(
 
     from .config import ModelConfig
     from .modeling import check_model_path, load_model
+    from .rundir import run_dir_lock
 
     _check_examples(examples)
     for spec in specs:  # every model before the first generation
@@ -458,12 +478,25 @@ def evaluate_models(
         for spec in specs:
             check_output_dir(Path(out_dir) / spec.name.replace("/", "_").replace(":", "__"), "--out")
         check_output_dir(out_dir, "--out")
+    with run_dir_lock(out_dir) if out_dir is not None else contextlib.nullcontext():  # one writer of --out
+        return _evaluate_models(specs, examples, prompts, config, verifier, seed, out_dir, batch_size, on_progress,
+                                max_prompt_tokens)
+
+
+def _evaluate_models(specs, examples, prompts, config, verifier, seed, out_dir, batch_size, on_progress,
+                     max_prompt_tokens):
+    import mlx.core as mx
+
+    from .config import ModelConfig
+    from .modeling import load_model
+
     named: dict[str, list[AnyResult]] = {}
     budgets: dict[str, dict] = {}
     for spec in specs:
         progress = (lambda n, s=spec.name: on_progress(s, n)) if on_progress else None
         model, tokenizer = load_model(ModelConfig(spec.path), adapter_path=spec.adapter)
-        results = evaluate_model(model, tokenizer, examples, prompts, config, verifier, seed, progress, batch_size)
+        results = evaluate_model(model, tokenizer, examples, prompts, config, verifier, seed, progress, batch_size,
+                                 max_prompt_tokens)
         named[spec.name] = results
         budget = adapter_budget(spec.adapter)
         if budget:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
+
+from .atomic import write_lines, write_text
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -88,6 +91,8 @@ def format_record(r: StepRecord) -> str:
     if r.truncated:
         # an answer cut at max_tokens has no box to verify: a real model's first run most often fails here
         parts.append(f"cut {100 * r.truncated:.0f}%" + (" (over half: raise sampling.max_tokens)" if r.truncated > 0.5 else ""))
+    if r.detail("skipped_long_prompts"):
+        parts.append(f"skipped {r.detail('skipped_long_prompts'):.0f} long prompts")
     if r.probe_accuracy is not None:
         parts.append(f"probe {100 * r.probe_accuracy:.1f}%")
     if r.entropy is not None:
@@ -97,16 +102,36 @@ def format_record(r: StepRecord) -> str:
     return "  ".join(parts)
 
 
+def kept_lines(path: Path, resume_step: int) -> list[str]:
+    """The lines of a metrics file up to the checkpoint's step. A line cut short (the process died while
+    appending it) can only be the last one and belongs to a step the resume redoes: it is dropped with a
+    warning. A damaged line before the last is an error naming it."""
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    kept = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            step = json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            if i == len(lines):
+                print(f"warning: dropped the unfinished last line of {path} (its step is trained again).", file=sys.stderr)
+                continue
+            raise ValueError(f"Line {i} of {path} is damaged ({line[:60]!r}); delete that line to resume.") from None
+        if step <= resume_step:
+            kept.append(line)
+    return kept
+
+
 class MetricsLog:
     """RUN/metrics.jsonl, one record per optimizer step; on resume, lines past the checkpoint are dropped."""
 
     def __init__(self, run_dir: Path, resume_step: int):
         self.path = Path(run_dir) / METRICS_FILE
         if resume_step and self.path.exists():
-            kept = [l for l in self.path.read_text().splitlines() if l and json.loads(l)["step"] <= resume_step]
-            self.path.write_text("".join(l + "\n" for l in kept))
+            write_lines(self.path, kept_lines(self.path, resume_step))
         elif not resume_step:
-            self.path.write_text("")
+            write_text(self.path, "")
 
     def log(self, record: StepRecord) -> None:
         with self.path.open("a") as f:

@@ -6,6 +6,8 @@ as adapters, and the one the distill teacher keeps its own values of (teacher.py
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import mlx.core as mx
@@ -45,9 +47,29 @@ def check_model_path(path: str, adapter_path: str | None = None) -> None:
         raise FileNotFoundError(f"Adapter folder {adapter_path} does not exist (it should hold adapters.safetensors).")
 
 
+def adapter_base_mismatch(model_path: str, adapter_path: str) -> str | None:
+    """A warning when adapter_config.json's `model` (written by mlx-lm's trainer and by this package)
+    names another base model than the one they are loaded on; None when they agree or it is not recorded."""
+    config_file = Path(adapter_path).expanduser() / "adapter_config.json"
+    try:
+        trained_on = json.loads(config_file.read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None  # mlx-lm reports a missing or broken adapter config itself
+    if not isinstance(trained_on, str) or not trained_on:
+        return None
+    same = trained_on == model_path or (Path(trained_on).expanduser().exists()
+                                         and Path(trained_on).expanduser().resolve() == Path(model_path).expanduser().resolve())
+    if same:
+        return None
+    return (f"warning: the adapters in {adapter_path} were trained on {trained_on} (adapter_config.json), and are "
+            f"loaded on {model_path}; unless that is the same model, they do not fit it.")
+
+
 def load_model(config: ModelConfig, adapter_path: str | None = None):
     """mlx_lm.load, then the recipe's dtype. `auto` means float32 on CPU: bf16 matmuls crawl there."""
     check_model_path(config.path, adapter_path)
+    if adapter_path is not None and (warning := adapter_base_mismatch(config.path, adapter_path)):
+        print(warning, file=sys.stderr)
     model, tokenizer = mlx_lm_load(config.path, adapter_path=adapter_path)
     dtype = config.dtype
     if dtype == "auto":

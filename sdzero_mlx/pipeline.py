@@ -22,7 +22,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .checkpoint import check_same_recipe, checkpoint_dir, write_json_atomic
+from .atomic import write_json, write_text
+from .checkpoint import check_same_recipe, checkpoint_dir
 from .stages.collect import COLLECT_SECTIONS, read_summary, run_collect
 from .config import Recipe
 from .platform.device import use_device
@@ -35,7 +36,9 @@ from .evaluate import (
 from .metrics import format_record, last_budget
 from .modeling import load_model
 from .outputs import check_output_dir
+from .rundir import RECORD, begin, damaged_outputs, run_dir_lock
 from .stages import labels
+from .stages.loop import ADAPTER_FILES
 from .stages.srt import SRT_SECTIONS, run_srt
 
 MODELS = ("base", "srt", "distill")  # the models of the SD-Zero chain, by the stage that trains them
@@ -91,13 +94,13 @@ def evaluate_cached(
 
     tic = time.perf_counter()
     results = evaluate_model(model, tokenizer, examples, recipe.prompts, recipe.eval, recipe.verifier, recipe.run.seed,
-                             progress, recipe.sampling.batch_size)
+                             progress, recipe.sampling.batch_size, recipe.data.max_prompt_tokens)
     seconds = time.perf_counter() - tic
     out.parent.mkdir(parents=True, exist_ok=True)
     for res in results:
         kind = "revise" if isinstance(res, ReviseResult) else "sample"
         write_rows_jsonl(res, run_dir / "eval" / f"{stem}.{kind}.rows.jsonl")
-    write_json_atomic(out, {"settings": settings, "results": [summary(r) for r in results], "seconds": seconds})
+    write_json(out, {"settings": settings, "results": [summary(r) for r in results], "seconds": seconds})
     return results
 
 
@@ -175,6 +178,11 @@ def final_table(run_dir: Path, evals: dict[str, list]) -> tuple[str, dict]:
     return "\n".join(lines), data
 
 
+def finished(stage_dir: Path) -> bool:
+    """A training stage's `done` marker, over adapters that outputs.json vouches for (else it resumes, and repairs)."""
+    return (stage_dir / "done").is_file() and not damaged_outputs(stage_dir, ADAPTER_FILES)
+
+
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
@@ -183,7 +191,7 @@ def record_splits(recipe: Recipe, run_dir: Path, log: Callable[[str], None]) -> 
     """Split sizes and what make_splits dropped (repeats, overlaps between splits): logged and written to
     RUN/splits.json. The test split is only counted here."""
     report = make_splits(recipe.data, with_test=True).report()
-    write_json_atomic(run_dir / "splits.json", report)
+    write_json(run_dir / "splits.json", report)
     dropped = {k: v for k, v in report["dropped"].items() if v}
     log(f"data: {', '.join(f'{k} {v}' for k, v in report['sizes'].items())}; dropped: "
         + (", ".join(f"{k} {v}" for k, v in dropped.items()) if dropped else "none (no repeats, no overlap)"))
@@ -191,9 +199,17 @@ def record_splits(recipe: Recipe, run_dir: Path, log: Callable[[str], None]) -> 
 
 
 def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after: Optional[str] = None) -> dict:
-    """Run (or continue) every stage; returns results.json's data. `stop_after`: a stage name (tests)."""
+    """Run (or continue) every stage; returns results.json's data. `stop_after`: a stage name (tests).
+
+    Holds RUN's lock throughout (rundir.py): a second `sdzero run` on RUN is refused."""
     use_device(recipe.run.device)
     run_dir = check_output_dir(recipe.run.output_dir, "run.output_dir")  # before any work
+    with run_dir_lock(run_dir):
+        begin(run_dir, "pipeline", (run_dir / RECORD).is_file())
+        return _run_pipeline(recipe, run_dir, log, stop_after)
+
+
+def _run_pipeline(recipe: Recipe, run_dir: Path, log: Callable[[str], None], stop_after: Optional[str]) -> dict:
     if not (run_dir / "recipe.yaml").is_file():
         write_yaml(recipe, run_dir / "recipe.yaml")
     record_splits(recipe, run_dir, log)
@@ -225,19 +241,19 @@ def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after:
 
     # 3. on-policy self-distillation from the SRT model
     distill_dir = run_dir / "distill"
-    if (distill_dir / "done").is_file():
+    if finished(distill_dir):
         log("distill: done, skipped")
     else:
         run_distill(distill_recipe(recipe, run_dir), distill_dir, resume=(distill_dir / "checkpoint").exists(),
                     on_step=lambda r: log(format_record(r)))
-        (distill_dir / "done").write_text("")
+        write_text(distill_dir / "done", "")
     if stop_after == "distill":
         return {}
 
     # 4. held-out evaluation of the three models, 5. the final table
     evals = {name: evaluate_model_of_run(recipe, name, run_dir, log) for name in MODELS}
     text, data = final_table(run_dir, evals)
-    (run_dir / "results.md").write_text(text)
-    write_json_atomic(run_dir / "results.json", data)
+    write_text(run_dir / "results.md", text)
+    write_json(run_dir / "results.json", data)
     log(text)
     return data

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import mlx.nn as nn
 
 from .data import make_splits
+from .lengths import fitting, prompt_limit
 from .rollout import sample_rollouts
 from .verifier import verify_batch
 
@@ -34,8 +35,12 @@ def make_probe(recipe, tokenizer) -> Optional[Callable[[nn.Module], float]]:
         return None
     sampling = replace(recipe.sampling, temperature=0.0, max_tokens=recipe.eval.max_tokens)
 
-    def probe(model: nn.Module) -> float:
-        rollouts = sample_rollouts(model, tokenizer, examples, recipe.prompts, sampling, recipe.run.seed)
+    def probe(model: nn.Module) -> Optional[float]:
+        limit = prompt_limit(model, recipe.data.max_prompt_tokens, sampling.max_tokens)
+        fit = fitting(tokenizer, examples, recipe.prompts, limit)[0]  # a long problem must not pass the context
+        if not fit:
+            return None
+        rollouts = sample_rollouts(model, tokenizer, fit, recipe.prompts, sampling, recipe.run.seed)
         rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
         return sum(rewards) / len(rewards)
 

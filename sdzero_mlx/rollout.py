@@ -23,6 +23,19 @@ from .prompts import prompt_ids
 from .types import Example, Rollout
 
 
+class Generator(BatchGenerator):
+    """mlx-lm's BatchGenerator whose finaliser stays quiet when Ctrl-C cut its __init__ short (no
+    `_old_wired_limit` yet) or lands inside close(): the interrupt is already being reported, and
+    "Exception ignored in BatchGenerator.__del__" tracebacks would bury the resume hint."""
+
+    def __del__(self):
+        if "_old_wired_limit" in self.__dict__:
+            try:
+                self.close()
+            except BaseException:  # noqa: BLE001  (a finaliser must not raise; the interrupt is handled above)
+                pass
+
+
 @dataclass(frozen=True)
 class Completion:
     ids: tuple[int, ...]
@@ -61,7 +74,7 @@ def generate_completions(
         return []
     mx.random.seed(rank_seed(seed))  # each process its own stream (1 process: the seed)
     stop_ids = sorted(tokenizer.eos_token_ids)
-    generator = BatchGenerator(
+    generator = Generator(
         model,
         max_tokens=sampling.max_tokens,
         stop_tokens=[[t] for t in stop_ids],

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .checkpoint import write_json_atomic
+from .atomic import write_json, write_text
 from .config import load_recipe
 
 SHARED_CHAIN = ("collect", "srt")  # stage folders a point can borrow from OUT/chain
@@ -95,8 +95,8 @@ def run_search(
             "best": best, "validation_problems": base.data.validation_size or base.data.validation_source,
             "k": base.eval.k}
     text = search_table(data)
-    (out / "search.md").write_text(text)
-    write_json_atomic(out / "search.json", data)
+    write_text(out / "search.md", text)
+    write_json(out / "search.json", data)
     log(text)
     return data
 

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .checkpoint import write_json_atomic
+from .atomic import write_json, write_text
 from .config import Recipe
 from .configio import write_yaml
 from .data import generated_scheme
@@ -185,8 +185,8 @@ def run_sweep(
         run_compare(seed_recipe(recipe, seed, out), log=lambda s, n=seed: log(f"[seed {n}] {s}"), methods=methods)
     data = aggregate(recipe, out, seeds, methods, labels())
     text = sweep_table(data, recipe.eval.k)
-    (out / "sweep.md").write_text(text)
-    write_json_atomic(out / "sweep.json", data)
+    write_text(out / "sweep.md", text)
+    write_json(out / "sweep.json", data)
     plot_sweep(data, out / "sweep.png")
     log(text)
     return data

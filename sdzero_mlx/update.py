@@ -13,10 +13,16 @@ Data parallelism (distributed.py) keeps that rule: the step's token count is the
 all_sum of every rank's count), so each rank's gradient is its share of the global token mean and
 the ranks' gradients are SUMMED (not averaged): N ranks give the gradient, loss and entropy of one
 rank holding the whole batch, whatever each rank's token count.
+
+A step whose loss or gradient norm is not finite raises NonFiniteStep before the update: NaN weights
+would be saved and every later step would be NaN too. (mlx-lm's trainer has a guard under review that
+drops such a step with a warning; here the run stops, naming the step, and its last checkpoint is the
+last good state: stages/loop.py.)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -37,6 +43,10 @@ class StepResult:
     learning_rate: float
     weight_change: float  # ||theta_after - theta_before|| / ||theta_before||, trained parameters only
     entropy: float  # mean per-token entropy of the policy on the loss's support (monitor)
+
+
+class NonFiniteStep(RuntimeError):
+    """A loss or gradient norm that is NaN or infinite."""
 
 
 def make_optimizer(config: OptimConfig, total_steps: int) -> optim.Optimizer:
@@ -94,6 +104,9 @@ def optimizer_step(
         total_grads, grad_norm = optim.clip_grad_norm(total_grads, grad_clip)
     else:
         _, grad_norm = optim.clip_grad_norm(total_grads, float("inf"))
+    loss_value, norm_value = total_loss.item(), grad_norm.item()  # the gradients are evaluated: a cheap read
+    if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+        raise NonFiniteStep(f"the loss is {loss_value} and the gradient norm {norm_value}")
     before = tree_flatten(model.trainable_parameters())
     optimizer.update(model, total_grads)
     after = tree_flatten(model.trainable_parameters())
@@ -103,8 +116,8 @@ def optimizer_step(
     mx.eval(model.parameters(), optimizer.state, grad_norm, change)
     # The schedule sets learning_rate inside update(): read it afterwards to report the one used.
     return StepResult(
-        loss=total_loss.item(),
-        grad_norm=grad_norm.item(),
+        loss=loss_value,
+        grad_norm=norm_value,
         learning_rate=float(optimizer.learning_rate),
         weight_change=change.item(),
         entropy=(entropy_sum / mx.maximum(tokens, 1)).item(),

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..checkpoint import write_json_atomic
+from ..atomic import write_json, write_text
 from ..evaluate import pct
 
 if TYPE_CHECKING:
@@ -153,6 +153,6 @@ def report_json(r: "DoctorReport") -> dict:
 def write_report(r: "DoctorReport", out_dir: Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     md, js = out_dir / "doctor.md", out_dir / "doctor.json"
-    md.write_text(render(r) + "\n")
-    write_json_atomic(js, report_json(r))
+    write_text(md, render(r) + "\n")
+    write_json(js, report_json(r))
     return md, js

@@ -22,10 +22,12 @@ Cleaning (reference code's rules, applied to token ids; `collect.clean` turns it
   - exact duplicates (same question, same y_init ids, same y_rev ids) are dropped.
 The keep rule is a pure function of (cleaned tuples, rewards): `select_tuples`.
 
-Resume: after each batch, rows are appended and then progress.json (counters and the byte length
-of tuples.jsonl) is replaced atomically. A restart truncates tuples.jsonl to the recorded length
+Resume: after each batch, rows are appended (and fsynced) and then progress.json (counters and the
+byte length of tuples.jsonl) is replaced atomically. A restart truncates tuples.jsonl to the recorded length
 (dropping rows of a batch that did not finish) and redoes that batch with the same seeds, so no row
-is lost or duplicated.
+is lost or duplicated. One process at a time: the folder's lock (rundir.py) refuses a second
+collect, which would write every tuple twice; run.json records the data file's hash, and a resume
+on changed data is refused.
 
 Departures from the paper (recipe fields): `collect.questions_per_batch` (batching only), the
 cleaning thresholds (the reference code uses 3 repeats of >= 10 characters), `sampling.*` as for
@@ -40,6 +42,7 @@ Prompt-cache sharing: the k revisions of one answer share one prefill of prompt 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections import Counter
@@ -50,7 +53,10 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence
 from ..config import CollectConfig
 from ..configio import write_yaml
 from ..data import make_splits
-from ..checkpoint import check_same_recipe, write_json_atomic
+from ..atomic import read_json, write_json, write_text
+from ..checkpoint import check_same_recipe
+from ..lengths import fitting, prompt_limit
+from ..rundir import begin, input_files, run_dir_lock
 from ..modeling import load_model
 from ..outputs import check_output_dir
 from ..prompts import Separators, prompt_ids, separators
@@ -308,17 +314,11 @@ def read_summary(collect_dir: Path) -> CollectSummary:
 COLLECT_SECTIONS = ("model", "data", "prompts", "sampling", "collect", "verifier")
 
 
-def within_prompt_budget(tokenizer, questions: Sequence[Example], recipe: Recipe) -> tuple[list[Example], int]:
-    """The questions whose prompt fits data.max_prompt_tokens, and how many were skipped.
-
-    Text longer than 64 characters per allowed token is skipped without tokenizing it (a 5 MB
-    problem would take seconds to tokenize; no tokenizer averages 64 characters a token).
-    """
-    limit, kept = recipe.data.max_prompt_tokens, []
-    for q in questions:
-        if len(q.problem) <= 64 * limit and len(prompt_ids(tokenizer, q.problem, recipe.prompts)) <= limit:
-            kept.append(q)
-    return kept, len(questions) - len(kept)
+def within_prompt_budget(model, tokenizer, questions: Sequence[Example], recipe: Recipe, seps: Separators) -> tuple[list[Example], int]:
+    """The questions whose prompt fits data.max_prompt_tokens and, with an answer, a cue and a revision
+    after it, the model's context (lengths.py); and how many were skipped."""
+    after = 2 * recipe.sampling.max_tokens + max(len(seps.right), len(seps.wrong))
+    return fitting(tokenizer, questions, recipe.prompts, prompt_limit(model, recipe.data.max_prompt_tokens, after))
 
 
 def generation_counter(log: Callable[[str], None], every_s: float = 10.0) -> Callable[[int], None]:
@@ -397,6 +397,11 @@ def run_collect(
     `stop_after` ends the call after that many batches (tests use it to interrupt).
     """
     out_dir = check_output_dir(out_dir, "run.output_dir")  # before any work: a bad location costs nothing
+    with run_dir_lock(out_dir):
+        return _run_collect(recipe, out_dir, on_batch, on_finish, stop_after)
+
+
+def _run_collect(recipe, out_dir, on_batch, on_finish, stop_after) -> CollectSummary:
     if (out_dir / DONE).is_file():
         check_same_recipe(recipe, out_dir / "recipe.yaml", COLLECT_SECTIONS)
         return read_summary(out_dir)
@@ -405,7 +410,8 @@ def run_collect(
     progress = CollectProgress()
     if progress_path.is_file():
         check_same_recipe(recipe, out_dir / "recipe.yaml", COLLECT_SECTIONS)
-        progress = CollectProgress(**json.loads(progress_path.read_text()))
+        progress = CollectProgress(**read_json(progress_path, f"delete {out_dir} to collect again"))
+    begin(out_dir, "collect", progress_path.is_file(), input_files(recipe))
     write_yaml(recipe, out_dir / "recipe.yaml")
     # rows past the recorded length belong to a batch that did not finish: it is redone
     with tuples_path.open("a+b") as f:
@@ -421,11 +427,11 @@ def run_collect(
     model, tokenizer = load_model(recipe.model)
     seps = separators(tokenizer, recipe.prompts)
     # one huge problem would stall a whole batch for minutes: skip it, and count it
-    questions, skipped = within_prompt_budget(tokenizer, questions, recipe)
+    questions, skipped = within_prompt_budget(model, tokenizer, questions, recipe, seps)
     if not questions:
         raise ValueError(
             f"All {skipped} phase-1 questions have prompts over data.max_prompt_tokens={recipe.data.max_prompt_tokens} "
-            "tokens. Raise data.max_prompt_tokens or use shorter problems."
+            "tokens (or the model's context less two answers). Raise data.max_prompt_tokens or use shorter problems."
         )
     progress = replace(progress, skipped_long_prompts=skipped)
     n_batches = -(-len(questions) // cfg.questions_per_batch)
@@ -451,6 +457,8 @@ def run_collect(
         with tuples_path.open("a") as f:
             for t in kept:
                 f.write(json.dumps(t.to_json()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())  # the rows are on disk before progress.json counts them
         notes = Counter(n for t in kept for n in t.cleaned)
         progress = CollectProgress(
             batches=b + 1,
@@ -474,15 +482,15 @@ def run_collect(
             sampled_tokens=progress.sampled_tokens + counts["sampled_tokens"],
             elapsed_s=progress.elapsed_s + time.perf_counter() - tic,
         )
-        write_json_atomic(progress_path, asdict(progress))
+        write_json(progress_path, asdict(progress))
         if on_batch is not None:
             on_batch(b + 1, n_batches, summarize(progress, False))
 
     done = progress.batches == n_batches or target_reached(progress)
     summary = summarize(progress, done)
     if done:
-        write_json_atomic(out_dir / SUMMARY, summary.to_json())
-        (out_dir / DONE).write_text("")
+        write_json(out_dir / SUMMARY, summary.to_json())
+        write_text(out_dir / DONE, "")
     return summary
 
 

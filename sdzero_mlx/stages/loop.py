@@ -8,10 +8,20 @@ for one optimizer step (sample, grade, build batches, call `update.optimizer_ste
   for each step: step_fn -> budget and monitors -> metrics.jsonl -> checkpoint (+ adapters)
 Data order and sampling seeds are functions of (seed, step) inside each stage, so the step counter
 restored from a checkpoint is all a resume needs.
+
+Reliability (rundir.py, atomic.py): `open_run_dir` takes the folder's lock (one writer; released when
+train_loop ends or the process dies) and checks and writes RUN/run.json (the stage, the command, the
+data's hash). Each save writes the adapters, then outputs.json (their size and hash), then the
+checkpoint, all atomically: a checkpoint at step N means step N's adapters are on disk. A resume with
+nothing left to train checks them against outputs.json and rewrites them from the checkpoint if they
+are missing or damaged. A non-finite loss or gradient norm stops the run before the update, so the
+last checkpoint stays the last good one. Questions whose prompt does not fit (lengths.py) are skipped
+and counted (`skipped_long_prompts` in the step's record).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,12 +38,14 @@ from ..data import questions_for_step
 from ..platform.distributed import is_writer, outcome_across_ranks, shard, world
 from ..metrics import StepRecord
 from ..modeling import load_model, lora_num_layers, make_trainable, padding_id, set_params, trainable
+from ..lengths import check_fits_context, fitting, prompt_limit
 from ..outputs import check_output_dir
 from ..probe import make_probe
+from ..rundir import begin, damaged_outputs, input_files, lock_run_dir, record_outputs, unlock_run_dir
 from ..rollout import sample_groups
 from ..seeds import derive_seed
 from ..sinks import Sinks, open_sinks
-from ..update import StepResult, make_optimizer
+from ..update import NonFiniteStep, StepResult, make_optimizer
 from ..types import Rollout
 from ..verifier import verify_batch
 
@@ -80,6 +92,9 @@ def sample_and_grade(
     seed = recipe.run.seed
     tic = time.perf_counter()
     questions = shard(questions_for_step(pool, step, per_step, seed))
+    limit = prompt_limit(model, recipe.data.max_prompt_tokens, recipe.sampling.max_tokens)
+    questions, skipped = fitting(tokenizer, questions, recipe.prompts, limit)
+    _skipped_this_step.append(skipped)
     rollouts = sample_groups(model, tokenizer, questions, group_size, recipe.prompts, recipe.sampling,
                              derive_seed(seed, "step_sampling", step))
     sample_s = time.perf_counter() - tic
@@ -104,18 +119,39 @@ def sampled_outcome(
     )
 
 
-def open_run_dir(recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = ()) -> Path:
-    """Check the folder can hold results (before any work: a bad location costs nothing), that a resumed
-    run was started with the same recipe or a new one is empty; write recipe.yaml (rank 0). Select run.device."""
+# questions skipped by sample_and_grade during the current step (train_loop adds them to the record)
+_skipped_this_step: list[int] = []
+
+
+def open_run_dir(
+    recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = (), *, stage: str,
+    inputs: Sequence[Path] = (),
+) -> Path:
+    """Check the folder can hold results (before any work: a bad location costs nothing), take its lock
+    (rank 0), check that a resumed run is a `stage` run started with the same recipe and data, or that a
+    new one is empty; write recipe.yaml and run.json (rank 0). Select run.device.
+
+    The lock is released by train_loop, or by `unlock_run_dir` when the stage fails before it."""
     use_device(recipe.run.device)
     run_dir = check_output_dir(run_dir, "run.output_dir")
-    if resume:
-        check_same_recipe(recipe, run_dir / "recipe.yaml", sections, ignore=ignore)
-    elif checkpoint_dir(run_dir) is not None:
-        raise FileExistsError(f"{run_dir} already holds a run. Resume it (--resume {run_dir}) or choose another run.output_dir.")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if is_writer():
-        write_yaml(recipe, run_dir / "recipe.yaml")
+    writer = is_writer()  # every rank checks (all refuse together); rank 0 alone locks and writes
+    if writer:
+        lock_run_dir(run_dir)
+    try:
+        if resume and checkpoint_dir(run_dir) is None:
+            raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from (a run stopped before its first "
+                                    "save, at step run.save_every): run the same command without --resume to start it.")
+        if resume:
+            check_same_recipe(recipe, run_dir / "recipe.yaml", sections, ignore=ignore)
+        elif checkpoint_dir(run_dir) is not None:
+            raise FileExistsError(f"{run_dir} already holds a run. Resume it (--resume {run_dir}) or choose another run.output_dir.")
+        begin(run_dir, stage, resume, input_files(recipe, inputs), write=writer)
+        if writer:
+            write_yaml(recipe, run_dir / "recipe.yaml")
+    except BaseException:
+        if writer:
+            unlock_run_dir(run_dir)
+        raise
     return run_dir
 
 
@@ -130,11 +166,38 @@ class Trainee:
     pad_id: int
 
 
-def start_stage(recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = ()) -> Trainee:
-    """open_run_dir, then load recipe.model and make it trainable: the first lines of every stage."""
-    run_dir = open_run_dir(recipe, run_dir, resume, sections, ignore)
-    model, tokenizer = load_model(recipe.model)
-    make_trainable(model, recipe.lora, recipe.run.seed)
+# the sequence caps a stage's section sets, each bounded by the model's context
+SEQUENCE_CAPS = {"distill": ("distill.max_teacher_tokens",), "sdft": ("distill.max_teacher_tokens",),
+                 "srt": ("srt.max_tokens",)}
+
+
+def stage_of(sections: Sequence[str]) -> str:
+    """The registered stage that declares these resume sections (a stage passes its own tuple), else the last section."""
+    from . import stage_specs
+
+    named = [s.name for s in stage_specs() if tuple(s.sections) == tuple(sections)]
+    return named[-1] if named else sections[-1]
+
+
+def start_stage(
+    recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = (), *,
+    stage: Optional[str] = None, inputs: Sequence[Path] = (),
+) -> Trainee:
+    """open_run_dir, then load recipe.model and make it trainable: the first lines of every stage.
+    `stage`: the name run.json records (default: the registered stage with these sections); `inputs`: files
+    besides the data source whose change refuses a resume (SRT's tuples)."""
+    stage = stage or stage_of(sections)
+    run_dir = open_run_dir(recipe, run_dir, resume, sections, ignore, stage=stage, inputs=inputs)
+    try:
+        model, tokenizer = load_model(recipe.model)
+        for setting in SEQUENCE_CAPS.get(stage, ()):
+            section, key = setting.split(".")
+            check_fits_context(model, getattr(getattr(recipe, section), key), setting)
+        make_trainable(model, recipe.lora, recipe.run.seed)
+    except BaseException:
+        if is_writer():
+            unlock_run_dir(run_dir)
+        raise
     return Trainee(run_dir, model, tokenizer, padding_id(tokenizer))
 
 
@@ -182,11 +245,20 @@ def start_training(
     keep_initial: bool = False, extra_names: tuple[str, ...] = (),
 ) -> Started:
     """What a stage with one optimizer does before its first step: start_stage (a resume may change
-    STAGE.steps), the trained parameters' starting values (taken before any resume; kept when
-    `keep_initial` (a teacher) or optim.kl_to_initial uses them), the optimizer of its section's
-    `optim` for `updates` updates, and on resume the last checkpoint with `extra_names`."""
+    STAGE.steps), then ready_to_train."""
+    run = start_stage(recipe, run_dir, resume, sections, ignore=(f"{stage}.steps",), stage=stage)
+    return ready_to_train(recipe, run, resume, stage, updates, keep_initial, extra_names)
+
+
+def ready_to_train(
+    recipe, run: Trainee, resume: bool, stage: str, updates: int, keep_initial: bool = False,
+    extra_names: tuple[str, ...] = (),
+) -> Started:
+    """The trained parameters' starting values (taken before any resume; kept when `keep_initial` (a
+    teacher) or optim.kl_to_initial uses them), the optimizer of the stage section's `optim` for
+    `updates` updates, and on resume the last checkpoint with `extra_names`. Called alone by a stage
+    that needs its model to know its number of updates (SFT: the solutions that fit)."""
     optim_config = getattr(recipe, stage).optim
-    run = start_stage(recipe, run_dir, resume, sections, ignore=(f"{stage}.steps",))
     initial = trainable(run.model) if keep_initial else penalty_reference(run.model, optim_config)
     optimizer = make_optimizer(optim_config, updates)
     state, extras = restore(run.run_dir, run.model, optimizer, extra_names) if resume else (TrainingState(), {})
@@ -214,17 +286,69 @@ def train_loop(
     """Run steps state.step .. steps-1 (or `stop_after` of them), logging and checkpointing each.
 
     With several processes (distributed.py) every rank trains; rank 0 alone probes and writes.
+    Releases the run directory's lock (open_run_dir) however it ends.
     """
+    try:
+        return _train_loop(recipe, run_dir, stage, steps, model, optimizer_for_step, step_fn, state, extra_state,
+                           probe, on_step, stop_after)
+    finally:
+        if is_writer():
+            unlock_run_dir(run_dir)
+
+
+def save_outputs(run_dir: Path, recipe, model: nn.Module, state: TrainingState, optimizer: optim.Optimizer,
+                 extra: dict[str, dict[str, mx.array]]) -> None:
+    """Adapters, then outputs.json, then the checkpoint: a checkpoint at step N vouches for step N's adapters."""
+    params = trainable(model)
+    files = save_adapters(run_dir / "adapters", params, recipe.lora, lora_num_layers(model, recipe.lora),
+                          recipe.model.path)
+    record_outputs(run_dir, files)
+    save_checkpoint(run_dir, state, params, optimizer, extra)
+
+
+ADAPTER_FILES = ("adapters/adapters.safetensors", "adapters/adapter_config.json")
+
+
+def repair_outputs(run_dir: Path, recipe, model: nn.Module) -> None:
+    """A finished run's adapters, checked against outputs.json; rewritten from the (restored) checkpoint if
+    missing or damaged, so that a resume says "done" only over sound files."""
+    bad = damaged_outputs(run_dir, ADAPTER_FILES)
+    if bad:
+        files = save_adapters(run_dir / "adapters", trainable(model), recipe.lora, lora_num_layers(model, recipe.lora),
+                              recipe.model.path)
+        record_outputs(run_dir, files)
+        print(f"warning: {', '.join(str(run_dir / b) for b in bad)} missing or damaged: rewritten from "
+              f"{checkpoint_dir(run_dir)}.", file=sys.stderr)
+
+
+def _train_loop(recipe, run_dir, stage, steps, model, optimizer_for_step, step_fn, state, extra_state, probe,
+                on_step, stop_after) -> TrainingState:
     writer = is_writer()
     probe_every = recipe.run.probe_every
     model.train()
+    if state.step > steps:
+        raise ValueError(f"{run_dir} has trained {state.step} steps but this command asks for {steps}: nothing "
+                         f"to do, and its adapters are those of step {state.step}. Ask for {state.step} steps or "
+                         f"more (e.g. --set {stage}.steps={state.step}) to continue it, or use another run.output_dir.")
+    if state.step == steps and writer:
+        repair_outputs(run_dir, recipe, model)
     last = steps if stop_after is None else min(steps, state.step + stop_after)
     # the sinks end (W&B: finished, or failed when a step raised) however the loop ends
     with (open_sinks(recipe, run_dir, stage, state.step) if writer else Sinks([])) as metrics:
         for step in range(state.step, last):
             tic = time.perf_counter()
             mx.reset_peak_memory()
-            out = outcome_across_ranks(step_fn(step))
+            _skipped_this_step.clear()
+            try:
+                out = step_fn(step)
+            except NonFiniteStep as err:
+                kept = f"{checkpoint_dir(run_dir)} keeps step {state.step}" if state.step else "nothing was saved"
+                raise NonFiniteStep(
+                    f"{stage} step {step + 1}: {err}; the run stopped without applying it ({kept}). Lower the "
+                    f"learning rate ({stage}.optim.learning_rate) or set {stage}.optim.grad_clip, then resume.") from None
+            if _skipped_this_step:
+                out = replace(out, details=out.details + (("skipped_long_prompts", float(sum(_skipped_this_step))),))
+            out = outcome_across_ranks(out)
             elapsed = time.perf_counter() - tic
             state = replace(
                 state,
@@ -267,10 +391,7 @@ def train_loop(
             if writer:
                 metrics.log(record)
             if writer and ((step + 1) % recipe.run.save_every == 0 or step + 1 == last):
-                params = trainable(model)
-                save_checkpoint(run_dir, state, params, optimizer_for_step(step), extra_state())
-                save_adapters(run_dir / "adapters", params, recipe.lora, lora_num_layers(model, recipe.lora),
-                              recipe.model.path)
+                save_outputs(run_dir, recipe, model, state, optimizer_for_step(step), extra_state())
             if on_step is not None and writer:  # one progress line per step, not one per rank
                 on_step(record)
     return state

@@ -12,6 +12,7 @@ Departures: LoRA by default (`lora.fine_tune_type`); solutions are encoded from 
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
@@ -19,8 +20,9 @@ from typing import TYPE_CHECKING, Callable, Optional
 from ..checkpoint import TrainingState
 from ..config import SftConfig
 from ..data import epoch_order, make_splits
+from ..lengths import context_length
 from ..platform.distributed import shard
-from .loop import StepOutcome, start_training
+from .loop import StepOutcome, ready_to_train, start_stage
 from ..metrics import StepRecord
 from ..prompts import prompt_ids, text_answer_ids
 from ..loss import nll_batches, weighted_nll, with_reference
@@ -53,15 +55,27 @@ def run_sft(
             f"SFT needs gold solutions, and no training row of {recipe.data.source} has one. "
             "Set data.fields.solution to the row field that holds a worked solution (GSM8K: answer)."
         )
-    steps = sft_steps(recipe, len(pool))
-    run = start_training(recipe, run_dir, resume, "sft", SFT_SECTIONS, steps)
-    model, tokenizer, pad, optimizer = run.model, run.tokenizer, run.pad_id, run.optimizer
-    sequences, spans = [], []
+    trainee = start_stage(recipe, run_dir, resume, SFT_SECTIONS, ignore=("sft.steps",), stage="sft")
+    model, tokenizer, pad = trainee.model, trainee.tokenizer, trainee.pad_id
+    sequences, spans, fits = [], [], []
+    context = context_length(model) or float("inf")  # a long problem must not pass the model's positions
     for ex in pool:
         prompt = prompt_ids(tokenizer, ex.problem, recipe.prompts)
         ids, eot = text_answer_ids(tokenizer, ex.solution)
+        if len(prompt) > recipe.data.max_prompt_tokens or len(prompt) + len(ids) + 1 > context:
+            continue
+        fits.append(ex)
         sequences.append(prompt + ids + (eot,))
         spans.append((len(prompt), len(prompt) + len(ids) + 1))
+    if len(fits) < len(pool):
+        print(f"sft: skipped {len(pool) - len(fits)} of {len(pool)} solutions longer than data.max_prompt_tokens "
+              "or the model's context", file=sys.stderr)
+    if not fits:
+        raise ValueError("Every SFT solution is too long for data.max_prompt_tokens or the model's context.")
+    pool = fits
+    steps = sft_steps(recipe, len(pool))
+    run = ready_to_train(recipe, trainee, resume, "sft", steps)
+    optimizer = run.optimizer
     per_epoch = -(-len(pool) // cfg.batch_size)
 
     def step_fn(step: int) -> StepOutcome:

@@ -28,9 +28,10 @@ token). The fused model is saved in the training dtype (float32 on CPU).
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
+import sys
+from contextlib import nullcontext
 from functools import partial
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +40,9 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..checkpoint import TrainingState, check_same_recipe, checkpoint_dir
+from ..atomic import replace_dir, write_json, write_text
+from ..checkpoint import TrainingState, check_same_recipe, checkpoint_dir, read_state
+from ..rundir import damaged_outputs, record_outputs, run_dir_lock
 from ..types import load_tuples
 from ..config import SrtConfig
 from ..data import epoch_order
@@ -172,8 +175,9 @@ def step_items(stage: SrtPart, step_in_stage: int, config: SrtConfig, seed: int)
     return [stage.items[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
 
 
-def save_fused_model(model: nn.Module, tokenizer, source: str, out_dir: Path) -> None:
-    """Fuse the LoRA layers and write an mlx-lm model folder (weights, config, tokenizer) atomically.
+def save_fused_model(model: nn.Module, tokenizer, source: str, out_dir: Path) -> list[Path]:
+    """Fuse the LoRA layers and write an mlx-lm model folder (weights, config, tokenizer) atomically;
+    returns its weight files.
 
     Uses mlx-lm's own save_model / save_config; the model card step of mlx_lm.utils.save is skipped
     because it may reach the Hub.
@@ -190,8 +194,8 @@ def save_fused_model(model: nn.Module, tokenizer, source: str, out_dir: Path) ->
     for pattern in ("*.py", "generation_config.json"):
         for f in src.glob(pattern):
             shutil.copy(f, tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    replace_dir(tmp, out_dir)
+    return sorted(out_dir.glob("*.safetensors"))
 
 
 def tuples_path(recipe: Recipe, run_dir: Path) -> Path:
@@ -211,11 +215,29 @@ def run_srt(
     `stop_after` ends the call after that many steps (tests use it to interrupt).
     """
     out_dir = check_output_dir(run_dir, "run.output_dir")  # before any work: a bad location costs nothing
+    # held through the final writes below (train_loop gives back only its own take)
+    with run_dir_lock(out_dir) if is_writer() else nullcontext():
+        return _run_srt(recipe, out_dir, resume, on_step, stop_after)
+
+
+FINAL_OUTPUTS = ("adapters/adapters.safetensors", "adapters/adapter_config.json", "state.json", "summary.json")
+
+
+def _run_srt(recipe: Recipe, out_dir: Path, resume: bool, on_step, stop_after) -> TrainingState:
     cfg, seed = recipe.srt, recipe.run.seed
     if (out_dir / DONE).is_file():
         check_same_recipe(recipe, out_dir / "recipe.yaml", SRT_SECTIONS)
-        return TrainingState(**json.loads((out_dir / "state.json").read_text()))
+        bad = damaged_outputs(out_dir, FINAL_OUTPUTS)
+        if not bad:
+            return read_state(out_dir / "state.json")
+        # redo the final writes from the last checkpoint (its step is the last: no step runs again)
+        print(f"warning: {', '.join(str(out_dir / b) for b in bad)} missing or damaged: rewriting SRT's outputs "
+              "from its checkpoint.", file=sys.stderr)
+        (out_dir / DONE).unlink()
+        resume = True
     source = tuples_path(recipe, out_dir)
+    if source.is_dir():
+        raise FileNotFoundError(f"{source} is a folder; set srt.tuples to the tuples file (e.g. {source / 'tuples.jsonl'}).")
     if not source.is_file():
         raise FileNotFoundError(f"{source} does not exist: run `sdzero collect` with this recipe first, or set srt.tuples.")
     tuples = load_tuples(source)
@@ -238,14 +260,14 @@ def run_srt(
     def stage_at(step: int) -> int:
         return max(i for i, b in enumerate(bounds) if b <= step)
 
-    run = start_stage(recipe, out_dir, resume, SRT_SECTIONS)
+    run = start_stage(recipe, out_dir, resume, SRT_SECTIONS, stage="srt", inputs=[source])
     model, tokenizer, pad = run.model, run.tokenizer, run.pad_id
     # the reference code's second stage is a new fine-tuning run: a fresh optimizer per stage
     initial = penalty_reference(model, cfg.optim)  # taken before any resume
     optimizers = [make_optimizer(cfg.optim, st.steps(cfg)) for st in stages]
     state = TrainingState()
     if resume:
-        saved_step = json.loads((checkpoint_dir(out_dir) / "state.json").read_text())["step"]
+        saved_step = read_state(checkpoint_dir(out_dir) / "state.json").step
         # the saved moments belong to the stage of the last finished step
         state, _ = restore(out_dir, model, optimizers[stage_at(max(saved_step - 1, 0))])
 
@@ -272,15 +294,17 @@ def run_srt(
     )
     if state.step < total or not is_writer():
         return state
-    save_adapters(out_dir / "adapters", trainable(model), recipe.lora, lora_num_layers(model, recipe.lora),
-                  recipe.model.path)
-    save_fused_model(model, tokenizer, recipe.model.path, out_dir / "model")
-    (out_dir / "state.json").write_text(json.dumps(asdict(state), indent=2))
+    # every file atomically, `done` last, outputs.json before it: a `done` run's outputs are checked above
+    files = save_adapters(out_dir / "adapters", trainable(model), recipe.lora, lora_num_layers(model, recipe.lora),
+                          recipe.model.path)
+    files += save_fused_model(model, tokenizer, recipe.model.path, out_dir / "model")
+    write_json(out_dir / "state.json", asdict(state))
     summary = {**asdict(state), "tuples": len(items), "dropped_too_long": len(all_items) - len(items),
                "truncated_revisions": len(cut), "dropped_truncated": len(cut) if cfg.drop_truncated else 0,
                "stages": {st.name: {"tuples": len(st.items), "steps": st.steps(cfg)} for st in stages}}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / DONE).write_text("")
+    write_json(out_dir / "summary.json", summary)
+    record_outputs(out_dir, [*files, out_dir / "state.json", out_dir / "summary.json"])
+    write_text(out_dir / DONE, "")
     return state
 
 
