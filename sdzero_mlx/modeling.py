@@ -48,7 +48,10 @@ def check_model_path(path: str, adapter_path: str | None = None) -> None:
 def load_model(config: ModelConfig, adapter_path: str | None = None):
     """mlx_lm.load, then the recipe's dtype. `auto` means float32 on CPU: bf16 matmuls crawl there."""
     check_model_path(config.path, adapter_path)
-    model, tokenizer = mlx_lm_load(config.path, adapter_path=adapter_path)
+    # mlx-lm does not expand "~" (it would look for a Hub repo called "~/models/x")
+    path = str(Path(config.path).expanduser()) if config.path.startswith("~") else config.path
+    adapter_path = None if adapter_path is None else str(Path(adapter_path).expanduser())
+    model, tokenizer = mlx_lm_load(path, adapter_path=adapter_path)
     dtype = config.dtype
     if dtype == "auto":
         dtype = "float32" if mx.default_device() == mx.cpu else None
