@@ -1,6 +1,7 @@
 """Peak memory of the distill step's teacher pass and student step at Qwen's 152k vocabulary,
 whole logits vs blocks of positions (scoring.LOGITS_CHUNK_ELEMENTS), same run, and an SFT step
-(the project's weighted NLL, as SRT/RFT/SFT use) on the same student tokens.
+(the project's weighted NLL, as SRT/RFT/SFT use) and a GRPO step (pi_old and pi_ref passes, then the
+clipped surrogate with optim.kl_to_initial, loss.policy_loss) on the same student tokens.
 
 A random 1-layer llama (width 64, tied 151936-token embedding): the model is small on purpose, so
 the logits dominate as they do for a 0.5B model. 2 sequences, 32-token prompt, y of `--answer`
@@ -24,10 +25,12 @@ import numpy as np  # noqa: E402
 from mlx_lm.models.llama import Model, ModelArgs  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 
-from sdzero_mlx.kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch  # noqa: E402
+from sdzero_mlx.kd import compute_teacher_targets, student_batch  # noqa: E402
+from sdzero_mlx.loss import DistillMicroBatch, PolicyBatch, constant_logprobs, distill_loss, initial_logprobs, policy_loss  # noqa: E402
 from sdzero_mlx.modeling import trainable  # noqa: E402
 from sdzero_mlx.prompts import teacher_sequence  # noqa: E402
-from sdzero_mlx.scoring import LOGITS_CHUNK_ELEMENTS, nll_batches, weighted_nll  # noqa: E402
+from sdzero_mlx.loss import nll_batches, weighted_nll  # noqa: E402
+from sdzero_mlx.scoring import LOGITS_CHUNK_ELEMENTS  # noqa: E402
 from sdzero_mlx.types import DistillItem  # noqa: E402
 
 VOCAB = 151936
@@ -68,12 +71,19 @@ def main() -> None:
         s = peak_gb(lambda: grad(model, DistillMicroBatch(student_batch(items, 0), targets), "reverse", 0.5, 1000, me))
         sft = nll_batches([it.student_ids for it in items], [it.student_span for it in items], 2, 0)[0]
         n = peak_gb(lambda: nn.value_and_grad(model, weighted_nll)(model, sft, me))
-        rows[label] = (t, s, n)
+
+        def grpo_step(me=me, batch=sft.batch):
+            old = constant_logprobs(model, batch, 0.7, me)
+            mb = PolicyBatch(batch, mx.array([1.0, -1.0]), old, initial_logprobs(model, teacher, batch, 1.0, me))
+            return nn.value_and_grad(model, policy_loss)(model, mb, 0.2, 0.28, 0.7, 1000, 0.3, me)
+
+        g = peak_gb(grpo_step)
+        rows[label] = (t, s, n, g)
         print(f"{label:16s} teacher pass {t:5.2f} GB   student forward+backward {s:5.2f} GB   "
-              f"SFT (NLL) step on the same student tokens {n:5.2f} GB")
-    (t0, s0, n0), (t1, s1, n1) = rows.values()
-    print(f"blocks vs whole: teacher {t0 / t1:.1f}x less, student {s0 / s1:.1f}x less, SFT {n0 / n1:.1f}x less; "
-          f"distill student vs SFT step: {s1 / n1:.2f}x")
+              f"SFT (NLL) step on the same student tokens {n:5.2f} GB   GRPO step {g:5.2f} GB")
+    (t0, s0, n0, g0), (t1, s1, n1, g1) = rows.values()
+    print(f"blocks vs whole: teacher {t0 / t1:.1f}x less, student {s0 / s1:.1f}x less, SFT {n0 / n1:.1f}x less, "
+          f"GRPO {g0 / g1:.1f}x less; distill student vs SFT step: {s1 / n1:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""The `sdzero` command: a thin typer shell over the package's functions."""
+"""The `sdzero` command: a thin typer shell over the package's functions.
+
+The commands that train one stage (distill, srt, rft, grpo, sft, sdft: `sdzero NAME RECIPE [--resume
+RUN] [--set ...]`) and `compare`'s list of methods are generated from the stage registry
+(stages/__init__.py); the others are written here. `build_app` assembles both; `sdzero verify`
+runs without the registry, which imports every stage module and mlx-lm.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,12 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(
+APP_SETTINGS = dict(
     help="SD-Zero on MLX: self-revision training and on-policy self-distillation.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+shell = typer.Typer(**APP_SETTINGS)  # the commands written here; build_app adds the generated ones
 
 SetOption = Annotated[
     Optional[list[str]],
@@ -60,96 +67,90 @@ def _interrupted(command: str, recipe: Path) -> None:
     raise typer.Exit(code=130)
 
 
-def _train(command: str, run_fn, recipe: Path, resume: Optional[Path], set_: Optional[list[str]]) -> None:
+ResumeOption = Annotated[Optional[Path], typer.Option(help="Run directory to continue.")]
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")]
+
+
+def _train(spec, recipe: Path, resume: Optional[Path], set_: Optional[list[str]]) -> None:
     """The shared body of every training-stage command: load, run (or resume), report."""
     overrides = list(set_ or [])
     if resume is not None:
         overrides.append(f"run.output_dir={resume}")
     loaded = _load(recipe, overrides)
-    run_dir = Path(loaded.run.output_dir)
+    run_dir = Path(loaded.run.output_dir) / spec.folder
+    # a stage with a folder of the chain's layout continues what is there, as `sdzero run` does
+    resuming = resume is not None or bool(spec.folder and (run_dir / "checkpoint").exists())
     typer.echo(f"run directory: {run_dir}")
     try:
-        state = run_fn(loaded, run_dir, resume=resume is not None, on_step=print_step)
+        state = spec.run(loaded, run_dir, resume=resuming, on_step=print_step)
     except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         fail(str(err))
     except OSError as err:
         fail(os_error(err))
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; continue with: sdzero {command} {recipe} --resume {run_dir}", err=True)
+        again = f"sdzero {spec.name} {recipe}" + ("" if spec.folder else f" --resume {run_dir}")
+        typer.echo(f"\ninterrupted; continue with: {again}", err=True)
         raise typer.Exit(code=130)
     typer.echo(
-        f"done: {state.step} steps, {state.generations} generations, {state.sampled_tokens} sampled tokens. "
-        f"Adapters: {run_dir / 'adapters'}"
+        f"done: {state.step} steps, {state.generations} generations, {state.sampled_tokens} sampled tokens, "
+        f"{state.trained_tokens} trained tokens. Adapters: {run_dir / 'adapters'}"
     )
 
 
-ResumeOption = Annotated[Optional[Path], typer.Option(help="Run directory to continue.")]
-RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")]
+def stage_command(spec):
+    """`sdzero NAME RECIPE [--resume RUN] [--set ...]` for one training stage of the registry."""
+
+    def command(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
+        _train(spec, recipe, resume, set_)
+
+    command.__doc__ = spec.help
+    return command
 
 
-@app.command()
-def distill(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
-    """Phase 2: on-policy self-distillation of the Reviser into the Generator."""
-    from .stages.distill import run_distill
+def compare_command(methods_help: str):
+    def compare(
+        recipe: RecipeArg,
+        methods: Optional[str] = typer.Option(None, help=methods_help),  # help from the registry: not Annotated
+        set_: SetOption = None,
+    ) -> None:
+        """SD-Zero and its baselines on the same splits and generation budget: one table (+ accuracy vs budget PNG)."""
+        from .compare import run_compare
 
-    _train("distill", run_distill, recipe, resume, set_)
+        loaded = _load(recipe, set_)
+        chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+        typer.echo(f"run directory: {loaded.run.output_dir}")
+        try:
+            run_compare(loaded, log=typer.echo, methods=chosen)
+        except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+            fail(str(err))
+        except KeyboardInterrupt:
+            _interrupted("compare", recipe)
+        out = Path(loaded.run.output_dir)
+        typer.echo(f"table: {out / 'compare.md'}; picture: {out / 'compare.png'}")
 
-
-@app.command()
-def rft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
-    """Baseline: rejection-sampling fine-tuning, on-policy (section rft)."""
-    from .stages.rft import run_rft
-
-    _train("rft", run_rft, recipe, resume, set_)
-
-
-@app.command()
-def grpo(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
-    """Baseline: GRPO with DAPO's choices (section grpo)."""
-    from .stages.grpo import run_grpo
-
-    _train("grpo", run_grpo, recipe, resume, set_)
-
-
-@app.command()
-def sft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
-    """Baseline: supervised fine-tuning on the data's gold solutions (section sft, data.fields.solution)."""
-    from .stages.sft import run_sft
-
-    _train("sft", run_sft, recipe, resume, set_)
+    return compare
 
 
-@app.command()
-def sdft(recipe: RecipeArg, resume: ResumeOption = None, set_: SetOption = None) -> None:
-    """Baseline: self-distillation from demonstrations (section sdft; KL settings from distill)."""
-    from .stages.sdft import run_sdft
+def build_app() -> typer.Typer:
+    """The whole command: one command per training stage of the registry, compare, and the written ones."""
+    from .stages import methods, training_stages
 
-    _train("sdft", run_sdft, recipe, resume, set_)
-
-
-@app.command()
-def compare(
-    recipe: RecipeArg,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated subset of base,srt,sd-zero,rft,grpo,sft,sdft (default: compare.methods).")] = None,
-    set_: SetOption = None,
-) -> None:
-    """SD-Zero and its baselines on the same splits and generation budget: one table (+ accuracy vs budget PNG)."""
-    from .compare import run_compare
-
-    loaded = _load(recipe, set_)
-    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
-    typer.echo(f"run directory: {loaded.run.output_dir}")
-    try:
-        run_compare(loaded, log=typer.echo, methods=chosen)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        fail(str(err))
-    except KeyboardInterrupt:
-        _interrupted("compare", recipe)
-    out = Path(loaded.run.output_dir)
-    typer.echo(f"table: {out / 'compare.md'}; picture: {out / 'compare.png'}")
+    app = typer.Typer(**APP_SETTINGS)
+    for spec in training_stages():
+        app.command(name=spec.name)(stage_command(spec))
+    app.command(name="compare")(compare_command(
+        f"Comma-separated subset of {','.join(methods())} (default: compare.methods)."))
+    app.registered_commands.extend(shell.registered_commands)
+    return app
 
 
-@app.command()
+def __getattr__(name: str):
+    if name == "app":  # `from sdzero_mlx.cli import app`: the whole command
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@shell.command()
 def sweep(
     recipe: RecipeArg,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each sets run.seed and data.seed (own problems where the data allows).")] = "0,1,2",
@@ -177,10 +178,10 @@ def sweep(
     typer.echo(f"table: {target / 'sweep.md'}; picture: {target / 'sweep.png'}")
 
 
-@app.command()
+@shell.command()
 def search(
     recipe: RecipeArg,
-    method: Annotated[str, typer.Option(help="The method to tune: sd-zero or a baseline (rft, grpo, sft, sdft).")],
+    method: Annotated[str, typer.Option(help="The method to tune: distill (SD-Zero) or a baseline (rft, grpo, sft, sdft).")],
     grid: Annotated[list[str], typer.Option(help="FIELD=V1,V2,... (repeatable): the grid is every combination.")],
     out: Annotated[Path, typer.Option(help="Search directory; OUT/point-NN per grid point.")],
     set_: SetOption = None,
@@ -199,7 +200,7 @@ def search(
     typer.echo(f"table: {out / 'search.md'}; best: {' '.join(data['best']['overrides'])}")
 
 
-@app.command()
+@shell.command()
 def collect(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     set_: SetOption = None,
@@ -233,32 +234,7 @@ def collect(
         typer.echo(f"skipped {s.skipped_long_prompts} questions over data.max_prompt_tokens={loaded.data.max_prompt_tokens}")
 
 
-@app.command()
-def srt(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
-    tuples: Annotated[Optional[Path], typer.Option(help="Tuples JSONL; default RUN/collect/tuples.jsonl.")] = None,
-    set_: SetOption = None,
-) -> None:
-    """Phase 1: self-revision training on collected tuples -> RUN/srt/adapters and the fused RUN/srt/model."""
-    from .stages.srt import run_srt
-
-    loaded = _load(recipe, set_)
-    run_dir = Path(loaded.run.output_dir)
-    tuples = tuples or run_dir / "collect" / "tuples.jsonl"
-    if not tuples.is_file():
-        fail(f"{tuples} does not exist: run `sdzero collect {recipe}` first, or pass --tuples.")
-    try:
-        state = run_srt(loaded, tuples, run_dir / "srt", on_step=print_step)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
-        fail(str(err))
-    except OSError as err:
-        fail(os_error(err))
-    except KeyboardInterrupt:
-        _interrupted("srt", recipe)
-    typer.echo(f"done: {state.step} steps, {state.trained_tokens} trained tokens. Model: {run_dir / 'srt' / 'model'}")
-
-
-@app.command("run")
+@shell.command("run")
 def run_(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     set_: SetOption = None,
@@ -279,7 +255,33 @@ def run_(
     typer.echo(f"table: {Path(loaded.run.output_dir) / 'results.md'}")
 
 
-@app.command()
+@shell.command()
+def doctor(
+    recipe: RecipeArg,
+    n: Annotated[int, typer.Option("--n", help="Training (or validation) problems to sample; never the test split.")] = 32,
+    out: Annotated[Path, typer.Option(help="Folder for doctor.md and doctor.json (not inside run.output_dir).")] = Path("doctor"),
+    set_: SetOption = None,
+) -> None:
+    """Before a long run: can SD-Zero help this model on this data, and what will the run cost? (minutes, no training)"""
+    from .doctor import run_doctor
+    from .doctor.report import render
+
+    loaded = _load(recipe, set_)
+    try:
+        report = run_doctor(loaded, str(recipe), n=n, out_dir=out, log=typer.echo)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        fail(str(err))
+    except OSError as err:
+        fail(os_error(err))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted; nothing was written into the run directory", err=True)
+        raise typer.Exit(code=130)
+    typer.echo("")
+    typer.echo(render(report, width=400))
+    typer.echo(f"wrote {out / 'doctor.md'} and {out / 'doctor.json'}")
+
+
+@shell.command()
 def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A small slice of the demo (a minute or two).")] = False,
     task: Annotated[str, typer.Option(help="inverse (default: hindsight can find the mistake) or chain (it cannot).")] = "inverse",
@@ -306,15 +308,25 @@ def demo(
 
 
 # a negative gold answer ("-5") is an argument, not an unknown option; `--` before TEXT works too
-@app.command(context_settings={"ignore_unknown_options": True})
+@shell.command(context_settings={"ignore_unknown_options": True})
 def verify(
     text: Annotated[Optional[str], typer.Argument(help="Model output to grade.")] = None,
     answer: Annotated[Optional[str], typer.Argument(help="Reference answer; a negative one may be given as is (-5) or after `--`.")] = None,
     file: Annotated[Optional[Path], typer.Option(help="JSONL with fields response (or text) and answer.")] = None,
+    kind: Annotated[str, typer.Option(help="math (TEXT and ANSWER, or --file) or code (--response-file and --tests-file).")] = "math",
+    response_file: Annotated[Optional[Path], typer.Option(help="Code: a model's whole answer (text with a fenced block).")] = None,
+    tests_file: Annotated[Optional[Path], typer.Option(help='Code: JSON {"inputs": [...], "outputs": [...]} or {"test": ..., "entry_point": ...}.')] = None,
+    language: Annotated[str, typer.Option(help="Code: the language of an untagged block (python or cpp).")] = "python",
+    timeout: Annotated[float, typer.Option(help="Code: wall and CPU seconds per run.")] = 2.0,
 ) -> None:
-    """Grade an answer (or a JSONL file of answers) with the sympy verifier."""
+    """Grade an answer (or a JSONL file of answers) with the sympy verifier, or a program against its tests (--kind code)."""
     from .verifier import check, grade_file
 
+    if kind == "code":
+        _verify_code(response_file, tests_file, language, timeout)
+        return
+    if kind != "math":
+        fail(f"--kind is {kind!r}; use math or code")
     if file is not None:
         try:
             graded = grade_file(file)
@@ -332,7 +344,34 @@ def verify(
     typer.echo(f"verdict:   {'correct' if verdict.score == 1.0 else 'wrong'} ({verdict.reason})")
 
 
-@app.command()
+def _verify_code(response_file: Optional[Path], tests_file: Optional[Path], language: str, timeout: float) -> None:
+    """`sdzero verify --kind code`: the reason on the line before last, the reward (1 or 0) last."""
+    from .verifier import VerifierConfig, check
+    from .verifier.code import parse_tests, sandbox_description
+
+    if response_file is None or tests_file is None:
+        fail("--kind code needs --response-file R (the model's answer) and --tests-file T (the tests as JSON)")
+    try:
+        response = response_file.read_text(encoding="utf-8")
+        tests = tests_file.read_text(encoding="utf-8")
+        parse_tests(tests)
+        config = VerifierConfig(kind="code", language=language, timeout_s=timeout)
+        verdict = check(response, tests, config)
+        typer.echo(f"sandbox: {sandbox_description(config)}")
+    except FileNotFoundError as err:
+        fail(f"{err.filename} does not exist; give the path of a file.")
+    except UnicodeDecodeError as err:
+        fail(f"a file is not UTF-8 text ({err.reason}); re-save it as UTF-8.")
+    except ValueError as err:
+        fail(f"{tests_file}: {err}" if "tests" in str(err) else str(err))
+    except RuntimeError as err:
+        fail(str(err))
+    typer.echo(f"tests:   {verdict.gold}")
+    typer.echo(verdict.reason)
+    typer.echo(f"{verdict.score:g}")
+
+
+@shell.command()
 def parity(
     model: Annotated[Optional[Path], typer.Option(help="A llama model folder (default: a seeded tiny llama written to a temporary folder).")] = None,
     dtype: Annotated[Optional[list[str]], typer.Option(help="float32 and/or bfloat16 (repeatable; default: both).")] = None,
@@ -366,7 +405,7 @@ def parity(
         raise typer.Exit(code=1)
 
 
-@app.command()
+@shell.command()
 def info() -> None:
     """Versions, device and the BLAS in use."""
     from .platform.info import collect_info, format_info
@@ -388,7 +427,7 @@ def count_printer(total: int, every: int = 0):
     return on_progress
 
 
-@app.command("eval")
+@shell.command("eval")
 def eval_(
     models: Annotated[list[str], typer.Argument(help="MODEL folder(s), or MODEL:ADAPTER; several make one table.")],
     data: Annotated[Path, typer.Option(help="Evaluation file (.jsonl/.json/.parquet).")],
@@ -436,7 +475,7 @@ def eval_(
         typer.echo(f"per-problem results and summary.md/json in {out}")
 
 
-@app.command()
+@shell.command()
 def explain(
     model: Annotated[str, typer.Argument(help="Student MODEL folder.")],
     adapter: Annotated[Optional[str], typer.Option(help="Student LoRA adapter folder.")] = None,
@@ -501,7 +540,7 @@ def explain(
     typer.echo(f"wrote {page} and {png}")
 
 
-@app.command()
+@shell.command()
 def plot(
     runs: Annotated[list[Path], typer.Argument(help="Run directories holding metrics.jsonl.")],
     out: Annotated[Path, typer.Option(help="PNG to write.")] = Path("runs.png"),
@@ -517,25 +556,30 @@ def plot(
     typer.echo(f"wrote {out}")
 
 
-# commands that train data-parallel under mlx.launch (distributed.py); the others must run as one process
-DISTRIBUTED = ("distill", "srt", "rft", "grpo", "sft", "sdft", "info")
+def distributed_commands() -> tuple[str, ...]:
+    """Commands that train data-parallel under mlx.launch (distributed.py): every training stage, and info."""
+    from .stages import training_stages
+
+    return tuple(s.name for s in training_stages()) + ("info",)
 
 
 def main() -> None:
     from .platform.blas import reexec_with_fast_blas
 
-    if sys.argv[1:2] != ["verify"]:  # verify needs no BLAS: skip the re-exec (half its cold start)
-        reexec_with_fast_blas(sys.argv)
-        from .platform.threads import apply_blas_threads
+    if sys.argv[1:2] == ["verify"]:  # verify needs no BLAS nor the stages: no re-exec (half its cold start)
+        shell()
+        return
+    reexec_with_fast_blas(sys.argv)
+    from .platform.threads import apply_blas_threads
 
-        apply_blas_threads()
-        from .platform.distributed import world
+    apply_blas_threads()
+    from .platform.distributed import world
 
-        if sys.argv[1:2] and sys.argv[1] not in DISTRIBUTED and not sys.argv[1].startswith("-") and world() > 1:
-            typer.secho(f"error: sdzero {sys.argv[1]} runs as one process; under mlx.launch use one of "
-                        f"{', '.join(DISTRIBUTED[:-1])}.", fg=typer.colors.RED, err=True)
-            raise SystemExit(2)
-    app()
+    if sys.argv[1:2] and not sys.argv[1].startswith("-") and world() > 1 and sys.argv[1] not in distributed_commands():
+        typer.secho(f"error: sdzero {sys.argv[1]} runs as one process; under mlx.launch use one of "
+                    f"{', '.join(distributed_commands()[:-1])}.", fg=typer.colors.RED, err=True)
+        raise SystemExit(2)
+    build_app()()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`sdzero compare`: SD-Zero against its baselines on the same splits, the same evaluation and a matched budget.
 
 RUN/ (= run.output_dir)
-  collect/ srt/ distill/          the SD-Zero chain (pipeline.py), when srt or sd-zero is compared
+  collect/ srt/ distill/          the SD-Zero chain (pipeline.py), when srt or distill (SD-Zero) is compared
   rft/ grpo/ sft/ sdft/           one run directory per baseline, each trained from model.path
   eval/NAME.json                  each model evaluated with the recipe's eval protocol (cached)
   compare.md, compare.json        the table (accuracy + training budget per method)
@@ -13,17 +13,18 @@ generations (shared with SRT) plus distill's. Each sampling baseline gets `compa
 method sees about as many sampled answers. SFT samples nothing and runs its own epochs.
 Each stage resumes from its checkpoint and is skipped once done, so rerunning continues.
 
-A new baseline is one stage module with `run_*(recipe, run_dir, resume, on_step)`, its recipe
-section, and one line in STAGES below.
+The methods are the base model and every training stage of the registry (stages/__init__.py): the
+chain's srt and distill (labelled SD-Zero), and each baseline stage, which compare trains from
+model.path in RUN/NAME. A new baseline is its stage module and its recipe section.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .stages import grpo, rft, sdft, sft
+from .stages import baselines, labels
 from .checkpoint import write_json_atomic
 from .stages.collect import read_summary
 from .config import Recipe
@@ -31,27 +32,16 @@ from .configio import write_yaml
 from .evaluate import results_table, summary
 from .metrics import format_record, last_budget, read_metrics
 from .pipeline import (
-    LABELS, evaluate_cached, evaluate_model_of_run, record_splits, run_pipeline, stage_budgets, training_budgets,
+    evaluate_cached, evaluate_model_of_run, record_splits, run_pipeline, stage_budgets, training_budgets,
 )
 
 
-@dataclass(frozen=True)
-class Stage:
-    """A baseline as compare runs it."""
-
-    label: str
-    section: str  # its recipe section
-    run: Callable  # run_*(recipe, run_dir, resume=..., on_step=...)
-    generations_per_step: Optional[Callable[[Recipe], int]]  # None: samples nothing (budget by its own steps)
+CHAIN = ("srt", "distill")  # the methods whose models the SD-Zero chain trains (pipeline.py)
 
 
-STAGES = {
-    "rft": Stage("RFT", "rft", rft.run_rft, rft.generations_per_step),
-    "grpo": Stage("GRPO", "grpo", grpo.run_grpo, grpo.generations_per_step),
-    "sft": Stage("SFT", "sft", sft.run_sft, None),
-    "sdft": Stage("SDFT", "sdft", sdft.run_sdft, sdft.generations_per_step),
-}
-LABELS_ALL = {**LABELS, **{m: s.label for m, s in STAGES.items()}}
+def baseline_specs() -> dict:
+    """Baseline name -> its StageSpec: the stages compare trains from model.path on their own."""
+    return {s.name: s for s in baselines()}
 
 
 def sdzero_generations(run_dir: Path) -> int:
@@ -62,11 +52,11 @@ def sdzero_generations(run_dir: Path) -> int:
 
 def budget_steps(recipe: Recipe, method: str, budget: int) -> Recipe:
     """The recipe with the baseline's steps set so that it spends about `budget` generations."""
-    stage = STAGES[method]
+    stage = baseline_specs()[method]
     if stage.generations_per_step is None:
         return recipe
     steps = max(budget // stage.generations_per_step(recipe), 1)
-    return replace(recipe, **{stage.section: replace(getattr(recipe, stage.section), steps=steps)})
+    return replace(recipe, **{stage.name: replace(getattr(recipe, stage.name), steps=steps)})
 
 
 def run_baseline(recipe: Recipe, method: str, run_dir: Path, log: Callable[[str], None]) -> None:
@@ -75,25 +65,25 @@ def run_baseline(recipe: Recipe, method: str, run_dir: Path, log: Callable[[str]
         log(f"{method}: done; reusing it")
         return
     resume = (out / "checkpoint").exists() or (out / "checkpoint.old").exists()
-    STAGES[method].run(replace(recipe, run=replace(recipe.run, output_dir=str(out))), out, resume=resume,
+    baseline_specs()[method].run(replace(recipe, run=replace(recipe.run, output_dir=str(out))), out, resume=resume,
                        on_step=lambda r: log(format_record(r)))
     (out / "done").write_text("")
 
 
 def probe_curves(run_dir: Path, methods: list[str]) -> dict[str, list[tuple[int, float]]]:
     """(generations spent, probe accuracy) per method, from the runs' metrics; SD-Zero's start after collect."""
-    curves = {}
+    curves, names = {}, labels()
     for m in methods:
-        if m == "sd-zero":
+        if m == "distill":
             d, offset = run_dir / "distill", read_summary(run_dir / "collect").generations
-        elif m in STAGES:
+        elif m in baseline_specs():
             d, offset = run_dir / m, 0
         else:
             continue
         if (d / "metrics.jsonl").is_file():
             points = [(offset + r.generations, r.probe_accuracy) for r in read_metrics(d) if r.probe_accuracy is not None]
             if points:
-                curves[LABELS_ALL[m]] = points
+                curves[names[m]] = points
     return curves
 
 
@@ -129,15 +119,15 @@ def _training_budget(run_dir: Path, method: str) -> dict:
     """Generations, sampled and trained tokens behind a method's model (the SD-Zero chain: pipeline's
     own accounting, collect + srt [+ distill]; a baseline: its stage's last record)."""
     keys = ("generations", "sampled_tokens", "trained_tokens")
-    if method in ("srt", "sd-zero"):
-        return training_budgets(stage_budgets(run_dir, {}))[LABELS[method]]
-    budget = (last_budget(run_dir / method) or {}) if method in STAGES else {}
+    if method in CHAIN:
+        return training_budgets(stage_budgets(run_dir, {}))[labels()[method]]
+    budget = (last_budget(run_dir / method) or {}) if method in baseline_specs() else {}
     return {k: budget.get(k, 0) for k in keys}
 
 
 def evaluate_method(recipe: Recipe, method: str, run_dir: Path, log: Callable[[str], None], split: str = "test") -> list:
     """A trained method's model of this run, evaluated on the test or the validation split (cached)."""
-    if method in STAGES:
+    if method in baseline_specs():
         return evaluate_cached(recipe, method, recipe.model.path, str(run_dir / method / "adapters"), run_dir, log, split)
     return evaluate_model_of_run(recipe, method, run_dir, log, split)
 
@@ -149,32 +139,34 @@ def run_compare(
     With evaluate=False only train (a search evaluates on the validation split itself)."""
     methods = list(methods or recipe.compare.methods)
     recipe = replace(recipe, compare=replace(recipe.compare, methods=tuple(methods)))  # validates the names
+    methods = list(recipe.compare.methods)  # old spellings (sd-zero) read as today's (distill)
     run_dir = Path(recipe.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_yaml(recipe, run_dir / "compare-recipe.yaml")
-    if not any(m in ("srt", "sd-zero") for m in methods):  # else the pipeline records them
+    if not any(m in CHAIN for m in methods):  # else the pipeline records them
         record_splits(recipe, run_dir, log)
 
-    chain = any(m in ("srt", "sd-zero") for m in methods)
+    baseline, names = baseline_specs(), labels()
+    chain = any(m in CHAIN for m in methods)
     if chain:  # the SD-Zero chain: collect -> SRT -> distill (evaluated below)
         run_pipeline(recipe, log=log, stop_after="distill")
     # SD-Zero's spend, also when this call compares only baselines of a run whose chain already finished
     chain_done = (run_dir / "collect" / "summary.json").is_file() and (run_dir / "distill" / "done").is_file()
     budget = recipe.compare.budget_generations or (sdzero_generations(run_dir) if chain_done else 0)
-    if budget == 0 and any(STAGES[m].generations_per_step for m in methods if m in STAGES):
+    if budget == 0 and any(baseline[m].generations_per_step for m in methods if m in baseline):
         raise ValueError("compare.budget_generations is 0 and this run has no SD-Zero chain to match: "
-                         "compare srt or sd-zero too, or set compare.budget_generations.")
+                         "compare srt or distill too, or set compare.budget_generations.")
     for m in methods:
-        if m in STAGES:
-            log(f"{m}: {'its own steps' if STAGES[m].generations_per_step is None else f'budget {budget} generations'}")
+        if m in baseline:
+            log(f"{m}: {'its own steps' if baseline[m].generations_per_step is None else f'budget {budget} generations'}")
             run_baseline(budget_steps(recipe, m, budget), m, run_dir, log)
 
     if not evaluate:
         return {"budget_generations": budget, "methods": methods}
 
     evals = {m: evaluate_method(recipe, m, run_dir, log) for m in methods}
-    named = {LABELS_ALL[m]: evals[m] for m in methods}
-    budgets = {LABELS_ALL[m]: _training_budget(run_dir, m) for m in methods}
+    named = {names[m]: evals[m] for m in methods}
+    budgets = {names[m]: _training_budget(run_dir, m) for m in methods}
     table = results_table(named, budgets)
     text = "\n".join([
         f"# sdzero compare: {run_dir}", "",
@@ -183,13 +175,13 @@ def run_compare(
     ])
     (run_dir / "compare.md").write_text(text)
     data = {"budget_generations": budget, "methods": methods,
-            "models": {LABELS_ALL[m]: [summary(r) for r in evals[m]] for m in methods}, "budgets": budgets}
+            "models": {names[m]: [summary(r) for r in evals[m]] for m in methods}, "budgets": budgets}
     write_json_atomic(run_dir / "compare.json", data)
     finals = {}
     for m in methods:
         sample = next((summary(r) for r in evals[m] if "avg_at_k" in summary(r)), None)
         if sample is not None:
-            finals[LABELS_ALL[m]] = (budgets[LABELS_ALL[m]]["generations"], sample["avg_at_k"])
+            finals[names[m]] = (budgets[names[m]]["generations"], sample["avg_at_k"])
     plot_curves(probe_curves(run_dir, methods), finals, run_dir / "compare.png")
     log(text)
     return data

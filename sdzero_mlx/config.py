@@ -1,5 +1,9 @@
 """The recipe: one typed, frozen configuration per runnable job, read from YAML.
 
+`Recipe` is generated (recipe_type): the shared sections below, then one section per stage of the
+registry (stages/__init__.py), the dataclass its StageSpec names. A new stage's section appears in
+the recipe, and gets its `optim` filled from the top-level one, without a line here.
+
 Every departure from the paper is a field here, with the paper's value in its help text:
 - `optim.learning_rate` 1e-4 (paper: 5e-6 with full fine-tuning; LoRA wants larger steps). `optim` is
   the shared default; each training stage (srt, distill, rft, grpo, sft, sdft) has its own `optim`.
@@ -15,7 +19,8 @@ Every departure from the paper is a field here, with the paper's value in its he
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -80,6 +85,14 @@ class FieldMap:
     id: Optional[str] = field(default=None, metadata={"help": "Row field holding an id; row number if unset."})
     solution: Optional[str] = field(
         default=None, metadata={"help": "Row field holding a worked gold solution (SFT's targets, SDFT's demonstration)."}
+    )
+    tests: Optional[str] = field(
+        default=None,
+        metadata={"help": "Code rows (verifier.kind: code): field holding the tests, {inputs, outputs} or HumanEval test code; "
+                  "unset: rows with inputs/outputs or test/entry_point fields are read as code rows."},
+    )
+    entry_point: Optional[str] = field(
+        default=None, metadata={"help": "Code rows: field naming the function HumanEval-style tests call (default entry_point)."}
     )
 
 
@@ -176,8 +189,12 @@ class OptimConfig:
     grad_clip: float = field(default=1.0, metadata={"help": "Global gradient-norm clip; 0 disables."})
     kl_to_initial: float = field(
         default=0.0,
-        metadata={"help": "Weight of a per-token k3 KL(pi || pi_initial) penalty on the trained tokens, pi_initial = the "
-                  "stage's starting model; 0 = off (SD-Zero, SRT: none in the paper; DAPO: 0)."},
+        metadata={"help": "Weight of a per-token k3 penalty exp(d) - d - 1, d = log pi_initial - log pi (both at temperature "
+                  "1), on the trained tokens; pi_initial = the stage's starting model. On sampled tokens its value "
+                  "estimates KL(pi || pi_initial) and its expected gradient is that of KL(pi_initial || pi); on RFT / "
+                  "SFT / SRT tokens it is a per-token penalty, not a KL estimate (loss.k3_kl). Costs a copy of the "
+                  "trained parameters (with lora.fine_tune_type full: of those weights) and a reference pass per "
+                  "micro-batch; 0 = off, and neither (SD-Zero, SRT: none in the paper; DAPO: 0)."},
     )
 
     def __post_init__(self):
@@ -269,6 +286,9 @@ class SrtConfig:
         default=1000,
         metadata={"help": "staged mode: tuples of the revision stage, correct-initial first (reference code: 1000); "
                   "the other wrong-initial tuples train the generation stage, which runs first."},
+    )
+    tuples: str = field(
+        default="", metadata={"help": "Tuples JSONL to train on; empty: RUN/collect/tuples.jsonl beside the SRT run."}
     )
     optim: OptimConfig = field(default=OptimConfig(), metadata={"help": "SRT's optimizer (paper: lr 5e-6, full fine-tuning) (defaults: top-level optim)."})
 
@@ -399,14 +419,17 @@ class SdftConfig:
             raise ValueError("sdft.demo_template must contain {demonstration}.")
 
 
-METHODS = ("base", "srt", "sd-zero", "rft", "grpo", "sft", "sdft")
+# the name users typed for SD-Zero's model before the method took its stage's name (distill); still accepted
+METHOD_ALIASES = {"sd-zero": "distill"}
 
 
 @dataclass(frozen=True)
 class CompareConfig:
     """`sdzero compare`: every method on the same splits, evaluated the same way, one table."""
 
-    methods: tuple[str, ...] = field(default=METHODS, metadata={"help": f"Any of {METHODS}."})
+    methods: tuple[str, ...] = field(
+        default=(), metadata={"help": "base and any training stage (stages.methods()); empty: all of them."}
+    )
     budget_generations: int = field(
         default=0,
         metadata={"help": "Generations each sampling baseline may spend; 0 = what SD-Zero spent (collect + distill), "
@@ -414,9 +437,14 @@ class CompareConfig:
     )
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"compare.methods {list(self.methods)}: unknown {unknown}; use some of {list(METHODS)}.")
+        from .stages import methods
+
+        known = methods()
+        chosen = tuple(METHOD_ALIASES.get(m, m) for m in self.methods) or known
+        object.__setattr__(self, "methods", chosen)
+        unknown = [m for m in chosen if m not in known]
+        if unknown:
+            raise ValueError(f"compare.methods {list(self.methods)}: unknown {unknown}; use some of {list(known)}.")
         if self.budget_generations < 0:
             raise ValueError("compare.budget_generations must be >= 0 (0 = match SD-Zero).")
 
@@ -453,48 +481,79 @@ class RunConfig:
             raise ValueError(f"run.seed must be in [0, 2^31), got {self.seed}.")
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Every section of a run; each stage reads only its own sections (see the *_SECTIONS of each stage)."""
-
-    model: ModelConfig
-    data: DataConfig
-    lora: LoraConfig = LoraConfig()
-    prompts: PromptConfig = PromptConfig()
-    sampling: SamplingConfig = SamplingConfig()
-    distill: DistillConfig = DistillConfig()
-    optim: OptimConfig = field(default=OptimConfig(), metadata={"help": "Shared default of every stage's optim section."})
-    collect: CollectConfig = CollectConfig()
-    srt: SrtConfig = SrtConfig()
-    rft: RftConfig = RftConfig()
-    grpo: GrpoConfig = GrpoConfig()
-    sft: SftConfig = SftConfig()
-    sdft: SdftConfig = SdftConfig()
-    compare: CompareConfig = CompareConfig()
-    eval: EvalConfig = EvalConfig()
-    verifier: VerifierConfig = VerifierConfig()
-    run: RunConfig = RunConfig()
-
-    def __post_init__(self):
-        if self.distill.questions_per_step > self.data.phase2_size:
-            raise ValueError(
-                f"distill.questions_per_step ({self.distill.questions_per_step}) exceeds data.phase2_size "
-                f"({self.data.phase2_size}); lower it or enlarge the phase-2 split."
-            )
-        if self.run.probe_every and not (self.data.validation_size or self.data.validation_source):
-            raise ValueError(
-                "run.probe_every > 0 reads the validation split, and this recipe has none: set data.validation_size "
-                "(problems cut from data.source) or data.validation_source, or run.probe_every: 0."
-            )
-        if self.distill.max_teacher_tokens <= self.sampling.max_tokens:
-            raise ValueError(
-                "distill.max_teacher_tokens must exceed sampling.max_tokens (the teacher sees y twice); "
-                f"got {self.distill.max_teacher_tokens} <= {self.sampling.max_tokens}."
-            )
+# The recipe: these shared sections, then one section per stage of the registry (stages/__init__.py),
+# in its order. The Recipe dataclass is generated from them (recipe_type): a stage's section is
+# declared once, in its StageSpec, and appears here without a line of its own.
+SHARED_SECTIONS = (
+    ("model", ModelConfig, None),
+    ("data", DataConfig, None),
+    ("lora", LoraConfig, LoraConfig()),
+    ("prompts", PromptConfig, PromptConfig()),
+    ("sampling", SamplingConfig, SamplingConfig()),
+    ("optim", OptimConfig, OptimConfig()),  # the shared default of every stage's optim section
+)
+CLOSING_SECTIONS = (
+    ("compare", CompareConfig, None),  # built when the recipe is: its default lists the registered methods
+    ("eval", EvalConfig, EvalConfig()),
+    ("verifier", VerifierConfig, VerifierConfig()),
+    ("run", RunConfig, RunConfig()),
+)
 
 
-# Sections that train, each with its own complete `optim` (top-level `optim` is their shared default).
-TRAINING_STAGES = ("srt", "distill", "rft", "grpo", "sft", "sdft")
+def _check_recipe(recipe) -> None:
+    """Checks across sections: the shared ones here, each stage's own in its StageSpec.check."""
+    from .stages import stage_specs
+
+    if recipe.verifier.kind != "code" and (recipe.data.fields.tests or recipe.data.fields.entry_point):
+        raise ValueError("data.fields.tests / entry_point name code tests, but verifier.kind is "
+                         f"{recipe.verifier.kind!r}; set verifier.kind: code.")
+    if recipe.run.probe_every and not (recipe.data.validation_size or recipe.data.validation_source):
+        raise ValueError(
+            "run.probe_every > 0 reads the validation split, and this recipe has none: set data.validation_size "
+            "(problems cut from data.source) or data.validation_source, or run.probe_every: 0."
+        )
+    for spec in stage_specs():
+        if spec.check is not None:
+            spec.check(recipe)
+
+
+@functools.lru_cache(maxsize=None)
+def _recipe_type(stage_sections: tuple[tuple[str, type], ...]) -> type:
+    fields = []
+    for name, tp, default in SHARED_SECTIONS + tuple((n, t, t()) for n, t in stage_sections) + CLOSING_SECTIONS:
+        if default is None and name == "compare":
+            fields.append((name, tp, field(default_factory=CompareConfig)))
+        elif default is None:
+            fields.append((name, tp))
+        else:
+            fields.append((name, tp, field(default=default)))
+    cls = make_dataclass(
+        "Recipe", fields, frozen=True,
+        namespace={"__doc__": "Every section of a run: the shared ones and one per stage (each stage reads only "
+                              "its StageSpec.sections).", "__post_init__": _check_recipe},
+    )
+    cls.__module__ = __name__
+    return cls
+
+
+def recipe_type() -> type:
+    """The Recipe dataclass for the stages registered now (the built-in ones: `config.Recipe`)."""
+    from .stages import stage_specs
+
+    return _recipe_type(tuple((s.name, s.section) for s in stage_specs()))
+
+
+def training_sections() -> tuple[str, ...]:
+    """Sections that train, each with its own complete `optim` (top-level `optim` is their shared default)."""
+    from .stages import training_stages
+
+    return tuple(s.name for s in training_stages())
+
+
+def __getattr__(name: str):
+    if name == "Recipe":  # generated on first use: the registry imports the stage modules, which import this one
+        return recipe_type()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def with_stage_optim(data: dict) -> dict:
@@ -503,7 +562,7 @@ def with_stage_optim(data: dict) -> dict:
     if not isinstance(shared, dict):
         return data  # from_dict reports the malformed section
     out = dict(data)
-    for stage in TRAINING_STAGES:
+    for stage in training_sections():
         section = out.get(stage) or {}
         if not isinstance(section, dict):
             continue
@@ -513,7 +572,7 @@ def with_stage_optim(data: dict) -> dict:
     return out
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
     """Read a recipe YAML, apply `section.key=value` overrides, validate, return it.
 
     Relative file paths inside the recipe (model.path, data.source) stay relative to the
@@ -521,6 +580,6 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """
     data = with_stage_optim(apply_overrides(read_yaml(path), list(overrides)))
     try:
-        return from_dict(Recipe, data, where="recipe")
+        return from_dict(recipe_type(), data, where="recipe")
     except (ValueError, TypeError) as err:
         raise ValueError(f"{path}: {err}") from None

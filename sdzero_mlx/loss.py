@@ -1,4 +1,8 @@
-"""Pure array functions: log-probabilities, the teacher's top-k, KL in three directions, NLL.
+"""Every loss and every log-prob gather (as mlx-lm's tuner/losses.py): the pure array functions
+(log-probabilities, the teacher's top-k, KL in three directions, the PPO surrogate, the k3 penalty)
+and the model losses built on them, a block of scored positions at a time (scoring.logit_chunks):
+weighted_nll (SRT, RFT, SFT), distill_loss (distill, SDFT). The KL-to-initial penalty has one path:
+initial_logprobs (the reference pass, a constant) and kl_to_initial_penalty (the k3 term).
 
 Conventions: `student_logp` and `teacher_logp` are log-probabilities over the same support
 (the full vocabulary, or the teacher's top-k renormalised), shape (..., K), computed in float32.
@@ -8,9 +12,15 @@ does so itself, because MLX differentiates every argument it is given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence
 
 import mlx.core as mx
+import mlx.nn as nn
+
+from .platform.distributed import step_tokens
+from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
+from .teacher import lora_values
 
 
 def log_softmax(logits: mx.array) -> mx.array:
@@ -97,9 +107,14 @@ def kl_on_support(s: mx.array, teacher_logp: mx.array, kind: str, forward_weight
     raise ValueError(f"Unknown KL kind {kind!r}: use reverse, forward or mixed.")
 
 
+def gather_logprobs(logp: mx.array, token_ids: mx.array) -> mx.array:
+    """The log-probabilities of the given tokens: (B, L, V), (B, L) -> (B, L). The one gather."""
+    return mx.take_along_axis(logp, token_ids[..., None], axis=-1)[..., 0]
+
+
 def token_logprobs(logits: mx.array, token_ids: mx.array) -> mx.array:
     """log p(token) at every position, full vocabulary, float32. (B, L, V), (B, L) -> (B, L)."""
-    return mx.take_along_axis(log_softmax(logits), token_ids[..., None], axis=-1)[..., 0]
+    return gather_logprobs(log_softmax(logits), token_ids)
 
 
 def masked_sum(values: mx.array, mask: mx.array) -> mx.array:
@@ -148,10 +163,181 @@ def group_advantages(rewards: mx.array, scale_by_std: bool = True, eps: float = 
 
 
 def k3_kl(logp: mx.array, ref_logp: mx.array) -> mx.array:
-    """Per-token k3 estimate of KL(pi || pi_ref) on tokens drawn from pi: exp(d) - d - 1, d = log pi_ref - log pi.
+    """Per-token k3 penalty: exp(d) - d - 1, d = log pi_ref - log pi, both at temperature 1.
 
-    Non-negative, zero where the two agree; pi_ref is a constant. Example: logp = ref_logp -> 0;
+    What it is: non-negative, zero where the two agree; pi_ref is a constant. On tokens drawn from pi
+    its value estimates KL(pi || pi_ref), but as a loss its expected gradient is that of KL(pi_ref || pi)
+    (sum_y pi (1 - pi_ref / pi) grad log pi = -sum_y pi_ref grad log pi; test_kl_to_initial checks it):
+    it pulls pi back over pi_ref's support. On tokens not drawn from pi (RFT's kept answers, SFT's gold
+    solutions, SRT's tuples) it is a per-token penalty on those tokens, not a KL estimate. Example: logp = ref_logp -> 0;
     logp = log 0.5, ref_logp = log 0.25 -> d = -log 2, exp(d) - d - 1 = 0.5 + 0.693 - 1 = 0.193.
     """
     d = mx.stop_gradient(ref_logp) - logp
     return mx.exp(d) - d - 1.0
+
+
+def kl_to_initial_penalty(logp: mx.array, ref_logp: mx.array, weights: mx.array) -> mx.array:
+    """The optim.kl_to_initial term before its weight: sum of weights x k3_kl(logp, ref_logp) over the tokens.
+
+    logp, ref_logp, weights: (B, L); weights carry the mask (0 on padding) and any normalisation.
+    """
+    return (weights * k3_kl(logp, ref_logp)).sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# Model losses on scored batches (scoring.py), a block of positions at a time
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightedBatch:
+    """Scored tokens with a loss weight each: the NLL micro-batch of SRT, RFT and SFT."""
+
+    batch: ScoredBatch  # ids (B, T); positions / mask / targets (B, L)
+    weights: mx.array  # (B, L): weight per target, already divided by the step's token count(s); 0 on padding
+    ref_logp: Optional[mx.array] = None  # (B, L): the initial model's log p(target), for optim.kl_to_initial
+
+    @property
+    def targets(self) -> mx.array:
+        return self.batch.targets
+
+
+def weighted_nll(
+    model: nn.Module, mb: WeightedBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """Sum of weight x NLL over the micro-batch (weights carry the step normalisation), + entropy monitor.
+
+    A block of positions at a time (logit_chunks), as the distill loss: SRT's long sequences at a
+    152k vocabulary otherwise hold (B, T, V) logits and their log-softmax at once. With
+    `kl_to_initial` > 0 and `mb.ref_logp` set, each target also adds kl_to_initial x weight x
+    k3(pi, pi_initial) (loss.k3_kl).
+    """
+    loss = entropy = mx.array(0.0)
+    for start, end, logits in logit_chunks(model, mb.batch, max_elements):
+        logp = log_softmax(logits)  # (B, block, V)
+        token_logp = gather_logprobs(logp, mb.targets[:, start:end])
+        weights = mb.weights[:, start:end]
+        loss = loss - (token_logp * weights).sum()
+        if kl_to_initial > 0 and mb.ref_logp is not None:
+            loss = loss + kl_to_initial * kl_to_initial_penalty(token_logp, mb.ref_logp[:, start:end], weights)
+        entropy = entropy + monitor_entropy(logp, mb.batch.mask[:, start:end])[0]
+    return loss, (entropy, mb.batch.mask.sum())
+
+
+def constant_logprobs(
+    model: nn.Module, batch: ScoredBatch, temperature: float = 1.0, max_elements: int = LOGITS_CHUNK_ELEMENTS
+) -> mx.array:
+    """log p(target) of the scored tokens, logits divided by `temperature`, evaluated a block of positions at a
+    time, a constant. (B, L)"""
+    parts = []
+    for start, end, logits in logit_chunks(model, batch, max_elements):
+        part = token_logprobs(logits.astype(mx.float32) / max(temperature, 1e-6), batch.targets[:, start:end])
+        mx.eval(part)
+        parts.append(part)
+    return mx.stop_gradient(mx.concatenate(parts, axis=1))
+
+
+def initial_logprobs(
+    model: nn.Module, values: dict[str, mx.array], batch: ScoredBatch, temperature: float = 1.0,
+    max_elements: int = LOGITS_CHUNK_ELEMENTS,
+) -> mx.array:
+    """log p(target) of the scored tokens under the model with other values of its trained parameters
+    (the initial ones: the reference of optim.kl_to_initial), a constant. (B, L)
+
+    The one reference pass of the penalty, for every stage.
+    """
+    with lora_values(model, values):
+        return constant_logprobs(model, batch, temperature, max_elements)
+
+
+def with_reference(
+    model: nn.Module, initial: dict[str, mx.array], batches: Sequence[WeightedBatch], kl_to_initial: float
+) -> list[WeightedBatch]:
+    """The batches with the initial model's log-probabilities filled in, when the penalty is on."""
+    if kl_to_initial <= 0:
+        return list(batches)
+    return [replace(mb, ref_logp=initial_logprobs(model, initial, mb.batch)) for mb in batches]
+
+
+def nll_batches(
+    sequences: Sequence[Sequence[int]], spans: Sequence[tuple[int, int]], micro_batch_size: int, pad_id: int
+) -> list[WeightedBatch]:
+    """Micro-batches whose weighted NLLs sum to the token mean over every span of the step.
+
+    Example: spans of 2 and 3 tokens -> every real token weighs 1/5. With several processes the
+    count is the whole step's on all ranks (a collective: every rank calls this every step).
+    """
+    n = step_tokens(spans)
+    out = []
+    for idx in chunks(list(range(len(sequences))), micro_batch_size):
+        batch = scored_batch([sequences[i] for i in idx], [spans[i] for i in idx], pad_id)
+        out.append(WeightedBatch(batch, batch.mask / n))
+    return out
+
+
+@dataclass(frozen=True)
+class DistillMicroBatch:
+    """One micro-batch of a distill step: the student's sequences and the teacher's constant targets."""
+
+    student: ScoredBatch
+    targets: TeacherTargets
+    ref_logp: Optional[mx.array] = None  # (B, L): the initial model's log p(y_t), for optim.kl_to_initial
+
+
+def distill_loss(
+    model: nn.Module, mb: DistillMicroBatch, kind: str, forward_weight: float, step_tokens: int,
+    max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0,
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor).
+
+    The student's logits come a block of positions at a time (scoring.logit_chunks) and each block's
+    KL is summed into the loss, without recomputation: a block's logits are needed only until its
+    KL exists (the backward of the gather and the head needs indices and weights, not logits).
+    The entropy monitor is the student's on the loss's support (the teacher's top-k, renormalised;
+    the full vocabulary when top_k = 0): a full-vocabulary one kept every block alive to the end.
+    With `kl_to_initial` > 0 and `mb.ref_logp` set, each token adds kl_to_initial x k3(pi, pi_initial)
+    on the sampled token (loss.k3_kl; a full-vocabulary log-softmax per block, only then).
+    """
+    loss = entropy = mx.array(0.0)
+    for start, end, logits in logit_chunks(model, mb.student, max_elements):
+        mask, part = mb.student.mask[:, start:end], mb.targets.positions(start, end)
+        s = student_logp_on(logits, part)  # (B, block, k)
+        loss = loss + masked_sum(kl_on_support(s, part.logp, kind, forward_weight), mask)
+        if kl_to_initial > 0 and mb.ref_logp is not None:
+            y = token_logprobs(logits, mb.student.targets[:, start:end])
+            loss = loss + kl_to_initial * kl_to_initial_penalty(y, mb.ref_logp[:, start:end], mask)
+        entropy = entropy + monitor_entropy(s, mask)[0]
+    return loss / step_tokens, (entropy, mb.student.mask.sum())
+
+
+@dataclass(frozen=True)
+class PolicyBatch:
+    """One GRPO micro-batch of sampled answers with what the surrogate needs, all constants but the policy."""
+
+    batch: ScoredBatch
+    advantages: mx.array  # (B,)
+    old_logp: mx.array  # (B, L) behaviour log-probabilities of the sampled tokens (sampling temperature)
+    ref_logp: Optional[mx.array]  # (B, L) the initial policy's, when optim.kl_to_initial > 0
+
+
+def policy_loss(
+    model: nn.Module, mb: PolicyBatch, clip_low: float, clip_high: float, temperature: float, step_tokens: int,
+    kl_to_initial: float = 0.0, max_elements: int = LOGITS_CHUNK_ELEMENTS,
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """GRPO's loss: the clipped surrogate (+ kl_to_initial x k3) summed over the tokens, over the step's tokens.
+
+    A block of positions at a time (scoring.logit_chunks), as distill_loss: no (B, T, V) or (B, L, V) logits.
+    The policy is scored at the sampling temperature, as pi_old was.
+    """
+    loss = entropy = mx.array(0.0)
+    for start, end, logits in logit_chunks(model, mb.batch, max_elements):
+        mask = mb.batch.mask[:, start:end]
+        logp_all = log_softmax(logits.astype(mx.float32) / max(temperature, 1e-6))  # (B, block, V)
+        logp = gather_logprobs(logp_all, mb.batch.targets[:, start:end])
+        per_token = clipped_policy_loss(logp, mb.old_logp[:, start:end], mb.advantages, clip_low, clip_high)
+        loss = loss + masked_sum(per_token, mask)
+        if kl_to_initial > 0 and mb.ref_logp is not None:  # at T = 1, as in every stage (k3_kl)
+            y = token_logprobs(logits, mb.batch.targets[:, start:end])
+            loss = loss + kl_to_initial * kl_to_initial_penalty(y, mb.ref_logp[:, start:end], mask)
+        entropy = entropy + monitor_entropy(logp_all, mask)[0]
+    return loss / step_tokens, (entropy, mb.batch.mask.sum())

@@ -125,7 +125,8 @@ def backend_run(model_dir: str | Path, device: str, dtype: str, greedy_tokens: i
     from mlx.utils import tree_flatten
 
     from .config import DistillConfig, LoraConfig, ModelConfig, OptimConfig, SamplingConfig
-    from .kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch
+    from .kd import compute_teacher_targets, student_batch
+    from .loss import DistillMicroBatch, distill_loss
     from .loss import distill_token_kl
     from .modeling import load_model, make_trainable, trainable
     from .rollout import generate_completions

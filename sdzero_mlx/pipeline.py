@@ -5,7 +5,7 @@ RUN/ (= run.output_dir)
   collect/   tuples.jsonl, progress.json, summary.json, done        (collect.py)
   srt/       adapters/, model/ (fused mlx-lm folder), metrics.jsonl, done   (srt.py)
   distill/   run_distill's run directory with model.path = RUN/srt/model, plus done
-  eval/      base.json, srt.json, sd-zero.json (+ *.rows.jsonl): one file per evaluated model
+  eval/      base.json, srt.json, distill.json (+ *.rows.jsonl): one file per evaluated model
   results.md, results.json   the final table and the budget spent per stage
 Each stage is skipped when its completed output exists (a `done` marker, or the eval file, written
 last) and resumes from its own checkpoint otherwise, so rerunning an interrupted run continues it.
@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from .checkpoint import check_same_recipe, write_json_atomic
+from .checkpoint import check_same_recipe, checkpoint_dir, write_json_atomic
 from .stages.collect import COLLECT_SECTIONS, read_summary, run_collect
 from .config import Recipe
 from .platform.device import use_device
@@ -35,10 +35,11 @@ from .evaluate import (
 from .metrics import format_record, last_budget
 from .modeling import load_model
 from .outputs import check_output_dir
+from .stages import labels
 from .stages.srt import SRT_SECTIONS, run_srt
 
-MODELS = ("base", "srt", "sd-zero")
-LABELS = {"base": "base", "srt": "SRT", "sd-zero": "SD-Zero"}
+MODELS = ("base", "srt", "distill")  # the models of the SD-Zero chain, by the stage that trains them
+LABELS = labels()
 
 
 def distill_recipe(recipe: Recipe, run_dir: Path) -> Recipe:
@@ -103,9 +104,9 @@ def evaluate_cached(
 def evaluate_model_of_run(
     recipe: Recipe, name: str, run_dir: Path, log: Callable[[str], None], split: str = "test"
 ) -> list:
-    """base / srt / sd-zero of this run, evaluated (or read from the cache)."""
+    """base / srt / distill (SD-Zero) of this run, evaluated (or read from the cache)."""
     path = recipe.model.path if name == "base" else str(run_dir / "srt" / "model")
-    adapters = str(run_dir / "distill" / "adapters") if name == "sd-zero" else None
+    adapters = str(run_dir / "distill" / "adapters") if name == "distill" else None
     return evaluate_cached(recipe, name, path, adapters, run_dir, log, split)
 
 
@@ -138,7 +139,7 @@ def training_budgets(stages: dict[str, dict]) -> dict[str, dict]:
     """Cumulative training budget behind each model: SRT = collect + srt; SD-Zero adds distill."""
     keys = ("generations", "sampled_tokens", "trained_tokens")
     add = lambda *names: {k: sum(stages[n][k] for n in names) for k in keys}  # noqa: E731
-    return {"SRT": add("collect", "srt"), "SD-Zero": add("collect", "srt", "distill")}
+    return {LABELS["srt"]: add("collect", "srt"), LABELS["distill"]: add("collect", "srt", "distill")}
 
 
 def final_table(run_dir: Path, evals: dict[str, list]) -> tuple[str, dict]:
@@ -218,7 +219,7 @@ def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after:
         check_same_recipe(recipe, srt_dir / "recipe.yaml", SRT_SECTIONS)
         log("srt: done, skipped")
     else:
-        run_srt(recipe, collect_dir / "tuples.jsonl", srt_dir, on_step=lambda r: log(format_record(r)))
+        run_srt(recipe, srt_dir, resume=checkpoint_dir(srt_dir) is not None, on_step=lambda r: log(format_record(r)))
     if stop_after == "srt":
         return {}
 

@@ -1,20 +1,18 @@
 """Scoring fixed token ids with a model: the forward pass every training stage (and `explain`) shares.
 
 A stage builds token sequences from sampled or collected ids, says which span of each sequence is
-scored, and gets back the logits that predict exactly those tokens. Nothing here knows about
-phases, rewards or losses.
+scored, and gets back the logits that predict exactly those tokens, whole (logits_at) or a block of
+positions at a time (logit_chunks). Nothing here knows about phases, rewards or losses (loss.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from .platform.distributed import step_tokens
-from .loss import k3_kl, log_softmax, monitor_entropy
 
 
 @dataclass(frozen=True)
@@ -131,79 +129,3 @@ def span_tokens(spans: Sequence[tuple[int, int]]) -> int:
 def chunks(items: Sequence, size: int) -> list[list]:
     """Consecutive micro-batches of at most `size` items."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-@dataclass(frozen=True)
-class WeightedBatch:
-    """Scored tokens with a loss weight each: the NLL micro-batch of SRT, RFT and SFT."""
-
-    batch: ScoredBatch  # ids (B, T); positions / mask / targets (B, L)
-    weights: mx.array  # (B, L): weight per target, already divided by the step's token count(s); 0 on padding
-    ref_logp: Optional[mx.array] = None  # (B, L): the initial model's log p(target), for optim.kl_to_initial
-
-    @property
-    def targets(self) -> mx.array:
-        return self.batch.targets
-
-
-def weighted_nll(
-    model: nn.Module, mb: WeightedBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0
-) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    """Sum of weight x NLL over the micro-batch (weights carry the step normalisation), + entropy monitor.
-
-    A block of positions at a time (logit_chunks), as the distill loss: SRT's long sequences at a
-    152k vocabulary otherwise hold (B, T, V) logits and their log-softmax at once. With
-    `kl_to_initial` > 0 and `mb.ref_logp` set, each target also adds kl_to_initial x weight x
-    k3(pi || pi_initial) (loss.k3_kl).
-    """
-    loss = entropy = mx.array(0.0)
-    for start, end, logits in logit_chunks(model, mb.batch, max_elements):
-        logp = log_softmax(logits)  # (B, block, V)
-        token_logp = mx.take_along_axis(logp, mb.targets[:, start:end, None], axis=-1)[..., 0]
-        weights = mb.weights[:, start:end]
-        loss = loss - (token_logp * weights).sum()
-        if kl_to_initial > 0 and mb.ref_logp is not None:
-            loss = loss + kl_to_initial * (weights * k3_kl(token_logp, mb.ref_logp[:, start:end])).sum()
-        entropy = entropy + monitor_entropy(logp, mb.batch.mask[:, start:end])[0]
-    return loss, (entropy, mb.batch.mask.sum())
-
-
-def reference_logp(
-    model: nn.Module, values: dict[str, mx.array], batch: ScoredBatch, max_elements: int = LOGITS_CHUNK_ELEMENTS
-) -> mx.array:
-    """log p(target) of the scored tokens under the model with other values of its trained parameters
-    (the initial ones: the reference of optim.kl_to_initial), evaluated, a constant. (B, L)"""
-    from .teacher import lora_values
-
-    parts = []
-    with lora_values(model, values):
-        for start, end, logits in logit_chunks(model, batch, max_elements):
-            part = mx.take_along_axis(log_softmax(logits), batch.targets[:, start:end, None], axis=-1)[..., 0]
-            mx.eval(part)
-            parts.append(part)
-    return mx.stop_gradient(mx.concatenate(parts, axis=1))
-
-
-def with_reference(
-    model: nn.Module, initial: dict[str, mx.array], batches: Sequence[WeightedBatch], kl_to_initial: float
-) -> list[WeightedBatch]:
-    """The batches with the initial model's log-probabilities filled in, when the penalty is on."""
-    if kl_to_initial <= 0:
-        return list(batches)
-    return [replace(mb, ref_logp=reference_logp(model, initial, mb.batch)) for mb in batches]
-
-
-def nll_batches(
-    sequences: Sequence[Sequence[int]], spans: Sequence[tuple[int, int]], micro_batch_size: int, pad_id: int
-) -> list[WeightedBatch]:
-    """Micro-batches whose weighted NLLs sum to the token mean over every span of the step.
-
-    Example: spans of 2 and 3 tokens -> every real token weighs 1/5. With several processes the
-    count is the whole step's on all ranks (a collective: every rank calls this every step).
-    """
-    n = step_tokens(spans)
-    out = []
-    for idx in chunks(list(range(len(sequences))), micro_batch_size):
-        batch = scored_batch([sequences[i] for i in idx], [spans[i] for i in idx], pad_id)
-        out.append(WeightedBatch(batch, batch.mask / n))
-    return out

@@ -53,19 +53,24 @@ def run_search(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train `method` at every grid point and score it on the validation split; returns search.json's data."""
-    from .compare import LABELS_ALL, evaluate_method, run_compare
+    from .compare import evaluate_method, run_compare
+    from .config import METHOD_ALIASES
     from .pipeline import run_pipeline
+    from .stages import labels
+
+    names = labels()
+    method = METHOD_ALIASES.get(method, method)  # sd-zero: distill
 
     base = load_recipe(recipe_path, list(overrides))  # a bad recipe fails before any work
-    if method not in base.compare.methods and method not in LABELS_ALL:
-        raise ValueError(f"--method {method!r}: use one of {sorted(LABELS_ALL)}.")
+    if method not in base.compare.methods and method not in names:
+        raise ValueError(f"--method {method!r}: use one of {sorted(names)}.")
     if method == "base":
         raise ValueError("--method base trains nothing; search a training method.")
     if not (base.data.validation_size or base.data.validation_source):
         raise ValueError("A search scores on the validation split, and this recipe has none: set data.validation_size.")
     points = grid_points(grid)
     out.mkdir(parents=True, exist_ok=True)
-    share_chain = method == "sd-zero" and all(n.startswith("distill.") for n, _ in grid)
+    share_chain = method == "distill" and all(n.startswith("distill.") for n, _ in grid)
     if share_chain:
         log("search: SD-Zero's collect and SRT do not depend on the grid; running them once in chain/")
         run_pipeline(load_recipe(recipe_path, [*overrides, f"run.output_dir={out / 'chain'}"]), log=log, stop_after="srt")
@@ -86,7 +91,7 @@ def run_search(
         rows.append({"point": i, "overrides": list(point), "validation_avg_at_k": result.avg_at_k,
                      "validation_pass_at_k": result.pass_at_k, "mean_tokens": result.mean_tokens})
     best = max(rows, key=lambda r: r["validation_avg_at_k"])  # ties: the first listed
-    data = {"method": method, "label": LABELS_ALL[method], "grid": [[n, v] for n, v in grid], "points": rows,
+    data = {"method": method, "label": names[method], "grid": [[n, v] for n, v in grid], "points": rows,
             "best": best, "validation_problems": base.data.validation_size or base.data.validation_source,
             "k": base.eval.k}
     text = search_table(data)

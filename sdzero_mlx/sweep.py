@@ -29,7 +29,7 @@ from .stats import bootstrap_ci, paired_differences, seed_t_ci
 
 # metric key -> (row file kind, per-problem value); correction rate counts only first attempts that were wrong
 METRICS = ("avg_at_k", "greedy_accuracy", "pass_at_k", "correction_rate")
-REFERENCE = "sd-zero"
+REFERENCE = "distill"  # SD-Zero
 
 
 def seed_recipe(recipe: Recipe, seed: int, out: Path) -> Recipe:
@@ -172,17 +172,18 @@ def run_sweep(
     methods: Optional[list[str]] = None,
 ) -> dict:
     """A `compare` run per seed, then sweep.md/json/png over them; returns sweep.json's data."""
-    from .compare import LABELS_ALL, run_compare
+    from .compare import run_compare
+    from .stages import labels
 
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {list(seeds)}: give distinct seeds, e.g. 0,1,2.")
-    methods = list(methods or recipe.compare.methods)
+    methods = list(replace(recipe.compare, methods=tuple(methods)).methods if methods else recipe.compare.methods)
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(recipe, out / "sweep-recipe.yaml")
     for seed in seeds:
         log(f"sweep: seed {seed}")
         run_compare(seed_recipe(recipe, seed, out), log=lambda s, n=seed: log(f"[seed {n}] {s}"), methods=methods)
-    data = aggregate(recipe, out, seeds, methods, LABELS_ALL)
+    data = aggregate(recipe, out, seeds, methods, labels())
     text = sweep_table(data, recipe.eval.k)
     (out / "sweep.md").write_text(text)
     write_json_atomic(out / "sweep.json", data)

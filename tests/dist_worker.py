@@ -4,6 +4,7 @@ Usage: python dist_worker.py RECIPE TUPLES OUT   (OUT/distill and OUT/srt; every
 """
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from sdzero_mlx.config import load_recipe
@@ -13,4 +14,4 @@ from sdzero_mlx.stages.srt import run_srt
 recipe_path, tuples, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 recipe = load_recipe(recipe_path, [f"run.output_dir={out / 'distill'}"])
 run_distill(recipe, out / "distill")
-run_srt(recipe, tuples, out / "srt")
+run_srt(replace(recipe, srt=replace(recipe.srt, tuples=str(tuples))), out / "srt")

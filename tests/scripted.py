@@ -29,12 +29,13 @@ FIRST, RESTART, REPHRASE = "\\boxed{7}", "\\boxed{8}", "\\boxed{7}"
 
 
 def rows(n: int) -> list[dict]:
-    """Questions whose answers cycle 7, 8, other, other: a known mix for the scripted model."""
+    """Distinct questions whose answers cycle 7, 8, other, other: a known mix for the scripted model.
+    (The question number keeps them distinct: make_splits drops repeated problems.)"""
     out = []
     for i in range(n):
         answer = (7, 8, 10 + i % 9, 20 + i % 7)[i % 4]
         a = 1 + i % max(answer - 1, 1)
-        out.append({"id": f"s{i}", "problem": f"What is {a} + {answer - a}?", "answer": str(answer)})
+        out.append({"id": f"s{i}", "problem": f"Question {i}: what is {a} + {answer - a}?", "answer": str(answer)})
     return out
 
 

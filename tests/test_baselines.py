@@ -6,16 +6,20 @@ from __future__ import annotations
 import json
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
+from mlx.utils import tree_flatten
 import pytest
 import yaml
 
-from sdzero_mlx.config import GrpoConfig, load_recipe
-from sdzero_mlx.stages.grpo import PolicyBatch, grpo_loss, kept_groups, run_grpo
+from sdzero_mlx.config import load_recipe
+from sdzero_mlx.loss import PolicyBatch, constant_logprobs, policy_loss
+from sdzero_mlx.stages.grpo import kept_groups, run_grpo
 from sdzero_mlx.kd import item_with_context
 from sdzero_mlx.loss import clipped_policy_loss, group_advantages
 from sdzero_mlx.stages.rft import run_rft
-from sdzero_mlx.scoring import nll_batches, scored_batch
+from sdzero_mlx.loss import nll_batches
+from sdzero_mlx.scoring import scored_batch
 from sdzero_mlx.stages.sdft import run_sdft
 from sdzero_mlx.stages.sft import run_sft
 
@@ -61,16 +65,22 @@ def test_nll_batches_weigh_every_token_of_the_step_equally():
 def test_grpo_loss_normalises_by_the_tokens_of_the_step(tiny_model_dir):
     """With ratio 1, loss = -(sum over tokens of A) / step tokens: two answers of 1 and 3 tokens."""
     from sdzero_mlx.config import ModelConfig
-    from sdzero_mlx.stages.grpo import token_logp
     from sdzero_mlx.modeling import load_model
 
     model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
     batch = scored_batch([(2, 10, 11), (2, 12, 13, 14)], [(2, 3), (1, 4)], 0)
-    old = token_logp(model, batch, 1.0)
+    old = constant_logprobs(model, batch, 1.0)
     mb = PolicyBatch(batch, mx.array([1.0, -1.0]), old, None)
-    loss, (ent, n) = grpo_loss(model, mb, GrpoConfig(), temperature=1.0, step_tokens=4)
+    loss, (ent, n) = policy_loss(model, mb, 0.2, 0.28, temperature=1.0, step_tokens=4)
     assert loss.item() == pytest.approx(-(1 * 1 + 3 * (-1)) / 4, abs=1e-5)  # = 0.5
     assert n.item() == 4 and ent.item() > 0
+    # a block of one position at a time (no (B, L, V) logits at once): the same loss and gradients
+    vocab = model.args.vocab_size
+    whole = nn.value_and_grad(model, policy_loss)(model, mb, 0.2, 0.28, 0.7, 4, 0.5, 1 << 40)
+    blocks = nn.value_and_grad(model, policy_loss)(model, mb, 0.2, 0.28, 0.7, 4, 0.5, 2 * vocab)
+    assert blocks[0][0].item() == pytest.approx(whole[0][0].item(), abs=1e-6)
+    for (k, g1), (_, g2) in zip(tree_flatten(whole[1]), tree_flatten(blocks[1])):
+        np.testing.assert_allclose(np.array(g1), np.array(g2), atol=1e-6, err_msg=k)
 
 
 def test_kept_groups_dynamic_sampling():
@@ -91,6 +101,10 @@ def test_sdft_teacher_sequences_from_ids():
     # over the cap (2 + 1 + 6 > 8): a demonstration is shortened first, y kept whole
     item = item_with_context((1, 2), (30, 31, 32), (7, 8, 3), (1, 2), (5,), max_teacher_tokens=8, reward=0.0)
     assert item.teacher.ids == (1, 2, 30, 31, 5, 7, 8, 3)
+    # user context over the cap (6 + 6 > 10): nothing read, so y alone is cut, to the 4 tokens that fit
+    item = item_with_context((1, 2), (), (7, 8, 9, 10, 11, 3), (1, 9, 9, 9, 9, 2), (), max_teacher_tokens=10, reward=1.0)
+    assert item.teacher.ids == (1, 9, 9, 9, 9, 2, 7, 8, 9, 10) and item.teacher.second == (6, 10)
+    assert item.student_ids == (1, 2, 7, 8, 9, 10)
     # SD-Zero's case (the teacher reads y itself): the same cut in both copies
     item = item_with_context((1, 2), (7, 8), (7, 8, 3), (1, 2), (5,), max_teacher_tokens=7, reward=0.0)
     assert item.teacher.ids == (1, 2, 7, 8, 5, 7, 8) and item.student_ids == (1, 2, 7, 8)
@@ -107,10 +121,10 @@ def scripted_recipe(tmp_path_factory):
     raw = {
         "model": {"path": str(model)},
         "data": {"source": str(root / "d.jsonl"), "fields": {"id": "id", "solution": "solution"},
-                 "phase1_size": 8, "phase2_size": 8, "eval_size": 4},
+                 "phase1_size": 8, "phase2_size": 8, "eval_size": 4, "validation_size": 4},
         "lora": {"rank": 4, "scale": 10.0},
         "sampling": {"temperature": 0.0, "max_tokens": 10, "batch_size": 16},
-        "distill": {"steps": 1, "questions_per_step": 4, "micro_batch_size": 2, "top_k": 8, "max_teacher_tokens": 96},
+        "distill": {"steps": 1, "questions_per_step": 4, "micro_batch_size": 2, "top_k": 8, "max_teacher_tokens": 128},
         "rft": {"steps": 2, "questions_per_step": 4, "samples_per_question": 2, "micro_batch_size": 2},
         "grpo": {"steps": 2, "questions_per_step": 4, "group_size": 2, "micro_batch_size": 4},
         "sft": {"epochs": 1, "batch_size": 8, "micro_batch_size": 4},
@@ -205,3 +219,16 @@ def test_sdft_runs_with_both_contexts(scripted_recipe, tmp_path):
         rec = records(tmp_path / context)
         assert all(r["no_demonstration"] == 0 for r in rec)  # every row has a gold solution
         assert rec[0]["loss"] > 0 and rec[0]["trained_tokens"] > 0  # the demonstration moves the teacher
+        after, before = adapters(tmp_path / context), initial_lora(recipe)
+        assert any(not np.array_equal(after[k], before[k]) for k in before)
+    # the control: no gold solution and no verified answer (every answer 99), so the teacher reads exactly what
+    # the student reads: the first step's KL is exactly 0 (later ones are not: Adam turns the float-noise
+    # gradient of a zero KL, ~1e-7, into a full-size step, and the student leaves its teacher)
+    rows = [json.loads(l) for l in open(load_recipe(scripted_recipe).data.source)]
+    wrong = tmp_path / "wrong.jsonl"
+    wrong.write_text("".join(json.dumps({**r, "answer": "99"}) + "\n" for r in rows))
+    recipe = load_recipe(scripted_recipe, [f"data.source={wrong}", "data.fields.solution=null", "sdft.demonstration=own",
+                                           f"run.output_dir={tmp_path / 'none'}", "run.probe_every=0"])
+    run_sdft(recipe, tmp_path / "none")
+    rec = records(tmp_path / "none")
+    assert [r["no_demonstration"] for r in rec] == [4, 4] and rec[0]["loss"] == 0

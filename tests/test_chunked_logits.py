@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from sdzero_mlx.kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch, teacher_batch
+from sdzero_mlx.kd import compute_teacher_targets, student_batch, teacher_batch
+from sdzero_mlx.loss import DistillMicroBatch, distill_loss
 from sdzero_mlx.loss import teacher_targets
 from sdzero_mlx.modeling import trainable
 from sdzero_mlx.scoring import body_and_head, logit_chunks, logits_at
@@ -119,7 +120,7 @@ def test_a_152k_vocabulary_never_holds_whole_logits():
 
 
 def test_nll_in_blocks_equals_the_unchunked_one(tiny_model_dir):
-    from sdzero_mlx.scoring import nll_batches, weighted_nll
+    from sdzero_mlx.loss import nll_batches, weighted_nll
 
     model, _ = fresh_student(tiny_model_dir)
     items = items_for_test()

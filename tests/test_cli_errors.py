@@ -52,7 +52,7 @@ def test_distill_and_srt_and_run_into_a_read_only_run_directory(tiny_recipe, tmp
     fails_cleanly(runner.invoke(app, ["run", str(tiny_recipe), "--set", f"run.output_dir={run}"]), "read-only", str(run))
     tuples = tmp_path / "t.jsonl"
     tuples.write_text("")
-    fails_cleanly(runner.invoke(app, ["srt", str(tiny_recipe), "--tuples", str(tuples), "--set", f"run.output_dir={run}"]),
+    fails_cleanly(runner.invoke(app, ["srt", str(tiny_recipe), "--set", f"srt.tuples={tuples}", "--set", f"run.output_dir={run}"]),
                   "read-only", str(run / "srt"))
 
 

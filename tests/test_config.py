@@ -10,12 +10,16 @@ from sdzero_mlx.configio import from_dict
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 
 
-def test_shipped_recipes_load_and_validate():
+def test_shipped_recipes_load_and_round_trip(tmp_path):
+    from sdzero_mlx.configio import write_yaml
+
     assert len(RECIPES) >= 2
     for path in RECIPES:
         recipe = load_recipe(path)
         assert isinstance(recipe, Recipe)
-        assert recipe.sampling.temperature >= 0
+        # what a run directory saves (recipe.yaml) loads back as the same recipe: resume compares it
+        write_yaml(recipe, tmp_path / "saved.yaml")
+        assert load_recipe(tmp_path / "saved.yaml") == recipe, path
 
 
 def test_overrides_are_coerced(tiny_recipe):

@@ -34,7 +34,7 @@ def test_splits_are_disjoint_seeded_and_sized(tiny_data):
     assert [len(s) for s in ids] == [10, 12, 8, 5]
     assert all(not (ids[i] & ids[j]) for i in range(4) for j in range(i + 1, 4))
     # the test split depends on the file, the seed and its own size, not on the training sizes
-    smaller = make_splits(DataConfig(source=str(tiny_data), fields=FieldMap(id="id"), phase1_size=3, eval_size=8,
+    smaller = make_splits(DataConfig(source=str(tiny_data), fields=FieldMap(id="id"), phase1_size=3, phase2_size=4, eval_size=8,
                                      validation_size=5, seed=1), with_test=True)
     assert smaller.test == a.test and smaller.validation == a.validation
     with pytest.raises(RuntimeError, match="test split was not loaded"):

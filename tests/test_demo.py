@@ -31,9 +31,10 @@ def test_quick_demo_writes_table_and_pictures(tmp_path):
     assert len(reports) == 16
     for r in reports:
         assert len(r["kl"]) == len(r["token_ids"]) and all(v >= -1e-6 for v in r["kl"])
-    if any(r["reward"] == 0 for r in reports):
-        assert mpimg.imread(out / "explain" / "wrong-answer.png").ndim == 3
-        assert "<html" in (out / "explain" / "wrong-answer.html").read_text().lower()
+    # the seeded quick demo's base model gets some of the 16 wrong (it is right on 15-50%): their picture exists
+    assert any(r["reward"] == 0 for r in reports)
+    assert mpimg.imread(out / "explain" / "wrong-answer.png").ndim == 3
+    assert "<html" in (out / "explain" / "wrong-answer.html").read_text().lower()
     # rerunning continues the finished run instead of redoing it
     again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(out)])
     assert again.exit_code == 0, again.output

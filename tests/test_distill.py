@@ -13,9 +13,8 @@ from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, OptimConfi
 from sdzero_mlx.stages.distill import (
     distill_item, run_distill,
 )
-from sdzero_mlx.kd import (
-    DistillMicroBatch, compute_teacher_targets, distill_loss, distill_step, student_batch,
-)
+from sdzero_mlx.kd import compute_teacher_targets, distill_step, student_batch
+from sdzero_mlx.loss import DistillMicroBatch, distill_loss
 from sdzero_mlx.modeling import make_trainable, load_model, trainable
 from sdzero_mlx.prompts import Separators
 from sdzero_mlx.teacher import lora_values, next_teacher

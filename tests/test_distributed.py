@@ -30,7 +30,7 @@ from sdzero_mlx.platform.distributed import all_sum_values, rank_seed, shard, st
 from sdzero_mlx.stages.srt import run_srt
 
 from conftest import tiny_recipe_dict
-from test_srt import write_tuples
+from test_srt import with_tuples, write_tuples
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = shutil.which("mlx.launch") or str(Path(sys.executable).with_name("mlx.launch"))
@@ -100,7 +100,7 @@ def test_two_ranks_train_what_one_rank_trains_and_resume_at_another_world_size(s
     # the same global batches in one process: distill stopped after 2 of 3 steps, SRT whole (2 steps)
     one = load_recipe(recipe_path, [f"run.output_dir={tmp_path / 'one'}", "distill.steps=3"])
     run_distill(one, tmp_path / "one", stop_after=2)
-    run_srt(one, tuples, tmp_path / "one_srt")
+    run_srt(with_tuples(one, tuples), tmp_path / "one_srt")
     assert_same_adapters(two / "distill", tmp_path / "one")
     assert_same_adapters(two / "srt", tmp_path / "one_srt")
 

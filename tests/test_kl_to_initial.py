@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 from sdzero_mlx.config import LoraConfig, ModelConfig
-from sdzero_mlx.kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch
-from sdzero_mlx.loss import k3_kl, log_softmax
+from sdzero_mlx.kd import compute_teacher_targets, student_batch
+from sdzero_mlx.loss import DistillMicroBatch, distill_loss
+from sdzero_mlx.loss import initial_logprobs, k3_kl, log_softmax
 from sdzero_mlx.modeling import load_model, make_trainable, trainable
-from sdzero_mlx.scoring import logits_at, nll_batches, weighted_nll, with_reference
+from sdzero_mlx.loss import nll_batches, weighted_nll, with_reference
+from sdzero_mlx.scoring import logits_at
 
 from test_distill import items_for_test
 
@@ -47,12 +49,11 @@ def test_nll_penalty_equals_weighted_k3(tiny_model_dir):
 
 
 def test_distill_penalty_equals_k3_on_the_sampled_tokens(tiny_model_dir):
-    from sdzero_mlx.scoring import reference_logp
 
     model, initial = moved_student(tiny_model_dir)
     items = items_for_test()
     batch = student_batch(items, 0)
-    ref = reference_logp(model, initial, batch)
+    ref = initial_logprobs(model, initial, batch)
     mb = DistillMicroBatch(batch, compute_teacher_targets(model, initial, items, 0, 16), ref)
     plain, _ = distill_loss(model, mb, "reverse", 0.5, step_tokens=10)
     penalised, _ = distill_loss(model, mb, "reverse", 0.5, step_tokens=10, kl_to_initial=2.0)
@@ -61,3 +62,39 @@ def test_distill_penalty_equals_k3_on_the_sampled_tokens(tiny_model_dir):
     d = np.array(ref) - token
     expected = 2.0 * ((np.exp(d) - d - 1) * np.array(batch.mask)).sum() / 10
     assert penalised.item() - plain.item() == pytest.approx(expected, rel=1e-4) and expected > 0
+
+
+def test_k3_expected_gradient_is_that_of_kl_from_the_reference():
+    """On tokens drawn from pi, E[grad k3] = grad KL(pi_ref || pi) (not KL(pi || pi_ref)), exactly, by enumeration."""
+    ref = mx.log(mx.array([0.1, 0.2, 0.3, 0.4]))
+    theta = mx.array([0.5, -0.3, 0.2, 0.0])
+    pi = mx.softmax(theta)
+
+    def expected_k3(t):  # sum_y pi(y) k3(y), pi(y) held constant: the loss a sampler's tokens average to
+        logp = log_softmax(t)
+        return (mx.stop_gradient(pi) * k3_kl(logp, ref)).sum()
+
+    def kl(p_logp, q_logp):
+        return (mx.exp(p_logp) * (p_logp - q_logp)).sum()
+
+    g = np.array(mx.grad(expected_k3)(theta))
+    backward = np.array(mx.grad(lambda t: kl(ref, log_softmax(t)))(theta))  # KL(pi_ref || pi)
+    forward = np.array(mx.grad(lambda t: kl(log_softmax(t), ref))(theta))  # KL(pi || pi_ref)
+    np.testing.assert_allclose(g, backward, atol=1e-6)
+    assert np.abs(g - forward).max() > 1e-2
+
+
+def test_grpo_penalty_is_at_temperature_one_like_every_stage(tiny_model_dir):
+    from sdzero_mlx.loss import PolicyBatch, constant_logprobs, policy_loss
+    from sdzero_mlx.scoring import scored_batch
+
+    model, initial = moved_student(tiny_model_dir)
+    batch = scored_batch([(2, 10, 11, 12), (2, 13, 14)], [(1, 4), (1, 3)], 0)
+    ref = initial_logprobs(model, initial, batch)  # T = 1
+    mb = PolicyBatch(batch, mx.array([1.0, -1.0]), constant_logprobs(model, batch, 0.7), ref)
+    plain, _ = policy_loss(model, mb, 0.2, 0.28, temperature=0.7, step_tokens=5)
+    penalised, _ = policy_loss(model, mb, 0.2, 0.28, temperature=0.7, step_tokens=5, kl_to_initial=0.5)
+    token = np.take_along_axis(np.array(log_softmax(logits_at(model, batch))), np.array(batch.targets)[..., None], axis=-1)[..., 0]
+    d = np.array(ref) - token
+    expected = 0.5 * ((np.exp(d) - d - 1) * np.array(batch.mask)).sum() / 5
+    assert expected > 1e-6 and penalised.item() - plain.item() == pytest.approx(expected, rel=1e-4)

@@ -51,7 +51,7 @@ def test_run_finishes_writes_the_final_table_and_skips_finished_stages(tiny_run_
     assert data["stages"]["srt"]["generations"] == 0 and data["stages"]["srt"]["trained_tokens"] > 0
     assert all(stage["seconds"] > 0 for stage in data["stages"].values())  # time per stage
     # each model: k = 2 samples + 1 greedy per problem, plus 2 for generate-then-revise
-    for name in ("base", "srt", "sd-zero"):
+    for name in ("base", "srt", "distill"):
         assert data["stages"][f"eval {name}"]["generations"] == 6 * (2 + 1) + 2 * 6
     table = (run / "results.md").read_text()
     assert "| SD-Zero |" in table and "avg@2" in table and "| distill | 8 |" in table
@@ -62,12 +62,12 @@ def test_run_finishes_writes_the_final_table_and_skips_finished_stages(tiny_run_
     assert tuned(mx.array([[2, 10, 11]])).shape[-1] > 0
 
     # rerun: everything is skipped; a missing eval file is the only thing redone
-    (run / "eval" / "sd-zero.json").unlink()
+    (run / "eval" / "distill.json").unlink()
     again = runner.invoke(app, ["run", str(recipe)])
     assert again.exit_code == 0, again.output
     for stage in ("collect", "srt", "distill", "eval base", "eval srt"):
         assert f"{stage}: done, skipped" in again.output
-    assert "eval sd-zero: done, skipped" not in again.output and "srt: step" not in again.output
+    assert "eval distill: done, skipped" not in again.output and "srt: step" not in again.output
     assert json.loads((run / "results.json").read_text())["models"]["SD-Zero"] == data["models"]["SD-Zero"]
     # a finished evaluation is not silently reused under other eval settings
     stale = runner.invoke(app, ["run", str(recipe), "--set", "eval.k=3"])

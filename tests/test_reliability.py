@@ -16,7 +16,8 @@ from sdzero_mlx.stages.collect import run_collect
 from sdzero_mlx.config import DistillConfig, OptimConfig, load_recipe
 from sdzero_mlx.data import make_splits
 from sdzero_mlx.stages.distill import run_distill
-from sdzero_mlx.kd import DistillMicroBatch, compute_teacher_targets, distill_loss, student_batch
+from sdzero_mlx.kd import compute_teacher_targets, student_batch
+from sdzero_mlx.loss import DistillMicroBatch, distill_loss
 from sdzero_mlx.loss import distill_token_kl, teacher_targets
 from sdzero_mlx.modeling import load_model, trainable
 from sdzero_mlx.config import ModelConfig

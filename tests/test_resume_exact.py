@@ -18,7 +18,7 @@ from sdzero_mlx.modeling import make_trainable, load_model, trainable
 from sdzero_mlx.stages.srt import run_srt
 
 from conftest import tiny_recipe_dict
-from test_srt import write_tuples
+from test_srt import with_tuples, write_tuples
 
 
 def arrays(path: Path) -> dict[str, np.ndarray]:
@@ -136,12 +136,12 @@ def test_staged_srt_resumes_with_the_right_optimizer(tiny_model_dir, tiny_data, 
     _, tok = mlx_lm.load(str(tiny_model_dir))
     tuples = write_tuples(tmp_path / "tuples.jsonl", tok, [f"What is {i} + 3?" for i in range(6)])
 
-    assert run_srt(recipe, tuples, tmp_path / "straight").step == 6
+    assert run_srt(with_tuples(recipe, tuples), tmp_path / "straight").step == 6
     straight = arrays(tmp_path / "straight" / "adapters" / "adapters.safetensors")
     for stop in (2, 3, 4):  # inside stage 1, at the boundary, inside stage 2
         out = tmp_path / f"stop{stop}"
-        assert run_srt(recipe, tuples, out, stop_after=stop).step == stop
+        assert run_srt(with_tuples(recipe, tuples), out, stop_after=stop).step == stop
         # the optimizer saved with the checkpoint counts the updates of its own stage
         assert arrays(out / "checkpoint" / "optimizer.safetensors")["step"].item() == (stop if stop <= 3 else stop - 3)
-        assert run_srt(recipe, tuples, out).step == 6
+        assert run_srt(with_tuples(recipe, tuples), out, resume=True).step == 6
         assert_identical(straight, arrays(out / "adapters" / "adapters.safetensors"))

@@ -68,6 +68,6 @@ def test_sdzero_run_on_smollm2(smollm_dir, tmp_path):  # noqa: F811
     final = json.loads((run / "results.json").read_text())
     assert set(final["models"]) == {"base", "SRT", "SD-Zero"}
     assert final["stages"]["distill"]["generations"] == 4 and final["stages"]["distill"]["steps"] == 2
-    for name in ("base", "srt", "sd-zero"):
+    for name in ("base", "srt", "distill"):
         assert (run / "eval" / f"{name}.json").is_file()
     assert "| SD-Zero |" in (run / "results.md").read_text()

@@ -13,7 +13,7 @@ from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig, SrtConfig, 
 from sdzero_mlx.modeling import make_trainable, load_model, trainable
 from sdzero_mlx.prompts import prompt_ids, separators
 from sdzero_mlx.stages.srt import (
-    GENERATION, REVISION, mean_nll, plan_stages, run_srt, srt_batches, srt_item, srt_loss,
+    GENERATION, REVISION, mean_nll, plan_parts, run_srt, srt_batches, srt_item, srt_loss,
 )
 from sdzero_mlx.update import optimizer_step
 
@@ -89,15 +89,15 @@ def test_accumulation_1x3_equals_3x1(tiny_model_dir):
 
 def test_staged_plan_follows_the_reference_split():
     items = [srt_item(tup((1,), (i,), (5,), (8,), r_init=float(i % 3 == 0), qid=f"q{i}")) for i in range(9)]
-    gen, rev = plan_stages(items, SrtConfig(mode="staged", stage2_size=4), seed=0)
+    gen, rev = plan_parts(items, SrtConfig(mode="staged", stage2_size=4), seed=0)
     assert gen.terms == (GENERATION,) and rev.terms == (REVISION,)
     right = {it.ids for it in items if it.r_init == 1.0}
     assert right <= {it.ids for it in rev.items} and len(rev.items) == 4  # 3 correct-initial first, then 1 wrong
     assert all(it.r_init == 0.0 for it in gen.items) and len(gen.items) == 5
     assert {it.ids for it in gen.items}.isdisjoint({it.ids for it in rev.items})
-    [summed] = plan_stages(items, SrtConfig(), 0)
+    [summed] = plan_parts(items, SrtConfig(), 0)
     assert summed.terms == (REVISION, GENERATION) and len(summed.items) == 9
-    [only_rev] = plan_stages(items, SrtConfig(mode="revision"), 0)
+    [only_rev] = plan_parts(items, SrtConfig(mode="revision"), 0)
     assert only_rev.terms == (REVISION,) and len(only_rev.items) == 9
 
 
@@ -108,6 +108,13 @@ def test_revision_only_weights_cover_exactly_y_rev():
     weights, targets = mb.weights.tolist()[0], mb.targets.tolist()[0]
     assert [t for t, w in zip(targets, weights) if w > 0] == [8, 9, 3]
     assert [w for w in weights if w > 0] == pytest.approx([1 / 3] * 3)
+
+
+def with_tuples(recipe, tuples):
+    """The recipe with srt.tuples set to this file."""
+    from dataclasses import replace
+
+    return replace(recipe, srt=replace(recipe.srt, tuples=str(tuples)))
 
 
 def write_tuples(path, tokenizer, problems):
@@ -138,7 +145,7 @@ def test_srt_lowers_the_loss_and_writes_a_fused_mlx_lm_model(tiny_model_dir, tin
     items = [srt_item(t) for t in load_tuples(tuples)]
     before = {term: mean_nll(base, items, term, 0) for term in (REVISION, GENERATION)}
 
-    state = run_srt(recipe, tuples, tmp_path / "srt")
+    state = run_srt(with_tuples(recipe, tuples), tmp_path / "srt")
     steps = 6 * 2 if mode == "summed" else 6 * 1 + 6 * 1  # 6 tuples / 4; staged: 3 wrong, then 3 tuples
     assert state.step == steps
     metrics = [json.loads(l) for l in (tmp_path / "srt" / "metrics.jsonl").read_text().splitlines()]
@@ -153,7 +160,7 @@ def test_srt_lowers_the_loss_and_writes_a_fused_mlx_lm_model(tiny_model_dir, tin
     ids = mx.array([list(items[0].ids)])
     np.testing.assert_allclose(np.array(fused(ids)), np.array(adapted(ids)), rtol=1e-4, atol=1e-4)
     # done: a second call does not train again
-    assert run_srt(recipe, tuples, tmp_path / "srt").step == steps
+    assert run_srt(with_tuples(recipe, tuples), tmp_path / "srt").step == steps
     assert len((tmp_path / "srt" / "metrics.jsonl").read_text().splitlines()) == steps
 
 

@@ -85,7 +85,7 @@ def _recipe(root, model, **extra):
         "sampling": {"temperature": 0.7, "max_tokens": 10, "batch_size": 16},
         "collect": {"questions_per_batch": 8, "revisions": 1},
         "srt": {"epochs": 1, "batch_size": 4, "micro_batch_size": 4},
-        "distill": {"steps": 2, "questions_per_step": 4, "micro_batch_size": 4, "top_k": 8, "max_teacher_tokens": 96},
+        "distill": {"steps": 2, "questions_per_step": 4, "micro_batch_size": 4, "top_k": 8, "max_teacher_tokens": 128},
         "rft": {"questions_per_step": 2, "samples_per_question": 2},
         "eval": {"k": 2, "max_tokens": 10, "greedy": True, "revise": True},
         "optim": {"learning_rate": 1e-3},

@@ -31,7 +31,8 @@ def test_what_each_fine_tune_type_trains(tiny_model_dir, kind, suffixes):
 @pytest.mark.parametrize("kind", ["dora", "full"])
 def test_distill_with_dora_and_full_writes_adapters_mlx_lm_loads(tiny_recipe, tmp_path, kind):
     recipe = load_recipe(tiny_recipe, [f"run.output_dir={tmp_path / kind}", f"lora.fine_tune_type={kind}",
-                                       "distill.steps=2", "run.probe_every=1", "run.probe_size=4"])
+                                       "distill.steps=2", "run.probe_every=1", "run.probe_size=4",
+                                       "data.validation_size=4"])
     run_distill(recipe, tmp_path / kind)
     config = json.loads((tmp_path / kind / "adapters" / "adapter_config.json").read_text())
     assert config["fine_tune_type"] == kind
@@ -57,7 +58,8 @@ def test_weight_change_and_entropy_monitors_by_hand(tiny_model_dir):
     import mlx.optimizers as optim
 
     from sdzero_mlx.loss import log_softmax
-    from sdzero_mlx.scoring import logits_at, nll_batches, weighted_nll
+    from sdzero_mlx.loss import nll_batches, weighted_nll
+    from sdzero_mlx.scoring import logits_at
     from sdzero_mlx.update import optimizer_step
 
     model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))

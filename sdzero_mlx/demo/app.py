@@ -124,7 +124,7 @@ def stage_seconds(run_dir: Path, methods: Sequence[str]) -> list[tuple[str, floa
         out.append(("collect", read_summary(run_dir / "collect").elapsed_s))
     if (run_dir / "srt" / "state.json").is_file():
         out.append(("srt", json.loads((run_dir / "srt" / "state.json").read_text())["elapsed_s"]))
-    for stage in ("distill", *[m for m in methods if m not in ("base", "srt", "sd-zero")]):
+    for stage in ("distill", *[m for m in methods if m not in ("base", "srt", "distill")]):
         budget = last_budget(run_dir / stage)
         if budget:
             out.append((stage, budget["elapsed_s"]))
@@ -197,7 +197,7 @@ def run_demo(
     write_yaml(recipe, run_dir / "recipe.yaml")
     log(f"task: {task_name}; base model: {model_dir}")
     results = run_compare(recipe, log=log)
-    runs = [m for m in ("distill", *recipe.compare.methods) if (run_dir / m / "metrics.jsonl").is_file()]
+    runs = [m for m in dict.fromkeys(("distill", *recipe.compare.methods)) if (run_dir / m / "metrics.jsonl").is_file()]
     plot_runs([run_dir / m for m in runs], run_dir / "training.png",
               labels=["SD-Zero distill" if m == "distill" else m for m in runs])
     log("self-localisation pictures ...")

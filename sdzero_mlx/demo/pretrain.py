@@ -1,7 +1,7 @@
 """Seeded from-scratch pretraining of the demo's tiny llama on solutions of the demo task.
 
 Algorithm: build the tokenizer and a randomly initialised llama (`sdzero_mlx.demo.tinymodel`, init from
-`seed`); deal the task's splits (`task.make_splits(task_seed, ...)`, so the pretraining problems never
+`seed`); deal the task's splits (`task.split_problems(task_seed, ...)`, so the pretraining problems never
 overlap phase-1 / phase-2 / test); turn each pretraining problem into one chat sequence
 `chat([user: problem], add_generation_prompt) + assistant turn + <|im_end|>`; train with next-token
 cross-entropy on the gold-solution tokens only (mean over the step's trained tokens), AdamW (lr 2e-3,
@@ -245,7 +245,7 @@ def pretrain(
     mx.random.seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     sizes = dict(cfg.held_out) | {"pretrain": cfg.pretrain_problems}
-    problems = task.make_splits(cfg.task_seed, sizes, cfg.difficulty)["pretrain"]
+    problems = task.split_problems(cfg.task_seed, sizes, cfg.difficulty)["pretrain"]
     tokenizer = build_tokenizer()
     examples = encode_examples(problems, tokenizer, rng, cfg.revision_share, cfg.restart_fraction, cfg.copy_fix_share,
                                cfg.difficulty)
@@ -363,7 +363,7 @@ def evaluate_into_build_info(out_dir: Path, n: int) -> dict:
     path = Path(out_dir) / "build_info.json"
     info = json.loads(path.read_text())
     cfg = info["config"]
-    test = task.make_splits(cfg["task_seed"], {"test": n}, task.Difficulty(**cfg["difficulty"]))["test"]
+    test = task.split_problems(cfg["task_seed"], {"test": n}, task.Difficulty(**cfg["difficulty"]))["test"]
     examples = [Example(p.id, p.problem, p.answer) for p in test]
     model, tokenizer = load_model(ModelConfig(str(out_dir)))
     prompts, config = PromptConfig(template="{problem}"), EvalConfig(k=1, temperature=0.7, max_tokens=128, greedy=True)

@@ -29,7 +29,7 @@ Choices and reasons:
   sequences are what makes CPU pretraining affordable (77 tokens per single-answer chat, prompt included).
 - Running totals stay in [min_total, max_total]: an operation that would leave the range is flipped to
   the other sign, and if neither sign fits, a smaller operand is drawn in the roomier direction.
-- Problems are generated as one seeded stream of distinct problem texts; `make_splits` deals the first
+- Problems are generated as one seeded stream of distinct problem texts; `split_problems` deals the first
   items to "test", then "phase2", "phase1", "pretrain", so the evaluation split does not depend on how
   much pretraining data is requested, and all splits are disjoint by problem text.
 """
@@ -274,12 +274,12 @@ def generate(seed: int, n: int, difficulty: Difficulty = Difficulty(), start_ind
     return out
 
 
-def make_splits(
+def split_problems(
     seed: int, sizes: dict[str, int], difficulty: Difficulty = Difficulty()
 ) -> dict[str, list[Problem]]:
     """Disjoint splits dealt from one stream in the order test, phase2, phase1, pretrain.
 
-    Example: `make_splits(0, {"test": 200, "pretrain": 10000})["test"][0].problem`
+    Example: `split_problems(0, {"test": 200, "pretrain": 10000})["test"][0].problem`
     """
     unknown = set(sizes) - set(SPLIT_ORDER)
     if unknown:

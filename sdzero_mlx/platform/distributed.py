@@ -24,6 +24,8 @@ from typing import Sequence, TypeVar
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
+from ..seeds import derive_seed
+
 T = TypeVar("T")
 
 # arrays are summed in groups of about this many bytes: one collective per group, as mlx-lm does
@@ -108,7 +110,7 @@ def sum_across_ranks(tree):
 
 def rank_seed(seed: int) -> int:
     """A sampling seed per rank (world size 1: the seed itself), so ranks do not draw the same noise."""
-    return seed if world() == 1 else (seed * 1_000_003 + rank()) % 2**63
+    return seed if world() == 1 else derive_seed(seed, "rank", rank())
 
 
 def describe() -> str:

@@ -45,9 +45,9 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
-from ..config import CollectConfig, Recipe
+from ..config import CollectConfig
 from ..configio import write_yaml
 from ..data import make_splits
 from ..checkpoint import check_same_recipe, write_json_atomic
@@ -55,8 +55,13 @@ from ..modeling import load_model
 from ..outputs import check_output_dir
 from ..prompts import Separators, prompt_ids, separators
 from ..rollout import generate_completions
+from ..seeds import derive_seed
 from ..types import Example, RevisionTuple, load_tuples
 from ..verifier import verify_batch
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 TUPLES, PROGRESS, SUMMARY, DONE = "tuples.jsonl", "progress.json", "summary.json", "done"
 
@@ -331,7 +336,7 @@ def generation_counter(log: Callable[[str], None], every_s: float = 10.0) -> Cal
 
 
 def _seed(seed: int, batch: int, role: int) -> int:
-    return (seed * 1_000_003 + batch) * 2 + role  # role 0: initial answers, 1: revisions
+    return derive_seed(derive_seed(seed, "collect_batch", batch), "collect_role", role)  # role 0: initial answers, 1: revisions
 
 
 def collect_batch(
@@ -479,3 +484,10 @@ def run_collect(
         write_json_atomic(out_dir / SUMMARY, summary.to_json())
         (out_dir / DONE).write_text("")
     return summary
+
+
+# not a training stage (no run function of the common signature): `sdzero collect` and the pipeline call run_collect
+SPEC = StageSpec(
+    name="collect", label="collect", help="Phase 1: sample answers and revisions, keep verified revisions.",
+    section=CollectConfig, sections=COLLECT_SECTIONS, order=10, baseline=False,
+)

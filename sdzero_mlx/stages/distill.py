@@ -19,10 +19,10 @@ to the same length in all three places.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..checkpoint import TrainingState
-from ..config import Recipe
+from ..config import DistillConfig
 from ..data import make_splits
 from ..kd import distill_step, item_with_context
 from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
@@ -33,6 +33,10 @@ from ..prompts import Separators, separators
 from ..teacher import next_teacher
 from ..update import make_optimizer
 from ..types import DistillItem, Graded
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 
 def distill_item(graded: Graded, seps: Separators, max_teacher_tokens: int) -> DistillItem:
@@ -64,9 +68,10 @@ def run_distill(
     pool = make_splits(recipe.data).phase2
     optimizer = make_optimizer(cfg.optim, cfg.steps)
 
-    # the teacher's values of the trained parameters: the initial ones (LoRA B = 0: the base model)
-    initial = trainable(model)  # the starting values: the teacher's (until a sync) and optim.kl_to_initial's reference
-    teacher = {"values": initial}
+    # the teacher's values of the trained parameters: the initial ones (LoRA B = 0: the base model), until a sync;
+    # the penalty's reference keeps them past a sync only when optim.kl_to_initial is on
+    teacher = {"values": trainable(model)}
+    initial = teacher["values"] if cfg.optim.kl_to_initial > 0 else None
     state = TrainingState()
     if resume:
         state, extras = restore(run_dir, model, optimizer, ("teacher",))
@@ -89,3 +94,24 @@ def run_distill(
         extra_state=lambda: {"teacher": teacher["values"]}, probe=make_probe(recipe, tokenizer),
         on_step=on_step, stop_after=stop_after,
     )
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """What phase 2 needs from the other sections."""
+    if recipe.distill.questions_per_step > recipe.data.phase2_size:
+        raise ValueError(
+            f"distill.questions_per_step ({recipe.distill.questions_per_step}) exceeds data.phase2_size "
+            f"({recipe.data.phase2_size}); lower it or enlarge the phase-2 split."
+        )
+    if recipe.distill.max_teacher_tokens <= recipe.sampling.max_tokens:
+        raise ValueError(
+            "distill.max_teacher_tokens must exceed sampling.max_tokens (the teacher sees y twice); "
+            f"got {recipe.distill.max_teacher_tokens} <= {recipe.sampling.max_tokens}."
+        )
+
+
+SPEC = StageSpec(
+    name="distill", label="SD-Zero", help="Phase 2: on-policy self-distillation of the Reviser into the Generator.",
+    section=DistillConfig, sections=DISTILL_SECTIONS, order=30, run=run_distill,
+    generations_per_step=lambda recipe: recipe.distill.questions_per_step, baseline=False, check=check_recipe,
+)

@@ -7,12 +7,15 @@ std (`scale_advantages`; off = Dr. GRPO). With `dynamic_sampling` (DAPO) groups 
 equal are dropped: their advantages are zero. Then `updates_per_batch` optimizer steps on that batch,
 each minimising
     sum over kept tokens of  -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A)
-                           + optim.kl_to_initial * k3(pi || pi_ref)   (loss.k3_kl)
+                           + optim.kl_to_initial * k3(pi, pi_ref)     (loss.k3_kl, both at T = 1)
 divided by the number of kept tokens in the batch (DAPO's token-level normalisation), where
 ratio = pi(token) / pi_old(token). pi_old, the behaviour policy, is the model that sampled, scored
 on the sampled ids themselves (no re-tokenisation) before the first update, with logits divided by
-the sampling temperature as the sampler did; pi_ref is the initial policy (kept like distill's
+the sampling temperature as the sampler did; pi_ref is the initial policy, scored like pi in the penalty at
+temperature 1 as in every stage, so one optim.kl_to_initial means the same thing everywhere (kept like distill's
 teacher, see teacher.py). With one update per batch the ratio is 1 and clipping never acts.
+Every pass (pi_old, pi_ref, the loss: loss.policy_loss) takes the logits a block of positions at a
+time (scoring.logit_chunks): no (batch, length, vocabulary) array exists at once.
 
 Departures (recipe fields): DAPO resamples to refill a batch after dynamic sampling, here the step
 trains on fewer groups; DAPO's overlong reward shaping is not applied; group size 4 (DAPO 16);
@@ -22,60 +25,32 @@ std is the population std (over G; TRL and verl divide by G - 1, so their advant
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import mlx.core as mx
-import mlx.nn as nn
 
 from ..checkpoint import TrainingState
-from ..config import GrpoConfig, Recipe
+from ..config import GrpoConfig
 from ..platform.distributed import step_tokens as global_step_tokens
 from ..data import make_splits
-from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
-from ..loss import clipped_policy_loss, group_advantages, k3_kl, log_softmax, masked_sum, monitor_entropy
+from .loop import StepOutcome, penalty_reference, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
+from ..loss import PolicyBatch, constant_logprobs, group_advantages, initial_logprobs, policy_loss
 from ..metrics import StepRecord
-from ..modeling import trainable
 from ..probe import make_probe
-from ..scoring import ScoredBatch, chunks, logits_at, scored_batch
-from ..teacher import lora_values
+from ..scoring import chunks, scored_batch
 from ..update import make_optimizer, optimizer_step
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 GRPO_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "grpo", "verifier")
 
 
 def generations_per_step(recipe: Recipe) -> int:
     return recipe.grpo.questions_per_step * recipe.grpo.group_size
-
-
-@dataclass(frozen=True)
-class PolicyBatch:
-    """One micro-batch of sampled answers with what the surrogate needs, all constants but the policy."""
-
-    batch: ScoredBatch
-    advantages: mx.array  # (B,)
-    old_logp: mx.array  # (B, L) behaviour log-probabilities of the sampled tokens
-    ref_logp: Optional[mx.array]  # (B, L) initial policy's, when optim.kl_to_initial > 0
-
-
-def token_logp(model: nn.Module, batch: ScoredBatch, temperature: float) -> mx.array:
-    """log pi(sampled token) at each scored position, with the sampler's temperature. (B, L)"""
-    logits = logits_at(model, batch).astype(mx.float32) / max(temperature, 1e-6)
-    return mx.take_along_axis(log_softmax(logits), batch.targets[..., None], axis=-1)[..., 0]
-
-
-def grpo_loss(
-    model: nn.Module, mb: PolicyBatch, config: GrpoConfig, temperature: float, step_tokens: int
-) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    logits = logits_at(model, mb.batch).astype(mx.float32) / max(temperature, 1e-6)
-    logp_all = log_softmax(logits)
-    logp = mx.take_along_axis(logp_all, mb.batch.targets[..., None], axis=-1)[..., 0]
-    per_token = clipped_policy_loss(logp, mb.old_logp, mb.advantages, config.clip_low, config.clip_high)
-    if mb.ref_logp is not None and config.optim.kl_to_initial > 0:
-        per_token = per_token + config.optim.kl_to_initial * k3_kl(logp, mb.ref_logp)
-    return masked_sum(per_token, mb.batch.mask) / step_tokens, monitor_entropy(logp_all, mb.batch.mask)
 
 
 def kept_groups(rewards: Sequence[float], group_size: int, dynamic_sampling: bool) -> list[int]:
@@ -97,7 +72,7 @@ def run_grpo(
     cfg, temp = recipe.grpo, recipe.sampling.temperature
     pool = make_splits(recipe.data).training
     optimizer = make_optimizer(cfg.optim, cfg.steps * cfg.updates_per_batch)
-    reference = trainable(model)  # the initial policy, for the optional KL term
+    reference = penalty_reference(model, cfg.optim)  # the initial policy, for the optional KL term
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
     def step_fn(step: int) -> StepOutcome:
@@ -114,15 +89,12 @@ def run_grpo(
         for idx in chunks(list(range(len(keep))), cfg.micro_batch_size):
             rows = [keep[i] for i in idx]
             batch = scored_batch([rollouts[i].prompt_ids + rollouts[i].target_ids for i in rows], [spans[i] for i in idx], pad)
-            old = mx.stop_gradient(token_logp(model, batch, temp))  # the policy that sampled, before any update
-            ref = None
-            if cfg.optim.kl_to_initial > 0:
-                with lora_values(model, reference):
-                    ref = mx.stop_gradient(token_logp(model, batch, temp))
-            mx.eval(old, *(() if ref is None else (ref,)))
+            old = constant_logprobs(model, batch, temp)  # the policy that sampled, before any update
+            ref = None if reference is None else initial_logprobs(model, reference, batch)  # T = 1, as every stage
             batches.append(PolicyBatch(batch, advantages[mx.array(rows)], old, ref))
         model.train()
-        loss = partial(grpo_loss, config=cfg, temperature=temp, step_tokens=step_tokens)
+        loss = partial(policy_loss, clip_low=cfg.clip_low, clip_high=cfg.clip_high, temperature=temp,
+                       step_tokens=step_tokens, kl_to_initial=cfg.optim.kl_to_initial)
         results = [optimizer_step(model, optimizer, loss, batches, cfg.optim.grad_clip) for _ in range(cfg.updates_per_batch)]
         return sampled_outcome(results[-1], rollouts, rewards, sample_s,
                                trained_tokens=sum(e - s for s, e in spans) * cfg.updates_per_batch,
@@ -134,3 +106,9 @@ def run_grpo(
         optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
         probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
     )
+
+
+SPEC = StageSpec(
+    name="grpo", label="GRPO", help="Baseline: GRPO with DAPO's choices (section grpo).",
+    section=GrpoConfig, sections=GRPO_SECTIONS, order=50, run=run_grpo, generations_per_step=generations_per_step,
+)

@@ -29,6 +29,7 @@ from ..metrics import StepRecord
 from ..modeling import load_model, lora_num_layers, make_trainable, padding_id, set_params, trainable
 from ..outputs import check_output_dir
 from ..rollout import sample_groups
+from ..seeds import derive_seed
 from ..sinks import Sinks, open_sinks
 from ..update import StepResult
 from ..types import Rollout
@@ -78,7 +79,7 @@ def sample_and_grade(
     tic = time.perf_counter()
     questions = shard(questions_for_step(pool, step, per_step, seed))
     rollouts = sample_groups(model, tokenizer, questions, group_size, recipe.prompts, recipe.sampling,
-                             seed * 100_003 + step)
+                             derive_seed(seed, "step_sampling", step))
     sample_s = time.perf_counter() - tic
     rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
     return rollouts, rewards, sample_s
@@ -133,6 +134,12 @@ def start_stage(recipe, run_dir: Path, resume: bool, sections: Sequence[str], ig
     model, tokenizer = load_model(recipe.model)
     make_trainable(model, recipe.lora, recipe.run.seed)
     return Trainee(run_dir, model, tokenizer, padding_id(tokenizer))
+
+
+def penalty_reference(model: nn.Module, optim_config) -> Optional[dict[str, mx.array]]:
+    """The starting values of the trained parameters, the reference of optim.kl_to_initial, only when it is on:
+    with full fine-tuning they are a second copy of the trained weights."""
+    return trainable(model) if optim_config.kl_to_initial > 0 else None
 
 
 def restore(run_dir: Path, model: nn.Module, optimizer: optim.Optimizer, extra_names: tuple[str, ...] = ()):

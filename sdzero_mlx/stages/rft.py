@@ -16,17 +16,20 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..checkpoint import TrainingState
-from ..config import Recipe
+from ..config import RftConfig
 from ..data import make_splits
-from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
+from .loop import StepOutcome, penalty_reference, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
 from ..metrics import StepRecord
-from ..modeling import trainable
 from ..probe import make_probe
-from ..scoring import nll_batches, weighted_nll, with_reference
+from ..loss import nll_batches, weighted_nll, with_reference
 from ..update import make_optimizer, optimizer_step
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 RFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "rft", "verifier")
 
@@ -47,7 +50,7 @@ def run_rft(
     run_dir, model, tokenizer, pad = run.run_dir, run.model, run.tokenizer, run.pad_id
     cfg = recipe.rft
     pool = make_splits(recipe.data).training
-    initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
+    initial = penalty_reference(model, cfg.optim)  # taken before any resume
     optimizer = make_optimizer(cfg.optim, cfg.steps)
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
 
@@ -69,3 +72,9 @@ def run_rft(
         optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
         probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
     )
+
+
+SPEC = StageSpec(
+    name="rft", label="RFT", help="Baseline: rejection-sampling fine-tuning, on-policy (section rft).",
+    section=RftConfig, sections=RFT_SECTIONS, order=40, run=run_rft, generations_per_step=generations_per_step,
+)

@@ -20,10 +20,10 @@ top-64 by default; SDFT's paper: over the full vocabulary); LoRA by default.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..checkpoint import TrainingState
-from ..config import PromptConfig, Recipe
+from ..config import PromptConfig, SdftConfig
 from ..data import make_splits
 from ..kd import distill_step, item_with_context
 from .loop import StepOutcome, restore, sample_and_grade, sampled_outcome, start_stage, train_loop
@@ -33,6 +33,10 @@ from ..probe import make_probe
 from ..prompts import prompt_ids, separators, text_answer_ids
 from ..update import make_optimizer
 from ..types import DistillItem, Rollout
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 SDFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "distill", "sdft", "verifier")
 
@@ -93,3 +97,9 @@ def run_sdft(
         optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
         probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
     )
+
+
+SPEC = StageSpec(
+    name="sdft", label="SDFT", help="Baseline: self-distillation from demonstrations (section sdft; KL settings from distill).",
+    section=SdftConfig, sections=SDFT_SECTIONS, order=70, run=run_sdft, generations_per_step=generations_per_step,
+)

@@ -14,19 +14,22 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..checkpoint import TrainingState
-from ..config import Recipe
+from ..config import SftConfig
 from ..data import epoch_order, make_splits
 from ..platform.distributed import shard
-from .loop import StepOutcome, restore, start_stage, train_loop
+from .loop import StepOutcome, penalty_reference, restore, start_stage, train_loop
 from ..metrics import StepRecord
-from ..modeling import trainable
 from ..probe import make_probe
 from ..prompts import prompt_ids, text_answer_ids
-from ..scoring import nll_batches, weighted_nll, with_reference
+from ..loss import nll_batches, weighted_nll, with_reference
 from ..update import make_optimizer, optimizer_step
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 SFT_SECTIONS = ("model", "data", "lora", "prompts", "sft")
 
@@ -60,7 +63,7 @@ def run_sft(
         sequences.append(prompt + ids + (eot,))
         spans.append((len(prompt), len(prompt) + len(ids) + 1))
     steps = sft_steps(recipe, len(pool))
-    initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
+    initial = penalty_reference(model, cfg.optim)  # taken before any resume
     optimizer = make_optimizer(cfg.optim, steps)
     state = restore(run_dir, model, optimizer)[0] if resume else TrainingState()
     per_epoch = -(-len(pool) // cfg.batch_size)
@@ -80,3 +83,10 @@ def run_sft(
         optimizer_for_step=lambda _: optimizer, step_fn=step_fn, state=state,
         probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
     )
+
+
+SPEC = StageSpec(
+    name="sft", label="SFT",
+    help="Baseline: supervised fine-tuning on the data's gold solutions (section sft, data.fields.solution).",
+    section=SftConfig, sections=SFT_SECTIONS, order=60, run=run_sft,
+)

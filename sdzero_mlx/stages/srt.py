@@ -34,24 +34,31 @@ import shutil
 from functools import partial
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from ..checkpoint import TrainingState, check_same_recipe, checkpoint_dir
 from ..types import load_tuples
-from ..config import Recipe, SrtConfig
+from ..config import SrtConfig
 from ..data import epoch_order
 from ..platform.distributed import is_writer, shard, step_tokens
-from .loop import StepOutcome, open_run_dir, restore, train_loop
+from .loop import StepOutcome, penalty_reference, restore, start_stage, train_loop
 from ..metrics import StepRecord
-from ..modeling import fuse_lora, load_model, lora_num_layers, make_trainable, padding_id, trainable
+from ..modeling import fuse_lora, lora_num_layers, trainable
+from ..outputs import check_output_dir
+from ..seeds import derive_seed
 from ..probe import make_probe
-from ..scoring import WeightedBatch, chunks, scored_batch, weighted_nll, with_reference
+from ..loss import WeightedBatch, weighted_nll, with_reference
+from ..scoring import chunks, scored_batch
 from ..checkpoint import save_adapters
 from ..update import make_optimizer, optimizer_step
 from ..types import RevisionTuple
+from . import StageSpec
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 REVISION, GENERATION = "revision", "generation"
 SRT_SECTIONS = ("model", "lora", "srt")
@@ -127,7 +134,9 @@ def mean_nll(model: nn.Module, items: Sequence[SrtItem], term: str, pad_id: int,
 
 
 @dataclass(frozen=True)
-class Stage:
+class SrtPart:
+    """One part of SRT's training (`srt.mode` staged has two, each with a fresh optimizer)."""
+
     name: str
     terms: tuple[str, ...]
     items: tuple[SrtItem, ...]
@@ -136,13 +145,13 @@ class Stage:
         return config.epochs * -(-len(self.items) // config.batch_size) if self.items else 0
 
 
-def plan_stages(items: Sequence[SrtItem], config: SrtConfig, seed: int = 0) -> list[Stage]:
-    """summed: one stage with both terms on every item; revision / generation: one term on every
+def plan_parts(items: Sequence[SrtItem], config: SrtConfig, seed: int = 0) -> list[SrtPart]:
+    """summed: one part with both terms on every item; revision / generation: one term on every
     item (the paper's ablation); staged: generation, then revision (see top)."""
     if config.mode == "summed":
-        return [Stage("summed", (REVISION, GENERATION), tuple(items))]
+        return [SrtPart("summed", (REVISION, GENERATION), tuple(items))]
     if config.mode in (REVISION, GENERATION):
-        return [Stage(config.mode, (config.mode,), tuple(items))]
+        return [SrtPart(config.mode, (config.mode,), tuple(items))]
     rng = random.Random(seed)
     wrong = [it for it in items if it.r_init < 0.5]
     right = [it for it in items if it.r_init >= 0.5]
@@ -152,10 +161,10 @@ def plan_stages(items: Sequence[SrtItem], config: SrtConfig, seed: int = 0) -> l
     n_wrong = min(len(wrong), config.stage2_size - n_right)
     revision = right[:n_right] + wrong[:n_wrong]
     rng.shuffle(revision)
-    return [Stage(GENERATION, (GENERATION,), tuple(wrong[n_wrong:])), Stage(REVISION, (REVISION,), tuple(revision))]
+    return [SrtPart(GENERATION, (GENERATION,), tuple(wrong[n_wrong:])), SrtPart(REVISION, (REVISION,), tuple(revision))]
 
 
-def step_items(stage: Stage, step_in_stage: int, config: SrtConfig, seed: int) -> list[SrtItem]:
+def step_items(stage: SrtPart, step_in_stage: int, config: SrtConfig, seed: int) -> list[SrtItem]:
     """The items of one optimizer step: consecutive slices of a seeded per-epoch order."""
     per_epoch = -(-len(stage.items) // config.batch_size)
     epoch, b = divmod(step_in_stage, per_epoch)
@@ -185,26 +194,31 @@ def save_fused_model(model: nn.Module, tokenizer, source: str, out_dir: Path) ->
     tmp.rename(out_dir)
 
 
+def tuples_path(recipe: Recipe, run_dir: Path) -> Path:
+    """srt.tuples, else collect's output beside this run directory (RUN/collect/tuples.jsonl for RUN/srt)."""
+    return Path(recipe.srt.tuples) if recipe.srt.tuples else Path(run_dir).parent / "collect" / "tuples.jsonl"
+
+
 def run_srt(
     recipe: Recipe,
-    tuples_path: Path,
-    out_dir: Path,
+    run_dir: Path,
+    resume: bool = False,
     on_step: Optional[Callable[[StepRecord], None]] = None,
     stop_after: Optional[int] = None,
 ) -> TrainingState:
-    """Train on the tuples, resuming a checkpoint in out_dir; then save adapters and the fused model.
+    """Train on the collected tuples into run_dir; then save adapters and the fused model.
 
     `stop_after` ends the call after that many steps (tests use it to interrupt).
     """
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(run_dir, "run.output_dir")  # before any work: a bad location costs nothing
     cfg, seed = recipe.srt, recipe.run.seed
     if (out_dir / DONE).is_file():
         check_same_recipe(recipe, out_dir / "recipe.yaml", SRT_SECTIONS)
         return TrainingState(**json.loads((out_dir / "state.json").read_text()))
-    resume = checkpoint_dir(out_dir) is not None
-    open_run_dir(recipe, out_dir, resume, SRT_SECTIONS)
-
-    tuples = load_tuples(tuples_path)
+    source = tuples_path(recipe, out_dir)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist: run `sdzero collect` with this recipe first, or set srt.tuples.")
+    tuples = load_tuples(source)
     cut = [t for t in tuples if t.rev_stop is None]  # revisions that max_tokens ended, not the model
     if cfg.drop_truncated:
         tuples = [t for t in tuples if t.rev_stop is not None]
@@ -212,10 +226,10 @@ def run_srt(
     items = [it for it in all_items if len(it.ids) <= cfg.max_tokens]
     if not items:
         raise ValueError(
-            f"No SRT tuples to train on: {tuples_path} has {len(all_items)} rows, "
+            f"No SRT tuples to train on: {source} has {len(all_items)} rows, "
             f"{len(all_items) - len(items)} longer than srt.max_tokens={cfg.max_tokens}. Collect more or raise it."
         )
-    stages = [s for s in plan_stages(items, cfg, seed) if s.items]
+    stages = [s for s in plan_parts(items, cfg, seed) if s.items]
     bounds, total = [], 0
     for s in stages:
         bounds.append(total)
@@ -224,11 +238,10 @@ def run_srt(
     def stage_at(step: int) -> int:
         return max(i for i, b in enumerate(bounds) if b <= step)
 
-    model, tokenizer = load_model(recipe.model)
-    make_trainable(model, recipe.lora, seed)
-    pad = padding_id(tokenizer)
+    run = start_stage(recipe, out_dir, resume, SRT_SECTIONS)
+    model, tokenizer, pad = run.model, run.tokenizer, run.pad_id
     # the reference code's second stage is a new fine-tuning run: a fresh optimizer per stage
-    initial = trainable(model)  # the reference of optim.kl_to_initial (before any resume)
+    initial = penalty_reference(model, cfg.optim)  # taken before any resume
     optimizers = [make_optimizer(cfg.optim, st.steps(cfg)) for st in stages]
     state = TrainingState()
     if resume:
@@ -239,7 +252,7 @@ def run_srt(
     def step_fn(step: int) -> StepOutcome:
         s = stage_at(step)
         stage = stages[s]
-        chunk = shard(step_items(stage, step - bounds[s], cfg, seed + s))
+        chunk = shard(step_items(stage, step - bounds[s], cfg, derive_seed(seed, "srt_part", s)))
         batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad, cfg.generation_tuples == "wrong")
         batches = with_reference(model, initial, batches, cfg.optim.kl_to_initial)
         loss = partial(srt_loss, kl_to_initial=cfg.optim.kl_to_initial)
@@ -269,3 +282,10 @@ def run_srt(
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     (out_dir / DONE).write_text("")
     return state
+
+
+SPEC = StageSpec(
+    name="srt", label="SRT",
+    help="Phase 1: self-revision training on collected tuples -> RUN/srt/adapters and the fused RUN/srt/model.",
+    section=SrtConfig, sections=SRT_SECTIONS, order=20, run=run_srt, baseline=False, folder="srt",
+)

@@ -1,4 +1,4 @@
-"""The binary answer verifier, SD-Zero's only reward: `verify(text, answer) -> 1.0 | 0.0`.
+"""The binary answer verifier, SD-Zero's only reward: `verify(text, answer) -> 1.0 | 0.0` (math or code).
 
 Modules, one job each:
   config.py    the recipe's `verifier:` section (standard library only)
@@ -7,7 +7,9 @@ Modules, one job each:
   compare.py   equivalence: exact numbers, tolerances, sympy, containers
   worker.py    the worker process that normalises, parses and compares under a time budget
   pool.py      the worker pool and the verdict cache
-  grade.py     the public API below
+  grade.py     the public API below (verifier.kind: code dispatches to code.py)
+  code.py      the code reward: run the answer's program against the row's tests
+  code_worker.py, sandbox.py   the code workers and the sandbox each run happens in
 The public names are loaded lazily, so `from sdzero_mlx.verifier.config import VerifierConfig`
 (what a recipe needs) imports nothing else.
 """

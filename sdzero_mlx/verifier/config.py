@@ -7,12 +7,21 @@ import os
 from dataclasses import dataclass, field
 
 PERCENT_POLICIES = ("strip", "divide", "either")
+KINDS = ("math", "code")
+CODE_LANGUAGES = ("python", "cpp")
 
 
 @dataclass(frozen=True)
 class VerifierConfig:
     """The recipe's `verifier:` section."""
 
+    kind: str = field(
+        default="math",
+        metadata={"help": "'math': compare the final answer with the gold one; 'code': run the answer's last fenced "
+                  "block against the row's tests in a sandbox (verifier/code.py, docs/code.md)."},
+    )
+    language: str = field(default="python", metadata={"help": "Code: the language of an untagged ``` block (python or cpp)."})
+    code_memory_mb: int = field(default=1024, metadata={"help": "Code: address-space limit of each run (RLIMIT_AS)."})
     last_number_fallback: bool = field(
         default=False, metadata={"help": "Grade the last number in the text when no boxed / '####' / 'answer is' answer exists."}
     )
@@ -25,7 +34,9 @@ class VerifierConfig:
         metadata={"help": "Relative tolerance for non-identical numbers (default absorbs float noise, not rounding: 0.3333 != 1/3)."},
     )
     abs_tol: float = field(default=1e-12, metadata={"help": "Absolute tolerance, for values near zero."})
-    timeout_s: float = field(default=2.0, metadata={"help": "Hard budget per (answer, gold) comparison; overruns score 0."})
+    timeout_s: float = field(
+        default=2.0, metadata={"help": "Hard budget per (answer, gold) comparison; code: wall and CPU seconds per run. Overruns score 0."}
+    )
     max_chars: int = field(
         default=100_000, metadata={"help": "Only the last max_chars characters of a response are read for its final answer."}
     )
@@ -35,6 +46,12 @@ class VerifierConfig:
     cache_size: int = field(default=100_000, metadata={"help": "Cached verdicts; 0 disables the cache."})
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"verifier.kind is {self.kind!r}; use one of {KINDS}.")
+        if self.language not in CODE_LANGUAGES:
+            raise ValueError(f"verifier.language is {self.language!r}; use one of {CODE_LANGUAGES}.")
+        if not isinstance(self.code_memory_mb, int) or isinstance(self.code_memory_mb, bool) or self.code_memory_mb < 64:
+            raise ValueError(f"verifier.code_memory_mb is {self.code_memory_mb!r}; set an integer >= 64 (megabytes).")
         if self.percent_policy not in PERCENT_POLICIES:
             raise ValueError(f"verifier.percent_policy is {self.percent_policy!r}; use one of {PERCENT_POLICIES}.")
         for name in ("rel_tol", "abs_tol"):

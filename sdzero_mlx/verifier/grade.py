@@ -50,6 +50,10 @@ class FileGrade:
 def check(text: str, answer: str, config: VerifierConfig | None = None) -> Verdict:
     """Grade model text against a gold answer, with the extracted answer and the reason."""
     cfg = config or VerifierConfig()
+    if cfg.kind == "code":  # the gold answer is the row's tests as JSON
+        from .code import check_code
+
+        return check_code(text, answer, cfg)
     if isinstance(answer, (int, float)) and not isinstance(answer, bool):
         answer = str(answer)  # JSON golds are often bare numbers
     if not isinstance(answer, str):

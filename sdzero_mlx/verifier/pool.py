@@ -29,12 +29,13 @@ _STARTUP_TIMEOUT_S = 120.0  # importing sympy on a loaded machine; not part of a
 class _Worker:
     """One `verifier.worker` process with a line-buffered JSON pipe."""
 
-    def __init__(self, memory_mb: int):
+    def __init__(self, memory_mb: int, module: str = "sdzero_mlx.verifier.worker"):
+        self.module = module
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sdzero_mlx.verifier.worker", str(memory_mb)],
+            [sys.executable, "-m", module, str(memory_mb)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             bufsize=0, env=env, close_fds=True,
         )
@@ -64,10 +65,10 @@ class _Worker:
                 line = self._readline(time.monotonic() + _STARTUP_TIMEOUT_S)
             except EOFError:
                 line = b"<exited>"
-            if line != b"ready":
+            if line is None or not (line == b"ready" or line.startswith(b"ready ")):
                 raise RuntimeError(
-                    f"verifier worker did not start (got {line!r}); run `{sys.executable} -m sdzero_mlx.verifier.worker` to see why "
-                    "(usually sympy is missing from this environment)."
+                    f"verifier worker did not start (got {line!r}); run `{sys.executable} -m {self.module}` to see why "
+                    "(for the math verifier usually sympy is missing from this environment)."
                 )
             self.ready = True
 
@@ -86,11 +87,11 @@ class _Worker:
 class WorkerPool:
     """Fixed-size set of worker processes shared by all threads; an overrunning worker is replaced."""
 
-    def __init__(self, size: int, memory_mb: int):
-        self.size, self.memory_mb = size, memory_mb
+    def __init__(self, size: int, memory_mb: int, module: str = "sdzero_mlx.verifier.worker"):
+        self.size, self.memory_mb, self.module = size, memory_mb, module
         self._idle: queue.Queue[_Worker] = queue.Queue()
         for _ in range(size):
-            self._idle.put(_Worker(memory_mb))  # all start importing now, in parallel
+            self._idle.put(_Worker(memory_mb, module))  # all start importing now, in parallel
 
     def ask(self, job: dict, timeout_s: float) -> tuple[dict | None, str]:
         """(reply, "") or (None, why) where why is 'timeout' or 'crash'.
@@ -108,19 +109,19 @@ class WorkerPool:
                 except (BrokenPipeError, OSError):
                     # died while idle (killed from outside): the job was never delivered, so retry once
                     worker.kill()
-                    worker = _Worker(self.memory_mb)
+                    worker = _Worker(self.memory_mb, self.module)
                     if attempt == 1:
                         return None, "crash"
             reply = worker.receive(timeout_s)
             if reply is None:
                 worker.kill()
-                worker = _Worker(self.memory_mb)
+                worker = _Worker(self.memory_mb, self.module)
                 return None, "timeout"
             return reply, ""
         except (EOFError, OSError, ValueError):
             # died mid-job (e.g. hit the memory cap) or sent garbage: replace it, grade as 0
             worker.kill()
-            worker = _Worker(self.memory_mb)
+            worker = _Worker(self.memory_mb, self.module)
             return None, "crash"
         finally:
             self._idle.put(worker)

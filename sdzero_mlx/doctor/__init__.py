@@ -1,0 +1,16 @@
+"""`sdzero doctor RECIPE`: before an hours-long run, whether SD-Zero can help this model on this data, and what
+the run will cost, measured in minutes on the recipe's own model without training it.
+
+  sequences.py  the exact sequences of each role, and the checks that catch a broken setup
+  signal.py     reward rate, truncation, correction rate, the Reviser's hindsight, KL concentration
+  cost.py       one real step of each stage in a temporary folder; the whole run counted from the recipe
+  verdict.py    helps / unclear / unlikely, with reasons
+  report.py     doctor.md and doctor.json
+  run.py        the job that ties them together
+
+It never writes into run.output_dir and only reads the model folder.
+"""
+
+from .run import DEFAULT_N, DoctorReport, run_doctor
+
+__all__ = ["DEFAULT_N", "DoctorReport", "run_doctor"]

@@ -1,0 +1,205 @@
+"""What the run will cost: one real step of each training stage, then the whole run counted from the recipe.
+
+Measured: one optimizer step of distill, of SRT and of every baseline in compare.methods, each through
+its own run function from the stage registry (stages/__init__.py) with the recipe's micro-batches and lengths, in a throwaway run
+directory under a temporary folder (never run.output_dir; model folders are only read): its seconds
+and peak memory, as the stage's own metrics.jsonl records them (mx.reset_peak_memory at the step's
+start, mx.get_peak_memory at its end). SRT's step trains on tuples assembled from the doctor's own
+samples (an answer, its cue and another answer to the same problem as the "revision"): the lengths
+of real tuples, before any collection.
+Counted, as compare.py and pipeline.py spend them: collection's generations (1 + k revisions per
+question), SRT's steps from the tuples it would keep (correction and rephrase rates of the Reviser,
+less duplicates), distill's steps, each baseline's steps at SD-Zero's generation budget, one
+evaluation per compared method, and every probe; sampled tokens times the measured seconds per
+sampled token give the sampling stages' time.
+Not counted: pictures, the demo's self-localisation, SRT's fused-model save. The real distill step
+runs on the SRT model, whose answers may be longer than the base's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..compare import CHAIN, baseline_specs
+from ..config import Recipe
+from ..metrics import read_metrics
+from ..stages import stage_spec
+from ..stages.sft import sft_steps
+from ..types import Graded, RevisionTuple
+
+
+@dataclass(frozen=True)
+class StepCost:
+    stage: str
+    seconds: float
+    peak_memory_gb: float
+
+
+def revision_tuples(graded: Sequence[Graded], k: int, seps) -> list[RevisionTuple]:
+    """Tuples of realistic length from k samples per problem: answer j, its cue, answer j + 1 as the revision."""
+    out = []
+    for i in range(0, len(graded) - k + 1, k):
+        group = graded[i:i + k]
+        for j, g in enumerate(group):
+            rev = group[(j + 1) % k].rollout
+            r = g.rollout
+            out.append(RevisionTuple(
+                id=r.example.id, problem=r.example.problem, answer=r.example.answer, prompt_ids=r.prompt_ids,
+                y_init=r.completion_ids, r_init=g.reward, phrase="", sep_ids=seps.for_reward(g.reward),
+                y_rev=rev.completion_ids, rev_stop=rev.stop_id, init_index=0, rev_index=j,
+            ))
+    return out
+
+
+def throwaway(recipe: Recipe, run_dir: Path) -> Recipe:
+    """The recipe writing into run_dir, without probes or extra metric sinks (no W&B run for a test step)."""
+    return replace(recipe, run=replace(recipe.run, output_dir=str(run_dir), probe_every=0, metrics=("jsonl",)))
+
+
+def step_cost(stage: str, run_dir: Path) -> StepCost:
+    record = read_metrics(run_dir)[-1]
+    return StepCost(stage, record.step_s, record.peak_memory_gb)
+
+
+def measure_steps(recipe: Recipe, graded: Sequence[Graded], k: int, seps, stages: Sequence[str],
+                  log: Callable[[str], None] = print) -> dict[str, StepCost]:
+    """One step of each stage in `stages` (the registry's run functions), in a temporary folder removed afterwards.
+
+    SRT reads TMP/collect/tuples.jsonl, written from the doctor's samples (at least srt.batch_size tuples).
+    """
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="sdzero-doctor-") as tmp:
+        tuples = revision_tuples(graded, k, seps)
+        tuples = (tuples * math.ceil(recipe.srt.batch_size / max(len(tuples), 1)))[: max(recipe.srt.batch_size, 1)]
+        path = Path(tmp) / "collect" / "tuples.jsonl"
+        path.parent.mkdir()
+        path.write_text("".join(json.dumps(t.to_json()) + "\n" for t in tuples))
+        recipe = replace(recipe, srt=replace(recipe.srt, tuples=str(path)))
+        for stage in stages:
+            run_dir = Path(tmp) / stage
+            log(f"doctor: one {stage} step ...")
+            stage_spec(stage).run(throwaway(recipe, run_dir), run_dir, stop_after=1)
+            out[stage] = step_cost(stage, run_dir)
+    return out
+
+
+@dataclass(frozen=True)
+class RunRates:
+    """What the estimate needs besides the recipe and the step costs, all measured by the doctor."""
+
+    seconds_per_sampled_token: float
+    answer_tokens: float  # mean sampled tokens per answer
+    revision_tokens: float  # mean tokens per revision
+    accuracy: float  # reward rate
+    correction_rate: float  # wrong -> right, per revision
+    rephrase_rate: float  # right -> right, per revision
+    distinct_share: float  # share of verified answers that are not duplicates
+    sampling_peak_gb: float
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class StageEstimate:
+    name: str
+    work: str  # what is counted, in words
+    seconds: float
+    peak_memory_gb: float
+
+
+def probes(recipe: Recipe, steps: int) -> int:
+    every = recipe.run.probe_every
+    return 0 if not every else steps // every + (steps % every != 0)
+
+
+def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_solutions: int) -> list[StageEstimate]:
+    """The stages `sdzero compare` runs for compare.methods, each with its seconds and peak memory."""
+    methods = recipe.compare.methods
+    d, c = recipe.data, recipe.collect
+    spt = rates.seconds_per_sampled_token
+    probe_s = recipe.run.probe_size * rates.answer_tokens * spt  # one probe: greedy answers to the probe set
+    out = []
+    collect_gens = 0
+    if any(m in CHAIN for m in methods):
+        answers = d.phase1_size * c.initial_samples
+        revised = answers if c.rephrase_correct else answers * (1 - rates.accuracy)
+        collect_gens = answers + revised * c.revisions
+        tokens = answers * rates.answer_tokens + revised * c.revisions * rates.revision_tokens
+        out.append(StageEstimate("collect", f"{collect_gens:.0f} generations", rates.load_seconds + tokens * spt,
+                                 rates.sampling_peak_gb))
+        per_answer = rates.accuracy * (rates.rephrase_rate if c.rephrase_correct else 0) + (1 - rates.accuracy) * rates.correction_rate
+        kept = answers * c.revisions * per_answer * rates.distinct_share
+        srt_steps = srt_step_count(recipe, kept)
+        out.append(StageEstimate("srt", f"{srt_steps} steps (~{kept:.0f} tuples kept)",
+                                 rates.load_seconds + srt_steps * steps["srt"].seconds + probes(recipe, srt_steps) * probe_s,
+                                 steps["srt"].peak_memory_gb))
+        ds = recipe.distill.steps
+        out.append(StageEstimate("distill", f"{ds} steps", rates.load_seconds + ds * steps["distill"].seconds
+                                 + probes(recipe, ds) * probe_s, max(steps["distill"].peak_memory_gb, rates.sampling_peak_gb if probes(recipe, ds) else 0)))
+    budget = recipe.compare.budget_generations or collect_gens + recipe.distill.steps * recipe.distill.questions_per_step
+    baselines = baseline_specs()
+    for m in methods:
+        if m not in baselines or m not in steps:
+            continue
+        per_step = baselines[m].generations_per_step
+        n = sft_steps(recipe, n_solutions) if per_step is None else max(budget // per_step(recipe), 1)
+        out.append(StageEstimate(m, f"{n} steps", rates.load_seconds + n * steps[m].seconds + probes(recipe, n) * probe_s,
+                                 steps[m].peak_memory_gb))
+    e = recipe.eval
+    tokens = d.eval_size * ((e.k + e.greedy + e.revise) * rates.answer_tokens + e.revise * rates.revision_tokens)
+    gens = d.eval_size * (e.k + e.greedy + 2 * e.revise)
+    for m in methods:
+        out.append(StageEstimate(f"eval {m}", f"{gens} generations", rates.load_seconds + tokens * spt, rates.sampling_peak_gb))
+    return out
+
+
+def srt_step_count(recipe: Recipe, kept: float) -> int:
+    """SRT's optimizer steps for `kept` tuples (srt.plan_stages: one stage, or two when staged)."""
+    cfg = recipe.srt
+    kept = int(round(kept))
+    if not kept:
+        return 0
+    if cfg.mode != "staged":
+        return cfg.epochs * -(-kept // cfg.batch_size)
+    revision = min(kept, cfg.stage2_size)
+    return cfg.epochs * (-(-revision // cfg.batch_size) + -(-(kept - revision) // cfg.batch_size))
+
+
+def total_memory_gb() -> Optional[float]:
+    """This machine's RAM (unified memory on Apple silicon), or None when the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+# what lowers each stage's peak memory, named as recipe fields
+MEMORY_FIELDS = {
+    "collect": "sampling.batch_size, sampling.max_tokens",
+    "srt": "srt.micro_batch_size, srt.max_tokens, lora.grad_checkpoint: true",
+    "distill": "distill.micro_batch_size, sampling.max_tokens, distill.max_teacher_tokens, lora.grad_checkpoint: true",
+    "rft": "rft.micro_batch_size, sampling.max_tokens",
+    "grpo": "grpo.micro_batch_size, sampling.max_tokens",
+    "sft": "sft.micro_batch_size",
+    "sdft": "distill.micro_batch_size, distill.max_teacher_tokens",
+    "eval": "sampling.batch_size, eval.max_tokens",
+}
+
+
+def memory_warning(stages: Sequence[StageEstimate], total_gb: Optional[float], share: float = 0.8) -> Optional[str]:
+    """A warning naming the fields to lower when a stage's peak passes `share` of the machine's memory."""
+    if total_gb is None:
+        return None
+    over = [s for s in stages if s.peak_memory_gb > share * total_gb]
+    if not over:
+        return None
+    worst = max(over, key=lambda s: s.peak_memory_gb)
+    fields = "; ".join(sorted({f"{s.name}: {MEMORY_FIELDS.get(s.name.split()[0], s.name.split()[0] + '.micro_batch_size')}"
+                               for s in over}))
+    return (f"the run will not fit in memory: {worst.name} peaks at {worst.peak_memory_gb:.1f} GB, over {int(100 * share)}% "
+            f"of this machine's {total_gb:.1f} GB. Lower {fields}.")

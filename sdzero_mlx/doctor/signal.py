@@ -1,0 +1,130 @@
+"""The signal SD-Zero would get from this model on this data, measured on the recipe's model without training.
+
+- reward rate: avg@k of the training sampling (sampling.temperature, sampling.max_tokens), k = eval.k;
+  the share of answers cut at max_tokens; groups with mixed rewards (the only ones GRPO learns from);
+- resample rate: the chance that another sample of a problem is right, given a wrong one (the bar a
+  Reviser's correction has to clear to be more than a second try);
+- correction rate: evaluate.generate_then_revise at the evaluation's settings (the demo table's);
+- hindsight at the answer (hindsight.py): the Reviser's against the Generator's probability of the
+  gold final answer, and of the answer's own wrong one, after reading a wrong answer;
+- KL concentration (explain.py): the share of a response's per-token KL in its top 5% tokens, wrong
+  against right answers, with the recipe's distill.kl and distill.top_k.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import mlx.core as mx
+
+from ..config import EvalConfig, Recipe
+from ..evaluate import ReviseResult, generate_then_revise, pass_at_k
+from ..explain import BucketStats, localisation_summary, token_report
+from ..hindsight import HindsightSummary, measure_hindsight, summarize_hindsight
+from ..prompts import Separators
+from ..rollout import sample_groups
+from ..types import Example, Graded, Rollout
+from ..verifier import verify_batch
+
+
+@dataclass(frozen=True)
+class Samples:
+    """k answers per problem from the training sampling, graded, and what sampling them cost."""
+
+    graded: tuple[Graded, ...]  # problem-major: sample j of problem i at i * k + j
+    k: int
+    seconds: float
+    peak_memory_gb: float
+
+    @property
+    def rollouts(self) -> tuple[Rollout, ...]:
+        return tuple(g.rollout for g in self.graded)
+
+    @property
+    def rewards(self) -> tuple[float, ...]:
+        return tuple(g.reward for g in self.graded)
+
+    @property
+    def sampled_tokens(self) -> int:
+        return sum(len(g.rollout.completion_ids) for g in self.graded)
+
+
+def sample_answers(model, tokenizer, examples: Sequence[Example], recipe: Recipe, k: int,
+                   on_finish: Optional[Callable[[int], None]] = None) -> Samples:
+    """k answers to each example with the recipe's training sampling, graded by its verifier."""
+    mx.reset_peak_memory()
+    tic = time.perf_counter()
+    rollouts = sample_groups(model, tokenizer, examples, k, recipe.prompts, recipe.sampling, recipe.run.seed, on_finish)
+    seconds = time.perf_counter() - tic
+    peak = mx.get_peak_memory() / 1e9
+    rewards = verify_batch([r.text for r in rollouts], [r.example.answer for r in rollouts], recipe.verifier)
+    return Samples(tuple(Graded(r, w) for r, w in zip(rollouts, rewards)), k, seconds, peak)
+
+
+@dataclass(frozen=True)
+class RewardStats:
+    reward_rate: float  # avg@k
+    pass_at_k: float
+    truncated_share: float  # answers cut at sampling.max_tokens
+    mixed_groups: float  # problems whose k rewards differ (GRPO's signal at group size k)
+    resample_rate: Optional[float]  # P(another sample right | this one wrong); None when k = 1 or none wrong
+    distinct_right: float  # distinct right answers / right answers (phase 1 drops duplicate tuples)
+    mean_tokens: float
+
+
+def reward_stats(rewards: Sequence[float], rollouts: Sequence[Rollout], k: int) -> RewardStats:
+    """Example: rewards [1, 0, 0, 0] with k = 2 -> reward 0.25, pass@2 0.5, mixed 0.5, resample 1/3."""
+    groups = [list(range(i, i + k)) for i in range(0, len(rewards), k)]
+    right = [[rewards[j] >= 0.5 for j in g] for g in groups]
+    chances, n_wrong = 0.0, 0
+    for flags in right:
+        c = sum(flags)
+        for f in flags:
+            if not f and k > 1:
+                chances += c / (k - 1)
+                n_wrong += 1
+    right_ids = [(r.example.id, r.completion_ids) for r, w in zip(rollouts, rewards) if w >= 0.5]
+    n = max(len(rewards), 1)
+    return RewardStats(
+        reward_rate=sum(rewards) / n,
+        pass_at_k=sum(pass_at_k(k, sum(f), k) for f in right) / max(len(groups), 1),
+        truncated_share=sum(r.finish_reason == "length" for r in rollouts) / n,
+        mixed_groups=sum(0 < sum(f) < k for f in right) / max(len(groups), 1),
+        resample_rate=chances / n_wrong if n_wrong else None,
+        distinct_right=len(set(right_ids)) / len(right_ids) if right_ids else 1.0,
+        mean_tokens=sum(len(r.completion_ids) for r in rollouts) / n,
+    )
+
+
+def revise(model, tokenizer, examples: Sequence[Example], recipe: Recipe, copies: int,
+           on_finish: Optional[Callable[[int], None]] = None) -> ReviseResult:
+    """Generate-then-revise at the evaluation's temperature and length, as the demo table reports it, on
+    `copies` first attempts per problem (one per problem leaves a correction rate of ~20 wrong answers)."""
+    config = EvalConfig(k=1, temperature=recipe.eval.temperature, max_tokens=recipe.eval.max_tokens, greedy=False,
+                        revise=True)
+    repeated = [ex for ex in examples for _ in range(copies)]
+    return generate_then_revise(model, tokenizer, repeated, recipe.prompts, config, recipe.verifier, recipe.run.seed,
+                                on_finish, recipe.sampling.batch_size)
+
+
+def answer_hindsight(model, tokenizer, graded: Sequence[Graded], seps: Separators, pad_id: int,
+                     limit: int = 64) -> HindsightSummary:
+    """hindsight.py's measure on up to `limit` wrong answers."""
+    wrong = [(g.rollout.prompt_ids, g.rollout.completion_ids, g.rollout.example.answer)
+             for g in graded if g.reward < 0.5][:limit]
+    values, missing = measure_hindsight(model, tokenizer, wrong, seps.wrong, pad_id)
+    return summarize_hindsight(values, missing)
+
+
+def kl_buckets(model, tokenizer, graded: Sequence[Graded], seps: Separators, recipe: Recipe,
+               limit: int = 24) -> dict[str, BucketStats]:
+    """KL concentration and mean KL of up to `limit` wrong and `limit` right answers ('wrong' / 'right')."""
+    picked = [g for g in graded if g.reward < 0.5][:limit] + [g for g in graded if g.reward >= 0.5][:limit]
+    reports = [
+        token_report(model, tokenizer, model, g.rollout.prompt_ids, g.rollout.target_ids, g.reward, seps,
+                     recipe.distill.top_k, recipe.distill.kl, recipe.distill.forward_weight)
+        for g in picked
+    ]
+    return {("right" if b.reward >= 0.5 else "wrong"): b for b in localisation_summary(reports)}

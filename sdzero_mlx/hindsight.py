@@ -1,0 +1,188 @@
+"""Hindsight at the answer: does the Reviser, having read a wrong answer and the "not correct" cue,
+put more probability on the gold final answer than the Generator does?
+
+For a wrong answer y to chat(x), let t be the first token of its final answer (the content of the
+last \\boxed{...}; verifier/extract.py finds the same box) and g the gold answer's tokens as they
+would continue y[:t]. On phase 2's own sequences (prompts.teacher_sequence):
+  Generator (student): chat(x) + y[:t] + g                      -> log p_s(g)
+  Reviser (teacher):   chat(x) + y + sep(0) + y[:t] + g         -> log p_t(g)
+and the same two numbers for the answer's own final-answer tokens y[t:u] (log p_s(own), log p_t(own)).
+The teacher here is the model itself (phase 2's teacher before any update); SD-Zero trains the
+student's distribution at t towards the teacher's, so p_t(g) > p_s(g) is the signal that can teach
+the fix, while a teacher that only lowers p(own) spreads mass without pointing anywhere.
+
+The gold answer is text (it was never sampled), so it is encoded (prompts.text_answer_ids) together
+with the part of token t that precedes the answer ("{" when the box brace and the digit share a token).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from .explain import token_pieces
+from .loss import token_logprobs
+from .prompts import teacher_sequence, text_answer_ids
+from .scoring import chunks, logit_chunks, scored_batch
+from .verifier.extract import BOX_COMMANDS, matching_brace
+
+
+@dataclass(frozen=True)
+class AnswerPosition:
+    """Where a response's final answer starts, in tokens, and the gold answer's tokens from there."""
+
+    start: int  # index in y of the token holding the answer's first character
+    own: tuple[int, ...]  # y's tokens from `start` through the answer's last character
+    gold: tuple[int, ...]  # the gold answer's tokens, as they would continue y[:start]
+
+
+def box_content_span(text: str) -> Optional[tuple[int, int]]:
+    """Character span [start, end) of the last \\boxed{...} / \\fbox{...} content; None if absent or unclosed.
+
+    Example: box_content_span("so \\\\boxed{12}.") == (10, 12)
+    """
+    pos = max(text.rfind(cmd) for cmd in BOX_COMMANDS)
+    if pos < 0:
+        return None
+    cmd = next(c for c in BOX_COMMANDS if text.startswith(c, pos))
+    brace = pos + len(cmd)
+    while brace < len(text) and text[brace] == " ":
+        brace += 1
+    if brace >= len(text) or text[brace] != "{":
+        return None
+    end = matching_brace(text, brace)
+    return None if end <= brace + 1 else (brace + 1, end)
+
+
+def answer_position(tokenizer, completion: Sequence[int], gold: str) -> Optional[AnswerPosition]:
+    """The final answer's position in `completion` (ids without the stop token); None without a closed box."""
+    pieces = token_pieces(tokenizer, completion)
+    span = box_content_span("".join(pieces))
+    if span is None:
+        return None
+    starts, pos = [], 0
+    for piece in pieces:
+        starts.append(pos)
+        pos += len(piece)
+    first = max(i for i, s in enumerate(starts) if s <= span[0])
+    last = max(i for i, s in enumerate(starts) if s < span[1])
+    lead = "".join(pieces)[starts[first]:span[0]]  # the part of the first token before the answer
+    gold_ids = text_answer_ids(tokenizer, lead + gold)[0]
+    if not gold_ids:
+        return None
+    return AnswerPosition(start=first, own=tuple(completion[first:last + 1]), gold=tuple(gold_ids))
+
+
+@dataclass(frozen=True)
+class AnswerHindsight:
+    """Log-probabilities of one wrong answer's final-answer tokens and of the gold's, both roles."""
+
+    gold_student: float  # log p_s(gold)
+    gold_teacher: float  # log p_t(gold)
+    own_student: float  # log p_s(own final answer)
+    own_teacher: float  # log p_t(own final answer)
+
+
+def span_logprobs(model: nn.Module, sequences: Sequence[Sequence[int]], spans: Sequence[tuple[int, int]], pad_id: int,
+                  batch_size: int = 8) -> list[float]:
+    """Sum of log p(token) over each sequence's span, a micro-batch and a block of positions at a time."""
+    out: list[float] = []
+    for idx in chunks(list(range(len(sequences))), batch_size):
+        batch = scored_batch([sequences[i] for i in idx], [spans[i] for i in idx], pad_id)
+        total = mx.zeros((len(idx),))
+        for start, end, logits in logit_chunks(model, batch):
+            logp = token_logprobs(logits, batch.targets[:, start:end])  # (B, block)
+            total = total + mx.where(batch.mask[:, start:end] > 0, logp, 0.0).sum(axis=1)
+        mx.eval(total)
+        out.extend(total.tolist())
+    return out
+
+
+def hindsight_sequences(
+    prompt: Sequence[int], completion: Sequence[int], position: AnswerPosition, sep_wrong: Sequence[int],
+) -> list[tuple[tuple[int, ...], tuple[int, int]]]:
+    """(ids, scored span) of one answer's four sequences: student gold, teacher gold, student own, teacher own."""
+    prompt, y = tuple(prompt), tuple(completion)
+    prefix = y[:position.start]
+    out = []
+    for target in (position.gold, position.own):
+        student = prompt + prefix + target
+        teacher = teacher_sequence(prompt, y, tuple(sep_wrong), prefix + target)
+        out.append((student, (len(student) - len(target), len(student))))
+        out.append((teacher.ids, (teacher.second[1] - len(target), teacher.second[1])))
+    return out
+
+
+def measure_hindsight(
+    model: nn.Module, tokenizer, answers: Sequence[tuple[Sequence[int], Sequence[int], str]], sep_wrong: Sequence[int],
+    pad_id: int, batch_size: int = 8,
+) -> tuple[list[AnswerHindsight], int]:
+    """AnswerHindsight of each (prompt ids, completion ids, gold answer) with a final answer to find;
+    returns them and how many answers had none (no closed box)."""
+    sequences, spans, kept = [], [], 0
+    missing = 0
+    for prompt, completion, gold in answers:
+        position = answer_position(tokenizer, completion, gold)
+        if position is None:
+            missing += 1
+            continue
+        for ids, span in hindsight_sequences(prompt, completion, position, sep_wrong):
+            sequences.append(ids)
+            spans.append(span)
+        kept += 1
+    was_training = model.training
+    model.eval()
+    try:
+        values = span_logprobs(model, sequences, spans, pad_id, batch_size) if sequences else []
+    finally:
+        model.train(was_training)
+    return [AnswerHindsight(*values[4 * i:4 * i + 4]) for i in range(kept)], missing
+
+
+RAISED = 0.1  # probability the Reviser must add to the gold for an answer to count as raised
+
+
+@dataclass(frozen=True)
+class HindsightSummary:
+    """Means over wrong answers: where the Reviser moves the final answer's probability."""
+
+    answers: int  # wrong answers with a final answer to score
+    no_final_answer: int  # wrong answers without a closed box (not scored)
+    gold_student: float  # mean p_s(gold)
+    gold_teacher: float  # mean p_t(gold)
+    own_student: float  # mean p_s(own wrong answer)
+    own_teacher: float  # mean p_t(own wrong answer)
+    gold_raised: float  # share of answers whose p_t(gold) exceeds p_s(gold) by RAISED or more
+
+    @property
+    def gold_gain(self) -> float:
+        """Probability the Reviser adds to the gold answer: p_t(gold) - p_s(gold), averaged."""
+        return self.gold_teacher - self.gold_student
+
+    @property
+    def own_drop(self) -> float:
+        return self.own_student - self.own_teacher
+
+    @property
+    def redirected(self) -> Optional[float]:
+        """Share of the mass taken off the wrong answer that lands on the gold (None when under 0.05 is taken off)."""
+        return self.gold_gain / self.own_drop if self.own_drop >= 0.05 else None
+
+
+def summarize_hindsight(values: Sequence[AnswerHindsight], missing: int) -> HindsightSummary:
+    """Example: one answer with p_s(gold) 0.1, p_t(gold) 0.9 -> gold_gain 0.8, gold_raised 1.0."""
+    n = len(values)
+    mean = lambda xs: sum(math.exp(x) for x in xs) / n if n else 0.0  # noqa: E731
+    return HindsightSummary(
+        answers=n,
+        no_final_answer=missing,
+        gold_student=mean(v.gold_student for v in values),
+        gold_teacher=mean(v.gold_teacher for v in values),
+        own_student=mean(v.own_student for v in values),
+        own_teacher=mean(v.own_teacher for v in values),
+        gold_raised=sum(math.exp(v.gold_teacher) - math.exp(v.gold_student) >= RAISED for v in values) / n if n else 0.0,
+    )

@@ -1,0 +1,299 @@
+"""`sdzero doctor`: the verdict on hand-made measurements, the hindsight and cost arithmetic by hand, and a
+whole doctor run on the scripted model (answers \\boxed{7}; after "not correct" \\boxed{8}), whose every
+headline number is known from the data alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from scripted import scripted_model_dir, write_data
+from sdzero_mlx.cli import app
+from sdzero_mlx.config import load_recipe
+from sdzero_mlx.doctor.cost import RunRates, StepCost, estimate_run, memory_warning, srt_step_count
+from sdzero_mlx.doctor.sequences import cue_in_context
+from sdzero_mlx.doctor.signal import reward_stats
+from sdzero_mlx.doctor.verdict import Measures, beats, decide
+from sdzero_mlx.hindsight import AnswerHindsight, answer_position, box_content_span, summarize_hindsight
+from sdzero_mlx.types import Example, Rollout
+
+runner = CliRunner()
+
+
+# -- the verdict, on hand-made measurements ------------------------------------------------------
+
+INVERSE = Measures(  # the demo's inverse base, as doctor measured it (docs/doctor.md)
+    reward_rate=0.21, truncated_share=0.0, correction_rate=0.18, first_wrong=101, resample_rate=0.19,
+    hindsight_answers=64, gold_student=0.000, gold_teacher=0.293, own_student=0.987, own_teacher=0.172,
+    gold_raised=0.30, mixed_groups=0.56, kl_concentration_wrong=0.92, kl_concentration_right=0.88,
+)
+CHAIN = replace(INVERSE, reward_rate=0.38, correction_rate=0.13, first_wrong=79, resample_rate=0.21, gold_student=0.0002,
+                gold_teacher=0.0001, own_student=0.999, own_teacher=0.999, gold_raised=0.0, kl_concentration_wrong=0.70,
+                kl_concentration_right=0.78)
+
+
+def test_verdict_separates_the_demo_tasks():
+    inverse, chain = decide(INVERSE), decide(CHAIN)
+    assert inverse.label == "helps" and "0.293" in inverse.reasons[0]
+    assert chain.label == "unlikely" and "Run SRT first" in chain.reasons[0]
+    assert any("70.0% of the teacher's KL on wrong answers and 78.0% on right ones" in r for r in chain.reasons)
+
+
+def test_verdict_edges():
+    # some gain on the gold, short of the demo's: unclear
+    assert decide(replace(CHAIN, gold_teacher=0.03)).label == "unclear"
+    # no hindsight, but a Reviser that corrects far more than a resample: unclear, not unlikely
+    assert decide(replace(CHAIN, correction_rate=0.6, first_wrong=100)).label == "unclear"
+    # code answers have no box to measure hindsight at
+    code = decide(replace(INVERSE, boxed_answers=False))
+    assert code.label == "unclear" and "code answers have none" in code.reasons[0]
+    # too few wrong answers with a box
+    assert decide(replace(INVERSE, hindsight_answers=3)).label == "unclear"
+    # most answers cut, or nothing left to fix: unlikely whatever the Reviser does
+    cut = decide(replace(INVERSE, truncated_share=0.6))
+    assert cut.label == "unlikely" and "sampling.max_tokens" in cut.reasons[0]
+    assert decide(replace(INVERSE, reward_rate=0.97)).label == "unlikely"
+    # reward 1%: the baselines' problem, said as a reason
+    rare = decide(replace(INVERSE, reward_rate=0.01))
+    assert rare.label == "helps" and any("RFT and GRPO get almost no signal" in r for r in rare.reasons)
+
+
+def test_correction_beats_resample_by_two_standard_errors():
+    assert beats(0.4, 0.2, 100)  # 0.2 > 2 * sqrt(0.24 / 100) = 0.098
+    assert not beats(0.3, 0.2, 20)  # 0.1 < 2 * sqrt(0.21 / 20) = 0.205
+    assert not beats(None, 0.2, 10) and not beats(0.5, None, 10)
+
+
+# -- hindsight and reward arithmetic ---------------------------------------------------------------
+
+
+def test_box_content_span():
+    assert box_content_span("so \\boxed{12}.") == (10, 12)
+    assert box_content_span("\\boxed{\\frac{1}{2}} end") == (7, 18)
+    assert box_content_span("\\boxed{3") is None and box_content_span("no box") is None
+
+
+def test_answer_position_on_the_tiny_tokenizer(tiny_model_dir):
+    from sdzero_mlx.modeling import load_model
+    from sdzero_mlx.config import ModelConfig
+
+    _, tok = load_model(ModelConfig(str(tiny_model_dir)))
+    y = tuple(tok.encode("x=3\n\\boxed{37}", add_special_tokens=False))
+    pos = answer_position(tok, y, "41")
+    # every character of "\boxed{" is before the answer: the answer starts at the token of "3" in "37"
+    assert tok.decode(list(y[:pos.start])) == "x=3\n\\boxed{"
+    assert tok.decode(list(pos.own)) == "37" and tok.decode(list(pos.gold)) == "41"
+    assert answer_position(tok, tuple(tok.encode("no box", add_special_tokens=False)), "4") is None
+
+
+def test_summarize_hindsight_by_hand():
+    values = [AnswerHindsight(math.log(0.1), math.log(0.9), math.log(0.8), math.log(0.05)),
+              AnswerHindsight(math.log(0.2), math.log(0.25), math.log(0.6), math.log(0.55))]
+    s = summarize_hindsight(values, missing=3)
+    assert s.answers == 2 and s.no_final_answer == 3
+    assert s.gold_student == pytest.approx(0.15) and s.gold_teacher == pytest.approx(0.575)
+    assert s.gold_gain == pytest.approx(0.425) and s.own_drop == pytest.approx(0.4)
+    assert s.gold_raised == 0.5  # only the first adds >= 0.1
+    assert s.redirected == pytest.approx(0.425 / 0.4)
+
+
+def _rollout(i: int, ids: tuple[int, ...], cut: bool = False) -> Rollout:
+    return Rollout(Example(f"q{i}", "p", "1"), (1,), ids, "", "length" if cut else "stop", None if cut else 3)
+
+
+def test_reward_stats_by_hand():
+    rollouts = [_rollout(0, (5,)), _rollout(0, (6,)), _rollout(1, (7,), cut=True), _rollout(1, (7,))]
+    s = reward_stats([1.0, 0.0, 0.0, 0.0], rollouts, k=2)
+    assert s.reward_rate == 0.25 and s.pass_at_k == 0.5 and s.mixed_groups == 0.5 and s.truncated_share == 0.25
+    assert s.resample_rate == pytest.approx(1 / 3)  # wrong samples: 1 (the other is right), 0, 0
+    assert s.distinct_right == 1.0 and s.mean_tokens == 1.0
+
+
+def test_cue_in_context(tiny_model_dir):
+    from sdzero_mlx.config import ModelConfig, PromptConfig
+    from sdzero_mlx.modeling import load_model
+    from sdzero_mlx.prompts import separators
+
+    _, tok = load_model(ModelConfig(str(tiny_model_dir)))
+    sep = separators(tok, PromptConfig()).wrong
+    y = tuple(tok.encode("x=3\n\\boxed{3}", add_special_tokens=False))
+    assert cue_in_context(tok, y, sep, y) is None  # the tokenizer writes the cue with these very ids
+    # the same text sent character by character: the fresh encoding differs at the cue
+    spelled = tuple(i for ch in tok.decode(list(sep)) for i in tok.encode(ch, add_special_tokens=False))
+    assert spelled != sep
+    assert cue_in_context(tok, y, spelled, y) == sep
+
+
+# -- the cost arithmetic -------------------------------------------------------------------------
+
+
+def test_estimate_counts_the_run_like_compare(tiny_recipe):
+    recipe = load_recipe(tiny_recipe, ["data.phase1_size=10", "collect.revisions=3", "srt.batch_size=4",
+                                       "srt.epochs=2", "distill.steps=5", "distill.questions_per_step=4",
+                                       "rft.questions_per_step=2", "rft.samples_per_question=2",
+                                       "compare.methods=[base,srt,distill,rft]", "eval.k=2", "eval.greedy=true",
+                                       "eval.revise=true", "data.eval_size=6", "run.probe_every=0"])
+    rates = RunRates(seconds_per_sampled_token=0.01, answer_tokens=10, revision_tokens=20, accuracy=0.5,
+                     correction_rate=0.2, rephrase_rate=0.8, distinct_share=1.0, sampling_peak_gb=0.5, load_seconds=1.0)
+    steps = {"srt": StepCost("srt", 2.0, 1.0), "distill": StepCost("distill", 3.0, 0.7), "rft": StepCost("rft", 1.0, 0.6)}
+    est = {s.name: s for s in estimate_run(recipe, rates, steps, n_solutions=0)}
+    # collect: 10 answers + 30 revisions; 10 x 10 + 30 x 20 = 700 tokens at 0.01 s, + load
+    assert est["collect"].work == "40 generations" and est["collect"].seconds == pytest.approx(8.0)
+    # kept: 10 x 3 x (0.5 x 0.8 + 0.5 x 0.2) = 15 tuples -> 2 epochs x ceil(15 / 4) = 8 steps
+    assert srt_step_count(recipe, 15) == 8 and est["srt"].seconds == pytest.approx(1 + 8 * 2.0)
+    assert est["distill"].seconds == pytest.approx(1 + 5 * 3.0)
+    # budget 40 + 5 x 4 = 60 generations; RFT spends 4 per step -> 15 steps
+    assert est["rft"].work == "15 steps" and est["rft"].seconds == pytest.approx(1 + 15 * 1.0)
+    # eval: 6 problems x (2 + 1 + 2) generations; tokens 6 x (4 x 10 + 20) = 360
+    assert est["eval base"].work == "30 generations" and est["eval base"].seconds == pytest.approx(1 + 3.6)
+    assert set(est) == {"collect", "srt", "distill", "rft", "eval base", "eval srt", "eval distill", "eval rft"}
+
+
+def test_memory_warning_names_the_fields():
+    stages = estimate = [type("S", (), {"name": "distill", "peak_memory_gb": 7.0})(),
+                         type("S", (), {"name": "eval base", "peak_memory_gb": 2.0})()]
+    assert memory_warning(stages, 16.0) is None
+    text = memory_warning(estimate, 8.0)
+    assert "distill peaks at 7.0 GB" in text and "distill.micro_batch_size" in text and "eval" not in text.split("Lower")[1]
+    assert memory_warning(stages, None) is None
+
+
+# -- a whole run on the scripted model -----------------------------------------------------------
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def scripted_doctor_recipe(tmp_path_factory):
+    model = scripted_model_dir(tmp_path_factory)
+    root = tmp_path_factory.mktemp("doctor")
+    write_data(root / "d.jsonl", 24)
+    raw = {
+        "model": {"path": str(model)},
+        "data": {"source": str(root / "d.jsonl"), "fields": {"id": "id"}, "phase1_size": 8, "phase2_size": 8,
+                 "eval_size": 4},
+        "lora": {"rank": 4, "scale": 10.0},
+        "sampling": {"temperature": 0.0, "max_tokens": 10, "batch_size": 16},
+        "distill": {"steps": 3, "questions_per_step": 4, "micro_batch_size": 2, "top_k": 8, "max_teacher_tokens": 160},
+        "srt": {"batch_size": 4, "micro_batch_size": 4},
+        "rft": {"questions_per_step": 4, "samples_per_question": 2, "micro_batch_size": 4},
+        "eval": {"k": 2, "temperature": 0.0, "max_tokens": 10},
+        "compare": {"methods": ["base", "srt", "distill", "rft"]},
+        "optim": {"learning_rate": 1e-2},
+        "run": {"output_dir": str(root / "run"), "seed": 0},
+    }
+    path = root / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_doctor_on_the_scripted_model(scripted_doctor_recipe, tmp_path):
+    from sdzero_mlx.data import make_splits
+
+    recipe = load_recipe(scripted_doctor_recipe)
+    model_dir = Path(recipe.model.path)
+    before = tree_digest(model_dir)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--n", "8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "doctor: [1/5]" in result.output and "Verdict:" in result.output  # progress, then the report
+
+    data = json.loads((out / "doctor.json").read_text())
+    for field in ("reward_rate", "truncated_share", "correction_rate", "step_seconds", "peak_memory_gb",
+                  "estimated_run_seconds", "verdict", "reasons"):
+        assert field in data, field
+    assert (out / "doctor.md").read_text().startswith("# sdzero doctor")
+    # by hand: the model answers 7 to everything; after "not correct" it answers 8
+    answers = [ex.answer for ex in make_splits(recipe.data).training[:8]]
+    sevens, eights = answers.count("7"), answers.count("8")
+    assert data["reward_rate"] == sevens / 8
+    assert data["correction_rate"] == pytest.approx(eights / (8 - sevens))
+    assert data["truncated_share"] == 0.0 and data["resample_rate"] == 0.0  # greedy: a second try repeats the first
+    # hindsight: the Reviser moves the box to 8, so the gold gains exactly on the 8-questions
+    assert data["gold_prob_reviser"] > data["gold_prob_generator"] + 0.5 * eights / (8 - sevens)
+    assert data["verdict"] == "helps"
+    assert set(data["step_seconds_by_stage"]) == {"srt", "distill", "rft"} and data["step_seconds"] > 0
+    assert data["peak_memory_gb"] > 0 and data["estimated_run_seconds"] > 0
+    # the sequences: the teacher's parts are the prompt, y, sep(r) and y again with its stop token
+    teacher = data["sequences"][-1]["parts"]
+    assert [p["name"] for p in teacher] == ["prompt", "answer", "cue", "answer (scored)"]
+    assert teacher[3]["ids"] == teacher[1]["ids"] + [teacher[3]["ids"][-1]] and "<|im_end|>" in teacher[3]["text"]
+    assert "Wait, this response is not correct" in teacher[2]["text"]
+    assert data["flags"] == []  # a ChatML template whose end of turn is the eos, a cue that keeps its ids, no cut
+    # nothing written into the run directory, the model folder untouched
+    assert not Path(recipe.run.output_dir).exists()
+    assert tree_digest(model_dir) == before
+
+
+def test_doctor_refuses_an_out_inside_the_run_directory(scripted_doctor_recipe):
+    run_dir = load_recipe(scripted_doctor_recipe).run.output_dir
+    result = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--out", f"{run_dir}/doctor"])
+    assert result.exit_code == 2 and "inside run.output_dir" in result.output and "Traceback" not in result.output
+    assert not Path(run_dir).exists()
+
+
+def test_bad_recipe_gives_one_error_line(tmp_path, tiny_recipe):
+    raw = yaml.safe_load(tiny_recipe.read_text())
+    raw["distill"]["micro_batch_sise"] = 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["doctor", str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [l for l in result.output.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "micro_batch_sise" in errors[0]
+    assert not (tmp_path / "o").exists()
+
+
+# -- the checks on sequences ---------------------------------------------------------------------
+
+
+def test_caps_flag_teacher_sequences_and_cut_answers(tiny_recipe):
+    from sdzero_mlx.doctor.sequences import caps_flags
+    from sdzero_mlx.prompts import Separators
+
+    recipe = load_recipe(tiny_recipe, ["distill.max_teacher_tokens=40", "sampling.max_tokens=12", "eval.max_tokens=12"])
+    seps = Separators(right=(9,) * 4, wrong=(8,) * 5)
+    fits = Rollout(Example("a", "p", "1"), (1,) * 10, (5,) * 7, "", "stop", 3)  # 10 + 2 x 8 + 5 = 31 tokens
+    long = Rollout(Example("b", "p", "1"), (1,) * 10, (5,) * 12, "", "length", None)  # 10 + 2 x 12 + 5 = 39
+    longer = Rollout(Example("c", "p", "1"), (1,) * 20, (5,) * 12, "", "length", None)  # 49 > 40
+    cut = caps_flags(recipe, [fits, long], [], seps)
+    assert len(cut) == 1 and "50% of answers stop at sampling.max_tokens=12" in cut[0].message
+    checks = [f.check for f in caps_flags(recipe, [fits, longer], [12, 3], seps)]
+    assert checks == ["answers cut", "revisions cut", "teacher sequences cut"]
+    assert caps_flags(recipe, [fits, fits], [3, 3], seps) == []
+
+
+def test_turn_closed_before_the_cue(tiny_model_dir, tmp_path, tiny_recipe):
+    """A model whose eos is not the template's end of turn: its answers would hold <|im_end|> before the cue."""
+    import shutil
+
+    from sdzero_mlx.config import ModelConfig
+    from sdzero_mlx.doctor.sequences import check_turn
+    from sdzero_mlx.modeling import load_model
+
+    recipe = load_recipe(tiny_recipe)
+    _, tok = load_model(ModelConfig(str(tiny_model_dir)))
+    described, flags = check_turn(tok, recipe, [])
+    assert "'<|im_end|>\\n'" in described and flags == []
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    for name, key, value in (("tokenizer_config.json", "eos_token", "<|unk|>"), ("config.json", "eos_token_id", 1)):
+        cfg = json.loads((broken / name).read_text())
+        cfg[key] = value
+        (broken / name).write_text(json.dumps(cfg))
+    _, tok = load_model(ModelConfig(str(broken)))
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    holding = Rollout(Example("a", "p", "1"), (5,), (7, im_end, 8), "", "length", None)
+    _, flags = check_turn(tok, recipe, [holding])
+    assert [f.check for f in flags] == ["turn closed before the cue", "special tokens inside answers"]
+    assert f"(id {im_end})" in flags[0].message

@@ -1,0 +1,187 @@
+"""Hostile programs against the code reward's sandbox: each must score 0, for the stated reason,
+and leave this (test) process, the machine and the worker pool unharmed.
+
+Every program here is bounded before it runs: the `enforced` fixture first has the sandbox report
+its own limits (address space, file size, processes, uid) and fails the module if they are not
+the ones the hostile programs rely on (50 GB stopped by RLIMIT_AS, 10 GB by RLIMIT_FSIZE, the fork
+bomb by RLIMIT_NPROC under the dropped uid). The network test listens and connects on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+
+import pytest
+
+from sdzero_mlx.verifier import VerifierConfig, check
+from sdzero_mlx.verifier.sandbox import Limits
+
+CFG = VerifierConfig(kind="code", timeout_s=1.0, cache_size=0)
+LINUX_ROOT = sys.platform == "linux" and os.geteuid() == 0
+
+
+def io_tests(output: str = "ok") -> str:
+    return json.dumps({"inputs": [""], "outputs": [output]})
+
+
+def answer(program: str) -> str:
+    return f"Here is my solution:\n```python\n{program}\n```\n"
+
+
+def grade(program: str, tests: str | None = None):
+    return check(answer(program), tests or io_tests(), CFG)
+
+
+def sandbox_processes() -> list[int]:
+    """Pids of processes running as the sandbox uid (there must be none between runs)."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == 65534:
+                    pids.append(int(name))
+            except FileNotFoundError:
+                pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def enforced():
+    """The limits the hostile programs rely on, as the sandbox itself reports them."""
+    probe = ("import os, resource as r\n"
+             "print(r.getrlimit(r.RLIMIT_AS)[0] >> 20, r.getrlimit(r.RLIMIT_FSIZE)[0] >> 20, r.getrlimit(r.RLIMIT_NPROC)[0],"
+             " r.getrlimit(r.RLIMIT_CPU)[0], os.getuid())")
+    limits = Limits()
+    uid = 65534 if os.geteuid() == 0 else os.geteuid()
+    want = f"{CFG.code_memory_mb} {limits.file_mb} {limits.processes} 1 {uid}"
+    verdict = grade(probe, io_tests(want))
+    if verdict.score != 1.0:
+        pytest.fail(f"the sandbox does not enforce the limits the hostile tests rely on: {verdict.reason}")
+    return verdict
+
+
+def test_a_correct_program_passes(enforced):
+    verdict = grade("print(sum(map(int, input().split())))", json.dumps({"inputs": ["1 2\n", "5 5\n"], "outputs": ["3", "10\n"]}))
+    assert verdict.score == 1.0, verdict.reason
+
+
+def test_infinite_loop(enforced):
+    tic = time.monotonic()
+    verdict = grade("while True:\n    pass")
+    assert verdict.score == 0.0
+    assert "timed out" in verdict.reason or "CPU time limit" in verdict.reason
+    assert time.monotonic() - tic < 6
+
+
+def test_sleeping_past_the_limit(enforced):
+    tic = time.monotonic()
+    verdict = grade("import time\ntime.sleep(60)\nprint('ok')")
+    assert verdict.score == 0.0 and "timed out after 1 s" in verdict.reason
+    assert time.monotonic() - tic < 6
+
+
+def test_fork_bomb_is_contained_and_leaves_no_process(enforced):
+    tic = time.monotonic()
+    verdict = grade("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    assert verdict.score == 0.0 and "timed out" in verdict.reason
+    assert time.monotonic() - tic < 10
+    if LINUX_ROOT:
+        deadline = time.monotonic() + 2  # SIGKILLed processes may take a moment to be reaped
+        while sandbox_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sandbox_processes() == []
+
+
+def test_allocating_50_gb(enforced):
+    verdict = grade("x = bytearray(50 * 2**30)\nprint('ok')")
+    assert verdict.score == 0.0 and "memory limit" in verdict.reason
+
+
+def test_writing_a_10_gb_file(enforced):
+    verdict = grade("block = b'x' * (1 << 20)\nwith open('big', 'wb') as f:\n    for _ in range(10 * 1024):\n"
+                    "        f.write(block)\nprint('ok')")
+    assert verdict.score == 0.0 and ("File too large" in verdict.reason or "file size limit" in verdict.reason)
+
+
+def test_printing_1_gb(enforced):
+    tic = time.monotonic()
+    verdict = grade("import sys\nblock = 'x' * (1 << 20)\nfor _ in range(1024):\n    sys.stdout.write(block)")
+    assert verdict.score == 0.0 and "output limit" in verdict.reason
+    assert time.monotonic() - tic < 6
+
+
+def test_writing_outside_its_folder(enforced, tmp_path):
+    targets = [tmp_path / "escape.txt", "/dev/shm/sdzero-sandbox-escape.txt", "/var/tmp/sdzero-sandbox-escape.txt"]
+    program = ("wrote = []\n"
+               f"for path in {[str(t) for t in targets]!r}:\n"
+               "    try:\n        open(path, 'w').write('x')\n        wrote.append(path)\n"
+               "    except OSError:\n        pass\n"
+               "print('escaped' if wrote else 'contained')")
+    verdict = grade(program, io_tests("escaped"))
+    assert verdict.score == 0.0 and "got 'contained'" in verdict.reason
+    for t in targets:
+        assert not os.path.exists(t)
+
+
+@pytest.mark.skipif(not LINUX_ROOT, reason="as a user the sandbox reads what the user can (see docs/code.md)")
+def test_reading_a_secret_outside_its_folder(enforced, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cret")
+    secret.chmod(0o600)
+    verdict = grade(f"try:\n    print(open({str(secret)!r}).read())\nexcept OSError as e:\n    print('denied')", io_tests("s3cret"))
+    assert verdict.score == 0.0 and "got 'denied'" in verdict.reason
+
+
+@pytest.mark.skipif(not LINUX_ROOT, reason="a network namespace needs root on Linux (see docs/code.md)")
+def test_opening_a_network_connection(enforced):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))  # loopback only
+        server.listen(1)
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        program = (f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=0.5)\n"
+                   "s.sendall(b'leak')\nprint('ok')")
+        verdict = grade(program)
+        assert verdict.score == 0.0 and "Network is unreachable" in verdict.reason
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nothing ever connected
+
+
+def test_killing_its_parent(enforced):
+    verdict = grade("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nprint('killed it')", io_tests("survived"))
+    assert verdict.score == 0.0
+    # the pool still grades: the worker survived, or was replaced
+    assert grade("print('ok')").score == 1.0
+
+
+def test_closing_stdout(enforced):
+    tic = time.monotonic()
+    verdict = grade("import os\nos.close(1)\nos.close(2)\nprint('ok')")
+    assert verdict.score == 0.0 and "crashed" in verdict.reason
+    assert time.monotonic() - tic < 6
+
+
+# -- tampering with the assertion harness ------------------------------------------------------
+
+HUMANEVAL = json.dumps({"test": "def check(candidate):\n    assert abs(candidate(2) - 4) < 1e-6\n    assert candidate(3) == 9\n",
+                        "entry_point": "square"})
+WRONG = "def square(x):\n    return 0\n"
+
+
+@pytest.mark.parametrize("name, program, reason", [
+    ("redefines check", WRONG + "def check(candidate):\n    pass\n", "test failed at test line 2"),
+    ("exits before the asserts", "import sys\n" + WRONG + "sys.exit(0)\n", "called exit() before the tests"),
+    ("ends the process before the asserts", "import os\n" + WRONG + "os._exit(0)\n", "did not report"),
+    ("patches builtins", "import builtins\nbuiltins.abs = lambda x: 0\n" + WRONG, "test failed at test line 2"),
+    ("returns an always-equal object", "class Any:\n    def __eq__(self, other):\n        return True\n    def __sub__(self, o):\n"
+     "        return 0\ndef square(x):\n    return Any()\n", "not plain data"),
+    ("exits inside the function", "def square(x):\n    raise SystemExit(0)\n", "exit() was called during the tests"),
+])
+def test_tampering_with_the_harness_scores_zero(enforced, name, program, reason):
+    assert grade("def square(x):\n    return x * x\n", HUMANEVAL).score == 1.0  # the honest answer passes
+    verdict = grade(program, HUMANEVAL)
+    assert verdict.score == 0.0 and reason in verdict.reason, (name, verdict.reason)
