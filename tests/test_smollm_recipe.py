@@ -41,7 +41,7 @@ def test_the_recipe_names_the_converted_model_and_a_reasoning_gym_task():
     assert Path(recipe.model.path).name.startswith("smollm2-135m-instruct-")
     assert recipe.data.source.startswith("rg://chain_sum?") and recipe.verifier.last_number_fallback
     assert recipe.data.validation_size > 0 and recipe.model.dtype == "float32" and recipe.lora.fine_tune_type == "lora"
-    assert set(recipe.compare.methods) == {"base", "srt", "sd-zero", "rft", "grpo"}
+    assert set(recipe.compare.methods) == {"base", "srt", "distill", "rft", "grpo"}
 
 
 def test_smollm2_recipe_through_compare_at_a_tiny_budget(smollm_dir, tmp_path):  # noqa: F811
@@ -51,7 +51,7 @@ def test_smollm2_recipe_through_compare_at_a_tiny_budget(smollm_dir, tmp_path): 
     assert result.exit_code == 0, result.output
 
     data = json.loads((run / "compare.json").read_text())
-    assert data["methods"] == ["base", "srt", "sd-zero", "rft", "grpo"]
+    assert data["methods"] == ["base", "srt", "distill", "rft", "grpo"]
     assert data["budget_generations"] == 16  # collect 4 x (1 + 2) + distill 2 x 2
     assert data["budgets"]["SD-Zero"]["generations"] == 16 and data["budgets"]["SRT"]["generations"] == 12
     for label in ("RFT", "GRPO"):
