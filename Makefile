@@ -27,6 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	    (apt-get update -qq && apt-get install -y -qq libopenblas0-pthread) >/dev/null || true; \
 	  else echo "note: install OpenBLAS (e.g. sudo apt-get install libopenblas0-pthread) for ~15x faster CPU training"; fi; \
 	fi
+	@# Chromium (apt, as root): tests/test_explain_browser.py opens `sdzero explain`'s pages in it.
+	@if [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1; then \
+	  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null || true; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"

@@ -11,6 +11,11 @@ flat. `kl_concentration` measures it as the share of a response's KL mass held b
 
 The teacher is either a separate model on the same tokenizer (e.g. the SRT model folder) or a dict of
 LoRA values for the student's own model (the in-training teacher of teacher.py).
+
+Each token also carries both roles' top `ALTERNATIVES` next tokens with their probabilities (full
+vocabulary, from the logits already computed), so a reader sees not only where the Reviser doubts a
+token but what it would write instead. `explain_set_to_dir` adds index.html, a table of its reports
+sortable by reward, total KL and top-5% share (plain JavaScript, nothing loaded from the network).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -28,7 +33,7 @@ from .config import PromptConfig, SamplingConfig
 from .stages.distill import distill_item
 from .kd import student_batch, teacher_batch
 from .scoring import logits_at
-from .loss import distill_token_kl, teacher_targets, token_logprobs
+from .loss import distill_token_kl, log_softmax, teacher_targets, token_logprobs
 from .modeling import padding_id
 from .prompts import Separators, prompt_ids as make_prompt_ids, text_answer_ids
 from .rollout import sample_rollouts
@@ -37,6 +42,15 @@ from .types import Example, Graded, Rollout
 from .verifier import VerifierConfig, verify, verify_batch
 
 Teacher = Union[nn.Module, dict]  # a separate model, or LoRA values for the student's model
+ALTERNATIVES = 3  # next tokens listed per position for each role
+
+
+class Alternative(NamedTuple):
+    """One candidate next token of a role at a position, with its probability (full vocabulary)."""
+
+    token_id: int
+    piece: str  # tokenizer.decode([token_id])
+    prob: float
 
 
 @dataclass(frozen=True)
@@ -53,6 +67,8 @@ class TokenReport:
     kind: str  # reverse / forward / mixed
     top_k: int  # teacher support (0 = full vocabulary)
     problem: str = ""
+    student_top: tuple[tuple[Alternative, ...], ...] = ()  # per token: the Generator's top ALTERNATIVES
+    teacher_top: tuple[tuple[Alternative, ...], ...] = ()  # per token: the Reviser's top ALTERNATIVES
 
 
 def token_pieces(tokenizer, ids: Sequence[int]) -> tuple[str, ...]:
@@ -63,6 +79,20 @@ def token_pieces(tokenizer, ids: Sequence[int]) -> tuple[str, ...]:
         pieces.append(text[len(prev):] if text.startswith(prev) else text)
         prev = text
     return tuple(pieces)
+
+
+def top_alternatives(logits: mx.array, tokenizer, n: int = ALTERNATIVES) -> tuple[tuple[Alternative, ...], ...]:
+    """The n most likely next tokens at each position of `logits` (1, L, V), most likely first."""
+    logp = log_softmax(logits[0])  # (L, V)
+    n = min(n, logp.shape[-1])
+    ids = mx.argpartition(-logp, kth=n - 1, axis=-1)[:, :n]  # (L, n), unordered
+    probs = mx.exp(mx.take_along_axis(logp, ids, axis=-1))
+    mx.eval(ids, probs)
+    out = []
+    for row_ids, row_probs in zip(ids.tolist(), probs.tolist()):
+        ranked = sorted(zip(row_ids, row_probs), key=lambda c: -c[1])
+        out.append(tuple(Alternative(int(i), tokenizer.decode([int(i)]), float(p)) for i, p in ranked))
+    return tuple(out)
 
 
 def token_report(
@@ -125,6 +155,8 @@ def token_report(
         kind=kind,
         top_k=top_k,
         problem=problem,
+        student_top=top_alternatives(s_logits, tokenizer),
+        teacher_top=top_alternatives(t_logits, tokenizer),
     )
 
 
@@ -339,6 +371,21 @@ def _scales(report: TokenReport) -> tuple[float, float]:
     return max((abs(d) for d in report.delta), default=0.0), max(report.kl, default=0.0)
 
 
+def alternatives_text(alternatives: Sequence[Alternative]) -> str:
+    """"'4' 0.95, '5' 0.03, '7' 0.01": candidate tokens with their probabilities, most likely first."""
+    return ", ".join(f"{a.piece!r} {a.prob:.2f}" for a in alternatives)
+
+
+def token_tip(report: TokenReport, i: int) -> str:
+    """Tooltip of token i: its values, then what each role would write there (when the report has it)."""
+    lines = [f"#{i} id {report.token_ids[i]}: log p_s - log p_t = {report.delta[i]:+.3f}, KL = {report.kl[i]:.4f}"]
+    if report.student_top:
+        lines.append(f"Generator (student): {alternatives_text(report.student_top[i])}")
+    if report.teacher_top:
+        lines.append(f"Reviser (teacher): {alternatives_text(report.teacher_top[i])}")
+    return "\n".join(lines)
+
+
 def render_html(report: TokenReport, top_n: int = 10) -> str:
     """A self-contained HTML page: the response coloured by delta and by KL, and the top-n tokens."""
     d_scale, k_scale = _scales(report)
@@ -346,14 +393,21 @@ def render_html(report: TokenReport, top_n: int = 10) -> str:
     def strip(colour) -> str:
         spans = []
         for i, piece in enumerate(report.pieces):
-            tip = f"#{i} id {report.token_ids[i]}: log p_s - log p_t = {report.delta[i]:+.3f}, KL = {report.kl[i]:.4f}"
-            spans.append(f'<span title="{html.escape(tip)}" style="background:{_css(colour(i))}">{html.escape(piece)}</span>')
+            tip = html.escape(token_tip(report, i)).replace("\n", "&#10;")
+            spans.append(f'<span title="{tip}" style="background:{_css(colour(i))}">{html.escape(piece)}</span>')
         return '<div class="strip">' + "".join(spans) + "</div>"
 
+    shown = bool(report.student_top and report.teacher_top)  # reports made before alternatives existed lack them
+
+    def alternatives(tops, i) -> str:
+        return f"<td><code>{html.escape(alternatives_text(tops[i]))}</code></td>" if shown else ""
+
     rows = "".join(
-        f"<tr><td>{i}</td><td><code>{html.escape(repr(p))}</code></td><td>{k:.4f}</td><td>{d:+.3f}</td></tr>"
+        f"<tr><td>{i}</td><td><code>{html.escape(repr(p))}</code></td><td>{k:.4f}</td><td>{d:+.3f}</td>"
+        f"{alternatives(report.student_top, i)}{alternatives(report.teacher_top, i)}</tr>"
         for i, p, k, d in top_tokens(report, top_n)
     )
+    alt_heads = f"<th>Generator's top {ALTERNATIVES}</th><th>Reviser's top {ALTERNATIVES}</th>" if shown else ""
     total = sum(report.kl)
     support = "full vocabulary" if report.top_k == 0 else f"teacher top-{report.top_k}"
     return f"""<!DOCTYPE html>
@@ -372,7 +426,8 @@ table {{ border-collapse: collapse; }} td, th {{ padding: .2em .6em; border-bott
 <h3>per-token KL (max {k_scale:.4f})</h3>
 {strip(lambda i: _kl_colour(report.kl[i], k_scale))}
 <h3>Top {top_n} tokens by KL</h3>
-<table><tr><th>position</th><th>token</th><th>KL</th><th>delta</th></tr>{rows}</table>
+<p>Hover over a token for what the Generator and the Reviser would write there, with probabilities.</p>
+<table><tr><th>position</th><th>token</th><th>KL</th><th>delta</th>{alt_heads}</tr>{rows}</table>
 </body></html>
 """
 
@@ -497,11 +552,79 @@ def write_reports_jsonl(reports: Sequence[TokenReport], path: str | Path) -> Pat
     return path
 
 
+# Sorting the index table by a column: numbers by their data-value, text by its content. Inline, so
+# the page works offline and opened from disk.
+SORT_SCRIPT = """
+document.querySelectorAll("th[data-sort]").forEach(function (th, column) {
+  th.addEventListener("click", function () {
+    var body = document.querySelector("#reports tbody");
+    var rows = Array.prototype.slice.call(body.rows);
+    var down = th.getAttribute("aria-sort") !== "descending";
+    var key = function (row) {
+      var cell = row.cells[column];
+      return th.dataset.sort === "number" ? parseFloat(cell.dataset.value) : cell.textContent;
+    };
+    rows.sort(function (a, b) {
+      var x = key(a), y = key(b);
+      return (x < y ? -1 : x > y ? 1 : 0) * (down ? -1 : 1);
+    });
+    rows.forEach(function (row) { body.appendChild(row); });
+    document.querySelectorAll("th[data-sort]").forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", down ? "descending" : "ascending");
+  });
+});
+"""
+
+
+def render_index(reports: Sequence[TokenReport], stems: Sequence[str], top_frac: float = 0.05) -> str:
+    """index.html over a set of reports: one row each, sortable by reward, total KL and top share,
+    linking to each report's page and picture."""
+    share = f"top {100 * top_frac:g}% share"
+    rows = []
+    for i, (r, stem) in enumerate(zip(reports, stems)):
+        total, top, scale = sum(r.kl), kl_concentration(r.kl, top_frac), max(r.kl, default=0.0)
+        # one narrow cell per token, coloured by its KL on the response's own scale, as on its page
+        strip = "".join(f'<i style="background:{_css(_kl_colour(k, scale))}"></i>' for k in r.kl)
+        rows.append(
+            f'<tr><td data-value="{i}">{i}</td><td>{html.escape(r.problem)}</td>'
+            f'<td data-value="{r.reward:g}">{r.reward:g}</td><td data-value="{len(r.kl)}">{len(r.kl)}</td>'
+            f'<td data-value="{total:.6g}">{total:.4f}</td><td data-value="{top:.6g}">{top:.3f}</td>'
+            f'<td class="kl">{strip}</td>'
+            f'<td><a href="{stem}.html">page</a> <a href="{stem}.png">picture</a></td></tr>'
+        )
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>SD-Zero self-localisation: {len(reports)} responses</title>
+<style>
+body {{ font-family: sans-serif; max-width: 70em; margin: 2em auto; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: .2em .6em; border-bottom: 1px solid #ddd; }}
+th[data-sort] {{ cursor: pointer; text-decoration: underline dotted; }}
+td.kl {{ white-space: nowrap; line-height: 0; }} td.kl i {{ display: inline-block; width: 3px; height: 1.1em; }}
+th[aria-sort=ascending]::after {{ content: " \\25B2"; }} th[aria-sort=descending]::after {{ content: " \\25BC"; }}
+</style></head><body>
+<h2>Self-localisation: {len(reports)} responses</h2>
+<p>Click a column to sort by it (again to reverse). Total KL: the sum over the response's tokens of the
+Generator's KL to the Reviser; {share}: the part of it held by the largest {100 * top_frac:g}% of tokens
+(about {top_frac:g} when the KL is flat, 1 when one token holds it all); KL per token: the response's
+tokens left to right, orange where the Reviser disagrees most. Pictures of the whole set:
+<a href="buckets.png">buckets.png</a>; table: <a href="summary.md">summary.md</a>.</p>
+<table id="reports"><thead><tr><th data-sort="number">#</th><th data-sort="text">problem</th>
+<th data-sort="number">reward</th><th data-sort="number">tokens</th><th data-sort="number">total KL</th>
+<th data-sort="number">{share}</th><th>KL per token</th><th>report</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+<script>{SORT_SCRIPT}</script>
+</body></html>
+"""
+
+
 def explain_set_to_dir(reports: Sequence[TokenReport], out_dir: str | Path, top_frac: float = 0.05) -> str:
-    """Per-response HTML/PNG, reports.jsonl, buckets.png and summary.md in out_dir; returns the table."""
+    """Per-response HTML/PNG, index.html, reports.jsonl, buckets.png and summary.md in out_dir; returns the table."""
     out = Path(out_dir)
-    for i, r in enumerate(reports):
-        write_report(r, out, f"response-{i:03d}-r{r.reward:g}")
+    stems = [f"response-{i:03d}-r{r.reward:g}" for i, r in enumerate(reports)]
+    for r, stem in zip(reports, stems):
+        write_report(r, out, stem)
+    (out / "index.html").write_text(render_index(reports, stems, top_frac), encoding="utf-8")
     write_reports_jsonl(reports, out / "reports.jsonl")
     render_buckets_png(reports, out / "buckets.png", top_frac)
     table = summary_table(localisation_summary(reports, top_frac), top_frac)

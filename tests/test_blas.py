@@ -92,3 +92,35 @@ def test_missing_named_library_says_what_to_do(tmp_path):
     proc = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path / "x.npy")], env=env, capture_output=True, text=True)
     assert proc.returncode != 0
     assert f"{ENV_VAR}={tmp_path / 'nope.so'} is not a file" in proc.stderr and f"{ENV_VAR}=none" in proc.stderr
+
+
+# A notebook kernel cannot restart with LD_PRELOAD: it loads OpenBLAS itself before importing mlx.
+IN_PROCESS = """
+import os, sys
+from sdzero_mlx.platform.blas import load_fast_blas_here
+print("before", load_fast_blas_here())
+import numpy as np, mlx.core as mx
+from sdzero_mlx.platform.threads import blas_threads
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((256, 384), np.float32), rng.standard_normal((384, 128), np.float32)
+np.save(sys.argv[1], np.array(mx.array(a) @ mx.array(b)))
+print("after", load_fast_blas_here())
+print("threads", blas_threads())
+"""
+
+
+def test_load_here_gives_mlx_openblas_without_a_restart(tmp_path, openblas):
+    out = tmp_path / "here.npy"
+    env = {k: v for k, v in _clean_env().items() if k != "OPENBLAS_NUM_THREADS"}
+    proc = subprocess.run([sys.executable, "-c", IN_PROCESS, str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
+    assert lines["before"] == lines["after"] == f"OpenBLAS ({openblas})"
+    assert lines["threads"].startswith("1 (sdzero default")  # threads.DEFAULT_THREADS, applied
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((256, 384), np.float32), rng.standard_normal((384, 128), np.float32)
+    np.testing.assert_allclose(np.load(out), a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+
+    late = "import mlx.core\nfrom sdzero_mlx.platform.blas import load_fast_blas_here\nprint(load_fast_blas_here())"
+    proc = subprocess.run([sys.executable, "-c", late], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == REFERENCE, proc.stdout + proc.stderr  # mlx came first

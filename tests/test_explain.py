@@ -10,13 +10,16 @@ from matplotlib import image as mpimg
 
 from sdzero_mlx.config import LoraConfig, PromptConfig
 from sdzero_mlx.explain import (
+    Alternative,
     TokenReport,
     kl_concentration,
     localisation_summary,
     render_html,
+    render_index,
     render_png,
     summary_table,
     token_report,
+    top_alternatives,
     top_tokens,
 )
 from sdzero_mlx.loss import distill_token_kl, log_softmax, teacher_targets
@@ -161,6 +164,8 @@ def test_explain_command_writes_html_and_png(tiny_model_dir, tiny_data, tmp_path
     assert result.exit_code == 0, result.output
     assert len(list(many.glob("response-*.png"))) == 3 and (many / "buckets.png").is_file()
     assert "| 0 | 3 |" in (many / "summary.md").read_text()  # a random model answers nothing right
+    index = (many / "index.html").read_text()
+    assert index.count("<tr><td data-value=") == 3 and all(f'href="response-{i:03d}-r0.html"' in index for i in range(3))
 
     sampled = tmp_path / "sampled"  # no --response: one answer is sampled from the student and graded
     result = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--teacher", str(teacher), "--problem",
@@ -170,3 +175,68 @@ def test_explain_command_writes_html_and_png(tiny_model_dir, tiny_data, tmp_path
 
     same = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--problem", "x", "--reward", "1"])
     assert same.exit_code == 2 and "give --adapter" in same.output
+
+
+def test_top_alternatives_by_hand(tiny_model_dir):
+    _, tok = mlx_lm.load(str(tiny_model_dir))
+    probs = np.array([[0.5, 0.3, 0.15, 0.05], [0.05, 0.1, 0.25, 0.6]])
+    logits = mx.array(np.log(probs)[None] + 7.0)  # (1, 2, 4); a shift changes no probability
+    first, second = top_alternatives(logits, tok, 3)
+    assert [a.token_id for a in first] == [0, 1, 2] and [a.token_id for a in second] == [3, 2, 1]
+    np.testing.assert_allclose([a.prob for a in first], [0.5, 0.3, 0.15], rtol=1e-5)
+    np.testing.assert_allclose([a.prob for a in second], [0.6, 0.25, 0.1], rtol=1e-5)
+    assert first[0].piece == tok.decode([0])
+
+
+def test_report_alternatives_are_each_roles_top_three(student_and_teacher):
+    model, tok, base_lora = student_and_teacher
+    pc = PromptConfig()
+    seps = separators(tok, pc)
+    prompt = prompt_ids(tok, "What is 3 + 4?", pc)
+    y = tuple(tok.encode("3 plus 4 is 8. \\boxed{8}", add_special_tokens=False))
+    report = token_report(model, tok, base_lora, prompt, y + (tok.eos_token_id,), 0.0, seps, top_k=16)
+    model.eval()
+    scored = list(y) + [tok.eos_token_id]
+    n, start = len(scored), len(prompt) + len(y) + len(seps.wrong)
+    s_probs = np.array(mx.softmax(model(mx.array([list(prompt) + scored]))[0, len(prompt) - 1:len(prompt) - 1 + n], axis=-1))
+    saved = trainable(model)
+    set_params(model, base_lora)  # the teacher: the base values of the LoRA factors
+    t_ids = list(prompt) + list(y) + list(seps.wrong) + scored
+    t_probs = np.array(mx.softmax(model(mx.array([t_ids]))[0, start - 1:start - 1 + n], axis=-1))
+    set_params(model, saved)
+    assert len(report.student_top) == len(report.teacher_top) == n
+    for tops, probs in ((report.student_top, s_probs), (report.teacher_top, t_probs)):
+        for i, alternatives in enumerate(tops):
+            order = np.argsort(-probs[i])[:3]
+            assert [a.token_id for a in alternatives] == order.tolist()
+            np.testing.assert_allclose([a.prob for a in alternatives], probs[i][order], rtol=1e-4, atol=1e-6)
+    # where the scored token is among the student's top 3, its probability is exp(student_logp)
+    for i, token in enumerate(report.token_ids):
+        for a in report.student_top[i]:
+            if a.token_id == token:
+                assert a.prob == pytest.approx(np.exp(report.student_logp[i]), rel=1e-4)
+
+
+def test_tooltips_and_top_table_show_both_roles_alternatives():
+    student = ((Alternative(9, "9", 0.99), Alternative(8, "8", 0.01), Alternative(4, "4", 0.0)),)
+    teacher = ((Alternative(8, "8", 0.998), Alternative(9, "9", 0.001), Alternative(4, "4", 0.001)),)
+    report = TokenReport((9,), ("9",), (-0.01,), (-6.9,), (6.89,), (6.8,), 0.0, "reverse", 64,
+                         student_top=student, teacher_top=teacher)
+    page = render_html(report, top_n=1)
+    tip = "#0 id 9: log p_s - log p_t = +6.890, KL = 6.8000&#10;Generator (student): &#x27;9&#x27; 0.99, &#x27;8&#x27; 0.01"
+    assert tip in page and "Reviser (teacher): &#x27;8&#x27; 1.00, &#x27;9&#x27; 0.00" in page
+    assert "<th>Reviser's top 3</th>" in page and "<td><code>&#x27;8&#x27; 1.00, &#x27;9&#x27; 0.00, &#x27;4&#x27; 0.00</code></td>" in page
+    assert "Reviser's top" not in render_html(fake_report([1.0], 0.0))  # an old report without alternatives
+
+
+def test_index_page_rows_and_sort_keys():
+    reports = [fake_report([9, 1, 0, 0], 0.0), fake_report([1, 1, 1, 1], 1.0)]
+    page = render_index(reports, ["response-000-r0", "response-001-r1"], top_frac=0.25)
+    assert page.count("<tr><td data-value=") == 2
+    # reward, tokens, total KL and top-25% share: each cell carries its number for sorting
+    assert '<td data-value="0">0</td><td data-value="4">4</td><td data-value="10">10.0000</td><td data-value="0.9">0.900</td>' in page
+    assert '<td data-value="1">1</td><td data-value="4">4</td><td data-value="4">4.0000</td><td data-value="0.25">0.250</td>' in page
+    assert page.count('th data-sort="number"') == 5 and "<script>" in page
+    assert '<a href="response-001-r1.html">page</a>' in page
+    assert page.count("<i style=") == 8  # one strip cell per token
+    assert "src=" not in page and "http" not in page  # nothing fetched: the machine may be offline

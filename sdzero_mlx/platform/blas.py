@@ -4,7 +4,9 @@ The `mlx-cpu` wheel bundles the reference (netlib) BLAS: a float32 1024^3 matmul
 on a laptop-class x86 core pair, ~11 ms with OpenBLAS, with the same results. MLX calls BLAS
 through `cblas_*` symbols, and the dynamic linker resolves those from the global scope before
 the wheel's private copy, so preloading OpenBLAS (`LD_PRELOAD`) is enough. The variable only
-takes effect at process start, so the CLI re-executes itself once with it set.
+takes effect at process start, so the CLI re-executes itself once with it set. A process that cannot
+restart (a notebook kernel) loads the same library into the global scope itself before importing mlx
+(`load_fast_blas_here`), to the same effect.
 
 User control, through `SDZERO_BLAS`:
     unset                      find OpenBLAS in the usual Debian/Ubuntu/Fedora/Arch places
@@ -180,3 +182,23 @@ def reexec_with_fast_blas(argv: list[str] | None = None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, command, env)
+
+
+def load_fast_blas_here() -> str:
+    """Give MLX OpenBLAS in this running process (a notebook kernel, which LD_PRELOAD comes too late for).
+
+    The library `reexec_with_fast_blas` would preload ($SDZERO_BLAS, else an installed OpenBLAS) is
+    loaded into the global symbol scope (RTLD_GLOBAL), where MLX's `cblas_*` calls resolve, then given
+    sdzero's thread count (threads.py). Call it before importing mlx; afterwards, or where nothing
+    applies (not Linux, a BLAS already global, a CUDA backend, none found), it changes nothing.
+    Returns `blas_in_use()`.
+    """
+    if (sys.platform.startswith("linux") and "mlx.core" not in sys.modules and _global_cblas_library() is None
+            and not _cuda_backend_installed()):
+        library = find_openblas()
+        if library is not None:
+            ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+            from .threads import apply_blas_threads
+
+            apply_blas_threads()
+    return blas_in_use()
