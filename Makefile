@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,cpu,test)
+# tasks: reasoning-gym, so the rg:// data source and the SmolLM2 recipe's test run offline
+EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,cpu,test),tasks
 # Preload an optimised BLAS for the test run when one is installed (the `sdzero` command does
 # this by itself; pytest is started here, so the Makefile does it), with sdzero's BLAS thread
 # choice (sdzero_mlx/platform/threads.py: one thread; OpenBLAS's spinning threads fight MLX's own).

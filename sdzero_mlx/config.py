@@ -101,7 +101,8 @@ class FieldMap:
 class DataConfig:
     source: str = field(
         metadata={"help": "Local .jsonl/.json/.parquet file, hf://owner/name/path/in/repo.parquet, or a generated "
-                  "source (demo://inverse, demo://chain: fresh problems per data.seed)."}
+                  "source (demo://inverse, demo://chain, rg://TASK?option=value: reasoning-gym's tasks, extra `tasks`; fresh "
+                  "problems per data.seed)."}
     )
     fields: FieldMap = FieldMap()
     eval_source: Optional[str] = field(

@@ -26,7 +26,7 @@ from .types import Example
 
 HF_PREFIX = "hf://"
 # Generated sources: scheme -> "module:function(name, seed, n) -> list[Example]", imported when used.
-GENERATED = {"demo": "sdzero_mlx.demo.source:examples"}
+GENERATED = {"demo": "sdzero_mlx.demo.source:examples", "rg": "sdzero_mlx.sources.reasoning_gym:examples"}
 
 
 @dataclass(frozen=True)

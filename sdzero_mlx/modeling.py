@@ -68,9 +68,12 @@ def adapter_base_mismatch(model_path: str, adapter_path: str) -> str | None:
 def load_model(config: ModelConfig, adapter_path: str | None = None):
     """mlx_lm.load, then the recipe's dtype. `auto` means float32 on CPU: bf16 matmuls crawl there."""
     check_model_path(config.path, adapter_path)
-    if adapter_path is not None and (warning := adapter_base_mismatch(config.path, adapter_path)):
+    # mlx-lm does not expand "~" (it would look for a Hub repo called "~/models/x")
+    path = str(Path(config.path).expanduser()) if config.path.startswith("~") else config.path
+    adapter_path = None if adapter_path is None else str(Path(adapter_path).expanduser())
+    if adapter_path is not None and (warning := adapter_base_mismatch(path, adapter_path)):
         print(warning, file=sys.stderr)
-    model, tokenizer = mlx_lm_load(config.path, adapter_path=adapter_path)
+    model, tokenizer = mlx_lm_load(path, adapter_path=adapter_path)
     dtype = config.dtype
     if dtype == "auto":
         dtype = "float32" if mx.default_device() == mx.cpu else None

