@@ -185,3 +185,30 @@ def test_tampering_with_the_harness_scores_zero(enforced, name, program, reason)
     assert grade("def square(x):\n    return x * x\n", HUMANEVAL).score == 1.0  # the honest answer passes
     verdict = grade(program, HUMANEVAL)
     assert verdict.score == 0.0 and reason in verdict.reason, (name, verdict.reason)
+
+
+def test_an_interpreter_linked_from_under_tmp_still_runs_answers(tmp_path):
+    """A virtual environment under /tmp (a CI checkout there) links to the base install; the worker masks
+    /tmp with a fresh tmpfs, so the interpreter for answers must be resolved before that, not after."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cfg = Path(sys.prefix) / "pyvenv.cfg"
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    if cfg.is_file():  # the linked interpreter then opens this venv's packages, as the real one does
+        (tmp_path / "venv" / "pyvenv.cfg").write_text(cfg.read_text())
+    linked = tmp_path / "venv" / "bin" / "python"
+    linked.symlink_to(sys.executable)
+    script = (
+        "import json\n"
+        "from sdzero_mlx.verifier.config import VerifierConfig\n"
+        "from sdzero_mlx.verifier.grade import check\n"
+        "tests = json.dumps({'inputs': ['1 2\\n'], 'outputs': ['3\\n']})\n"
+        "v = check('```python\\na, b = map(int, input().split())\\nprint(a + b)\\n```', tests, VerifierConfig(kind='code'))\n"
+        "print(v.score, v.reason)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([str(linked), "-c", script], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.stdout.strip() == "1.0 passed all 1 tests", out.stdout + out.stderr

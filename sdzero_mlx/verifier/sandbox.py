@@ -128,10 +128,15 @@ def _hidden_ancestor(path: str) -> str | None:
     return None
 
 
+# Resolved at import, before the worker masks /tmp: a virtual environment under /tmp (a CI checkout)
+# links to the base install, and once /tmp is a fresh tmpfs that link can no longer be followed.
+_BASE_PYTHON = os.path.realpath(sys.executable)
+
+
 def sandbox_python() -> str:
     """The interpreter that runs Python answers: the base install behind this one, started with -I -S
     (isolated, no site-packages: the standard library only, and a third of the start-up time)."""
-    return os.path.realpath(sys.executable)
+    return _BASE_PYTHON
 
 
 def enter_worker_sandbox(scratch_mb: int) -> tuple[Isolation, str]:
