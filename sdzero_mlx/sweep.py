@@ -27,7 +27,7 @@ from .data import generated_scheme
 from .evaluate import pass_at_k
 from .stats import bootstrap_ci, paired_differences, seed_t_ci
 
-# metric key -> (row file kind, per-problem value); correction rate counts only first attempts that were wrong
+# per-problem metrics read from the test rows (`per_problem`); correction rate counts only wrong first attempts
 METRICS = ("avg_at_k", "greedy_accuracy", "pass_at_k", "correction_rate")
 REFERENCE = "distill"  # SD-Zero
 
