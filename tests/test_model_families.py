@@ -118,3 +118,17 @@ def test_model_path_under_home_is_expanded(tiny_model_dir, tmp_path, monkeypatch
     reference, _ = load_model(ModelConfig(path=str(tiny_model_dir)))
     ids = mx.array([[1, 2, 3]])
     assert mx.array_equal(model(ids), reference(ids))
+
+
+def test_fused_model_from_a_path_under_home(tiny_model_dir, tmp_path, monkeypatch):
+    # SRT fuses and copies the base's config from model.path: "~/models/m" was taken for a Hub id there
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "m").symlink_to(tiny_model_dir)
+    monkeypatch.setenv("HOME", str(home))
+    model, tok = lora_model(tiny_model_dir)
+    ids = mx.array([[1, 2, 3]])
+    want = np.array(model(ids))
+    save_fused_model(model, tok, "~/models/m", tmp_path / "fused")
+    fused, _ = mlx_lm.load(str(tmp_path / "fused"))
+    np.testing.assert_allclose(np.array(fused(ids)), want, rtol=1e-4, atol=1e-4)

@@ -184,7 +184,8 @@ def save_fused_model(model: nn.Module, tokenizer, source: str, out_dir: Path) ->
     """
     from mlx_lm.utils import hf_repo_to_path, load_config, save_config, save_model
 
-    src = Path(source) if Path(source).exists() else hf_repo_to_path(source)
+    local = Path(source).expanduser()  # model.path may be "~/models/x"; the Hub lookup would reject it
+    src = local if local.exists() else hf_repo_to_path(source)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     fuse_lora(model)
@@ -200,7 +201,7 @@ def save_fused_model(model: nn.Module, tokenizer, source: str, out_dir: Path) ->
 
 def tuples_path(recipe: Recipe, run_dir: Path) -> Path:
     """srt.tuples, else collect's output beside this run directory (RUN/collect/tuples.jsonl for RUN/srt)."""
-    return Path(recipe.srt.tuples) if recipe.srt.tuples else Path(run_dir).parent / "collect" / "tuples.jsonl"
+    return Path(recipe.srt.tuples).expanduser() if recipe.srt.tuples else Path(run_dir).parent / "collect" / "tuples.jsonl"
 
 
 def run_srt(
