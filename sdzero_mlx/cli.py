@@ -523,7 +523,7 @@ def eval_(
 def explain(
     model: Annotated[str, typer.Argument(help="Student MODEL folder.")],
     adapter: Annotated[Optional[str], typer.Option(help="Student LoRA adapter folder.")] = None,
-    teacher: Annotated[Optional[str], typer.Option(help="Teacher model folder (default: MODEL, e.g. the SRT model).")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher model folder (default: MODEL without --adapter; SD-Zero's Reviser is the Generator's own weights).")] = None,
     teacher_adapter: Annotated[Optional[str], typer.Option(help="Teacher LoRA adapter folder.")] = None,
     problem: Annotated[Optional[str], typer.Option(help="One problem to explain.")] = None,
     response: Annotated[Optional[str], typer.Option(help="Response text to score (default: sample one from the student).")] = None,
