@@ -124,6 +124,23 @@ def resume_hint(spec, recipe: Path, set_: Optional[list[str]], resume: Optional[
     return f"no checkpoint was saved yet (the first comes at step run.save_every); start again with: {shlex.join(again)}"
 
 
+# --data is a str, not a Path: pathlib would fold demo://inverse into demo:/inverse (and hf:// likewise)
+EVAL_GENERATED = 64  # problems `eval` draws from a generated --data without --limit (as data.eval_size's default)
+DataSeedOption = Annotated[int, typer.Option(help="A generated --data source's data seed: which fresh problems are drawn (a file ignores it).")]
+
+
+def data_examples(data: str, fields, limit: Optional[int], seed: int, generated: int) -> list:
+    """--data's examples: a file's first `limit` rows (all when None), or `limit` (default `generated`)
+    fresh problems of a generated source (demo://inverse, rg://TASK?...), which has no size of its own."""
+    from .data import generated_scheme, load_examples
+
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1 (got {limit}).")
+    if generated_scheme(data):
+        return load_examples(data, fields, FIELD_FLAGS, seed=seed, n=limit or generated)
+    return load_examples(data, fields, FIELD_FLAGS)[:limit]  # a path's ~ is expanded there
+
+
 ResumeOption = Annotated[Optional[Path], typer.Option(help="Run directory to continue.")]
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")]
 
@@ -455,7 +472,7 @@ def count_printer(total: int, every: int = 0):
 @shell.command("eval")
 def eval_(
     models: Annotated[list[str], typer.Argument(help="MODEL folder(s), or MODEL:ADAPTER; several make one table.")],
-    data: Annotated[Path, typer.Option(help="Evaluation file (.jsonl/.json/.parquet).")],
+    data: Annotated[str, typer.Option(metavar="FILE|URI", help="Evaluation file (.jsonl/.json/.parquet), hf://owner/name/file, or a generated source (demo://inverse, rg://TASK?option=value).")],
     adapter: Annotated[Optional[list[str]], typer.Option(help="LoRA adapter folder per MODEL (repeatable).")] = None,
     field_problem: Annotated[str, typer.Option(help="Row field with the problem.")] = "problem",
     field_answer: Annotated[str, typer.Option(help="Row field with the reference answer.")] = "answer",
@@ -465,7 +482,9 @@ def eval_(
     max_tokens: Annotated[int, typer.Option(help="Longest answer in tokens.")] = 512,
     greedy: Annotated[bool, typer.Option(help="Also report greedy accuracy.")] = True,
     revise: Annotated[bool, typer.Option(help="Also run generate-then-revise (first/revised accuracy, correction rate).")] = False,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Evaluate the first N problems only (default: all).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N problems only (default: all of a file; "
+                                                 f"{EVAL_GENERATED} of a generated source).")] = None,
+    data_seed: DataSeedOption = 0,
     recipe: Annotated[Optional[Path], typer.Option(help="Take prompts (template, control phrases) and verifier settings from this recipe.")] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences sampled together.")] = 16,
     seed: int = 0,
@@ -473,7 +492,6 @@ def eval_(
 ) -> None:
     """avg@k, pass@k and greedy accuracy (and generate-then-revise) of one or several models."""
     from .config import DataConfig, EvalConfig, FieldMap, PromptConfig, load_recipe
-    from .data import load_examples
     from .evaluate import evaluate_models, generations_per_model, parse_model_specs, results_table
     from .verifier import VerifierConfig
 
@@ -485,8 +503,8 @@ def eval_(
         if recipe is not None:
             loaded = load_recipe(recipe)
             prompts, verifier, max_prompt_tokens = loaded.prompts, loaded.verifier, loaded.data.max_prompt_tokens
-        examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer, id=field_id), FIELD_FLAGS)
-        examples = examples[:limit] if limit is not None else examples
+        fields = FieldMap(problem=field_problem, answer=field_answer, id=field_id)
+        examples = data_examples(data, fields, limit, data_seed, EVAL_GENERATED)
         typer.echo(f"{len(examples)} problems, {len(specs)} model(s), k={k}, T={temperature}")
         named, budgets = evaluate_models(
             specs, examples, prompts, config, verifier, seed, out, batch_size,
@@ -505,16 +523,17 @@ def eval_(
 def explain(
     model: Annotated[str, typer.Argument(help="Student MODEL folder.")],
     adapter: Annotated[Optional[str], typer.Option(help="Student LoRA adapter folder.")] = None,
-    teacher: Annotated[Optional[str], typer.Option(help="Teacher model folder (default: MODEL, e.g. the SRT model).")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher model folder (default: MODEL without --adapter; SD-Zero's Reviser is the Generator's own weights).")] = None,
     teacher_adapter: Annotated[Optional[str], typer.Option(help="Teacher LoRA adapter folder.")] = None,
     problem: Annotated[Optional[str], typer.Option(help="One problem to explain.")] = None,
     response: Annotated[Optional[str], typer.Option(help="Response text to score (default: sample one from the student).")] = None,
     answer: Annotated[Optional[str], typer.Option(help="Reference answer: grades the response to pick sep(r).")] = None,
     reward: Annotated[Optional[float], typer.Option(help="Use this reward (0 or 1) instead of grading.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Explain one sampled response per problem of this file instead.")] = None,
+    data: Annotated[Optional[str], typer.Option(metavar="FILE|URI", help="Explain one sampled response per problem of this file (or generated source, as eval's --data) instead.")] = None,
     field_problem: str = "problem",
     field_answer: str = "answer",
     limit: Annotated[int, typer.Option(help="Problems taken from --data.")] = 16,
+    data_seed: DataSeedOption = 0,
     top_k: Annotated[Optional[int], typer.Option(help="Teacher top-k support for the KL (0 = full vocabulary); default: the recipe's distill.top_k.")] = None,
     kind: Annotated[Optional[str], typer.Option(help="KL direction: reverse (paper), forward or mixed; default: the recipe's distill.kl.")] = None,
     forward_weight: Annotated[Optional[float], typer.Option(help="Weight of the forward KL when the kind is mixed; default: the recipe's distill.forward_weight.")] = None,
@@ -529,7 +548,6 @@ def explain(
     from dataclasses import replace
 
     from .config import DistillConfig, FieldMap, PromptConfig, SamplingConfig, load_recipe
-    from .data import load_examples
     from . import explain as ex
     from .prompts import separators
     from .verifier import VerifierConfig
@@ -546,11 +564,12 @@ def explain(
         # the KL that training used, unless asked for another
         asked = {"kind": kind, "forward_weight": forward_weight, "top_k": top_k}
         kl_settings = replace(distill.kl_settings, **{k: v for k, v in asked.items() if v is not None})
+        if data is not None:  # before the models load: a bad --data fails at once
+            examples = data_examples(data, FieldMap(problem=field_problem, answer=field_answer), limit, data_seed, limit)
         student, teacher_model, tok = ex.load_student_and_teacher(model, adapter, teacher, teacher_adapter)
         seps = separators(tok, prompts)
         sampling = SamplingConfig(temperature=temperature, max_tokens=max_tokens)
         if data is not None:
-            examples = load_examples(str(data), FieldMap(problem=field_problem, answer=field_answer), FIELD_FLAGS)[:limit]
             reports = ex.explain_examples(student, tok, teacher_model, examples, prompts, sampling, verifier, seps, seed,
                                           kl_settings)
             typer.echo(ex.explain_set_to_dir(reports, out))

@@ -522,14 +522,15 @@ def write_report(report: TokenReport, out_dir: str | Path, stem: str = "explain"
 
 
 def load_student_and_teacher(model: str, adapter: Optional[str], teacher: Optional[str], teacher_adapter: Optional[str]):
-    """(student, teacher, tokenizer). The teacher defaults to MODEL without the student's adapter,
-    the phase-2 setting where the frozen teacher is the model the student started from."""
+    """(student, teacher, tokenizer). The teacher defaults to MODEL without the student's adapter: with no
+    adapter that is the student itself, SD-Zero's Reviser (the Generator's own weights in the revision
+    context); with one, the phase-2 setting where the frozen teacher is the model the student started from."""
     from .config import ModelConfig
     from .modeling import load_model
 
-    if teacher is None and teacher_adapter is None and adapter is None:
-        raise ValueError("Student and teacher would be the same model: give --adapter (student) or --teacher / --teacher-adapter.")
     student, tokenizer = load_model(ModelConfig(model), adapter_path=adapter)
+    if (teacher or model, teacher_adapter) == (model, adapter):  # the same weights: load them once
+        return student, student, tokenizer
     teacher_model, teacher_tok = load_model(ModelConfig(teacher or model), adapter_path=teacher_adapter)
     if teacher_tok.get_vocab() != tokenizer.get_vocab():
         raise ValueError(f"The teacher {teacher} has a different tokenizer from {model}; both must score the same ids.")

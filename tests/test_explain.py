@@ -177,8 +177,26 @@ def test_explain_command_writes_html_and_png(tiny_model_dir, tiny_data, tmp_path
     assert result.exit_code == 0, result.output
     assert "reward 0;" in result.output and (sampled / "explain.html").is_file()  # a random model is wrong
 
-    same = CliRunner().invoke(app, ["explain", str(tiny_model_dir), "--problem", "x", "--reward", "1"])
-    assert same.exit_code == 2 and "give --adapter" in same.output
+
+def test_explain_takes_the_student_as_its_own_teacher_by_default(tiny_model_dir, tmp_path):
+    """SD-Zero's Reviser is the Generator's own weights: MODEL alone is the normal case, loaded once, and
+    explains exactly what naming MODEL again as --teacher does."""
+    from typer.testing import CliRunner
+
+    from sdzero_mlx.cli import app
+    from sdzero_mlx.explain import load_student_and_teacher
+
+    student, teacher, _ = load_student_and_teacher(str(tiny_model_dir), None, None, None)
+    assert teacher is student
+    args = ["explain", str(tiny_model_dir), "--problem", "What is 2 + 2?", "--response", "2 plus 2 is 5",
+            "--reward", "0", "--top-n", "3"]
+    alone = CliRunner().invoke(app, args + ["--out", str(tmp_path / "alone")])
+    assert alone.exit_code == 0, alone.output
+    named = CliRunner().invoke(app, args + ["--teacher", str(tiny_model_dir), "--out", str(tmp_path / "named")])
+    assert named.exit_code == 0, named.output
+    assert alone.output.count("\n  #") == 3 and "reward 0;" in alone.output
+    assert alone.output.split("wrote")[0] == named.output.split("wrote")[0]  # the same KL and deltas
+    assert (tmp_path / "alone" / "explain.html").is_file()
 
 
 def test_top_alternatives_by_hand(tiny_model_dir):
