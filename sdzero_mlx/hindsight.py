@@ -1,8 +1,9 @@
 """Hindsight at the answer: does the Reviser, having read a wrong answer and the "not correct" cue,
 put more probability on the gold final answer than the Generator does?
 
-For a wrong answer y to chat(x), let t be the first token of its final answer (the content of the
-last \\boxed{...}; verifier/extract.py finds the same box) and g the gold answer's tokens as they
+For a wrong answer y to chat(x), let t be the first token of its final answer (where the verifier finds
+it: the last \\boxed{...}, "####", "Answer: ...", or the last number under verifier.last_number_fallback;
+verifier/extract.py's answer_span) and g the gold answer's tokens as they
 would continue y[:t]. On phase 2's own sequences (prompts.teacher_sequence):
   Generator (student): chat(x) + y[:t] + g                      -> log p_s(g)
   Reviser (teacher):   chat(x) + y + sep(0) + y[:t] + g         -> log p_t(g)
@@ -28,7 +29,7 @@ from .explain import token_pieces
 from .loss import token_logprobs
 from .prompts import teacher_sequence, text_answer_ids
 from .scoring import chunks, logit_chunks, scored_batch
-from .verifier.extract import box_argument_start, matching_brace
+from .verifier.extract import answer_span, box_argument_start, matching_brace
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,12 @@ def box_content_span(text: str) -> Optional[tuple[int, int]]:
     return None if end <= brace + 1 else (brace + 1, end)
 
 
-def answer_position(tokenizer, completion: Sequence[int], gold: str) -> Optional[AnswerPosition]:
-    """The final answer's position in `completion` (ids without the stop token); None without a closed box."""
+def answer_position(tokenizer, completion: Sequence[int], gold: str,
+                    last_number_fallback: bool = False) -> Optional[AnswerPosition]:
+    """The final answer's position in `completion` (ids without the stop token), found as the verifier
+    finds it; None when the verifier finds no final answer."""
     pieces = token_pieces(tokenizer, completion)
-    span = box_content_span("".join(pieces))
+    span = answer_span("".join(pieces), last_number_fallback)
     if span is None:
         return None
     starts, pos = [], 0
@@ -113,14 +116,14 @@ def hindsight_sequences(
 
 def measure_hindsight(
     model: nn.Module, tokenizer, answers: Sequence[tuple[Sequence[int], Sequence[int], str]], sep_wrong: Sequence[int],
-    pad_id: int, batch_size: int = 8,
+    pad_id: int, batch_size: int = 8, last_number_fallback: bool = False,
 ) -> tuple[list[AnswerHindsight], int]:
     """AnswerHindsight of each (prompt ids, completion ids, gold answer) with a final answer to find;
-    returns them and how many answers had none (no closed box)."""
+    returns them and how many answers had none (the verifier finds no final answer)."""
     sequences, spans, kept = [], [], 0
     missing = 0
     for prompt, completion, gold in answers:
-        position = answer_position(tokenizer, completion, gold)
+        position = answer_position(tokenizer, completion, gold, last_number_fallback)
         if position is None:
             missing += 1
             continue
@@ -145,7 +148,7 @@ class HindsightSummary:
     """Means over wrong answers: where the Reviser moves the final answer's probability."""
 
     answers: int  # wrong answers with a final answer to score
-    no_final_answer: int  # wrong answers without a closed box (not scored)
+    no_final_answer: int  # wrong answers without a final answer the verifier finds (not scored)
     gold_student: float  # mean p_s(gold)
     gold_teacher: float  # mean p_t(gold)
     own_student: float  # mean p_s(own wrong answer)

@@ -91,6 +91,14 @@ def test_answer_position_on_the_tiny_tokenizer(tiny_model_dir):
     assert tok.decode(list(y[:pos.start])) == "x=3\n\\boxed{"
     assert tok.decode(list(pos.own)) == "37" and tok.decode(list(pos.gold)) == "41"
     assert answer_position(tok, tuple(tok.encode("no box", add_special_tokens=False)), "4") is None
+    # "Answer: N" (the SmolLM2 recipe's template) and the last-number fallback are found as the verifier finds them
+    y = tuple(tok.encode("so Answer: 37", add_special_tokens=False))
+    pos = answer_position(tok, y, "41")
+    assert tok.decode(list(pos.own)).strip() == "37" and tok.decode(list(pos.gold)).strip() == "41"
+    y = tuple(tok.encode("1 + 5 = 37", add_special_tokens=False))
+    assert answer_position(tok, y, "6") is None
+    pos = answer_position(tok, y, "6", last_number_fallback=True)
+    assert tok.decode(list(y[:pos.start] + pos.own)) == "1 + 5 = 37" and tok.decode(list(pos.gold)).strip() == "6"
 
 
 def test_summarize_hindsight_by_hand():

@@ -216,3 +216,22 @@ def test_broken_environment_fails_loudly(monkeypatch):
             verify("\\boxed{x}", "2", VerifierConfig(workers=1, cache_size=0))  # not a plain number: needs a worker
     finally:
         verifier_pool.shutdown()
+
+
+def test_answer_span_is_where_the_extracted_answer_sits():
+    from sdzero_mlx.verifier.extract import answer_span, extract_answer
+
+    cases = [  # (text, fallback, span) counted by hand
+        ("so \\boxed{ 12 }.", False, (11, 13)),
+        ("work\n#### 42\nmore", False, (10, 12)),
+        ("x. The answer is: 7 apples. Done", False, (18, 26)),
+        ("the answer is $3$.", False, (15, 16)),
+        ("1 + 5 = 6", True, (8, 9)),
+        ("1 + 5 = 6,", True, (8, 9)),
+        ("1 + 5 = 6", False, None),
+        ("Answer: -4", False, (8, 10)),
+    ]
+    for text, fallback, want in cases:
+        assert answer_span(text, fallback) == want, text
+        got = extract_answer(text, fallback)
+        assert got == (None if want is None else text[want[0]:want[1]])

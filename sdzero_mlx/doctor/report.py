@@ -65,7 +65,7 @@ def render(r: "DoctorReport", width: int = 0) -> str:
         f"| p(gold answer) at the answer: Generator -> Reviser after a wrong answer | {h.gold_student:.3f} -> {h.gold_teacher:.3f} |",
         f"| p(its own wrong answer): Generator -> Reviser | {h.own_student:.3f} -> {h.own_teacher:.3f} |",
         f"| wrong answers whose gold the Reviser raises by >= 0.1 | {pct(h.gold_raised)}% of {h.answers} "
-        f"({h.no_final_answer} without a boxed answer) |",
+        f"({h.no_final_answer} without a final answer) |",
         f"| mass taken off the wrong answer that goes to the gold | "
         f"{'none taken off' if h.redirected is None else pct(h.redirected) + '%'} |",
     ]

@@ -113,7 +113,8 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     log(f"doctor: [2/5] generate-then-revise, {k} first attempts per problem")
     revision = revise(model, tokenizer, examples, recipe, k, generation_counter(log))
     log("doctor: [3/5] the Reviser's hindsight on wrong answers, KL concentration")
-    hindsight = answer_hindsight(model, tokenizer, samples.graded, seps, pad)
+    hindsight = answer_hindsight(model, tokenizer, samples.graded, seps, pad,
+                                 last_number_fallback=recipe.verifier.last_number_fallback)
     kl = kl_buckets(model, tokenizer, samples.graded, seps, recipe)
 
     log("doctor: [4/5] sequences and template checks")

@@ -110,11 +110,12 @@ def revise(model, tokenizer, examples: Sequence[Example], recipe: Recipe, copies
 
 
 def answer_hindsight(model, tokenizer, graded: Sequence[Graded], seps: Separators, pad_id: int,
-                     limit: int = 64) -> HindsightSummary:
+                     limit: int = 64, last_number_fallback: bool = False) -> HindsightSummary:
     """hindsight.py's measure on up to `limit` wrong answers."""
     wrong = [(g.rollout.prompt_ids, g.rollout.completion_ids, g.rollout.example.answer)
              for g in graded if g.reward < 0.5][:limit]
-    values, missing = measure_hindsight(model, tokenizer, wrong, seps.wrong, pad_id)
+    values, missing = measure_hindsight(model, tokenizer, wrong, seps.wrong, pad_id,
+                                        last_number_fallback=last_number_fallback)
     return summarize_hindsight(values, missing)
 
 

@@ -86,12 +86,13 @@ def decide(m: Measures) -> Verdict:
     beats_resample = beats(m.correction_rate, m.resample_rate, m.first_wrong)
     if not m.boxed_answers:
         label = "unclear"
-        reasons.append("the Reviser's hindsight is measured at a boxed final answer, and code answers have none: "
+        reasons.append("the Reviser's hindsight is measured at the final answer, and code answers have none: "
                        "judge by the correction rate against the resample rate, or run a short SD-Zero run")
     elif m.hindsight_answers < MIN_ANSWERS:
         label = "unclear"
-        reasons.append(f"only {m.hindsight_answers} wrong answers with a boxed final answer to measure hindsight on: "
-                       "raise --n, or check that answers end in \\boxed{...}")
+        reasons.append(f"only {m.hindsight_answers} wrong answers with a final answer the verifier finds to measure "
+                       "hindsight on: raise --n, or check the prompt asks for the answer's format (\\boxed{...}, "
+                       "\"Answer: N\", or verifier.last_number_fallback)")
     elif m.gold_gain >= GAIN_HELPS and m.gold_raised >= RAISED_HELPS:
         label = "helps"
         reasons.append(hindsight + ": the dense signal points at the fix, which is what SD-Zero distils")

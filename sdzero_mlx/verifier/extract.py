@@ -52,8 +52,16 @@ def box_argument_start(text: str) -> int | None:
     return i
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} or \\fbox{...}; None if absent or left unclosed.
+def _stripped(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """[start, end) narrowed to its text without surrounding whitespace; None when nothing is left."""
+    piece = text[start:end]
+    lead = len(piece) - len(piece.lstrip())
+    start, end = start + lead, start + len(piece.rstrip())
+    return (start, end) if end > start else None
+
+
+def _boxed_span(text: str) -> tuple[int, int] | None:
+    """Span of the last \\boxed{...} / \\fbox{...} content, unstripped; None if absent or left unclosed.
 
     An unclosed last box (a truncated generation) yields None rather than an earlier box,
     so a box from the reasoning is never graded as the final answer.
@@ -63,14 +71,20 @@ def last_boxed(text: str) -> str | None:
         return None
     if i < len(text) and text[i] == "{":
         end = matching_brace(text, i)
-        return None if end < 0 else text[i + 1 : end]
+        return None if end < 0 else (i + 1, end)
     # "\boxed 5": the argument is the next whitespace-delimited token
-    m = re.match(r"[^\s$]+", text[i:])
-    return m.group(0) if m else None
+    m = re.compile(r"[^\s$]+").match(text, i)
+    return (m.start(), m.end()) if m else None
 
 
-def _after_phrase(text: str) -> str | None:
-    """The answer following the last 'the answer is' / 'final answer' phrase."""
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} or \\fbox{...}; None if absent or left unclosed."""
+    span = _boxed_span(text)
+    return None if span is None else text[span[0]:span[1]]
+
+
+def _after_phrase(text: str) -> tuple[int, int] | None:
+    """Span of the answer following the last 'the answer is' / 'final answer' phrase."""
     low = text.lower()
     best, best_end = -1, -1
     for phrase in _ANSWER_PHRASES:
@@ -79,13 +93,16 @@ def _after_phrase(text: str) -> str | None:
             best, best_end = p, p + len(phrase)
     if best < 0:
         return None
-    rest = text[best_end:].lstrip(" :*\t")
+    begin = best_end
+    while begin < len(text) and text[begin] in " :*\t":
+        begin += 1
+    rest = text[begin:]
     if rest.startswith("$"):
         # "$...$" or "$$...$$": take the math span
         delim = "$$" if rest.startswith("$$") else "$"
         end = rest.find(delim, len(delim))
         if end > 0:
-            return rest[len(delim) : end]
+            return begin + len(delim), begin + end  # unstripped, as before
     # up to the end of the line or the sentence (a period followed by a space or the end)
     line = rest.split("\n", 1)[0]
     m = re.search(r"\.(\s|$)", line)
@@ -93,29 +110,43 @@ def _after_phrase(text: str) -> str | None:
     for tail in (" i hope it is correct", ". i hope it is correct"):
         if ans.lower().endswith(tail):
             ans = ans[: -len(tail)]
-    ans = ans.strip()
-    return ans or None
+    return _stripped(text, begin, begin + len(ans))
+
+
+def answer_span(text: str, last_number_fallback: bool = False) -> tuple[int, int] | None:
+    """Character span [start, end) in `text` of the final answer `extract_answer` returns, or None.
+
+    Example: answer_span("so Answer: 12.") == (11, 13)
+    """
+    boxed = _boxed_span(text)
+    if boxed is not None:
+        return _stripped(text, *boxed)
+    p = text.rfind("####")
+    if p >= 0:
+        line_end = text.find("\n", p + 4 + (len(text[p + 4:]) - len(text[p + 4:].lstrip())))
+        span = _stripped(text, p + 4, len(text) if line_end < 0 else line_end)
+        if span is not None:
+            return span
+    phrase = _after_phrase(text)
+    if phrase is not None:
+        start, end = phrase
+        return phrase if text[start:end] else None
+    if last_number_fallback:
+        # scan only the tail: the last number is near the end, and this bounds the regex work
+        offset = max(0, len(text) - 2000)
+        last = None
+        for last in _NUMBER.finditer(text, offset):
+            pass
+        if last is not None:
+            number = last.group(0).rstrip(",")
+            return last.start(), last.start() + len(number)
+    return None
 
 
 def extract_answer(text: str, last_number_fallback: bool = False) -> str | None:
     """The final answer written in model text, or None. See the module docstring for the order."""
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed.strip() or None
-    p = text.rfind("####")
-    if p >= 0:
-        ans = text[p + 4 :].strip().split("\n", 1)[0].strip()
-        if ans:
-            return ans
-    phrase = _after_phrase(text)
-    if phrase is not None:
-        return phrase
-    if last_number_fallback:
-        # scan only the tail: the last number is near the end, and this bounds the regex work
-        nums = _NUMBER.findall(text[-2000:])
-        if nums:
-            return nums[-1].rstrip(",")
-    return None
+    span = answer_span(text, last_number_fallback)
+    return None if span is None else text[span[0]:span[1]] or None
 
 
 def extract_gold(answer: str) -> str:
