@@ -2,7 +2,8 @@
 real-model recipe cannot rot: its data source, prompt, verifier choice, lengths and every method's
 section run on the real model (SmolLM2-135M-Instruct) as they would in the full comparison.
 
-Only sizes and step counts are overridden (and model.path, to the converted test model); the
+Only sizes and step counts are overridden (and model.path, to the converted test model; and
+eval.revise and the probe, which the recipe turns off for time, are turned on); the
 matched budget is counted by hand: collect 4 questions x (1 answer + 2 revisions) = 12 generations,
 distill 2 steps x 2 questions = 4, so SD-Zero spent 16 and RFT and GRPO (2 questions x 2 samples per
 step) get 16 // 4 = 4 steps each.
@@ -32,7 +33,8 @@ TINY = [
     "distill.steps=2", "distill.questions_per_step=2", "distill.micro_batch_size=2",
     "rft.questions_per_step=2", "rft.samples_per_question=2", "rft.micro_batch_size=4",
     "grpo.questions_per_step=2", "grpo.group_size=2", "grpo.micro_batch_size=4",
-    "eval.k=1", "run.probe_every=1", "run.probe_size=2", "run.save_every=1",
+    # the shipped recipe turns revise and the probe off to save time; on here, so both run on the real model
+    "eval.k=1", "eval.revise=true", "run.probe_every=1", "run.probe_size=2", "run.save_every=1",
 ]
 
 
