@@ -27,8 +27,10 @@ optimizer are not counted. Decoding a token costs 2 x all matmul weights + 4 x l
 backward activation-gradient products for training) timed alone at the phase's shapes with the
 model's own weights, then 1 - matmul time / phase time: the share spent in attention, norms,
 softmax, LoRA, sampling, the optimizer, Python and scheduling.
-Every time is the fastest of a few tries (the machine is shared). Prints a table, then the ratios
-(measured in this run) as the last lines.
+Every time is the fastest of a few tries, and rates are per CPU second of this process (all its
+threads; wall seconds are printed too): the machine is shared with a higher-priority job, which
+stretches wall time far more than CPU time. Prints a table, then the ratios (measured in this run)
+as the last lines.
 """
 
 from __future__ import annotations
@@ -59,25 +61,41 @@ from sdzero_mlx.platform.threads import apply_blas_threads, blas_threads  # noqa
 PROMPT = 32  # tokens before decoding starts, and bench_real's synthetic prompt length
 
 
-def best_s(fn, repeats: int) -> float:
-    """Fastest of `repeats` timed calls after a warm-up: on a shared machine the least disturbed."""
+def clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def since(start: tuple[float, float]) -> tuple[float, float]:
+    """(wall s, CPU s of all this process's threads) since `start`."""
+    now = clock()
+    return now[0] - start[0], now[1] - start[1]
+
+
+def best(fn, repeats: int) -> tuple[float, float]:
+    """(wall, CPU) seconds, the fastest of `repeats` calls after a warm-up. The CPU time is what the
+    rates use: the other job on the machine stretches wall time, much less this process's CPU time."""
     fn()  # warm-up: allocations
     times = []
     for _ in range(repeats):
-        tic = time.perf_counter()
+        start = clock()
         fn()
-        times.append(time.perf_counter() - tic)
-    return min(times)
+        times.append(since(start))
+    return min(t[0] for t in times), min(t[1] for t in times)
 
 
-def gemm_rate(n: int = 2048, repeats: int = 3) -> float:
-    """FLOP/s of an n^3 float32 matmul."""
+def best_s(fn, repeats: int) -> float:
+    return best(fn, repeats)[1]
+
+
+def gemm_rate(n: int = 2048, repeats: int = 3) -> tuple[float, float]:
+    """(FLOP per wall second, per CPU second) of an n^3 float32 matmul."""
     a, b = mx.random.normal((n, n)), mx.random.normal((n, n))
     mx.eval(a, b)
-    return 2 * n**3 / best_s(lambda: mx.eval(a @ b), repeats)
+    wall, cpu = best(lambda: mx.eval(a @ b), repeats)
+    return 2 * n**3 / wall, 2 * n**3 / cpu
 
 
-def copy_bandwidth(megabytes: int, repeats: int = 3) -> float:
+def copy_bandwidth(megabytes: int, repeats: int = 5) -> float:
     """Bytes/s (read + write) of a memcpy of that size; numpy's, since MLX's CPU element-wise ops
     reach only a third to a half of it (a + 1 on 1 GB: 3.2 GB/s vs 6.5 GB/s, same run)."""
     src = np.ones(megabytes * 2**20 // 4, dtype=np.float32)
@@ -85,7 +103,7 @@ def copy_bandwidth(megabytes: int, repeats: int = 3) -> float:
     return 2 * src.nbytes / best_s(lambda: np.copyto(dst, src), repeats)
 
 
-def gemv_stream(megabytes: int = 256, repeats: int = 3) -> float:
+def gemv_stream(megabytes: int = 256, repeats: int = 5) -> float:
     """Bytes/s at which MLX's BLAS reads a float32 weight matrix for one row (decoding at batch 1)."""
     w, v = mx.random.normal((megabytes * 2**20 // 4 // 4096, 4096)), mx.random.normal((1, 4096))
     mx.eval(w, v)
@@ -167,19 +185,19 @@ def matmul_only_s(model, plan: list[tuple[int, int, bool]], repeats: int) -> flo
 
 # --- decoding -------------------------------------------------------------------------------------
 
-def decode_step_s(model, vocab: int, batch: int, steps: int) -> float:
-    """Fastest step of greedy decoding after a PROMPT-token prefill (context PROMPT .. PROMPT + steps)."""
+def decode_step_s(model, vocab: int, batch: int, steps: int) -> tuple[float, float]:
+    """(wall, CPU) s of the fastest step of greedy decoding after a PROMPT-token prefill (context PROMPT .. PROMPT + steps)."""
     cache = make_prompt_cache(model)
     ids = mx.random.randint(10, vocab, (batch, PROMPT))
     token = mx.argmax(model(ids, cache=cache)[:, -1:], axis=-1)
     mx.eval(token)
     times = []
     for _ in range(steps):
-        tic = time.perf_counter()
+        start = clock()
         token = mx.argmax(model(token, cache=cache)[:, -1:], axis=-1)  # (B, 1)
         mx.eval(token)
-        times.append(time.perf_counter() - tic)
-    return min(times)
+        times.append(since(start))
+    return min(t[0] for t in times), min(t[1] for t in times)
 
 
 def bench_decode(name, model, flops: Flops, gemm: float, bandwidth: float, batches, steps: int, repeats: int) -> list[dict]:
@@ -188,10 +206,10 @@ def bench_decode(name, model, flops: Flops, gemm: float, bandwidth: float, batch
     model.eval()
     for b in batches:
         decode_step_s(model, model.args.vocab_size, b, 2)  # warm-up at this batch
-        step_s, context = decode_step_s(model, model.args.vocab_size, b, steps), PROMPT + steps / 2
+        (wall, step_s), context = decode_step_s(model, model.args.vocab_size, b, steps), PROMPT + steps / 2
         tok_s, kv_bytes = b / step_s, 2 * flops.layers * b * context * flops.kv_width * 4
-        matmul_s = matmul_only_s(model, [(b, b, False)], repeats)
-        rows.append(dict(model=name, phase=f"decode b={b}", seconds=step_s, flops=b * flops.decode_token(context),
+        matmul_s = matmul_only_s(model, [(b, b, False)], steps)  # as many tries as decode steps: a fair minimum
+        rows.append(dict(model=name, phase=f"decode b={b}", wall=wall, seconds=step_s, flops=b * flops.decode_token(context),
                          tok_s=tok_s, bw_bound=b * bandwidth / (weight_bytes + kv_bytes),
                          compute_bound=gemm / flops.decode_token(context), outside=1 - matmul_s / step_s))
     model.train()
@@ -219,19 +237,19 @@ def bench_training(name, model, flops: Flops, batch: int, answer: int, repeats: 
     }
     rows = []
     for phase, (run, count, plan) in phases.items():
-        seconds = best_s(run, repeats)
-        rows.append(dict(model=name, phase=f"{phase} {batch}x{answer}", seconds=seconds, flops=count,
+        wall, seconds = best(run, repeats)
+        rows.append(dict(model=name, phase=f"{phase} {batch}x{answer}", wall=wall, seconds=seconds, flops=count,
                          outside=1 - matmul_only_s(model, plan, repeats) / seconds))
-        print(f"  {name} {phase}: {seconds:.2f} s", flush=True)
+        print(f"  {name} {phase}: {wall:.2f} s wall, {seconds:.2f} s CPU", flush=True)
     return rows
 
 
 def print_table(rows: list[dict], gemm: float) -> None:
-    print(f"\n{'model':8s} {'phase':22s} {'s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'of GEMM':>8s} "
+    print(f"\n{'model':8s} {'phase':22s} {'wall s':>8s} {'CPU s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'of GEMM':>8s} "
           f"{'tok/s':>8s} {'bw bound':>9s} {'of bw':>6s} {'FLOP bound':>10s} {'outside matmuls':>15s}")
     for r in rows:
         rate = r["flops"] / r["seconds"]
-        line = (f"{r['model']:8s} {r['phase']:22s} {r['seconds']:8.3f} {r['flops'] / 1e9:8.2f} {rate / 1e9:8.1f} "
+        line = (f"{r['model']:8s} {r['phase']:22s} {r['wall']:8.3f} {r['seconds']:8.3f} {r['flops'] / 1e9:8.2f} {rate / 1e9:8.1f} "
                 f"{rate / gemm:7.0%} ")
         if "tok_s" in r:
             line += f"{r['tok_s']:8.0f} {r['bw_bound']:9.0f} {r['tok_s'] / r['bw_bound']:5.0%} {r['compute_bound']:10.0f} "
@@ -252,14 +270,16 @@ def main() -> None:
     mx.random.seed(0)
 
     threads = current_threads()
-    gemm = gemm_rate(repeats=repeats)
+    gemm_wall, gemm = gemm_rate(repeats=repeats)
     print(f"BLAS: {blas_in_use()}; threads: {blas_threads()}")
-    print(f"GEMM 2048^3 float32: {gemm / 1e9:.1f} GFLOP/s at {threads} thread(s)", flush=True)
+    print(f"GEMM 2048^3 float32: {gemm / 1e9:.1f} GFLOP per CPU second ({gemm_wall / 1e9:.1f} per wall second) "
+          f"at {threads} thread(s)", flush=True)
     if threads is not None:
         apply_blas_threads({"SDZERO_BLAS_THREADS": "2"})
-        gemm2 = gemm_rate(repeats=repeats)
+        gemm2, _ = gemm_rate(repeats=repeats)
         apply_blas_threads({"SDZERO_BLAS_THREADS": str(threads)})
-        print(f"GEMM 2048^3 float32: {gemm2 / 1e9:.1f} GFLOP/s at 2 threads ({gemm2 / gemm:.2f}x)", flush=True)
+        print(f"GEMM 2048^3 float32: {gemm2 / 1e9:.1f} GFLOP per wall second at 2 threads "
+              f"({gemm2 / gemm_wall:.2f}x of 1 thread's wall rate)", flush=True)
     bandwidths = {mb: copy_bandwidth(mb, repeats) for mb in (256, 1024)}
     bandwidth = bandwidths[1024]
     print("copy bandwidth (numpy memcpy, read + write): " + ", ".join(f"{mb} MB {bw / 1e9:.1f} GB/s" for mb, bw in bandwidths.items())
@@ -283,7 +303,7 @@ def main() -> None:
         mx.clear_cache()
 
     print_table(rows, gemm)
-    print("\nratios (this run; another job may share the machine, so absolute rates are low bounds):")
+    print("\nratios (this run, rates per CPU second; another job may share the machine, so absolute rates are low bounds):")
     for r in rows:
         rate = r["flops"] / r["seconds"]
         extra = f", {r['tok_s'] / r['bw_bound']:.2f}x of the bandwidth bound" if "tok_s" in r else ""
