@@ -9,8 +9,8 @@ on big-L3 servers and is the bound used), and the rate at which a matrix-vector 
 weights through the BLAS. Then, for SmolLM2-135M (skipped if its test folder is not built)
 and the tiny demo model, both with LoRA rank 8 on every block as training and rollouts see them:
 
-- decoding (greedy, KV cache, after a 32-token prompt; the fastest step) at batch 1, 16, 64, in tokens/s, against the
-  bandwidth bound (batch / (weight + KV-cache bytes read per step / bandwidth)) and the compute
+- decoding (greedy, KV cache, after a 32-token prompt; the fastest step) at batch 1, 16, 64, in
+  tokens/s, against the bandwidth bound (batch / (weight + KV-cache bytes read per step / bandwidth)) and the compute
   bound (GEMM rate / FLOPs per token);
 - an SFT step (mlx-lm's LoRA loss, bench_real.sft_step), a teacher pass (kd.compute_teacher_targets)
   and a distill step (kd.distill_step) at 4 x 256-token answers, in FLOP/s against the GEMM rate.
@@ -84,6 +84,7 @@ def best(fn, repeats: int) -> tuple[float, float]:
 
 
 def best_s(fn, repeats: int) -> float:
+    """The fastest call's CPU seconds."""
     return best(fn, repeats)[1]
 
 
@@ -96,7 +97,7 @@ def gemm_rate(n: int = 2048, repeats: int = 3) -> tuple[float, float]:
 
 
 def copy_bandwidth(megabytes: int, repeats: int = 5) -> float:
-    """Bytes/s (read + write) of a memcpy of that size; numpy's, since MLX's CPU element-wise ops
+    """Bytes per CPU second (read + write) of a memcpy of that size; numpy's, since MLX's CPU element-wise ops
     reach only a third to a half of it (a + 1 on 1 GB: 3.2 GB/s vs 6.5 GB/s, same run)."""
     src = np.ones(megabytes * 2**20 // 4, dtype=np.float32)
     dst = np.empty_like(src)
@@ -104,7 +105,7 @@ def copy_bandwidth(megabytes: int, repeats: int = 5) -> float:
 
 
 def gemv_stream(megabytes: int = 256, repeats: int = 5) -> float:
-    """Bytes/s at which MLX's BLAS reads a float32 weight matrix for one row (decoding at batch 1)."""
+    """Bytes per CPU second at which MLX's BLAS reads a float32 weight matrix for one row (decoding at batch 1)."""
     w, v = mx.random.normal((megabytes * 2**20 // 4 // 4096, 4096)), mx.random.normal((1, 4096))
     mx.eval(w, v)
     return w.nbytes / best_s(lambda: mx.eval(v @ w.T), repeats)
