@@ -277,10 +277,11 @@ def main() -> None:
           f"at {threads} thread(s)", flush=True)
     if threads is not None:
         apply_blas_threads({"SDZERO_BLAS_THREADS": "2"})
-        gemm2, _ = gemm_rate(repeats=repeats)
+        gemm2, gemm2_cpu = gemm_rate(repeats=repeats)
         apply_blas_threads({"SDZERO_BLAS_THREADS": str(threads)})
+        # CPU s / wall s near 1 means the second thread did no share of the work (its core was busy)
         print(f"GEMM 2048^3 float32: {gemm2 / 1e9:.1f} GFLOP per wall second at 2 threads "
-              f"({gemm2 / gemm_wall:.2f}x of 1 thread's wall rate)", flush=True)
+              f"({gemm2 / gemm_wall:.2f}x of 1 thread's wall rate; CPU s / wall s {gemm2 / gemm2_cpu:.2f})", flush=True)
     bandwidths = {mb: copy_bandwidth(mb, repeats) for mb in (256, 1024)}
     bandwidth = bandwidths[1024]
     print("copy bandwidth (numpy memcpy, read + write): " + ", ".join(f"{mb} MB {bw / 1e9:.1f} GB/s" for mb, bw in bandwidths.items())
