@@ -57,7 +57,8 @@ demo: setup
 
 # `make bench`: every benchmark at settings that finish in minutes on a laptop CPU (each prints its
 # ratios from one run); `make bench-full` adds the long sweeps of docs/performance.md (answers up to 1024 tokens at
-# batch 4, SmolLM2 in the thread benchmark, quantized bases: about an hour on a 2-core CPU).
+# batch 4, SmolLM2 in the thread benchmark, quantized bases, the roofline and group prefill on SmolLM2,
+# evaluation by batch size: about an hour and a quarter on a 2-core CPU).
 BENCH = LD_PRELOAD=$(FAST_BLAS) $(BIN)/python benchmarks
 
 bench: setup
@@ -68,7 +69,12 @@ bench: setup
 	$(BENCH)/bench_kd_memory.py
 	$(BENCH)/bench_threads.py --skip-smollm
 	$(BENCH)/bench_real.py --lengths 64,256 --batches 1
+	$(BENCH)/bench_roofline.py --quick --skip-smollm
+	$(BENCH)/bench_group_prefill.py --model tiny
 
 bench-full: bench
 	$(BENCH)/bench_threads.py
 	$(BENCH)/bench_real.py --lengths 64,256,1024 --batches 1,4 --quantized
+	$(BENCH)/bench_roofline.py
+	$(BENCH)/bench_group_prefill.py
+	$(BENCH)/bench_eval_batch.py

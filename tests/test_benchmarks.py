@@ -48,3 +48,21 @@ def test_bench_distill_step_child_runs_one_step(tmp_path):
     last = run_bench("-c", bench_distill_step.CHILD, str(ROOT), str(work), model, "1").strip().splitlines()[-1]
     result = json.loads(last)
     assert result["step_s"] > 0 and result["sampled_tok_s"] > 0
+
+
+def test_bench_roofline_quick_on_the_tiny_model():
+    text = run_bench("benchmarks/bench_roofline.py", "--quick", "--skip-smollm", "--batches", "1")
+    assert re.search(r"GEMM 2048\^3 float32: \d+\.\d GFLOP per CPU second", text), text
+    assert re.search(r"tiny decode b=1: \d+\.\d\dx of the GEMM rate, \d+\.\d\dx of the bandwidth bound", text), text
+    assert re.search(r"tiny distill step 1x64: \d+\.\d\dx of the GEMM rate, -?\d+% outside matmuls", text), text
+
+
+def test_bench_group_prefill_on_the_tiny_model():
+    text = run_bench("benchmarks/bench_group_prefill.py", "--model", "tiny", "--prompt", "16", "--groups", "2",
+                     "--max-tokens", "4", "--repeats", "1")
+    assert re.search(r"group prefill speed-up at k=2: \d+\.\d\dx", text), text
+
+
+def test_bench_eval_batch_at_two_batch_sizes():
+    text = run_bench("benchmarks/bench_eval_batch.py", "--problems", "4", "--batches", "16,32", "--repeats", "1")
+    assert re.search(r"eval at batch 32 vs batch 16: wall \d+\.\d\dx, CPU \d+\.\d\dx", text), text
