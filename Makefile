@@ -71,6 +71,7 @@ bench: setup
 	$(BENCH)/bench_real.py --lengths 64,256 --batches 1
 	$(BENCH)/bench_roofline.py --quick --skip-smollm
 	$(BENCH)/bench_group_prefill.py --model tiny
+	$(BENCH)/bench_fused_sampling.py
 
 bench-full: bench
 	$(BENCH)/bench_threads.py

@@ -29,3 +29,38 @@ def test_sampling_is_seeded(tiny_model_dir):
     c = generate_completions(model, tok, prompts, hot, seed=6)
     assert [x.ids for x in a] == [x.ids for x in b]
     assert [x.ids for x in a] != [x.ids for x in c]
+
+
+def test_fused_lora_sampling_matches_lora_layers_and_restores_them():
+    """rollout.fused_lora: the demo model with trained-like LoRA samples the same ids through fused
+    weights as through its LoRA layers (T = 0.7 and greedy), and gets its own LoRA modules back."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+    from mlx_lm.tuner.lora import LoRALinear
+
+    from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig
+    from sdzero_mlx.demo.app import base_model_dir
+    from sdzero_mlx.demo.source import examples
+    from sdzero_mlx.modeling import load_model, make_trainable
+    from sdzero_mlx.prompts import prompt_ids
+
+    model, tok = load_model(ModelConfig(str(base_model_dir())))
+    make_trainable(model, LoraConfig(rank=16, scale=20.0, num_layers=-1), seed=0)
+    model.train()  # as during training; sampling must leave it so
+    mx.random.seed(1)
+    for _, m in model.named_modules():
+        if isinstance(m, LoRALinear):  # B = 0 would make fusing trivially exact
+            m.lora_b = 0.01 * mx.random.normal(m.lora_b.shape)
+    modules = [m for _, m in model.named_modules() if isinstance(m, LoRALinear)]
+    params = tree_flatten(model.trainable_parameters())
+    prompts = [prompt_ids(tok, ex.problem, PromptConfig(template="{problem}")) for ex in examples("inverse", 1, 16)]
+    for temperature in (0.7, 0.0):
+        hot = SamplingConfig(temperature=temperature, max_tokens=80, batch_size=16)
+        plain = generate_completions(model, tok, prompts, hot, seed=3, copies=2, fuse=False)
+        after_plain = mx.random.uniform(shape=(4,))  # the random stream after sampling, too
+        fused = generate_completions(model, tok, prompts, hot, seed=3, copies=2)
+        assert [c.ids for c in fused] == [c.ids for c in plain]
+        assert mx.array_equal(mx.random.uniform(shape=(4,)), after_plain)
+    assert [m for _, m in model.named_modules() if isinstance(m, LoRALinear)] == modules
+    assert all(a is b for (_, a), (_, b) in zip(tree_flatten(model.trainable_parameters()), params))
+    assert model.training
