@@ -53,9 +53,9 @@ def fused_lora(model):
 
     A LoRA layer costs a decoding step three matmuls and two element-wise operations where the fused
     weight costs one matmul; on the tiny demo model, whose steps are per-operation overhead, that
-    made decoding 1.2-1.4x faster (benchmarks/bench_fused_sampling.py). The logits move by float
-    rounding only (~1e-6 relative), so a near tie could pick another token; the test checks that
-    the demo model's samples are unchanged. Skipped for quantized bases (fusing would re-quantize)
+    made a decoding step 1.3x and whole sampling calls 1.1-1.2x faster (docs/performance.md). The
+    logits move by float rounding only (~1e-6 relative), so a near tie could pick another token;
+    tests/test_rollout.py checks that the demo model's samples are unchanged. Skipped for quantized bases (fusing would re-quantize)
     and DoRA; the trained parameters are untouched: the same LoRA modules go back afterwards.
     """
     lora = [(name, m) for name, m in model.named_modules()

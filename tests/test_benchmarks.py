@@ -66,3 +66,9 @@ def test_bench_group_prefill_on_the_tiny_model():
 def test_bench_eval_batch_at_two_batch_sizes():
     text = run_bench("benchmarks/bench_eval_batch.py", "--problems", "4", "--batches", "16,32", "--repeats", "1")
     assert re.search(r"eval at batch 32 vs batch 16: wall \d+\.\d\dx, CPU \d+\.\d\dx", text), text
+
+
+def test_bench_fused_sampling_on_a_few_problems():
+    text = run_bench("benchmarks/bench_fused_sampling.py", "--problems", "4", "--repeats", "1")
+    assert re.search(r"copies 4: 0 of 16 completions differ", text), text
+    assert re.search(r"fused vs LoRA sampling, copies 4: wall \d+\.\d+x, CPU \d+\.\d+x$", text.strip()), text
