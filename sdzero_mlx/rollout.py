@@ -94,18 +94,18 @@ def generate_completions(
     seed: int,
     on_finish: Optional[Callable[[int], None]] = None,
     copies: int = 1,
-    fuse: bool = True,
+    fuse: Optional[bool] = None,
 ) -> list[Completion]:
     """Sample `copies` completions per prompt (batched, seeded), prompt-major order:
     completion j of prompt i is at i * copies + j. With copies > 1 each prompt is prefilled once.
-    `fuse`: sample through LoRA-fused weights (fused_lora; False: through the LoRA layers)."""
+    `fuse`: sample through LoRA-fused weights (fused_lora; False: through the LoRA layers); None: sampling.fuse_lora."""
     if not prompts:
         return []
     was_training = model.training
     model.eval()  # no LoRA dropout while sampling
     try:
         # fused before seeding: nn.Linear's constructor draws its (discarded) initial weight
-        with fused_lora(model) if fuse else nullcontext():
+        with fused_lora(model) if (sampling.fuse_lora if fuse is None else fuse) else nullcontext():
             mx.random.seed(rank_seed(seed))  # each process its own stream (1 process: the seed)
             return _sample(model, tokenizer, prompts, sampling, copies, on_finish)
     finally:

@@ -56,11 +56,20 @@ def test_fused_lora_sampling_matches_lora_layers_and_restores_them():
     prompts = [prompt_ids(tok, ex.problem, PromptConfig(template="{problem}")) for ex in examples("inverse", 1, 16)]
     for temperature in (0.7, 0.0):
         hot = SamplingConfig(temperature=temperature, max_tokens=80, batch_size=16)
-        plain = generate_completions(model, tok, prompts, hot, seed=3, copies=2, fuse=False)
+        seen = []  # LoRA layers in the model while it samples (on_finish runs mid-sampling)
+        count = lambda _: seen.append(sum(isinstance(m, LoRALinear) for _, m in model.named_modules()))  # noqa: E731
+        plain = generate_completions(model, tok, prompts, hot, seed=3, copies=2, fuse=False, on_finish=count)
+        assert min(seen) == len(modules) > 0
         after_plain = mx.random.uniform(shape=(4,))  # the random stream after sampling, too
-        fused = generate_completions(model, tok, prompts, hot, seed=3, copies=2)
+        seen.clear()
+        fused = generate_completions(model, tok, prompts, hot, seed=3, copies=2, on_finish=count)
+        assert max(seen) == 0  # fused: plain linears while sampling
         assert [c.ids for c in fused] == [c.ids for c in plain]
         assert mx.array_equal(mx.random.uniform(shape=(4,)), after_plain)
     assert [m for _, m in model.named_modules() if isinstance(m, LoRALinear)] == modules
     assert all(a is b for (_, a), (_, b) in zip(tree_flatten(model.trainable_parameters()), params))
     assert model.training
+    seen.clear()  # the recipe field turns it off
+    off = SamplingConfig(temperature=0.7, max_tokens=8, batch_size=16, fuse_lora=False)
+    generate_completions(model, tok, prompts[:2], off, seed=3, on_finish=count)
+    assert min(seen) == len(modules)
