@@ -122,6 +122,8 @@ def test_model_path_under_home_is_expanded(tiny_model_dir, tmp_path, monkeypatch
 
 def test_fused_model_from_a_path_under_home(tiny_model_dir, tmp_path, monkeypatch):
     # SRT fuses and copies the base's config from model.path: "~/models/m" was taken for a Hub id there
+    import mlx_lm
+
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
     (home / "models" / "m").symlink_to(tiny_model_dir)
