@@ -29,7 +29,7 @@ from .explain import token_pieces
 from .loss import token_logprobs
 from .prompts import teacher_sequence, text_answer_ids
 from .scoring import chunks, logit_chunks, scored_batch
-from .verifier.extract import answer_span, box_argument_start, matching_brace
+from .verifier.extract import answer_span
 
 
 @dataclass(frozen=True)
@@ -39,18 +39,6 @@ class AnswerPosition:
     start: int  # index in y of the token holding the answer's first character
     own: tuple[int, ...]  # y's tokens from `start` through the answer's last character
     gold: tuple[int, ...]  # the gold answer's tokens, as they would continue y[:start]
-
-
-def box_content_span(text: str) -> Optional[tuple[int, int]]:
-    """Character span [start, end) of the last \\boxed{...} / \\fbox{...} content; None if absent or unclosed.
-
-    Example: box_content_span("so \\\\boxed{12}.") == (10, 12)
-    """
-    brace = box_argument_start(text)
-    if brace is None or not text.startswith("{", brace):
-        return None
-    end = matching_brace(text, brace)
-    return None if end <= brace + 1 else (brace + 1, end)
 
 
 def answer_position(tokenizer, completion: Sequence[int], gold: str,

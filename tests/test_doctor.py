@@ -21,7 +21,8 @@ from sdzero_mlx.doctor.cost import RunRates, StepCost, estimate_run, memory_warn
 from sdzero_mlx.doctor.sequences import cue_in_context
 from sdzero_mlx.doctor.signal import reward_stats
 from sdzero_mlx.doctor.verdict import Measures, beats, decide
-from sdzero_mlx.hindsight import AnswerHindsight, answer_position, box_content_span, summarize_hindsight
+from sdzero_mlx.hindsight import AnswerHindsight, answer_position, summarize_hindsight
+from sdzero_mlx.verifier.extract import answer_span
 from sdzero_mlx.types import Example, Rollout
 
 runner = CliRunner()
@@ -74,10 +75,10 @@ def test_correction_beats_resample_by_two_standard_errors():
 # -- hindsight and reward arithmetic ---------------------------------------------------------------
 
 
-def test_box_content_span():
-    assert box_content_span("so \\boxed{12}.") == (10, 12)
-    assert box_content_span("\\boxed{\\frac{1}{2}} end") == (7, 18)
-    assert box_content_span("\\boxed{3") is None and box_content_span("no box") is None
+def test_box_answer_span():  # hindsight finds a boxed answer where the verifier does
+    assert answer_span("so \\boxed{12}.") == (10, 12)
+    assert answer_span("\\boxed{\\frac{1}{2}} end") == (7, 18)
+    assert answer_span("\\boxed{3") is None and answer_span("no box") is None
 
 
 def test_answer_position_on_the_tiny_tokenizer(tiny_model_dir):

@@ -19,6 +19,7 @@ import re
 BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_PHRASES = ("final answer is", "final answer:", "final answer", "the answer is", "answer is", "answer:")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_BARE_ARGUMENT = re.compile(r"[^\s$]+")  # "\\boxed 5": the next whitespace-delimited token
 
 
 def matching_brace(s: str, start: int) -> int:
@@ -72,8 +73,7 @@ def _boxed_span(text: str) -> tuple[int, int] | None:
     if i < len(text) and text[i] == "{":
         end = matching_brace(text, i)
         return None if end < 0 else (i + 1, end)
-    # "\boxed 5": the argument is the next whitespace-delimited token
-    m = re.compile(r"[^\s$]+").match(text, i)
+    m = _BARE_ARGUMENT.match(text, i)
     return (m.start(), m.end()) if m else None
 
 
@@ -123,7 +123,8 @@ def answer_span(text: str, last_number_fallback: bool = False) -> tuple[int, int
         return _stripped(text, *boxed)
     p = text.rfind("####")
     if p >= 0:
-        line_end = text.find("\n", p + 4 + (len(text[p + 4:]) - len(text[p + 4:].lstrip())))
+        tail = text[p + 4:]
+        line_end = text.find("\n", len(text) - len(tail.lstrip()))  # the first line after the marker's blank lines
         span = _stripped(text, p + 4, len(text) if line_end < 0 else line_end)
         if span is not None:
             return span
