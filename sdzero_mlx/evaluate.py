@@ -5,7 +5,8 @@ avg@k: k samples per problem at a temperature (paper: k = 8, T = 0.7); the mean 
 pass@k: the unbiased estimator 1 - C(n - c, k) / C(n, k) per problem (Chen et al. 2021), averaged;
   with n = k samples it is the share of problems with at least one correct sample.
 greedy: one temperature-0 answer per problem.
-Generate-then-revise (the paper's Table 9): one first attempt y1 at the temperature, r1 = verify(y1);
+Generate-then-revise (the paper's Table 9): one first attempt y1 at the temperature (in evaluate_model
+  the first of the problem's k samples, so it is drawn once), r1 = verify(y1);
   the revision y2 continues `chat(x) + y1 + sep(r1)` in the same assistant turn (token ids only, the
   layout of every phase), and r2 = verify(y2). Correction rate = P(r2 = 1 | r1 = 0), degradation
   rate = P(r2 = 0 | r1 = 1).
@@ -30,7 +31,7 @@ from .config import DataConfig, EvalConfig, PromptConfig, SamplingConfig
 from .lengths import fitting, prompt_limit
 from .outputs import check_output_dir
 from .prompts import prompt_ids, separators
-from .rollout import generate_completions
+from .rollout import Completion, generate_completions
 from .seeds import derive_seed
 from .types import Example
 from .verifier import VerifierConfig, verify_batch
@@ -103,6 +104,13 @@ def evaluate_examples(
     batch_size: int = 16,
 ) -> EvalResult:
     """avg@k, pass@k (k samples at config.temperature) and greedy accuracy over `examples`."""
+    return _evaluate_examples(model, tokenizer, examples, prompts, config, verifier, seed, on_progress, batch_size)[0]
+
+
+def _evaluate_examples(
+    model, tokenizer, examples, prompts, config, verifier, seed, on_progress, batch_size,
+) -> tuple[EvalResult, list[Completion], list[float]]:
+    """evaluate_examples, with the k samples per problem and their rewards (generate-then-revise reuses them)."""
     _check_examples(examples)
     k = config.k
     ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
@@ -154,7 +162,7 @@ def evaluate_examples(
         generations=len(sampled) + (len(greedy) if greedy else 0),
         sampled_tokens=sampled_tokens,
         rows=tuple(rows),
-    )
+    ), sampled, rewards
 
 
 # -- generate-then-revise --------------------------------------------------------------------
@@ -238,16 +246,31 @@ def generate_then_revise(
     seed: int,
     on_progress: Progress = None,
     batch_size: int = 16,
+    first: Optional[tuple[Sequence[Completion], Sequence[float]]] = None,
 ) -> ReviseResult:
-    """First attempt, grade, revise after sep(r) in the same turn, grade again (paper's Table 9)."""
+    """First attempt, grade, revise after sep(r) in the same turn, grade again (paper's Table 9).
+
+    `first`: first attempts already drawn at config.temperature and their rewards, one per example
+    (evaluate_model passes the first of its k samples); None: drawn here with `seed`. Either way the
+    revisions are drawn with the seed derived from `seed`; generations and sampled tokens count what
+    was drawn here."""
     _check_examples(examples)
     sampling = sampling_config(config, batch_size)
     seps = separators(tokenizer, prompts)
     golds = [ex.answer for ex in examples]
     ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
-    first = generate_completions(model, tokenizer, ids, sampling, seed, on_progress)
-    first_texts = [tokenizer.decode(list(c.ids)) for c in first]
-    first_rewards = verify_batch(first_texts, golds, verifier)
+    if first is None:
+        first = generate_completions(model, tokenizer, ids, sampling, seed, on_progress)
+        first_texts = [tokenizer.decode(list(c.ids)) for c in first]
+        first_rewards = verify_batch(first_texts, golds, verifier)
+        drawn = first
+    else:
+        first, first_rewards = list(first[0]), list(first[1])
+        if len(first) != len(examples) or len(first_rewards) != len(examples):
+            raise ValueError(f"need one first attempt and reward per example; got {len(first)} and "
+                             f"{len(first_rewards)} for {len(examples)} examples.")
+        first_texts = [tokenizer.decode(list(c.ids)) for c in first]
+        drawn = []
     # the reviser reads y1 without its end-of-turn token, exactly as in phases 1 and 2
     revise_ids = [p + c.ids + seps.for_reward(r) for p, c, r in zip(ids, first, first_rewards)]
     revised = generate_completions(model, tokenizer, revise_ids, sampling, derive_seed(seed, "revision", 1), on_progress)
@@ -268,8 +291,8 @@ def generate_then_revise(
         revised_tokens=revised_tok / n,
         n_problems=n,
         temperature=config.temperature,
-        generations=2 * n,
-        sampled_tokens=first_tok + revised_tok,
+        generations=len(drawn) + n,
+        sampled_tokens=sum(len(c.ids) for c in drawn) + revised_tok,
         rows=rows,
     )
 
@@ -442,9 +465,11 @@ def evaluate_model(
         raise ValueError(f"All {len(examples)} problems have prompts too long for max_prompt_tokens={max_prompt_tokens} "
                          "or the model's context (less the answer's max_tokens); nothing to evaluate.")
     args = (model, tokenizer, fit, prompts, config, verifier, seed, on_progress, batch_size)
-    results: list[AnyResult] = [evaluate_examples(*args)]
-    if config.revise:
-        results.append(generate_then_revise(*args))
+    sampled_result, sampled, rewards = _evaluate_examples(*args)
+    results: list[AnyResult] = [sampled_result]
+    if config.revise:  # the first attempts are the first of each problem's k samples: drawn once, not twice
+        k = config.k
+        results.append(generate_then_revise(*args, first=(sampled[::k], rewards[::k])))
     return [replace(r, skipped_long_prompts=skipped) for r in results]
 
 
@@ -514,4 +539,4 @@ def _evaluate_models(specs, examples, prompts, config, verifier, seed, out_dir, 
 
 def generations_per_model(n_problems: int, config: EvalConfig) -> int:
     """Sequences evaluate_models samples per model (for progress bars)."""
-    return n_problems * (config.k + int(config.greedy) + 2 * int(config.revise))
+    return n_problems * (config.k + int(config.greedy) + int(config.revise))  # revise reuses a sample

@@ -24,7 +24,9 @@ from sdzero_mlx.config import EvalConfig, PromptConfig
 from sdzero_mlx.evaluate import (
     EvalResult,
     evaluate_examples,
+    evaluate_model,
     generate_then_revise,
+    generations_per_model,
     pass_at_k,
     results_table,
     revision_rates,
@@ -155,6 +157,22 @@ def test_generate_then_revise_on_scripted_model(scripted, tmp_path):
     assert res.first_accuracy == pytest.approx(sum(first) / 12)
     assert res.revised_accuracy == pytest.approx(sum(revised) / 12)
     assert (res.first_tokens, res.revised_tokens, res.generations, res.sampled_tokens) == (5.0, 5.0, 24, 120)
+
+
+def test_evaluate_model_revises_the_first_of_its_k_samples(scripted):
+    """The protocol draws each problem's first attempt once: revise starts from sample 0 of the k."""
+    model, tok = scripted
+    golds = ["7", "8", "9"] * 4
+    config = EvalConfig(k=3, temperature=1.0, max_tokens=12, greedy=False, revise=True)
+    finished = []
+    sampled, revised = evaluate_model(model, tok, examples(golds), PromptConfig(), config, VERIFIER, seed=5,
+                                      on_progress=finished.append)
+    assert [r.first_text for r in revised.rows] == [r.texts[0] for r in sampled.rows]
+    assert [r.first_reward for r in revised.rows] == [r.rewards[0] for r in sampled.rows]
+    assert revised.first_accuracy == pytest.approx(sum(r.rewards[0] for r in sampled.rows) / 12)
+    # what was drawn: 12 x 3 samples, then 12 revisions of 5 tokens each (the first attempts are not counted twice)
+    assert (sampled.generations, revised.generations, revised.sampled_tokens) == (36, 12, 60)
+    assert sum(finished) == generations_per_model(12, config) == 48
 
 
 def fake_eval(avg, k=8) -> EvalResult:
