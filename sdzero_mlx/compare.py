@@ -12,6 +12,8 @@ generations (shared with SRT) plus distill's. Each sampling baseline gets `compa
 (0 = what SD-Zero spent): its steps are that budget divided by its generations per step, so every
 method sees about as many sampled answers. SFT samples nothing and runs its own epochs.
 Each stage resumes from its checkpoint and is skipped once done, so rerunning continues.
+With run.workers > 1 the independent stages (the baselines beside the chain, the evaluations) run
+in worker processes at once (schedule.py); every number is the same as with one.
 
 The methods are the base model and every training stage of the registry (stages/__init__.py): the
 chain's srt and distill (labelled SD-Zero), and each baseline stage, which compare trains from
@@ -32,6 +34,8 @@ from .config import Recipe
 from .configio import write_yaml
 from .evaluate import results_table, summary
 from .metrics import format_record, last_budget, read_metrics
+from .platform.distributed import world
+from .schedule import RECIPE_FILE, plan, run_tasks
 from .pipeline import (
     evaluate_cached, evaluate_model_of_run, finished, record_splits, run_pipeline, stage_budgets, training_budgets,
 )
@@ -43,6 +47,24 @@ CHAIN = ("srt", "distill")  # the methods whose models the SD-Zero chain trains 
 def baseline_specs() -> dict:
     """Baseline name -> its StageSpec: the stages compare trains from model.path on their own."""
     return {s.name: s for s in baselines()}
+
+
+def _chain_done(run_dir: Path) -> bool:
+    return (run_dir / "collect" / "summary.json").is_file() and (run_dir / "distill" / "done").is_file()
+
+
+def _sdzero_spent(run_dir: Path) -> int:
+    """SD-Zero's spend, also when this call compares only baselines of a run whose chain already finished; else 0."""
+    return sdzero_generations(run_dir) if _chain_done(run_dir) else 0
+
+
+def planned_sdzero_generations(recipe: Recipe, run_dir: Path) -> int:
+    """collect's generations (spent) + distill's planned ones (steps x generations per step): SD-Zero's spend,
+    known once collect is done (unless distill skips prompts too long for the model)."""
+    from .stages import stage_spec
+
+    distill = stage_spec("distill")
+    return read_summary(run_dir / "collect").generations + recipe.distill.steps * distill.generations_per_step(recipe)
 
 
 def sdzero_generations(run_dir: Path) -> int:
@@ -149,24 +171,44 @@ def run_compare(
 
 
 def _run_compare(recipe: Recipe, run_dir: Path, methods: list[str], log: Callable[[str], None], evaluate: bool) -> dict:
-    write_yaml(recipe, run_dir / "compare-recipe.yaml")
-    if not any(m in CHAIN for m in methods):  # else the pipeline records them
-        record_splits(recipe, run_dir, log)
-
+    write_yaml(recipe, run_dir / RECIPE_FILE)
     baseline, names = baseline_specs(), labels()
     chain = any(m in CHAIN for m in methods)
-    if chain:  # the SD-Zero chain: collect -> SRT -> distill (evaluated below)
-        run_pipeline(recipe, log=log, stop_after="distill")
-    # SD-Zero's spend, also when this call compares only baselines of a run whose chain already finished
-    chain_done = (run_dir / "collect" / "summary.json").is_file() and (run_dir / "distill" / "done").is_file()
-    budget = recipe.compare.budget_generations or (sdzero_generations(run_dir) if chain_done else 0)
-    if budget == 0 and any(baseline[m].generations_per_step for m in methods if m in baseline):
+    parallel = recipe.run.workers > 1
+    if parallel and world() > 1:
+        raise ValueError(f"run.workers is {recipe.run.workers} in a distributed launch of {world()} processes: "
+                         "the ranks already share every stage; set run.workers=1.")
+    if chain and parallel and not (run_dir / "recipe.yaml").is_file():
+        write_yaml(recipe, run_dir / "recipe.yaml")  # what run_pipeline writes, for `sdzero run RUN/recipe.yaml`
+    if parallel or not chain:  # else the pipeline records them
+        record_splits(recipe, run_dir, log)
+    sampling_baselines = [m for m in methods if m in baseline and baseline[m].generations_per_step]
+    if not recipe.compare.budget_generations and sampling_baselines and not chain and not _chain_done(run_dir):
         raise ValueError("compare.budget_generations is 0 and this run has no SD-Zero chain to match: "
                          "compare srt or distill too, or set compare.budget_generations.")
-    for m in methods:
-        if m in baseline:
-            log(f"{m}: {'its own steps' if baseline[m].generations_per_step is None else f'budget {budget} generations'}")
-            run_baseline(budget_steps(recipe, m, budget), m, run_dir, log)
+
+    if parallel:  # independent stages side by side in worker processes (schedule.py)
+        spent = [0]
+
+        def budget() -> int:  # asked once collect is done, before distill ends
+            spent[0] = recipe.compare.budget_generations or planned_sdzero_generations(recipe, run_dir)
+            return spent[0]
+
+        run_tasks(plan(methods, chain, baseline, evaluate), run_dir, recipe.run.workers, budget, log)
+        budget_spent = recipe.compare.budget_generations or (spent[0] if sampling_baselines else _sdzero_spent(run_dir))
+        if chain and not recipe.compare.budget_generations and sampling_baselines \
+                and sdzero_generations(run_dir) != budget_spent:
+            log(f"note: the baselines were matched to SD-Zero's planned {budget_spent} generations; it spent "
+                f"{sdzero_generations(run_dir)} (prompts too long for the model were skipped).")
+        budget = budget_spent
+    else:
+        if chain:  # the SD-Zero chain: collect -> SRT -> distill (evaluated below)
+            run_pipeline(recipe, log=log, stop_after="distill")
+        budget = recipe.compare.budget_generations or _sdzero_spent(run_dir)
+        for m in methods:
+            if m in baseline:
+                log(f"{m}: {'its own steps' if baseline[m].generations_per_step is None else f'budget {budget} generations'}")
+                run_baseline(budget_steps(recipe, m, budget), m, run_dir, log)
 
     if not evaluate:
         return {"budget_generations": budget, "methods": methods}

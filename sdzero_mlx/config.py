@@ -492,6 +492,12 @@ class RunConfig:
     device: Literal["auto", "cpu", "gpu"] = field(
         default="auto", metadata={"help": "auto: MLX's default (the GPU when there is one); gpu: fail without one."}
     )
+    workers: int = field(
+        default=1,
+        metadata={"help": "compare / sweep / demo: processes that run independent stages at once (the baselines beside "
+                  "the SD-Zero chain, and the evaluations); each loads its own model. 2 suits a CPU with 2+ cores "
+                  "(sdzero's BLAS uses one thread per process); the results are the same for any value."},
+    )
     metrics: tuple[str, ...] = field(
         default=("jsonl",),
         metadata={"help": "Where step records go: jsonl (RUN/metrics.jsonl, always needed), wandb, tensorboard "
@@ -504,6 +510,8 @@ class RunConfig:
         if "jsonl" not in self.metrics or any(m not in SINKS for m in self.metrics):
             raise ValueError(f"run.metrics {list(self.metrics)}: use some of {list(SINKS)}, always with jsonl "
                              "(plots, compare and resume read metrics.jsonl), e.g. [jsonl, wandb].")
+        if self.workers < 1:
+            raise ValueError(f"run.workers must be >= 1 (1: every stage in this process), got {self.workers}.")
         if self.save_every < 1:
             raise ValueError(f"run.save_every must be >= 1, got {self.save_every}.")
         if self.probe_every < 0 or self.probe_size < 1:

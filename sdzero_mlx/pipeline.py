@@ -198,6 +198,45 @@ def record_splits(recipe: Recipe, run_dir: Path, log: Callable[[str], None]) -> 
     return report
 
 
+CHAIN_STAGES = ("collect", "srt", "distill")  # the chain's stages, each needing the one before
+
+
+def run_chain_stage(recipe: Recipe, run_dir: Path, stage: str, log: Callable[[str], None] = print) -> None:
+    """One stage of the chain in RUN/STAGE: collect (phase-1 tuples), srt (self-revision training, fused into
+    RUN/srt/model) or distill (on-policy self-distillation from the SRT model); skipped when done.
+    Takes only the stage's own folder's lock, so `compare` may run it in a worker process (schedule.py)."""
+    if stage == "collect":
+        collect_dir = run_dir / "collect"
+        if (collect_dir / "done").is_file():
+            check_same_recipe(recipe, collect_dir / "recipe.yaml", COLLECT_SECTIONS)
+            collected = read_summary(collect_dir)
+            log("collect: done, skipped")
+        else:
+            collected = run_collect(
+                recipe, collect_dir,
+                on_batch=lambda b, n, s: log(f"collect: batch {b}/{n}  questions {s.questions_seen}  kept {s.kept}  "
+                                             f"initial acc {_fmt(s.initial_accuracy)}"),
+            )
+        log(f"collect: {collected.kept} tuples kept from {collected.questions_seen} questions")
+    elif stage == "srt":
+        srt_dir = run_dir / "srt"
+        if (srt_dir / "done").is_file():
+            check_same_recipe(recipe, srt_dir / "recipe.yaml", SRT_SECTIONS)
+            log("srt: done, skipped")
+        else:
+            run_srt(recipe, srt_dir, resume=checkpoint_dir(srt_dir) is not None, on_step=lambda r: log(format_record(r)))
+    elif stage == "distill":
+        distill_dir = run_dir / "distill"
+        if finished(distill_dir):
+            log("distill: done, skipped")
+        else:
+            run_distill(distill_recipe(recipe, run_dir), distill_dir, resume=(distill_dir / "checkpoint").exists(),
+                        on_step=lambda r: log(format_record(r)))
+            write_text(distill_dir / "done", "")
+    else:
+        raise ValueError(f"No chain stage {stage!r}; use one of {list(CHAIN_STAGES)}.")
+
+
 def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after: Optional[str] = None) -> dict:
     """Run (or continue) every stage; returns results.json's data. `stop_after`: a stage name (tests).
 
@@ -214,41 +253,10 @@ def _run_pipeline(recipe: Recipe, run_dir: Path, log: Callable[[str], None], sto
         write_yaml(recipe, run_dir / "recipe.yaml")
     record_splits(recipe, run_dir, log)
 
-    # 1. phase-1 collection
-    collect_dir, srt_dir = run_dir / "collect", run_dir / "srt"
-    if (collect_dir / "done").is_file():
-        check_same_recipe(recipe, collect_dir / "recipe.yaml", COLLECT_SECTIONS)
-        collected = read_summary(collect_dir)
-        log("collect: done, skipped")
-    else:
-        collected = run_collect(
-            recipe, collect_dir,
-            on_batch=lambda b, n, s: log(f"collect: batch {b}/{n}  questions {s.questions_seen}  kept {s.kept}  "
-                                         f"initial acc {_fmt(s.initial_accuracy)}"),
-        )
-    log(f"collect: {collected.kept} tuples kept from {collected.questions_seen} questions")
-    if stop_after == "collect":
-        return {}
-
-    # 2. self-revision training, fused into RUN/srt/model
-    if (srt_dir / "done").is_file():
-        check_same_recipe(recipe, srt_dir / "recipe.yaml", SRT_SECTIONS)
-        log("srt: done, skipped")
-    else:
-        run_srt(recipe, srt_dir, resume=checkpoint_dir(srt_dir) is not None, on_step=lambda r: log(format_record(r)))
-    if stop_after == "srt":
-        return {}
-
-    # 3. on-policy self-distillation from the SRT model
-    distill_dir = run_dir / "distill"
-    if finished(distill_dir):
-        log("distill: done, skipped")
-    else:
-        run_distill(distill_recipe(recipe, run_dir), distill_dir, resume=(distill_dir / "checkpoint").exists(),
-                    on_step=lambda r: log(format_record(r)))
-        write_text(distill_dir / "done", "")
-    if stop_after == "distill":
-        return {}
+    for stage in CHAIN_STAGES:
+        run_chain_stage(recipe, run_dir, stage, log)
+        if stop_after == stage:
+            return {}
 
     # 4. held-out evaluation of the three models, 5. the final table
     evals = {name: evaluate_model_of_run(recipe, name, run_dir, log) for name in MODELS}

@@ -48,6 +48,12 @@ def set_invocation(argv: Sequence[str], overrides: Sequence[str] = ()) -> None:
     _invocation.update(argv=list(argv), overrides=tuple(overrides))
 
 
+def invocation() -> dict:
+    """The command being run, as set_invocation takes it (compare's workers record their parent's)."""
+    return {"argv": _invocation["argv"] or [Path(sys.argv[0]).name, *sys.argv[1:]],
+            "overrides": list(_invocation["overrides"])}
+
+
 def command_line() -> str:
     argv = _invocation["argv"] or [Path(sys.argv[0]).name, *sys.argv[1:]]
     return shlex.join(argv)

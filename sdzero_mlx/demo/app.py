@@ -9,7 +9,9 @@ Two tasks ship, each with a base model made by the seeded `pretrain.py` (`--task
   when self-distillation cannot help.
 Steps: run `compare` with the task's packaged recipe (data.source demo://TASK: the problems of
 data.seed, none seen in the base model's pretraining) (collect -> SRT -> distill, and the baselines at SD-Zero's generation budget,
-every model evaluated the same way); draw the training curves; score self-localisation; write demo.md.
+every model evaluated the same way; the recipes set run.workers: 2, so the baselines and evaluations run beside
+the chain in a second process, with the same numbers); draw the training curves; score self-localisation
+(a page per answer, a picture of the one the README shows); write demo.md.
 
 The self-localisation picture uses the SRT model in both roles, which is exactly phase 2's first
 step: the Generator's log-probabilities of its own wrong answer against the Reviser's, who has read
@@ -106,7 +108,7 @@ def self_localisation(recipe: Recipe, run_dir: Path, n: int = 48) -> tuple:
         separators(tokenizer, recipe.prompts), recipe.run.seed, recipe.distill.kl_settings,
     )
     out = run_dir / "explain"
-    table = explain_set_to_dir(reports, out)
+    table = explain_set_to_dir(reports, out, pictures=False)  # a page each; PNG for the README's one below
     wrong = [r for r in reports if r.reward < 0.5]
     if wrong:  # the picture for the README: the wrong answer whose KL is most concentrated
         write_report(max(wrong, key=lambda r: kl_concentration(r.kl)), out, "wrong-answer")
@@ -135,7 +137,7 @@ def stage_seconds(run_dir: Path, methods: Sequence[str]) -> list[tuple[str, floa
     return out
 
 
-def demo_table(name: str, results: dict, run_dir: Path, localisation: str, score, seconds: float) -> str:
+def demo_table(name: str, results: dict, run_dir: Path, localisation: str, score, seconds: float, workers: int = 1) -> str:
     """demo.md: accuracy, length, correction rate and training budget per method; time per stage; localisation."""
     from ..evaluate import pct
 
@@ -166,7 +168,8 @@ def demo_table(name: str, results: dict, run_dir: Path, localisation: str, score
     lines += [f"| {stage} | {sec:.1f} |" for stage, sec in stage_seconds(run_dir, results["methods"])]
     lines += [
         "",
-        f"Wall time of the whole demo: {seconds:.0f} s.",
+        f"Wall time of the whole demo: {seconds:.0f} s"
+        + (f" ({workers} stages at a time, run.workers: the seconds above add up to more)." if workers > 1 else "."),
         "",
         "Self-localisation (SRT model as Generator vs as Reviser, its own answers on validation problems):",
         "",
@@ -203,6 +206,6 @@ def run_demo(
     log("self-localisation pictures ...")
     localisation, score = self_localisation(recipe, run_dir, n=16 if quick else 64)
     seconds = time.perf_counter() - tic
-    table = demo_table(task_name, results, run_dir, localisation, score, seconds)
+    table = demo_table(task_name, results, run_dir, localisation, score, seconds, recipe.run.workers)
     (run_dir / "demo.md").write_text(table)
     return DemoResult(run_dir=run_dir, table=table, results=results, seconds=seconds)

@@ -1,0 +1,170 @@
+"""`compare` on several cores: its independent stages run in worker processes, run.workers at a time.
+
+A compare is a small graph of tasks: the SD-Zero chain (collect -> srt -> distill), each baseline's
+training (which needs only collect, for SD-Zero's generation count), and one evaluation per model
+(which needs that model). With run.workers = N the parent process starts each ready task as
+`python -m sdzero_mlx.schedule RUN TASK BUDGET` (at most N at once, in the order of `plan`), relays
+their output lines to the log, and keeps the run directory's lock; each worker takes only its own
+stage folder's lock. sdzero's BLAS uses one thread per process (platform/threads.py), so on a CPU a
+second worker puts the idle core to work: `sdzero demo` ran 1.7x faster with 2 (docs/performance.md).
+
+The results are the same as in one process: every stage seeds itself from run.seed and its own
+index (seeds.py), never from what ran before it. One thing is decided earlier: the baselines' matched
+budget is collect's generations plus distill's planned ones (distill.steps x its generations per
+step), known before distill ends; distill spends exactly that unless some prompts were too long,
+and the log says so when it did not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+RECIPE_FILE = "compare-recipe.yaml"  # what the workers read: the parent writes it before starting any
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # "collect", "srt", "distill", "train rft", "eval base", ...
+    needs: tuple[str, ...]  # tasks that must have finished first
+    budget: bool = False  # a baseline's training: started with the matched budget, known once collect is done
+
+
+def plan(methods: Sequence[str], chain: bool, baselines: dict, evaluate: bool) -> list[Task]:
+    """The tasks of a compare of `methods`, in the order a free worker takes the first ready one:
+    the chain first (the longest path), then the baselines' training, then the evaluations, the base's last
+    (it needs nothing, so it fills a worker while collect runs)."""
+    tasks = [Task("collect", ()), Task("srt", ("collect",)), Task("distill", ("srt",))] if chain else []
+    for m in methods:
+        if m in baselines:
+            sampling = baselines[m].generations_per_step is not None
+            tasks.append(Task(f"train {m}", ("collect",) if chain and sampling else (), budget=sampling))
+    if evaluate:
+        trained_by = {"srt": "srt", "distill": "distill"} | {m: f"train {m}" for m in methods if m in baselines}
+        tasks += [Task(f"eval {m}", (trained_by[m],)) for m in methods if m != "base"]
+        if "base" in methods:
+            tasks.append(Task("eval base", ()))
+    return tasks
+
+
+def run_tasks(
+    tasks: Sequence[Task], run_dir: Path, workers: int, budget: Callable[[], int], log: Callable[[str], None],
+) -> None:
+    """Run `tasks` in at most `workers` processes; `budget()` gives the baselines' generations when the first
+    needs it. Output lines are relayed to `log` as they come. A failed task stops the others (their stages
+    resume from their checkpoints on a rerun) and raises; so does Ctrl-C."""
+    lines: queue.Queue = queue.Queue()
+    running: dict[str, tuple[subprocess.Popen, threading.Thread]] = {}
+    tails: dict[str, list[str]] = {}
+    done: set[str] = set()
+    waiting = list(tasks)
+
+    def show(name: str, line: str) -> None:  # only this thread calls log: lines stay whole, in order
+        tails[name] = (tails[name] + [line])[-20:]
+        log(line)
+
+    def show_queued() -> None:
+        while not lines.empty():
+            show(*lines.get())
+
+    try:
+        while waiting or running:
+            for task in [t for t in waiting if all(n in done for n in t.needs)][: workers - len(running)]:
+                waiting.remove(task)
+                tails[task.name] = []
+                running[task.name] = _start(task, run_dir, budget() if task.budget else 0, lines)
+            if not running:
+                stuck = ", ".join(f"{t.name} (needs {', '.join(t.needs)})" for t in waiting)
+                raise RuntimeError(f"compare's tasks cannot start: {stuck}.")
+            try:
+                show(*lines.get(timeout=0.2))  # wait for output (at most 0.2 s) instead of spinning
+            except queue.Empty:
+                pass
+            show_queued()
+            for name, (proc, reader) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                reader.join()  # it ends at the worker's end of output: every line is queued
+                show_queued()
+                del running[name]
+                if proc.returncode != 0:
+                    raise RuntimeError(f"compare's task `{name}` failed (exit {proc.returncode}); its last lines:\n"
+                                       + "\n".join(tails[name][-8:]))
+                done.add(name)
+    finally:
+        for proc, _ in running.values():  # an error or Ctrl-C: the others stop too (each resumes on a rerun)
+            proc.terminate()
+        for proc, _ in running.values():
+            proc.wait()
+
+
+def _start(task: Task, run_dir: Path, budget: int, lines: queue.Queue) -> tuple[subprocess.Popen, threading.Thread]:
+    from .rundir import invocation
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1", SDZERO_INVOCATION=json.dumps(invocation()))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sdzero_mlx.schedule", str(run_dir), task.name, str(budget)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
+    )
+
+    def relay() -> None:  # one thread per worker: its lines onto the shared queue, whole lines at a time
+        with proc.stdout:
+            for line in proc.stdout:
+                lines.put((task.name, line.rstrip("\n")))
+
+    reader = threading.Thread(target=relay, daemon=True)
+    reader.start()
+    return proc, reader
+
+
+def run_task(run_dir: Path, name: str, budget: int, log: Callable[[str], None] = print) -> None:
+    """What a worker does: one task of a compare in RUN, with the recipe the parent wrote there."""
+    from .compare import budget_steps, evaluate_method, run_baseline
+    from .config import load_recipe
+    from .pipeline import CHAIN_STAGES, run_chain_stage
+
+    recipe = load_recipe(run_dir / RECIPE_FILE)
+    kind, _, method = name.partition(" ")
+    if name in CHAIN_STAGES:
+        run_chain_stage(recipe, run_dir, name, log)
+    elif kind == "train":
+        log(f"{method}: {f'budget {budget} generations' if budget else 'its own steps'}")
+        run_baseline(budget_steps(recipe, method, budget), method, run_dir, log)
+    elif kind == "eval":
+        evaluate_method(recipe, method, run_dir, log)
+    else:
+        raise ValueError(f"No compare task {name!r}.")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .platform.device import use_device
+    from .platform.threads import apply_blas_threads
+    from .rundir import set_invocation
+
+    run_dir, name, budget = argv or sys.argv[1:]
+    apply_blas_threads()
+    parent = json.loads(os.environ.get("SDZERO_INVOCATION", "null"))
+    if parent:  # run.json names the command the user typed, not this worker's
+        set_invocation(parent["argv"], parent["overrides"])
+    try:
+        from .config import load_recipe
+
+        use_device(load_recipe(Path(run_dir) / RECIPE_FILE).run.device)
+        run_task(Path(run_dir), name, int(budget))
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, RuntimeError, OSError) as err:  # one line, which the parent's error repeats
+        print(f"error: {err}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

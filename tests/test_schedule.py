@@ -1,0 +1,73 @@
+"""compare's worker processes (schedule.py): the task graph, its failures, and the same results as one process."""
+
+import json
+
+import pytest
+
+from sdzero_mlx.compare import baseline_specs, run_compare
+from sdzero_mlx.config import load_recipe
+from sdzero_mlx.demo.app import QUICK, TASKS, base_model_dir
+from sdzero_mlx.schedule import Task, plan, run_tasks
+
+
+def test_plan_puts_the_chain_first_the_baselines_after_collect_and_the_base_last():
+    tasks = plan(["base", "srt", "distill", "rft", "sft"], chain=True, baselines=baseline_specs(), evaluate=True)
+    assert [(t.name, t.needs, t.budget) for t in tasks] == [
+        ("collect", (), False),
+        ("srt", ("collect",), False),
+        ("distill", ("srt",), False),
+        ("train rft", ("collect",), True),  # samples: its steps come from SD-Zero's generations
+        ("train sft", (), False),  # samples nothing: its own epochs, from the start
+        ("eval srt", ("srt",), False),
+        ("eval distill", ("distill",), False),
+        ("eval rft", ("train rft",), False),
+        ("eval sft", ("train sft",), False),
+        ("eval base", (), False),
+    ]
+    # a search trains only; without the chain a baseline waits for nothing
+    assert [t.name for t in plan(["rft"], chain=False, baselines=baseline_specs(), evaluate=False)] == ["train rft"]
+    assert plan(["rft"], chain=False, baselines=baseline_specs(), evaluate=False)[0].needs == ()
+
+
+def test_a_failed_task_stops_the_run_and_its_error_is_named(tmp_path):
+    lines = []
+    with pytest.raises(RuntimeError, match=r"task `eval base` failed \(exit 2\)") as err:
+        run_tasks([Task("eval base", ()), Task("eval srt", ("eval base",))], tmp_path, 2, lambda: 0, lines.append)
+    # the worker found no recipe in the run folder: its one-line error is relayed and repeated
+    assert any(l.startswith("error:") and "compare-recipe.yaml" in l for l in lines)
+    assert "compare-recipe.yaml" in str(err.value)
+
+
+def test_tasks_whose_needs_never_come_are_refused(tmp_path):
+    with pytest.raises(RuntimeError, match=r"cannot start: srt \(needs collect\)"):
+        run_tasks([Task("srt", ("collect",))], tmp_path, 2, lambda: 0, print)
+
+
+def _quick_recipe(out, workers):
+    overrides = [f"model.path={base_model_dir('inverse')}", f"run.output_dir={out}", f"run.workers={workers}",
+                 *QUICK, "distill.steps=2", "eval.k=1", "eval.revise=false", "run.probe_every=0"]
+    return load_recipe(TASKS["inverse"].recipe, overrides)
+
+
+def test_two_workers_give_the_results_of_one_process(tmp_path):
+    """Every stage seeds itself, so running the baselines beside the chain changes no number; only the
+    seconds differ."""
+    methods = ["base", "srt", "distill", "rft"]
+    one = run_compare(_quick_recipe(tmp_path / "one", 1), methods=methods, log=lambda line: None)
+    lines = []
+    two = run_compare(_quick_recipe(tmp_path / "two", 2), methods=methods, log=lines.append)
+
+    def numbers(results):
+        return {name: [{k: v for k, v in record.items() if k != "seconds"} for record in records]
+                for name, records in results["models"].items()}
+
+    assert numbers(two) == numbers(one) and two["budgets"] == one["budgets"]
+    assert two["budget_generations"] == one["budget_generations"] == 64 * 4 + 2 * 16  # collect (an answer, 3 revisions) + distill
+    for m in methods:  # each model's answers, one by one
+        assert (tmp_path / "two" / "eval" / f"{m}.sample.rows.jsonl").read_text() == \
+            (tmp_path / "one" / "eval" / f"{m}.sample.rows.jsonl").read_text()
+    # the workers' progress reached the log, and rft's started before distill had finished
+    assert "rft: budget 288 generations" in lines
+    assert lines.index("rft: budget 288 generations") < max(i for i, l in enumerate(lines) if l.startswith("distill: step"))
+    record = json.loads((tmp_path / "two" / "rft" / "run.json").read_text())
+    assert record["stage"] == "rft"
