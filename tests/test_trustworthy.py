@@ -58,6 +58,26 @@ def test_generated_source_gives_each_seed_its_own_unseen_problems():
     assert make_splits(config, with_test=True) == a
 
 
+def test_shipped_pretraining_sets_are_the_regenerated_ones(tmp_path):
+    """Each base model ships the problem texts it was pretrained on; they must be what its build_info.json
+    regenerates, else demo:// would leave out the wrong problems."""
+    import gzip
+
+    from sdzero_mlx.demo.app import TASKS, base_model_dir
+    from sdzero_mlx.demo.source import (
+        PRETRAINED_FILE, pretrained_problems, regenerate_pretrained_problems, write_pretrained_problems,
+    )
+
+    for name in TASKS:
+        regenerated = regenerate_pretrained_problems(name)
+        assert len(regenerated) == 20_000
+        assert pretrained_problems(name) == regenerated
+        # the writer gives the shipped bytes (sorted, no timestamp): a rebuild leaves the file unchanged
+        written = write_pretrained_problems(regenerated, tmp_path)
+        assert written.read_bytes() == (base_model_dir(name) / PRETRAINED_FILE).read_bytes()
+    assert gzip.decompress(written.read_bytes()).decode().split("\n")[:2] == sorted(regenerated)[:2]
+
+
 def test_interval_code_matches_hand_computation():
     low, high = seed_t_ci([0.2, 0.3, 0.4])  # mean 0.3, sd 0.1, t(0.975, 2) = 4.303
     assert (low, high) == pytest.approx((0.3 - 4.303 * 0.1 / math.sqrt(3), 0.3 + 4.303 * 0.1 / math.sqrt(3)))

@@ -86,6 +86,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
 from sdzero_mlx.demo import task
+from sdzero_mlx.demo.source import write_pretrained_problems
 from sdzero_mlx.demo.tinymodel import IM_END, PAD, build_tokenizer, init_weights, make_model_dir, model_config
 
 REPHRASE = "Let me rephrase the above solution."
@@ -319,6 +320,7 @@ def pretrain(
         "final_loss": round(float(np.mean(losses[-log_every:])), 4),
     }
     (out_dir / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_pretrained_problems([p.problem for p in problems], out_dir)  # demo:// leaves these out of every split
     return info
 
 

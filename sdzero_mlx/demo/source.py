@@ -10,10 +10,18 @@ first, so seed 0's test problems are the demo's historical test problems.
 from __future__ import annotations
 
 import functools
+import gzip
 import json
+from pathlib import Path
 
 from ..types import Example
 from . import task
+
+# Beside each shipped base model: the texts it was pretrained on, one per line, sorted (pretrain.py writes
+# it). Reading it takes milliseconds where regenerating the stream takes 2 s, which every process that
+# draws demo:// problems would pay (compare's workers, schedule.py); tests/test_demo_source.py checks
+# that it equals the regenerated set.
+PRETRAINED_FILE = "pretrained_problems.txt.gz"
 
 
 def _build(name: str) -> dict:
@@ -24,11 +32,32 @@ def _build(name: str) -> dict:
 
 @functools.lru_cache(maxsize=4)
 def pretrained_problems(name: str) -> frozenset[str]:
-    """Problem texts the task's shipped base model was pretrained on (the stream after its held-out splits)."""
+    """Problem texts the task's shipped base model was pretrained on (the stream after its held-out splits):
+    read from the model's PRETRAINED_FILE, or regenerated when it has none."""
+    from .app import base_model_dir
+
+    shipped = base_model_dir(name) / PRETRAINED_FILE
+    if shipped.is_file():
+        return frozenset(gzip.decompress(shipped.read_bytes()).decode("utf-8").split("\n"))
+    return regenerate_pretrained_problems(name)
+
+
+def regenerate_pretrained_problems(name: str) -> frozenset[str]:
+    """pretrained_problems from the task's seeded stream and the model's build_info.json."""
     cfg = _build(name)
     held_out = sum(n for _, n in cfg["held_out"])
     stream = task.generate(cfg["task_seed"], held_out + cfg["pretrain_problems"], task.Difficulty(**cfg["difficulty"]))
     return frozenset(p.problem for p in stream[held_out:])
+
+
+def write_pretrained_problems(problems, model_dir: Path) -> Path:
+    """MODEL/PRETRAINED_FILE: the texts sorted, one per line, gzip with no timestamp (the same bytes every build)."""
+    texts = sorted(problems)
+    if any("\n" in t for t in texts):
+        raise ValueError("a problem text holds a newline; pretrained_problems.txt.gz keeps one text per line.")
+    path = Path(model_dir) / PRETRAINED_FILE
+    path.write_bytes(gzip.compress("\n".join(texts).encode("utf-8"), compresslevel=9, mtime=0))
+    return path
 
 
 def examples(name: str, seed: int, n: int) -> list[Example]:
