@@ -72,6 +72,7 @@ bench: setup
 	$(BENCH)/bench_roofline.py --quick --skip-smollm
 	$(BENCH)/bench_group_prefill.py --model tiny
 	$(BENCH)/bench_fused_sampling.py
+	$(BENCH)/bench_prefill_batch.py
 
 bench-full: bench
 	$(BENCH)/bench_threads.py

@@ -72,3 +72,9 @@ def test_bench_fused_sampling_on_a_few_problems():
     text = run_bench("benchmarks/bench_fused_sampling.py", "--problems", "4", "--repeats", "1")
     assert re.search(r"copies 4: 0 of 16 completions differ", text), text
     assert re.search(r"fused vs LoRA sampling, copies 4: wall \d+\.\d+x, CPU \d+\.\d+x$", text.strip()), text
+
+
+def test_bench_prefill_batch_on_a_few_problems():
+    text = run_bench("benchmarks/bench_prefill_batch.py", "--problems", "4", "--repeats", "1")
+    assert "greedy: 0 of 4 answers differ" in text, text  # prefilling together changes no greedy answer
+    assert re.search(r"prefill together vs 8 at a time, greedy: wall \d+\.\d+x, CPU \d+\.\d+x$", text.strip()), text
