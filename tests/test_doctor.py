@@ -43,7 +43,7 @@ CHAIN = replace(INVERSE, reward_rate=0.38, correction_rate=0.13, first_wrong=79,
 def test_verdict_separates_the_demo_tasks():
     inverse, chain = decide(INVERSE), decide(CHAIN)
     assert inverse.label == "helps" and "0.293" in inverse.reasons[0]
-    assert chain.label == "unlikely" and "Run SRT first" in chain.reasons[0]
+    assert chain.label == "unlikely" and "run SRT (sdzero collect + srt)" in chain.reasons[0] and "after SRT" in chain.reasons[0]
     assert any("70.0% of the teacher's KL on wrong answers and 78.0% on right ones" in r for r in chain.reasons)
 
 

@@ -99,8 +99,9 @@ def decide(m: Measures) -> Verdict:
     elif m.gold_gain < GAIN_NONE and not beats_resample:
         label = "unlikely"
         reasons.append(hindsight + ": the Reviser's hindsight does not point at the right answer, so distilling it "
-                       "teaches no fix. Run SRT first (sdzero collect + srt) and doctor again with "
-                       "--set model.path=RUN/srt/model, or expect no gain")
+                       "teaches no fix. A model before SRT: run SRT (sdzero collect + srt) and doctor again with "
+                       "--set model.path=RUN/srt/model. A model after SRT (RUN/srt/model): SRT did not teach it to "
+                       "fix its answers, so expect no gain from phase 2")
     else:
         label = "unclear"
         reasons.append(hindsight + ": some signal, weaker than on the demo's inverse task, where SD-Zero gained")
