@@ -188,19 +188,21 @@ def _run_compare(recipe: Recipe, run_dir: Path, methods: list[str], log: Callabl
                          "compare srt or distill too, or set compare.budget_generations.")
 
     if parallel:  # independent stages side by side in worker processes (schedule.py)
-        spent = [0]
+        decided = []
 
-        def budget() -> int:  # asked once collect is done, before distill ends
-            spent[0] = recipe.compare.budget_generations or planned_sdzero_generations(recipe, run_dir)
-            return spent[0]
+        def baseline_budget() -> int:  # asked when the first sampling baseline starts: after collect, maybe before distill ends
+            if not decided:
+                spent = _sdzero_spent(run_dir)  # the chain already finished (a rerun): what it spent, as with one worker
+                decided.append(recipe.compare.budget_generations or spent or planned_sdzero_generations(recipe, run_dir))
+            return decided[0]
 
-        run_tasks(plan(methods, chain, baseline, evaluate), run_dir, recipe.run.workers, budget, log)
-        budget_spent = recipe.compare.budget_generations or (spent[0] if sampling_baselines else _sdzero_spent(run_dir))
-        if chain and not recipe.compare.budget_generations and sampling_baselines \
-                and sdzero_generations(run_dir) != budget_spent:
-            log(f"note: the baselines were matched to SD-Zero's planned {budget_spent} generations; it spent "
-                f"{sdzero_generations(run_dir)} (prompts too long for the model were skipped).")
-        budget = budget_spent
+        tasks = plan(methods, chain, baseline, evaluate, budget_given=bool(recipe.compare.budget_generations))
+        run_tasks(tasks, run_dir, recipe.run.workers, baseline_budget, log)
+        budget = decided[0] if decided else recipe.compare.budget_generations or _sdzero_spent(run_dir)
+        if decided and not recipe.compare.budget_generations and sdzero_generations(run_dir) != budget:
+            log(f"note: the baselines were matched to SD-Zero's planned {budget} generations; distill skipped prompts "
+                f"too long for the model, so SD-Zero spent {sdzero_generations(run_dir)} (with run.workers=1 the "
+                "baselines would have been matched to that).")
     else:
         if chain:  # the SD-Zero chain: collect -> SRT -> distill (evaluated below)
             run_pipeline(recipe, log=log, stop_after="distill")

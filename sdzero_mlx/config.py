@@ -496,7 +496,8 @@ class RunConfig:
         default=1,
         metadata={"help": "compare / sweep / demo: processes that run independent stages at once (the baselines beside "
                   "the SD-Zero chain, and the evaluations); each loads its own model. 2 suits a CPU with 2+ cores "
-                  "(sdzero's BLAS uses one thread per process); the results are the same for any value."},
+                  "(sdzero's BLAS uses one thread per process); the numbers are the same for any value "
+                  "(docs/configuration.md#stages-side-by-side)."},
     )
     metrics: tuple[str, ...] = field(
         default=("jsonl",),

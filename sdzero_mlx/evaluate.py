@@ -38,6 +38,11 @@ from .verifier import VerifierConfig, verify_batch
 
 Progress = Optional[Callable[[int], None]]  # called with the number of generations just finished
 
+# Which samples an evaluation draws for given settings and seed; a cached evaluation (pipeline.evaluate_cached)
+# is reused only under the same. 2: revise starts from the first of the k samples (ddc5190) and a batch's
+# prompts are prefilled together (9f7dc13); 1 (no field): before.
+EVAL_PROTOCOL = 2
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples of which c are correct: 1 - C(n - c, k) / C(n, k).

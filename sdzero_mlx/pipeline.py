@@ -31,7 +31,7 @@ from .configio import to_dict, write_yaml
 from .data import make_splits
 from .stages.distill import run_distill
 from .evaluate import (
-    EvalResult, ReviseResult, evaluate_model, generations_per_model, results_table, summary, write_rows_jsonl,
+    EVAL_PROTOCOL, EvalResult, ReviseResult, evaluate_model, generations_per_model, results_table, summary, write_rows_jsonl,
 )
 from .metrics import format_record, last_budget
 from .modeling import load_model
@@ -61,7 +61,8 @@ def _result_from_json(d: dict):
 
 def eval_settings(recipe: Recipe) -> dict:
     """What an evaluation depends on besides the model: a cached result is reused only under the same."""
-    return {s: to_dict(getattr(recipe, s)) for s in ("eval", "data", "prompts", "verifier")} | {"seed": recipe.run.seed}
+    return ({s: to_dict(getattr(recipe, s)) for s in ("eval", "data", "prompts", "verifier")}
+            | {"seed": recipe.run.seed, "protocol": EVAL_PROTOCOL})
 
 
 def evaluate_cached(
@@ -78,7 +79,8 @@ def evaluate_cached(
     if out.is_file():
         saved = json.loads(out.read_text())
         if saved["settings"] != settings:
-            raise ValueError(f"{out} was evaluated with other eval/data/prompts/verifier settings; delete it to re-evaluate.")
+            raise ValueError(f"{out} was evaluated with other eval/data/prompts/verifier settings, or by an sdzero whose "
+                             "evaluation drew other samples (settings' protocol); delete it to re-evaluate.")
         log(f"eval {name}: done, skipped")
         return [_result_from_json(d) for d in saved["results"]]
     model, tokenizer = load_model(replace(recipe.model, path=model_path), adapter_path=adapter)
@@ -230,7 +232,8 @@ def run_chain_stage(recipe: Recipe, run_dir: Path, stage: str, log: Callable[[st
         if finished(distill_dir):
             log("distill: done, skipped")
         else:
-            run_distill(distill_recipe(recipe, run_dir), distill_dir, resume=(distill_dir / "checkpoint").exists(),
+            resume = (distill_dir / "checkpoint").exists() or (distill_dir / "checkpoint.old").exists()  # as run_baseline
+            run_distill(distill_recipe(recipe, run_dir), distill_dir, resume=resume,
                         on_step=lambda r: log(format_record(r)))
             write_text(distill_dir / "done", "")
     else:

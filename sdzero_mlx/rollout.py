@@ -118,7 +118,7 @@ def generate_completions(
 # rest were added, every later one carried their left padding, and a batch of k samples (one-token
 # prompts after the shared prefill) did so again each time the batch turned over. Prefilling them together
 # made demo sampling 1.6-1.8x faster (docs/performance.md). The batches differ, so a fixed seed draws
-# other samples than sdzero did at 6546a97 and before; greedy answers are unchanged.
+# other samples than sdzero did at 6546a97 and before; the demo model's greedy answers are unchanged.
 PREFILL_TOKENS = 8192
 
 

@@ -1,18 +1,23 @@
 """`compare` on several cores: its independent stages run in worker processes, run.workers at a time.
 
 A compare is a small graph of tasks: the SD-Zero chain (collect -> srt -> distill), each baseline's
-training (which needs only collect, for SD-Zero's generation count), and one evaluation per model
-(which needs that model). With run.workers = N the parent process starts each ready task as
-`python -m sdzero_mlx.schedule RUN TASK BUDGET` (at most N at once, in the order of `plan`), relays
-their output lines to the log, and keeps the run directory's lock; each worker takes only its own
-stage folder's lock. sdzero's BLAS uses one thread per process (platform/threads.py), so on a CPU a
-second worker puts the idle core to work: `sdzero demo` ran 1.7x faster with 2 (docs/performance.md).
+training (a sampling baseline waits for collect, whose generations set its budget, unless
+compare.budget_generations does), and one evaluation per model (which needs that model). With
+run.workers = N the parent process starts each ready task as `python -m sdzero_mlx.schedule RUN TASK
+BUDGET` (at most N at once, in the order of `plan`), relays their output lines to the log, and
+keeps the run directory's lock; each worker takes only its own stage folder's lock. sdzero's BLAS
+uses one thread per process (platform/threads.py), so on a CPU a second worker puts the idle core to
+work (docs/performance.md, "The demo on two cores").
+
+A failed task stops new ones from starting; the running ones finish, so their work is kept, and
+then the error is raised. Ctrl-C (or SIGTERM) stops every worker as it would stop `sdzero`: each
+unwinds, and its stage resumes from its last checkpoint on a rerun.
 
 The results are the same as in one process: every stage seeds itself from run.seed and its own
-index (seeds.py), never from what ran before it. One thing is decided earlier: the baselines' matched
-budget is collect's generations plus distill's planned ones (distill.steps x its generations per
-step), known before distill ends; distill spends exactly that unless some prompts were too long,
-and the log says so when it did not.
+index (seeds.py), never from what ran before it. One number may be decided earlier: when the
+baselines start before distill has finished, their matched budget is collect's generations plus
+distill's planned ones (distill.steps x its generations per step); distill spends exactly that
+unless it skips prompts too long for the model, and compare logs it when it did.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -37,15 +43,17 @@ class Task:
     budget: bool = False  # a baseline's training: started with the matched budget, known once collect is done
 
 
-def plan(methods: Sequence[str], chain: bool, baselines: dict, evaluate: bool) -> list[Task]:
+def plan(methods: Sequence[str], chain: bool, baselines: dict, evaluate: bool, budget_given: bool = False) -> list[Task]:
     """The tasks of a compare of `methods`, in the order a free worker takes the first ready one:
     the chain first (the longest path), then the baselines' training, then the evaluations, the base's last
-    (it needs nothing, so it fills a worker while collect runs)."""
+    (it needs nothing, so it fills a worker while collect runs). `budget_given`: compare.budget_generations
+    is set, so no baseline waits for collect."""
     tasks = [Task("collect", ()), Task("srt", ("collect",)), Task("distill", ("srt",))] if chain else []
     for m in methods:
         if m in baselines:
             sampling = baselines[m].generations_per_step is not None
-            tasks.append(Task(f"train {m}", ("collect",) if chain and sampling else (), budget=sampling))
+            wait = chain and sampling and not budget_given
+            tasks.append(Task(f"train {m}", ("collect",) if wait else (), budget=sampling))
     if evaluate:
         trained_by = {"srt": "srt", "distill": "distill"} | {m: f"train {m}" for m in methods if m in baselines}
         tasks += [Task(f"eval {m}", (trained_by[m],)) for m in methods if m != "base"]
@@ -58,12 +66,13 @@ def run_tasks(
     tasks: Sequence[Task], run_dir: Path, workers: int, budget: Callable[[], int], log: Callable[[str], None],
 ) -> None:
     """Run `tasks` in at most `workers` processes; `budget()` gives the baselines' generations when the first
-    needs it. Output lines are relayed to `log` as they come. A failed task stops the others (their stages
-    resume from their checkpoints on a rerun) and raises; so does Ctrl-C."""
+    needs it. Output lines are relayed to `log` as they come. A failed task stops new ones from starting, the
+    running ones finish, then it raises; Ctrl-C stops them all (each resumes from its checkpoint on a rerun)."""
     lines: queue.Queue = queue.Queue()
     running: dict[str, tuple[subprocess.Popen, threading.Thread]] = {}
     tails: dict[str, list[str]] = {}
     done: set[str] = set()
+    failures: list[str] = []
     waiting = list(tasks)
 
     def show(name: str, line: str) -> None:  # only this thread calls log: lines stay whole, in order
@@ -75,14 +84,15 @@ def run_tasks(
             show(*lines.get())
 
     try:
-        while waiting or running:
-            for task in [t for t in waiting if all(n in done for n in t.needs)][: workers - len(running)]:
-                waiting.remove(task)
-                tails[task.name] = []
-                running[task.name] = _start(task, run_dir, budget() if task.budget else 0, lines)
-            if not running:
-                stuck = ", ".join(f"{t.name} (needs {', '.join(t.needs)})" for t in waiting)
-                raise RuntimeError(f"compare's tasks cannot start: {stuck}.")
+        while running or (waiting and not failures):
+            if not failures:
+                for task in [t for t in waiting if all(n in done for n in t.needs)][: workers - len(running)]:
+                    waiting.remove(task)
+                    tails[task.name] = []
+                    running[task.name] = _start(task, run_dir, budget() if task.budget else 0, lines)
+                if not running:
+                    stuck = ", ".join(f"{t.name} (needs {', '.join(t.needs)})" for t in waiting)
+                    raise RuntimeError(f"compare's tasks cannot start: {stuck}.")
             try:
                 show(*lines.get(timeout=0.2))  # wait for output (at most 0.2 s) instead of spinning
             except queue.Empty:
@@ -91,27 +101,51 @@ def run_tasks(
             for name, (proc, reader) in list(running.items()):
                 if proc.poll() is None:
                     continue
-                reader.join()  # it ends at the worker's end of output: every line is queued
+                reader.join(timeout=5)  # it ends at the worker's end of output: every line is queued
                 show_queued()
                 del running[name]
-                if proc.returncode != 0:
-                    raise RuntimeError(f"compare's task `{name}` failed (exit {proc.returncode}); its last lines:\n"
-                                       + "\n".join(tails[name][-8:]))
-                done.add(name)
+                if proc.returncode == 0:
+                    done.add(name)
+                    continue
+                failures.append(f"compare's task `{name}` failed (exit {proc.returncode}); its last lines:\n"
+                                + "\n".join(tails[name][-8:]))
+                if running:
+                    log(f"`{name}` failed: no new tasks start; waiting for {', '.join(running)} to finish (their "
+                        "work is kept) ...")
+        if failures:
+            raise RuntimeError("\n".join(failures))
     finally:
-        for proc, _ in running.values():  # an error or Ctrl-C: the others stop too (each resumes on a rerun)
-            proc.terminate()
-        for proc, _ in running.values():
-            proc.wait()
+        _stop([proc for proc, _ in running.values()])  # only after Ctrl-C or an error of this loop
+        for _, reader in running.values():
+            reader.join(timeout=5)
+        show_queued()
+
+
+def _stop(procs: Sequence[subprocess.Popen]) -> None:
+    """End workers as Ctrl-C ends `sdzero`: a terminal's Ctrl-C has reached them already, so first give them
+    time to unwind; then SIGINT; kill only what is still running after that."""
+    for signal_to_send, grace in ((None, 3.0), (signal.SIGINT, 10.0), (signal.SIGKILL, 5.0)):
+        alive = [p for p in procs if p.poll() is None]
+        if not alive:
+            return
+        for p in alive:
+            if signal_to_send is not None:
+                p.send_signal(signal_to_send)
+        for p in alive:
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
 
 
 def _start(task: Task, run_dir: Path, budget: int, lines: queue.Queue) -> tuple[subprocess.Popen, threading.Thread]:
     from .rundir import invocation
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1", SDZERO_INVOCATION=json.dumps(invocation()))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", SDZERO_INVOCATION=json.dumps(invocation()))
     proc = subprocess.Popen(
         [sys.executable, "-m", "sdzero_mlx.schedule", str(run_dir), task.name, str(budget)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        text=True, encoding="utf-8", errors="replace",  # a stray byte must not kill the reader (the pipe would fill)
     )
 
     def relay() -> None:  # one thread per worker: its lines onto the shared queue, whole lines at a time
@@ -143,7 +177,15 @@ def run_task(run_dir: Path, name: str, budget: int, log: Callable[[str], None] =
         raise ValueError(f"No compare task {name!r}.")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .platform.blas import reexec_with_fast_blas
+
+    signal.signal(signal.SIGTERM, _interrupt)  # as `sdzero` does: a kill unwinds like Ctrl-C (locks, sinks closed)
+    reexec_with_fast_blas(sys.argv)  # as `sdzero` does (a no-op under an sdzero parent, whose preload we inherit)
     from .platform.device import use_device
     from .platform.threads import apply_blas_threads
     from .rundir import set_invocation

@@ -24,6 +24,9 @@ def test_plan_puts_the_chain_first_the_baselines_after_collect_and_the_base_last
         ("eval sft", ("train sft",), False),
         ("eval base", (), False),
     ]
+    # a budget set in the recipe: the baseline waits for nothing
+    given = plan(["distill", "rft"], chain=True, baselines=baseline_specs(), evaluate=False, budget_given=True)
+    assert [(t.name, t.needs) for t in given][-1] == ("train rft", ())
     # a search trains only; without the chain a baseline waits for nothing
     assert [t.name for t in plan(["rft"], chain=False, baselines=baseline_specs(), evaluate=False)] == ["train rft"]
     assert plan(["rft"], chain=False, baselines=baseline_specs(), evaluate=False)[0].needs == ()
@@ -36,6 +39,54 @@ def test_a_failed_task_stops_the_run_and_its_error_is_named(tmp_path):
     # the worker found no recipe in the run folder: its one-line error is relayed and repeated
     assert any(l.startswith("error:") and "compare-recipe.yaml" in l for l in lines)
     assert "compare-recipe.yaml" in str(err.value)
+
+
+def test_a_failed_task_lets_the_running_one_finish(tmp_path):
+    """`eval nosuch` fails at once (no such model); collect, already running, finishes and keeps its work."""
+    from sdzero_mlx.configio import write_yaml
+
+    write_yaml(_quick_recipe(tmp_path, 2), tmp_path / "compare-recipe.yaml")
+    lines = []
+    with pytest.raises(RuntimeError, match=r"task `eval nosuch` failed \(exit 2\)"):
+        run_tasks([Task("collect", ()), Task("eval nosuch", ()), Task("srt", ("collect",))], tmp_path, 2, lambda: 0,
+                  lines.append)
+    assert "`eval nosuch` failed: no new tasks start; waiting for collect to finish (their work is kept) ..." in lines
+    assert (tmp_path / "collect" / "done").is_file()  # collect finished
+    assert not (tmp_path / "srt").exists()  # srt, ready after collect, never started
+
+
+def test_a_stopped_worker_unwinds_like_sdzero(tmp_path):
+    """SIGTERM ends a worker as Ctrl-C would (exit 130, its stage's locks released), and _stop interrupts a
+    worker that the terminal's Ctrl-C did not reach."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from sdzero_mlx.configio import write_yaml
+    from sdzero_mlx.schedule import _stop
+
+    write_yaml(_quick_recipe(tmp_path, 2), tmp_path / "compare-recipe.yaml")
+    worker = subprocess.Popen([sys.executable, "-m", "sdzero_mlx.schedule", str(tmp_path), "collect", "0"],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert worker.stdout.readline().startswith("collect: batch 0/")  # it is collecting
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 130
+    worker.stdout.close()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    _stop([sleeper])  # 3 s to end by itself, then SIGINT: Python's KeyboardInterrupt ends it
+    assert sleeper.poll() not in (None, 0)
+
+
+def test_an_evaluation_cached_under_the_old_protocol_is_refused(tmp_path):
+    from sdzero_mlx.pipeline import eval_settings, evaluate_cached
+
+    recipe = _quick_recipe(tmp_path, 1)
+    old = {k: v for k, v in eval_settings(recipe).items() if k != "protocol"} | {"split": "test"}
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "base.json").write_text(json.dumps({"settings": old, "results": [], "seconds": 1.0}))
+    with pytest.raises(ValueError, match="drew other samples"):
+        evaluate_cached(recipe, "base", recipe.model.path, None, tmp_path, print)
 
 
 def test_tasks_whose_needs_never_come_are_refused(tmp_path):

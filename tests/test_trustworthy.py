@@ -73,9 +73,12 @@ def test_shipped_pretraining_sets_are_the_regenerated_ones(tmp_path):
         assert len(regenerated) == 20_000
         assert pretrained_problems(name) == regenerated
         # the writer gives the shipped bytes (sorted, no timestamp): a rebuild leaves the file unchanged
-        written = write_pretrained_problems(regenerated, tmp_path)
+        build = json.loads((base_model_dir(name) / "build_info.json").read_text())["config"]
+        written = write_pretrained_problems(regenerated, tmp_path, build)
         assert written.read_bytes() == (base_model_dir(name) / PRETRAINED_FILE).read_bytes()
-    assert gzip.decompress(written.read_bytes()).decode().split("\n")[:2] == sorted(regenerated)[:2]
+    lines = gzip.decompress(written.read_bytes()).decode().split("\n")
+    assert lines[0].startswith("# build ") and len(lines[0]) == len("# build ") + 64
+    assert lines[1:3] == sorted(regenerated)[:2] and len(lines) == 20_001
 
 
 def test_interval_code_matches_hand_computation():

@@ -320,7 +320,7 @@ def pretrain(
         "final_loss": round(float(np.mean(losses[-log_every:])), 4),
     }
     (out_dir / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    write_pretrained_problems([p.problem for p in problems], out_dir)  # demo:// leaves these out of every split
+    write_pretrained_problems([p.problem for p in problems], out_dir, info["config"])  # demo:// leaves these out
     return info
 
 

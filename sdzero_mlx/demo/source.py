@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import json
 from pathlib import Path
 
 from ..types import Example
 from . import task
 
-# Beside each shipped base model: the texts it was pretrained on, one per line, sorted (pretrain.py writes
-# it). Reading it takes milliseconds where regenerating the stream takes 2 s, which every process that
-# draws demo:// problems would pay (compare's workers, schedule.py); tests/test_demo_source.py checks
-# that it equals the regenerated set.
+# Beside each shipped base model: the texts it was pretrained on, one per line, sorted, after a header
+# line naming the build it belongs to (pretrain.py writes it). Reading it takes milliseconds where
+# regenerating the stream takes 2 s, which every process that draws demo:// problems would pay
+# (compare's workers, schedule.py). A file of another build (a model rebuilt with other arguments) is
+# not used; tests/test_trustworthy.py checks that the shipped ones equal the regenerated sets.
 PRETRAINED_FILE = "pretrained_problems.txt.gz"
 
 
@@ -38,8 +40,16 @@ def pretrained_problems(name: str) -> frozenset[str]:
 
     shipped = base_model_dir(name) / PRETRAINED_FILE
     if shipped.is_file():
-        return frozenset(gzip.decompress(shipped.read_bytes()).decode("utf-8").split("\n"))
+        header, _, texts = gzip.decompress(shipped.read_bytes()).decode("utf-8").partition("\n")
+        if header == _header(_build(name)):
+            return frozenset(texts.split("\n"))
     return regenerate_pretrained_problems(name)
+
+
+def _header(build_config: dict) -> str:
+    """The first line of PRETRAINED_FILE: the build it belongs to (sha256 of build_info.json's config)."""
+    digest = hashlib.sha256(json.dumps(build_config, sort_keys=True).encode("utf-8")).hexdigest()
+    return f"# build {digest}"
 
 
 def regenerate_pretrained_problems(name: str) -> frozenset[str]:
@@ -50,13 +60,15 @@ def regenerate_pretrained_problems(name: str) -> frozenset[str]:
     return frozenset(p.problem for p in stream[held_out:])
 
 
-def write_pretrained_problems(problems, model_dir: Path) -> Path:
-    """MODEL/PRETRAINED_FILE: the texts sorted, one per line, gzip with no timestamp (the same bytes every build)."""
+def write_pretrained_problems(problems, model_dir: Path, build_config: dict) -> Path:
+    """MODEL/PRETRAINED_FILE: a header naming the build, then the texts sorted, one per line; gzip with no
+    timestamp (the same bytes every build)."""
     texts = sorted(problems)
     if any("\n" in t for t in texts):
         raise ValueError("a problem text holds a newline; pretrained_problems.txt.gz keeps one text per line.")
     path = Path(model_dir) / PRETRAINED_FILE
-    path.write_bytes(gzip.compress("\n".join(texts).encode("utf-8"), compresslevel=9, mtime=0))
+    body = "\n".join([_header(build_config), *texts]).encode("utf-8")
+    path.write_bytes(gzip.compress(body, compresslevel=9, mtime=0))
     return path
 
 
