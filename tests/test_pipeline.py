@@ -50,9 +50,9 @@ def test_run_finishes_writes_the_final_table_and_skips_finished_stages(tiny_run_
     assert data["stages"]["distill"]["generations"] == 2 * 4 and data["stages"]["distill"]["steps"] == 2
     assert data["stages"]["srt"]["generations"] == 0 and data["stages"]["srt"]["trained_tokens"] > 0
     assert all(stage["seconds"] > 0 for stage in data["stages"].values())  # time per stage
-    # each model: k = 2 samples + 1 greedy per problem, plus 2 for generate-then-revise
+    # each model: k = 2 samples + 1 greedy per problem, plus 1 revision (its first attempt is the first sample)
     for name in ("base", "srt", "distill"):
-        assert data["stages"][f"eval {name}"]["generations"] == 6 * (2 + 1) + 2 * 6
+        assert data["stages"][f"eval {name}"]["generations"] == 6 * (2 + 1) + 6
     table = (run / "results.md").read_text()
     assert "| SD-Zero |" in table and "avg@2" in table and "| distill | 8 |" in table
     assert "kept:" in table and table in result.output
