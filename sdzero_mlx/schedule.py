@@ -62,6 +62,24 @@ def plan(methods: Sequence[str], chain: bool, baselines: dict, evaluate: bool, b
     return tasks
 
 
+def makespan(tasks: Sequence[Task], seconds: dict[str, float], workers: int) -> float:
+    """The wall time of `tasks` run as run_tasks runs them (the first ready task in order takes a free worker),
+    each taking seconds[name] (0 when absent): doctor's estimate of a run with run.workers > 1.
+
+    Example: collect 10, srt 5, eval base 8 on 2 workers: collect and eval base start at 0, srt at 10 -> 15."""
+    clock, finished, running, waiting = 0.0, set(), [], list(tasks)
+    while waiting or running:
+        for task in [t for t in waiting if all(n in finished for n in t.needs)][: workers - len(running)]:
+            waiting.remove(task)
+            running.append((clock + seconds.get(task.name, 0.0), task.name))
+        if not running:
+            break  # needs that never come: run_tasks refuses them
+        running.sort()
+        clock, name = running.pop(0)
+        finished.add(name)
+    return clock
+
+
 def run_tasks(
     tasks: Sequence[Task], run_dir: Path, workers: int, budget: Callable[[], int], log: Callable[[str], None],
 ) -> None:

@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 from scripted import scripted_model_dir, write_data
 from sdzero_mlx.cli import app
 from sdzero_mlx.config import load_recipe
-from sdzero_mlx.doctor.cost import RunRates, StepCost, estimate_run, memory_warning, srt_step_count
+from sdzero_mlx.doctor.cost import (
+    RunRates, StepCost, estimate_run, memory_warning, run_peak_gb, run_seconds, srt_step_count,
+)
 from sdzero_mlx.doctor.sequences import cue_in_context
 from sdzero_mlx.doctor.signal import reward_stats
 from sdzero_mlx.doctor.verdict import Measures, beats, decide
@@ -160,9 +162,16 @@ def test_estimate_counts_the_run_like_compare(tiny_recipe):
     assert est["distill"].seconds == pytest.approx(1 + 5 * 3.0)
     # budget 40 + 5 x 4 = 60 generations; RFT spends 4 per step -> 15 steps
     assert est["rft"].work == "15 steps" and est["rft"].seconds == pytest.approx(1 + 15 * 1.0)
-    # eval: 6 problems x (2 + 1 + 2) generations; tokens 6 x (4 x 10 + 20) = 360
-    assert est["eval base"].work == "30 generations" and est["eval base"].seconds == pytest.approx(1 + 3.6)
+    # eval: 6 problems x (2 samples + 1 greedy + 1 revision) generations; tokens 6 x (3 x 10 + 20) = 300
+    assert est["eval base"].work == "24 generations" and est["eval base"].seconds == pytest.approx(1 + 3.0)
     assert set(est) == {"collect", "srt", "distill", "rft", "eval base", "eval srt", "eval distill", "eval rft"}
+    # one process: the stages' sum; two workers: compare's schedule of them (schedule.makespan)
+    stages = list(est.values())
+    assert run_seconds(recipe, stages) == pytest.approx(sum(s.seconds for s in stages))
+    two = replace(recipe, run=replace(recipe.run, workers=2))
+    chain = est["collect"].seconds + est["srt"].seconds + est["distill"].seconds + est["eval distill"].seconds
+    assert chain <= run_seconds(two, stages) < run_seconds(recipe, stages)
+    assert run_peak_gb(two, stages) == pytest.approx(1.0 + 0.7)  # SRT's and distill's peaks, the two largest
 
 
 def test_memory_warning_names_the_fields():

@@ -7,7 +7,7 @@ import pytest
 from sdzero_mlx.compare import baseline_specs, run_compare
 from sdzero_mlx.config import load_recipe
 from sdzero_mlx.demo.app import QUICK, TASKS, base_model_dir
-from sdzero_mlx.schedule import Task, plan, run_tasks
+from sdzero_mlx.schedule import Task, makespan, plan, run_tasks
 
 
 def test_plan_puts_the_chain_first_the_baselines_after_collect_and_the_base_last():
@@ -30,6 +30,17 @@ def test_plan_puts_the_chain_first_the_baselines_after_collect_and_the_base_last
     # a search trains only; without the chain a baseline waits for nothing
     assert [t.name for t in plan(["rft"], chain=False, baselines=baseline_specs(), evaluate=False)] == ["train rft"]
     assert plan(["rft"], chain=False, baselines=baseline_specs(), evaluate=False)[0].needs == ()
+
+
+def test_makespan_runs_the_plan_as_the_scheduler_does():
+    tasks = plan(["base", "srt", "distill", "rft"], chain=True, baselines=baseline_specs(), evaluate=True)
+    seconds = {"collect": 10, "srt": 5, "distill": 20, "train rft": 15, "eval base": 8, "eval srt": 4,
+               "eval distill": 4, "eval rft": 4}
+    # by hand, 2 workers: collect 0-10 | eval base 0-8, idle; srt 10-15 | train rft 10-25; distill 15-35 |
+    # eval srt 25-29, eval rft 29-33; eval distill 35-39
+    assert makespan(tasks, seconds, 2) == 39
+    assert makespan(tasks, seconds, 1) == sum(seconds.values()) == 70
+    assert makespan(tasks, seconds, 8) == 10 + 5 + 20 + 4  # the chain and its evaluation bound it
 
 
 def test_a_failed_task_stops_the_run_and_its_error_is_named(tmp_path):

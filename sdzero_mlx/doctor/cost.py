@@ -151,11 +151,34 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
         out.append(StageEstimate(m, f"{n} steps", rates.load_seconds + n * steps[m].seconds + probes(recipe, n) * probe_s,
                                  steps[m].peak_memory_gb))
     e = recipe.eval
-    tokens = d.eval_size * ((e.k + e.greedy + e.revise) * rates.answer_tokens + e.revise * rates.revision_tokens)
-    gens = d.eval_size * (e.k + e.greedy + 2 * e.revise)
+    # k samples + greedy answers, and with revise one revision each (its first attempt is the first sample)
+    tokens = d.eval_size * ((e.k + e.greedy) * rates.answer_tokens + e.revise * rates.revision_tokens)
+    gens = d.eval_size * (e.k + e.greedy + e.revise)
     for m in methods:
         out.append(StageEstimate(f"eval {m}", f"{gens} generations", rates.load_seconds + tokens * spt, rates.sampling_peak_gb))
     return out
+
+
+def run_seconds(recipe: Recipe, stages: Sequence[StageEstimate]) -> float:
+    """The run's estimated wall time: its stages one after another, or with run.workers > 1 side by side as
+    compare's scheduler runs them (schedule.makespan over the same task graph)."""
+    if recipe.run.workers <= 1:
+        return sum(s.seconds for s in stages)
+    from ..compare import CHAIN, baseline_specs
+    from ..schedule import makespan, plan
+
+    baselines, methods = baseline_specs(), list(recipe.compare.methods)
+    tasks = plan(methods, any(m in CHAIN for m in methods), baselines, evaluate=True,
+                 budget_given=bool(recipe.compare.budget_generations))
+    return makespan(tasks, {f"train {s.name}" if s.name in baselines else s.name: s.seconds for s in stages},
+                    recipe.run.workers)
+
+
+def run_peak_gb(recipe: Recipe, stages: Sequence[StageEstimate]) -> float:
+    """The run's peak memory: its largest stage, or with run.workers = N the N largest together (a bound:
+    they may not overlap)."""
+    peaks = sorted((s.peak_memory_gb for s in stages), reverse=True)
+    return sum(peaks[: max(recipe.run.workers, 1)])
 
 
 def srt_step_count(recipe: Recipe, kept: float) -> int:

@@ -84,7 +84,9 @@ def render(r: "DoctorReport", width: int = 0) -> str:
         "|---|---|---|",
         *[f"| {s.stage} | {s.seconds:.2f} | {s.peak_memory_gb:.3f} |" for s in r.steps.values()],
         "",
-        f"The run (`sdzero compare` over compare.methods), estimated: **{_duration(r.estimated_run_seconds)}**, "
+        f"The run (`sdzero compare` over compare.methods), estimated: **{_duration(r.estimated_run_seconds)}**"
+        + (f" with run.workers = {r.workers} (stages side by side; one after another they sum to "
+           f"{_duration(sum(s.seconds for s in r.estimate))})" if r.workers > 1 else "") + ", "
         f"peak memory **{r.peak_memory_gb:.2f} GB**"
         + (f" of this machine's {r.machine_memory_gb:.1f} GB." if r.machine_memory_gb else "."),
         "",

@@ -20,7 +20,10 @@ from ..modeling import load_model, padding_id
 from ..outputs import OutputError, check_output_dir
 from ..prompts import separators, template_args
 from ..stages.collect import generation_counter
-from .cost import RunRates, StageEstimate, StepCost, estimate_run, measure_steps, memory_warning, total_memory_gb
+from .cost import (
+    RunRates, StageEstimate, StepCost, estimate_run, measure_steps, memory_warning, run_peak_gb, run_seconds,
+    total_memory_gb,
+)
 from .sequences import Flag, ShownSequence, caps_flags, check_cue, check_system, check_thinking, check_turn, shown_sequences
 from .signal import RewardStats, answer_hindsight, kl_buckets, revise, reward_stats, sample_answers
 from .verdict import Measures, Verdict, decide
@@ -58,14 +61,9 @@ class DoctorReport:
     cores: int
     verdict: Verdict
     seconds: float
-
-    @property
-    def estimated_run_seconds(self) -> float:
-        return sum(s.seconds for s in self.estimate)
-
-    @property
-    def peak_memory_gb(self) -> float:
-        return max((s.peak_memory_gb for s in self.estimate), default=0.0)
+    estimated_run_seconds: float  # cost.run_seconds: the stages in sequence, or side by side with run.workers > 1
+    peak_memory_gb: float  # cost.run_peak_gb
+    workers: int  # run.workers
 
 
 def check_out_dir(out_dir: Path, run_dir: str) -> Path:
@@ -164,7 +162,8 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
         recipe=recipe_path, model=recipe.model.path, split=split, n_problems=len(examples), k=k, template=template,
         sequences=tuple(sequences), flags=tuple(flags), rewards=stats, revision=revision, hindsight=hindsight, kl=kl,
         steps=steps, estimate=estimate, machine_memory_gb=machine, memory_warning=warning, load_average=load, cores=os.cpu_count() or 1, verdict=verdict,
-        seconds=time.perf_counter() - tic,
+        seconds=time.perf_counter() - tic, estimated_run_seconds=run_seconds(recipe, estimate),
+        peak_memory_gb=run_peak_gb(recipe, estimate), workers=recipe.run.workers,
     )
     write_report(report, out_dir)
     return report
