@@ -13,7 +13,8 @@ generations (shared with SRT) plus distill's. Each sampling baseline gets `compa
 method sees about as many sampled answers. SFT samples nothing and runs its own epochs.
 Each stage resumes from its checkpoint and is skipped once done, so rerunning continues.
 With run.workers > 1 the independent stages (the baselines beside the chain, the evaluations) run
-in worker processes at once (schedule.py); every number is the same as with one.
+in worker processes at once (schedule.py); every number is the same as with one, except the matched
+budget when distill skips prompts too long for the model (docs/configuration.md, "Stages side by side").
 
 The methods are the base model and every training stage of the registry (stages/__init__.py): the
 chain's srt and distill (labelled SD-Zero), and each baseline stage, which compare trains from
