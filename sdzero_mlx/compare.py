@@ -200,10 +200,11 @@ def _run_compare(recipe: Recipe, run_dir: Path, methods: list[str], log: Callabl
         tasks = plan(methods, chain, baseline, evaluate, budget_given=bool(recipe.compare.budget_generations))
         run_tasks(tasks, run_dir, recipe.run.workers, baseline_budget, log)
         budget = decided[0] if decided else recipe.compare.budget_generations or _sdzero_spent(run_dir)
-        if decided and not recipe.compare.budget_generations and sdzero_generations(run_dir) != budget:
+        spent = sdzero_generations(run_dir) if decided and not recipe.compare.budget_generations else budget
+        if spent != budget:
             log(f"note: the baselines were matched to SD-Zero's planned {budget} generations; distill skipped prompts "
-                f"too long for the model, so SD-Zero spent {sdzero_generations(run_dir)} (with run.workers=1 the "
-                "baselines would have been matched to that).")
+                f"too long for the model, so SD-Zero spent {spent} (with run.workers=1 the baselines would have been "
+                "matched to that).")
     else:
         if chain:  # the SD-Zero chain: collect -> SRT -> distill (evaluated below)
             run_pipeline(recipe, log=log, stop_after="distill")

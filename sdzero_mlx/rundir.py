@@ -55,8 +55,7 @@ def invocation() -> dict:
 
 
 def command_line() -> str:
-    argv = _invocation["argv"] or [Path(sys.argv[0]).name, *sys.argv[1:]]
-    return shlex.join(argv)
+    return shlex.join(invocation()["argv"])
 
 
 # -- one writer per folder -----------------------------------------------------------------------

@@ -62,6 +62,11 @@ def plan(methods: Sequence[str], chain: bool, baselines: dict, evaluate: bool, b
     return tasks
 
 
+def _ready(waiting: Sequence[Task], done: set[str], free: int) -> list[Task]:
+    """The tasks a free worker takes next: the first `free` waiting ones, in plan order, whose needs are done."""
+    return [t for t in waiting if all(n in done for n in t.needs)][:free]
+
+
 def makespan(tasks: Sequence[Task], seconds: dict[str, float], workers: int) -> float:
     """The wall time of `tasks` run as run_tasks runs them (the first ready task in order takes a free worker),
     each taking seconds[name] (0 when absent): doctor's estimate of a run with run.workers > 1.
@@ -69,7 +74,7 @@ def makespan(tasks: Sequence[Task], seconds: dict[str, float], workers: int) -> 
     Example: collect 10, srt 5, eval base 8 on 2 workers: collect and eval base start at 0, srt at 10 -> 15."""
     clock, finished, running, waiting = 0.0, set(), [], list(tasks)
     while waiting or running:
-        for task in [t for t in waiting if all(n in finished for n in t.needs)][: workers - len(running)]:
+        for task in _ready(waiting, finished, workers - len(running)):
             waiting.remove(task)
             running.append((clock + seconds.get(task.name, 0.0), task.name))
         if not running:
@@ -104,7 +109,7 @@ def run_tasks(
     try:
         while running or (waiting and not failures):
             if not failures:
-                for task in [t for t in waiting if all(n in done for n in t.needs)][: workers - len(running)]:
+                for task in _ready(waiting, done, workers - len(running)):
                     waiting.remove(task)
                     tails[task.name] = []
                     running[task.name] = _start(task, run_dir, budget() if task.budget else 0, lines)
@@ -181,8 +186,10 @@ def run_task(run_dir: Path, name: str, budget: int, log: Callable[[str], None] =
     from .compare import budget_steps, evaluate_method, run_baseline
     from .config import load_recipe
     from .pipeline import CHAIN_STAGES, run_chain_stage
+    from .platform.device import use_device
 
     recipe = load_recipe(run_dir / RECIPE_FILE)
+    use_device(recipe.run.device)
     kind, _, method = name.partition(" ")
     if name in CHAIN_STAGES:
         run_chain_stage(recipe, run_dir, name, log)
@@ -204,7 +211,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)  # as `sdzero` does: a kill unwinds like Ctrl-C (locks, sinks closed)
     reexec_with_fast_blas(sys.argv)  # as `sdzero` does (a no-op under an sdzero parent, whose preload we inherit)
-    from .platform.device import use_device
     from .platform.threads import apply_blas_threads
     from .rundir import set_invocation
 
@@ -214,9 +220,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if parent:  # run.json names the command the user typed, not this worker's
         set_invocation(parent["argv"], parent["overrides"])
     try:
-        from .config import load_recipe
-
-        use_device(load_recipe(Path(run_dir) / RECIPE_FILE).run.device)
         run_task(Path(run_dir), name, int(budget))
     except KeyboardInterrupt:
         return 130
