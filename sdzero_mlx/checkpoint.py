@@ -17,7 +17,6 @@ from __future__ import annotations
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Sequence
 
 import mlx.core as mx
 import mlx.optimizers as optim
@@ -112,43 +111,3 @@ def read_state(path: Path) -> TrainingState:
         if not number or (want[name] == "int" and not float(value).is_integer()) or value < 0:
             raise DamagedFile(f"{path} is damaged: {name} is {value!r}, not a count; {fix}.")
     return TrainingState(**{k: int(v) if want[k] == "int" else float(v) for k, v in raw.items()})
-
-
-def _flatten(d, prefix: str) -> dict:
-    """{"a": {"b": 1}} -> {"prefix.a.b": 1}: nested sections compared (and named) field by field."""
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}.{k}"))
-    return out
-
-
-def check_same_recipe(
-    recipe, saved_path: Path, sections: Sequence[str], extra: Sequence[str] = ("run.seed",), ignore: Sequence[str] = ()
-) -> None:
-    """Refuse to continue a stage whose saved recipe differs in the sections it depends on.
-
-    `extra`: single dotted keys outside those sections that matter too; `ignore`: dotted keys inside
-    them that may change on resume (e.g. distill.steps, to train longer).
-    """
-    from .config import load_recipe
-    from .configio import to_dict
-
-    saved, now = to_dict(load_recipe(saved_path)), to_dict(recipe)
-    flat_saved = {k: v for s in sections for k, v in _flatten(saved[s], s).items()}
-    flat_now = {k: v for s in sections for k, v in _flatten(now[s], s).items()}
-    diffs = [
-        f"{k}: {flat_saved.get(k)!r} -> {flat_now.get(k)!r}"
-        for k in sorted(set(flat_saved) | set(flat_now))
-        if flat_saved.get(k) != flat_now.get(k) and k not in ignore
-    ]
-    for dotted in extra:
-        s, k = dotted.split(".")
-        if saved[s][k] != now[s][k]:
-            diffs.append(f"{dotted}: {saved[s][k]!r} -> {now[s][k]!r}")
-    if diffs:
-        raise ValueError(
-            f"{saved_path.parent} was started with another recipe ({'; '.join(diffs)}). "
-            "Continue with the same recipe, or choose another run.output_dir."
-        )

@@ -29,6 +29,18 @@ SetOption = Annotated[
 ]
 
 
+RetrainOption = Annotated[
+    bool,
+    typer.Option("--retrain", help="Train again the finished stages whose recipe fields or inputs changed (and what "
+                 "depends on them) instead of refusing; unchanged stages are reused (--set run.retrain=true)."),
+]
+
+
+def with_retrain(set_: Optional[list[str]], retrain: bool) -> Optional[list[str]]:
+    """--retrain is the override run.retrain=true: it reaches compare's worker processes with the recipe."""
+    return [*(set_ or []), "run.retrain=true"] if retrain else set_
+
+
 def fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
@@ -179,10 +191,12 @@ def compare_command(methods_help: str):
         recipe: RecipeArg,
         methods: Optional[str] = typer.Option(None, help=methods_help),  # help from the registry: not Annotated
         set_: SetOption = None,
+        retrain: RetrainOption = False,
     ) -> None:
         """SD-Zero and its baselines on the same splits and generation budget: one table (+ accuracy vs budget PNG)."""
         from .compare import run_compare
 
+        set_ = with_retrain(set_, retrain)
         loaded = _load(recipe, set_)
         chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
         note_command("compare", recipe, set_, *(["--methods", methods] if methods else []))
@@ -221,12 +235,14 @@ def sweep(
     out: Annotated[Optional[Path], typer.Option(help="Sweep directory (default: run.output_dir); OUT/seed-N per seed.")] = None,
     methods: Annotated[Optional[str], typer.Option(help="Comma-separated subset of compare's methods (default: compare.methods).")] = None,
     set_: SetOption = None,
+    retrain: RetrainOption = False,
 ) -> None:
     """`compare` over several seeds: per-seed values, means, 95% intervals and paired differences (sweep.md/json/png)."""
     from .outputs import check_output_dir
     from .rundir import run_dir_lock
     from .sweep import run_sweep
 
+    set_ = with_retrain(set_, retrain)
     loaded = _load(recipe, set_)
     try:
         chosen_seeds = [int(x) for x in seeds.split(",") if x.strip()]
@@ -295,10 +311,12 @@ def collect(
 def run_(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (see recipes/).")],
     set_: SetOption = None,
+    retrain: RetrainOption = False,
 ) -> None:
     """The whole method: collect -> SRT -> distill -> evaluate base / SRT / SD-Zero; skips finished stages."""
     from .pipeline import run_pipeline
 
+    set_ = with_retrain(set_, retrain)
     loaded = _load(recipe, set_)
     note_command("run", recipe, set_)
     typer.echo(f"run directory: {loaded.run.output_dir}")
@@ -333,10 +351,12 @@ def demo(
     out: Annotated[Path, typer.Option(help="Run directory (rerunning continues it).")] = Path("runs/demo"),
     seed: Annotated[int, typer.Option(help="run.seed and data.seed: the seed's own problems and sampling.")] = 0,
     set_: SetOption = None,
+    retrain: RetrainOption = False,
 ) -> None:
     """The whole method on the built-in task and tiny model: table, plots and self-localisation."""
     from .demo.app import run_demo
 
+    set_ = with_retrain(set_, retrain)
     with long_work(f"run the same command again to continue in {out}"):
         overrides = [f"run.seed={seed}", f"data.seed={seed}", *(set_ or [])]
         result = run_demo(out, quick=quick, overrides=overrides, log=typer.echo, task_name=task)

@@ -29,7 +29,8 @@ from typing import Callable, Optional
 
 from .stages import baselines, labels
 from .atomic import write_json, write_text
-from .rundir import RECORD, begin, run_dir_lock
+from .checkpoint import checkpoint_dir
+from .rundir import RECORD, begin, made_by, reuse_or_clear, run_dir_lock
 from .stages.collect import read_summary
 from .config import Recipe
 from .configio import write_yaml
@@ -38,7 +39,8 @@ from .metrics import format_record, last_budget, read_metrics
 from .platform.distributed import world
 from .schedule import RECIPE_FILE, plan, run_tasks
 from .pipeline import (
-    evaluate_cached, evaluate_model_of_run, finished, record_splits, run_pipeline, stage_budgets, training_budgets,
+    evaluate_cached, evaluate_model_of_run, finished, record_splits, run_pipeline, stage_budgets, stage_started,
+    training_budgets,
 )
 
 
@@ -84,13 +86,15 @@ def budget_steps(recipe: Recipe, method: str, budget: int) -> Recipe:
 
 
 def run_baseline(recipe: Recipe, method: str, run_dir: Path, log: Callable[[str], None]) -> None:
-    out = run_dir / method
-    if finished(out):
+    """Train a baseline from model.path in RUN/METHOD; reused when done and made from this recipe (its section,
+    steps included: the matched budget sets them), else refused or retrained (rundir.reuse_or_clear)."""
+    out, spec = run_dir / method, baseline_specs()[method]
+    stage_recipe = replace(recipe, run=replace(recipe.run, output_dir=str(out)))
+    if reuse_or_clear(out, made_by(stage_recipe, spec.sections), finished(out), stage_started(out), recipe.run.retrain,
+                      (f"{method}.steps",), log):
         log(f"{method}: done; reusing it")
         return
-    resume = (out / "checkpoint").exists() or (out / "checkpoint.old").exists()
-    baseline_specs()[method].run(replace(recipe, run=replace(recipe.run, output_dir=str(out))), out, resume=resume,
-                       on_step=lambda r: log(format_record(r)))
+    spec.run(stage_recipe, out, resume=checkpoint_dir(out) is not None, on_step=lambda r: log(format_record(r)))
     write_text(out / "done", "")
 
 

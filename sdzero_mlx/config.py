@@ -499,6 +499,12 @@ class RunConfig:
                   "(sdzero's BLAS uses one thread per process); the numbers are the same for any value "
                   "(docs/configuration.md#stages-side-by-side)."},
     )
+    retrain: bool = field(
+        default=False,
+        metadata={"help": "run / compare / sweep into a folder whose finished (or started) stage was made from other "
+                  "settings or inputs: false refuses, naming the fields that changed; true trains that stage again, "
+                  "and with it what depends on it (--retrain on the command line). Unchanged stages are reused."},
+    )
     metrics: tuple[str, ...] = field(
         default=("jsonl",),
         metadata={"help": "Where step records go: jsonl (RUN/metrics.jsonl, always needed), wandb, tensorboard "

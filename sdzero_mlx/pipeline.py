@@ -23,23 +23,24 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .atomic import write_json, write_text
-from .checkpoint import check_same_recipe, checkpoint_dir
-from .stages.collect import COLLECT_SECTIONS, read_summary, run_collect
+from .checkpoint import checkpoint_dir
+from .stages.collect import collect_made_by, read_summary, run_collect
 from .config import Recipe
 from .platform.device import use_device
 from .configio import to_dict, write_yaml
 from .data import make_splits
-from .stages.distill import run_distill
+from .stages.distill import DISTILL_SECTIONS, run_distill
 from .evaluate import (
     EVAL_PROTOCOL, EvalResult, ReviseResult, evaluate_model, generations_per_model, results_table, summary, write_rows_jsonl,
 )
 from .metrics import format_record, last_budget
 from .modeling import load_model
 from .outputs import check_output_dir
-from .rundir import RECORD, begin, damaged_outputs, run_dir_lock
+from .fingerprint import adapters_fingerprint, model_fingerprint
+from .rundir import RECORD, MadeBy, begin, damaged_outputs, differences, flatten, made_by, reuse_or_clear, run_dir_lock
 from .stages import labels
 from .stages.loop import ADAPTER_FILES
-from .stages.srt import SRT_SECTIONS, run_srt
+from .stages.srt import run_srt, srt_made_by
 
 MODELS = ("base", "srt", "distill")  # the models of the SD-Zero chain, by the stage that trains them
 LABELS = labels()
@@ -60,9 +61,16 @@ def _result_from_json(d: dict):
 
 
 def eval_settings(recipe: Recipe) -> dict:
-    """What an evaluation depends on besides the model: a cached result is reused only under the same."""
+    """What an evaluation depends on besides the model: the recipe sections, the seed and the protocol."""
     return ({s: to_dict(getattr(recipe, s)) for s in ("eval", "data", "prompts", "verifier")}
             | {"seed": recipe.run.seed, "protocol": EVAL_PROTOCOL})
+
+
+def eval_key(recipe: Recipe, model_path: str, adapter: Optional[str], split: str) -> dict:
+    """A cached evaluation's key: the evaluated model's bytes (its folder's and its adapters' sha256), the
+    evaluation settings and the split. A cache under any other key is evaluated again."""
+    return eval_settings(recipe) | {"split": split, "model": model_fingerprint(model_path),
+                                    "adapters": adapters_fingerprint(adapter)}
 
 
 def evaluate_cached(
@@ -70,19 +78,21 @@ def evaluate_cached(
     split: str = "test",
 ) -> list:
     """Evaluate one model with the recipe's protocol on the test split (a reported number: RUN/eval/NAME.json)
-    or the validation split (a choice: RUN/eval/NAME.validation.json); cached."""
+    or the validation split (a choice: RUN/eval/NAME.validation.json); cached under `eval_key`: the model's
+    bytes and the settings, so a retrained model or a changed protocol is never read from an old file."""
     if split not in ("test", "validation"):
         raise ValueError(f"split is {split!r}; use test or validation.")
     stem = name if split == "test" else f"{name}.validation"
     out = run_dir / "eval" / f"{stem}.json"
-    settings = eval_settings(recipe) | {"split": split}
+    key = eval_key(recipe, model_path, adapter, split)
     if out.is_file():
         saved = json.loads(out.read_text())
-        if saved["settings"] != settings:
-            raise ValueError(f"{out} was evaluated with other eval/data/prompts/verifier settings, or by an sdzero whose "
-                             "evaluation drew other samples (settings' protocol); delete it to re-evaluate.")
-        log(f"eval {name}: done, skipped")
-        return [_result_from_json(d) for d in saved["results"]]
+        changed = differences(MadeBy(flatten(saved.get("settings") or {}), {}), MadeBy(flatten(key), {}))
+        if not changed:
+            log(f"eval {name}: done, skipped")
+            return [_result_from_json(d) for d in saved["results"]]
+        log(f"eval {name}: {out} holds another model's or another protocol's results ({'; '.join(changed[:4])}"
+            f"{'; ...' if len(changed) > 4 else ''}); evaluating again")
     model, tokenizer = load_model(replace(recipe.model, path=model_path), adapter_path=adapter)
     splits = make_splits(recipe.data, with_test=split == "test")
     examples = splits.test if split == "test" else splits.validation
@@ -102,7 +112,7 @@ def evaluate_cached(
     for res in results:
         kind = "revise" if isinstance(res, ReviseResult) else "sample"
         write_rows_jsonl(res, run_dir / "eval" / f"{stem}.{kind}.rows.jsonl")
-    write_json(out, {"settings": settings, "results": [summary(r) for r in results], "seconds": seconds})
+    write_json(out, {"settings": key, "results": [summary(r) for r in results], "seconds": seconds})
     return results
 
 
@@ -203,41 +213,51 @@ def record_splits(recipe: Recipe, run_dir: Path, log: Callable[[str], None]) -> 
 CHAIN_STAGES = ("collect", "srt", "distill")  # the chain's stages, each needing the one before
 
 
+def chain_made_by(recipe: Recipe, run_dir: Path, stage: str) -> MadeBy:
+    """What a chain stage's output is made from (rundir.MadeBy); distill's starting model is RUN/srt/model, so
+    a retrained SRT makes distill stale in turn."""
+    if stage == "collect":
+        return collect_made_by(recipe)
+    if stage == "srt":
+        return srt_made_by(recipe, run_dir / "srt")
+    return made_by(distill_recipe(recipe, run_dir), DISTILL_SECTIONS)
+
+
+def stage_started(stage_dir: Path) -> bool:
+    """Whether a stage folder holds work to resume: a training checkpoint, or collect's progress."""
+    return checkpoint_dir(stage_dir) is not None or (stage_dir / "progress.json").is_file()
+
+
 def run_chain_stage(recipe: Recipe, run_dir: Path, stage: str, log: Callable[[str], None] = print) -> None:
     """One stage of the chain in RUN/STAGE: collect (phase-1 tuples), srt (self-revision training, fused into
-    RUN/srt/model) or distill (on-policy self-distillation from the SRT model); skipped when done.
-    Takes only the stage's own folder's lock, so `compare` may run it in a worker process (schedule.py)."""
+    RUN/srt/model) or distill (on-policy self-distillation from the SRT model); skipped when done and made from
+    this recipe (rundir.reuse_or_clear: else refused, or retrained with run.retrain). Takes only the stage's own
+    folder's lock, so `compare` may run it in a worker process (schedule.py)."""
+    if stage not in CHAIN_STAGES:
+        raise ValueError(f"No chain stage {stage!r}; use one of {list(CHAIN_STAGES)}.")
+    stage_dir = run_dir / stage
+    done = finished(stage_dir) if stage == "distill" else (stage_dir / "done").is_file()
+    reuse = reuse_or_clear(stage_dir, chain_made_by(recipe, run_dir, stage), done, stage_started(stage_dir),
+                           recipe.run.retrain, ("distill.steps",) if stage == "distill" else (), log)
     if stage == "collect":
-        collect_dir = run_dir / "collect"
-        if (collect_dir / "done").is_file():
-            check_same_recipe(recipe, collect_dir / "recipe.yaml", COLLECT_SECTIONS)
-            collected = read_summary(collect_dir)
+        if reuse:
+            collected = read_summary(stage_dir)
             log("collect: done, skipped")
         else:
             collected = run_collect(
-                recipe, collect_dir,
+                recipe, stage_dir,
                 on_batch=lambda b, n, s: log(f"collect: batch {b}/{n}  questions {s.questions_seen}  kept {s.kept}  "
                                              f"initial acc {_fmt(s.initial_accuracy)}"),
             )
         log(f"collect: {collected.kept} tuples kept from {collected.questions_seen} questions")
+    elif reuse:
+        log(f"{stage}: done, skipped")
     elif stage == "srt":
-        srt_dir = run_dir / "srt"
-        if (srt_dir / "done").is_file():
-            check_same_recipe(recipe, srt_dir / "recipe.yaml", SRT_SECTIONS)
-            log("srt: done, skipped")
-        else:
-            run_srt(recipe, srt_dir, resume=checkpoint_dir(srt_dir) is not None, on_step=lambda r: log(format_record(r)))
-    elif stage == "distill":
-        distill_dir = run_dir / "distill"
-        if finished(distill_dir):
-            log("distill: done, skipped")
-        else:
-            resume = (distill_dir / "checkpoint").exists() or (distill_dir / "checkpoint.old").exists()  # as run_baseline
-            run_distill(distill_recipe(recipe, run_dir), distill_dir, resume=resume,
-                        on_step=lambda r: log(format_record(r)))
-            write_text(distill_dir / "done", "")
+        run_srt(recipe, stage_dir, resume=checkpoint_dir(stage_dir) is not None, on_step=lambda r: log(format_record(r)))
     else:
-        raise ValueError(f"No chain stage {stage!r}; use one of {list(CHAIN_STAGES)}.")
+        run_distill(distill_recipe(recipe, run_dir), stage_dir, resume=checkpoint_dir(stage_dir) is not None,
+                    on_step=lambda r: log(format_record(r)))
+        write_text(stage_dir / "done", "")
 
 
 def run_pipeline(recipe: Recipe, log: Callable[[str], None] = print, stop_after: Optional[str] = None) -> dict:

@@ -5,9 +5,12 @@ RUN/.lock          one writer at a time: the writing process holds fcntl.flock o
                    crash never leaves it stuck. It holds the writer's pid and command line, which a
                    second process names in its one-line refusal.
 RUN/run.json       the stage that made RUN (distill, rft, ..., collect, pipeline), the command line and
-                   its --set overrides, the sdzero version, when it was created (and each resume), and a
-                   sha256 of every input file (data.source, SRT's tuples): a resume with another stage or
-                   with changed data is refused, naming both.
+                   its --set overrides, the sdzero version, when it was created (and each resume), and
+                   `made_by`: what the stage's output is made from (`MadeBy`: the recipe fields that shape
+                   it, and the sha256 of its inputs: the model it starts from, the data, SRT's tuples).
+                   A finished stage is reused only under the same record; a resume only under the same
+                   record but its number of steps; anything else is refused naming the fields that
+                   changed, or retrained (run.retrain) with what depends on it.
 RUN/outputs.json   size and sha256 of the final outputs (adapters) as written; a resume checks them
                    before it says "done" and rewrites what is missing or damaged (`damaged_outputs`).
 
@@ -21,15 +24,17 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fcntl
-import hashlib
 import json
 import os
 import shlex
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Sequence
 
 from .atomic import DamagedFile, read_json, write_json
+from .fingerprint import file_sha256, model_fingerprint
 
 LOCK, RECORD, OUTPUTS = ".lock", "run.json", "outputs.json"
 
@@ -114,14 +119,6 @@ def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
 # -- run.json: the stage, the command, the inputs --------------------------------------------------
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_record(run_dir: Path) -> Optional[dict]:
     """RUN/run.json, or for a run made before it existed the stage its metrics name, else None."""
     path = run_dir / RECORD
@@ -162,41 +159,176 @@ def continuing(stage: str, run_dir: Path) -> str:
     return f"sdzero {stage} RECIPE --resume {run_dir}"
 
 
-def input_files(recipe, extra: Sequence[Path] = ()) -> list[Path]:
-    """The local files a stage reads its questions from (hf:// sources are fixed by the Hub's cache)."""
-    sources = [recipe.data.source, recipe.data.eval_source]
-    return [Path(s).expanduser() for s in sources if s and not s.startswith("hf://")] + [Path(p) for p in extra]
+# -- made_by: what a stage's output is made from ----------------------------------------------------
 
 
-def check_inputs(run_dir: Path, record: Optional[dict], files: Sequence[Path]) -> dict[str, str]:
-    """sha256 of each input file; refuse a resume whose inputs changed since the run was made."""
-    hashes = {str(p): file_sha256(p) for p in files if p.is_file()}
-    saved = (record or {}).get("inputs") or {}
-    for name, digest in hashes.items():
-        if name in saved and saved[name] != digest:
-            raise ValueError(f"{name} changed since {run_dir} was started (sha256 {saved[name][:12]}... -> "
-                             f"{digest[:12]}...): resuming would mix two data sets. Restore the file, or start a "
-                             "new run (another run.output_dir).")
-    return hashes
+@dataclass(frozen=True)
+class MadeBy:
+    """What a stage's output is made from: the recipe fields that shape it and the bytes of its inputs."""
+
+    settings: Mapping[str, object]  # dotted field -> value, e.g. {"distill.optim.learning_rate": 0.0001, "run.seed": 0}
+    inputs: Optional[Mapping[str, str]]  # role -> sha256 ("model", "data.source", "tuples"); None: never recorded
+
+    def to_json(self) -> dict:
+        return {"settings": dict(self.settings), "inputs": None if self.inputs is None else dict(self.inputs)}
 
 
-def begin(run_dir: Path, stage: str, resume: bool, inputs: Sequence[Path] = (), write: bool = True) -> None:
-    """The stage and input checks of a run directory, then (`write`) RUN/run.json, created or with a resume added."""
+def _flatten(d, prefix: str) -> dict:
+    """{"a": {"b": 1}} -> {"prefix.a.b": 1}: nested sections compared (and named) field by field."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flatten(v, f"{prefix}.{k}"))
+    return out
+
+
+def flatten(d: Mapping) -> dict:
+    """{"eval": {"k": 4}, "seed": 0} -> {"eval.k": 4, "seed": 0}."""
+    return {k2: v2 for k, v in d.items() for k2, v2 in _flatten(v, k).items()}
+
+
+def _settings(recipe, sections: Sequence[str], extra: Sequence[str]) -> dict[str, object]:
+    """The dotted fields of `sections` and the `extra` fields; model.path left out: its bytes are the "model" input."""
+    from .configio import to_dict
+
+    data = to_dict(recipe)
+    flat = {k: v for s in sections for k, v in _flatten(data[s], s).items() if k != "model.path"}
+    for dotted in extra:
+        section, key = dotted.split(".")
+        flat[dotted] = data[section][key]
+    return flat
+
+
+def local_data_files(recipe) -> dict[str, Path]:
+    """The local files a stage reads problems from, by recipe field (hf:// and generated sources are not files)."""
+    fields = {"data.source": recipe.data.source, "data.eval_source": recipe.data.eval_source,
+              "data.validation_source": recipe.data.validation_source}
+    return {f: Path(s).expanduser() for f, s in fields.items() if s and "://" not in s}
+
+
+def made_by(recipe, sections: Sequence[str], files: Mapping[str, Path] = (), extra: Sequence[str] = ("run.seed",)) -> MadeBy:
+    """The record of a stage run with `recipe`: `sections` (and `extra` fields) as they are, the starting model's
+    bytes (recipe.model.path), the data files' and `files`' (e.g. {"tuples": ...}) sha256."""
+    inputs = {"model": model_fingerprint(recipe.model.path)}
+    for role, path in {**local_data_files(recipe), **dict(files)}.items():
+        inputs[role] = file_sha256(path) if Path(path).is_file() else "missing"
+    return MadeBy(_settings(recipe, sections, extra), inputs)
+
+
+def _lookup(data: dict, dotted: str):
+    node = data
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return "(no such field)"
+        node = node[key]
+    return node
+
+
+def saved_made_by(run_dir: Path, like: MadeBy) -> Optional[MadeBy]:
+    """The record run.json keeps, else (a run of an older sdzero) the fields of `like` read from its recipe.yaml,
+    with its inputs unknown; None when nothing was started there."""
+    record = read_record(run_dir) if (run_dir / RECORD).is_file() else None
+    if record and isinstance(record.get("made_by"), dict):
+        return MadeBy(record["made_by"].get("settings") or {}, record["made_by"].get("inputs"))
+    recipe_file = run_dir / "recipe.yaml"
+    if not recipe_file.is_file():
+        return None
+    from .configio import to_dict
+    from .config import load_recipe
+
+    try:
+        saved = to_dict(load_recipe(recipe_file))
+    except (ValueError, OSError) as err:
+        return MadeBy({"recipe.yaml": f"unreadable by this sdzero ({err})"}, None)
+    return MadeBy({k: _lookup(saved, k) for k in like.settings}, None)
+
+
+def differences(saved: MadeBy, want: MadeBy, ignore: Sequence[str] = (), settings_only: bool = False) -> list[str]:
+    """What differs between two records, one `field: old -> new` each; `ignore`: fields that may differ.
+    `settings_only`: a record without inputs (an older sdzero's) is compared on its settings alone."""
+    diffs = [f"{k}: {saved.settings.get(k, '(unset)')!r} -> {want.settings.get(k, '(unset)')!r}"
+             for k in sorted(set(saved.settings) | set(want.settings))
+             if k not in ignore and saved.settings.get(k, "(unset)") != want.settings.get(k, "(unset)")]
+    if saved.inputs is None:
+        return diffs if settings_only else diffs + ["its inputs: never recorded (made by an older sdzero)"]
+    for role in sorted(set(saved.inputs) | set(want.inputs or {})):
+        old, new = saved.inputs.get(role), (want.inputs or {}).get(role)
+        if old != new:
+            diffs.append(f"{role}: other bytes (sha256 {str(old)[:12]} -> {str(new)[:12]})")
+    return diffs
+
+
+def check_made_by(run_dir: Path, want: MadeBy, ignore: Sequence[str] = ()) -> None:
+    """Refuse to continue a stage in `run_dir` that was started from other settings or inputs (all but `ignore`)."""
+    saved = saved_made_by(run_dir, want)
+    diffs = [] if saved is None else differences(saved, want, ignore, settings_only=True)
+    if diffs:
+        raise ValueError(f"{run_dir} was started with another recipe or inputs ({'; '.join(diffs)}). "
+                         "Continue with the same recipe, or choose another run.output_dir.")
+
+
+class StaleStage(ValueError):
+    """A finished (or started) stage was made from other settings or inputs, and run.retrain is off."""
+
+
+def reuse_or_clear(stage_dir: Path, want: MadeBy, finished: bool, started: bool, retrain: bool,
+                   resume_ignore: Sequence[str] = (), log=print) -> bool:
+    """The one reuse rule of every stage a run, compare or sweep continues. True: `finished` and made by `want`:
+    reuse it. False: train it, resuming what was `started` there when that was made by `want` (but
+    `resume_ignore`), else, with `retrain`, after emptying the folder. A mismatch without `retrain` raises
+    StaleStage naming the fields; what depends on the stage is stale in turn, as its inputs include this
+    stage's bytes."""
+    saved = saved_made_by(stage_dir, want) if finished or started else None
+    if saved is None:
+        return False  # nothing there to keep
+    diffs = differences(saved, want, () if finished else resume_ignore)
+    if not diffs:
+        return finished
+    what = "was trained" if finished else "was started"
+    if not retrain:
+        raise StaleStage(f"{stage_dir} {what} from other settings or inputs than this recipe's ({'; '.join(diffs)}). "
+                         "Rerun with --retrain (run.retrain=true) to train it again with what depends on it, or choose "
+                         "another run.output_dir.")
+    if stage_dir.is_symlink():  # a search's points share one chain: retraining it here would change the others'
+        raise StaleStage(f"{stage_dir} {what} from other settings or inputs ({'; '.join(diffs)}) and is shared (a link "
+                         f"to {stage_dir.resolve()}); it is not retrained here. Use another output folder.")
+    log(f"{stage_dir.name}: {what} from other settings or inputs ({'; '.join(diffs)}); training it again")
+    clear(stage_dir)
+    return False
+
+
+def clear(stage_dir: Path) -> None:
+    """Empty a stage folder for a new run, under its lock (which stays)."""
+    with run_dir_lock(stage_dir):
+        for entry in stage_dir.iterdir():
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def begin(run_dir: Path, stage: str, resume: bool, record: Optional[MadeBy] = None, write: bool = True) -> None:
+    """The stage check of a run directory, then (`write`) RUN/run.json, created or with a resume added, holding
+    `record` as made_by (a resume may have changed the steps)."""
     from . import __version__
 
-    record = check_stage(run_dir, stage, resume)
-    hashes = check_inputs(run_dir, record, inputs)
+    saved = check_stage(run_dir, stage, resume)
     if not write:
         return
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     entry = {"command": command_line(), "overrides": list(_invocation["overrides"]), "time": now}
-    if resume and record is not None and "created" in record:
-        record = {**record, "inputs": {**record.get("inputs", {}), **hashes},
-                  "resumed": [*record.get("resumed", []), entry]}
+    if resume and saved is not None and "created" in saved:
+        saved = {**saved, "resumed": [*saved.get("resumed", []), entry]}
     else:
-        record = {"stage": stage, **entry, "sdzero_version": __version__, "created": now, "inputs": hashes}
-        record.pop("time")
-    write_json(run_dir / RECORD, record)
+        saved = {"stage": stage, **entry, "sdzero_version": __version__, "created": now}
+        saved.pop("time")
+    saved.pop("inputs", None)  # an older sdzero's input hashes: made_by holds them now
+    if record is not None:
+        saved["made_by"] = record.to_json()
+    write_json(run_dir / RECORD, saved)
 
 
 # -- outputs.json: the final outputs as written ----------------------------------------------------

@@ -69,9 +69,15 @@ def test_run_finishes_writes_the_final_table_and_skips_finished_stages(tiny_run_
         assert f"{stage}: done, skipped" in again.output
     assert "eval distill: done, skipped" not in again.output and "srt: step" not in again.output
     assert json.loads((run / "results.json").read_text())["models"]["SD-Zero"] == data["models"]["SD-Zero"]
-    # a finished evaluation is not silently reused under other eval settings
-    stale = runner.invoke(app, ["run", str(recipe), "--set", "eval.k=3"])
-    assert stale.exit_code == 2 and "delete it" in stale.output
+    # a finished evaluation is never read under other eval settings: the stages are reused (eval is not in
+    # their record), every model is evaluated again with k = 3, and the log names the field
+    other_k = runner.invoke(app, ["run", str(recipe), "--set", "eval.k=3"])
+    assert other_k.exit_code == 0, other_k.output
+    assert "srt: done, skipped" in other_k.output and "distill: done, skipped" in other_k.output
+    assert other_k.output.count("eval.k: 2 -> 3") == 3 and "eval base: done, skipped" not in other_k.output
+    for name in ("base", "srt", "distill"):
+        assert data["stages"][f"eval {name}"]["generations"] == 6 * (2 + 1) + 6
+        assert json.loads((run / "results.json").read_text())["stages"][f"eval {name}"]["generations"] == 6 * (3 + 1) + 6
 
 
 def test_collect_and_srt_commands(tiny_run_recipe, tmp_path):

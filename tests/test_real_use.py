@@ -22,7 +22,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sdzero_mlx import rundir
+from sdzero_mlx import fingerprint, rundir
 from sdzero_mlx.atomic import DamagedFile
 from sdzero_mlx.checkpoint import load_checkpoint, read_state
 from sdzero_mlx.cli import app
@@ -141,7 +141,9 @@ def test_a_resume_with_another_stage_is_refused_naming_both(tiny_recipe, tmp_pat
     run_distill(recipe, run)
     record = json.loads((run / "run.json").read_text())
     assert record["stage"] == "distill" and record["sdzero_version"]
-    assert record["inputs"] == {str(Path(recipe.data.source)): rundir.file_sha256(recipe.data.source)}
+    assert record["made_by"]["inputs"] == {"model": fingerprint.model_fingerprint(recipe.model.path),
+                                           "data.source": fingerprint.file_sha256(recipe.data.source)}
+    assert record["made_by"]["settings"]["distill.steps"] == 1 and "model.path" not in record["made_by"]["settings"]
     adapters = (run / "adapters" / "adapters.safetensors").read_bytes()
     with pytest.raises(ValueError, match=r"is a distill run; `sdzero rft --resume` cannot continue it"):
         run_rft(recipe, run, resume=True)
@@ -396,7 +398,7 @@ def test_a_changed_data_file_refuses_the_resume(tiny_model_dir, tmp_path):
     rows = arithmetic_rows(40)
     rows[0]["answer"] = "99"  # same path, other contents
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with pytest.raises(ValueError, match=f"{data} changed since"):
+    with pytest.raises(ValueError, match=r"run was started with another recipe or inputs \(data.source: other bytes"):
         run_distill(recipe, tmp_path / "run", resume=True)
 
 

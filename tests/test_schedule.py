@@ -89,15 +89,19 @@ def test_a_stopped_worker_unwinds_like_sdzero(tmp_path):
     assert sleeper.poll() not in (None, 0)
 
 
-def test_an_evaluation_cached_under_the_old_protocol_is_refused(tmp_path):
-    from sdzero_mlx.pipeline import eval_settings, evaluate_cached
+def test_an_evaluation_cached_under_the_old_protocol_is_evaluated_again(tmp_path):
+    from sdzero_mlx.pipeline import eval_key, evaluate_cached
 
     recipe = _quick_recipe(tmp_path, 1)
-    old = {k: v for k, v in eval_settings(recipe).items() if k != "protocol"} | {"split": "test"}
+    key = eval_key(recipe, recipe.model.path, None, "test")
+    old = {k: v for k, v in key.items() if k != "protocol"}
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "base.json").write_text(json.dumps({"settings": old, "results": [], "seconds": 1.0}))
-    with pytest.raises(ValueError, match="drew other samples"):
-        evaluate_cached(recipe, "base", recipe.model.path, None, tmp_path, print)
+    lines = []
+    results = evaluate_cached(recipe, "base", recipe.model.path, None, tmp_path, lines.append)
+    assert results and results[0].generations == 32 * 2  # evaluated: 32 test problems x (k = 1 + greedy); the cache held none
+    assert any("evaluating again" in line and "protocol: '(unset)' ->" in line for line in lines)
+    assert json.loads((tmp_path / "eval" / "base.json").read_text())["settings"] == key
 
 
 def test_tasks_whose_needs_never_come_are_refused(tmp_path):

@@ -54,9 +54,8 @@ from ..config import CollectConfig
 from ..configio import write_yaml
 from ..data import make_splits
 from ..atomic import read_json, write_json, write_text
-from ..checkpoint import check_same_recipe
 from ..lengths import fitting, prompt_limit
-from ..rundir import begin, input_files, run_dir_lock
+from ..rundir import MadeBy, begin, check_made_by, made_by, run_dir_lock
 from ..modeling import load_model
 from ..outputs import check_output_dir
 from ..prompts import Separators, prompt_ids, separators
@@ -401,17 +400,23 @@ def run_collect(
         return _run_collect(recipe, out_dir, on_batch, on_finish, stop_after)
 
 
+def collect_made_by(recipe: Recipe) -> MadeBy:
+    """What collect's tuples are made from: its sections, the model's bytes and the data's (rundir.MadeBy)."""
+    return made_by(recipe, COLLECT_SECTIONS)
+
+
 def _run_collect(recipe, out_dir, on_batch, on_finish, stop_after) -> CollectSummary:
+    record = collect_made_by(recipe)
     if (out_dir / DONE).is_file():
-        check_same_recipe(recipe, out_dir / "recipe.yaml", COLLECT_SECTIONS)
+        check_made_by(out_dir, record)
         return read_summary(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tuples_path, progress_path = out_dir / TUPLES, out_dir / PROGRESS
     progress = CollectProgress()
     if progress_path.is_file():
-        check_same_recipe(recipe, out_dir / "recipe.yaml", COLLECT_SECTIONS)
+        check_made_by(out_dir, record)
         progress = CollectProgress(**read_json(progress_path, f"delete {out_dir} to collect again"))
-    begin(out_dir, "collect", progress_path.is_file(), input_files(recipe))
+    begin(out_dir, "collect", progress_path.is_file(), record)
     write_yaml(recipe, out_dir / "recipe.yaml")
     # rows past the recorded length belong to a batch that did not finish: it is redone
     with tuples_path.open("a+b") as f:

@@ -25,13 +25,13 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from ..checkpoint import TrainingState, check_same_recipe, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
+from ..checkpoint import TrainingState, checkpoint_dir, load_checkpoint, save_adapters, save_checkpoint
 from ..configio import write_yaml
 from ..platform.device import device_name, use_device
 from ..data import questions_for_step
@@ -41,7 +41,7 @@ from ..modeling import load_model, lora_num_layers, make_trainable, padding_id, 
 from ..lengths import check_fits_context, fitting, prompt_limit
 from ..outputs import check_output_dir
 from ..probe import make_probe
-from ..rundir import begin, damaged_outputs, input_files, lock_run_dir, record_outputs, unlock_run_dir
+from ..rundir import begin, check_made_by, check_stage, damaged_outputs, lock_run_dir, made_by, record_outputs, unlock_run_dir
 from ..rollout import sample_groups
 from ..seeds import derive_seed
 from ..sinks import Sinks, open_sinks
@@ -125,11 +125,12 @@ _skipped_this_step: list[int] = []
 
 def open_run_dir(
     recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = (), *, stage: str,
-    inputs: Sequence[Path] = (),
+    inputs: Mapping[str, Path] = {},
 ) -> Path:
     """Check the folder can hold results (before any work: a bad location costs nothing), take its lock
-    (rank 0), check that a resumed run is a `stage` run started with the same recipe and data, or that a
-    new one is empty; write recipe.yaml and run.json (rank 0). Select run.device.
+    (rank 0), check that a resumed run is a `stage` run made from the same record (the recipe's `sections` but
+    `ignore`, the starting model's and the data's bytes, `inputs` by role), or that a new one is empty; write
+    recipe.yaml and run.json with that record (rank 0). Select run.device.
 
     The lock is released by train_loop, or by `unlock_run_dir` when the stage fails before it."""
     use_device(recipe.run.device)
@@ -141,11 +142,13 @@ def open_run_dir(
         if resume and checkpoint_dir(run_dir) is None:
             raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from (a run stopped before its first "
                                     "save, at step run.save_every): run the same command without --resume to start it.")
+        record = made_by(recipe, sections, inputs)
         if resume:
-            check_same_recipe(recipe, run_dir / "recipe.yaml", sections, ignore=ignore)
+            check_stage(run_dir, stage, resume)  # another stage's run: say so before comparing records
+            check_made_by(run_dir, record, ignore=ignore)
         elif checkpoint_dir(run_dir) is not None:
             raise FileExistsError(f"{run_dir} already holds a run. Resume it (--resume {run_dir}) or choose another run.output_dir.")
-        begin(run_dir, stage, resume, input_files(recipe, inputs), write=writer)
+        begin(run_dir, stage, resume, record, write=writer)
         if writer:
             write_yaml(recipe, run_dir / "recipe.yaml")
     except BaseException:
@@ -181,11 +184,11 @@ def stage_of(sections: Sequence[str]) -> str:
 
 def start_stage(
     recipe, run_dir: Path, resume: bool, sections: Sequence[str], ignore: Sequence[str] = (), *,
-    stage: Optional[str] = None, inputs: Sequence[Path] = (),
+    stage: Optional[str] = None, inputs: Mapping[str, Path] = {},
 ) -> Trainee:
     """open_run_dir, then load recipe.model and make it trainable: the first lines of every stage.
     `stage`: the name run.json records (default: the registered stage with these sections); `inputs`: files
-    besides the data source whose change refuses a resume (SRT's tuples)."""
+    besides the data by role, whose change refuses a resume ({"tuples": ...}: SRT's)."""
     stage = stage or stage_of(sections)
     run_dir = open_run_dir(recipe, run_dir, resume, sections, ignore, stage=stage, inputs=inputs)
     try:

@@ -41,8 +41,8 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from ..atomic import replace_dir, write_json, write_text
-from ..checkpoint import TrainingState, check_same_recipe, checkpoint_dir, read_state
-from ..rundir import damaged_outputs, record_outputs, run_dir_lock
+from ..checkpoint import TrainingState, checkpoint_dir, read_state
+from ..rundir import MadeBy, check_made_by, damaged_outputs, made_by, record_outputs, run_dir_lock
 from ..types import load_tuples
 from ..config import SrtConfig
 from ..data import epoch_order
@@ -204,6 +204,11 @@ def tuples_path(recipe: Recipe, run_dir: Path) -> Path:
     return Path(recipe.srt.tuples).expanduser() if recipe.srt.tuples else Path(run_dir).parent / "collect" / "tuples.jsonl"
 
 
+def srt_made_by(recipe: Recipe, run_dir: Path) -> MadeBy:
+    """What SRT's output is made from: its sections, the base model's bytes and the tuples' (rundir.MadeBy)."""
+    return made_by(recipe, SRT_SECTIONS, {"tuples": tuples_path(recipe, run_dir)})
+
+
 def run_srt(
     recipe: Recipe,
     run_dir: Path,
@@ -227,7 +232,7 @@ FINAL_OUTPUTS = ("adapters/adapters.safetensors", "adapters/adapter_config.json"
 def _run_srt(recipe: Recipe, out_dir: Path, resume: bool, on_step, stop_after) -> TrainingState:
     cfg, seed = recipe.srt, recipe.run.seed
     if (out_dir / DONE).is_file():
-        check_same_recipe(recipe, out_dir / "recipe.yaml", SRT_SECTIONS)
+        check_made_by(out_dir, srt_made_by(recipe, out_dir))
         bad = damaged_outputs(out_dir, FINAL_OUTPUTS)
         if not bad:
             return read_state(out_dir / "state.json")
@@ -261,7 +266,7 @@ def _run_srt(recipe: Recipe, out_dir: Path, resume: bool, on_step, stop_after) -
     def stage_at(step: int) -> int:
         return max(i for i, b in enumerate(bounds) if b <= step)
 
-    run = start_stage(recipe, out_dir, resume, SRT_SECTIONS, stage="srt", inputs=[source])
+    run = start_stage(recipe, out_dir, resume, SRT_SECTIONS, stage="srt", inputs={"tuples": source})
     model, tokenizer, pad = run.model, run.tokenizer, run.pad_id
     # the reference code's second stage is a new fine-tuning run: a fresh optimizer per stage
     initial = penalty_reference(model, cfg.optim)  # taken before any resume
