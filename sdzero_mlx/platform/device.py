@@ -1,8 +1,13 @@
-"""Which device MLX computes on: `run.device` (auto | cpu | gpu), and an honest account of the GPU.
+"""Which device MLX computes on: `run.device` (auto | cpu | gpu), an honest account of the GPU, and the
+stream sampling runs on.
 
 auto keeps MLX's default (the GPU when its backend works: Metal on a Mac, CUDA with the `cuda`
 extra on Linux). gpu refuses to start without one, naming why; cpu forces the CPU. Detection never
 hides an error: a CUDA wheel installed next to a broken driver is reported, not taken for "no GPU".
+
+Sampling gets its stream here (`sampling_stream`), on the device chosen: mlx-lm's own
+`generation_stream` is made on the default device when `mlx_lm.generate` is imported, before
+`run.device` is read, so with it a Mac told `run.device: cpu` would sample on Metal.
 """
 
 from __future__ import annotations
@@ -65,8 +70,30 @@ def use_device(choice: str) -> None:
         raise ValueError(f"run.device must be auto, cpu or gpu, got {choice!r}.")
 
 
-def device_name() -> str:
-    """Where MLX computes now: 'cpu', 'gpu (cuda)' or 'gpu (metal)'."""
+def backend() -> str:
+    """Where MLX computes now: 'cpu', 'metal' or 'cuda' (the default device, as `use_device` left it)."""
     if mx.default_device() != mx.gpu:
         return "cpu"
-    return "gpu (metal)" if mx.metal.is_available() else "gpu (cuda)"
+    return "metal" if mx.metal.is_available() else "cuda"
+
+
+def device_name() -> str:
+    """Where MLX computes now: 'cpu', 'gpu (cuda)' or 'gpu (metal)'."""
+    name = backend()
+    return name if name == "cpu" else f"gpu ({name})"
+
+
+_streams: dict[str, mx.ThreadLocalStream] = {}
+
+
+def sampling_stream() -> mx.ThreadLocalStream:
+    """The stream mlx-lm's generator samples on: on MLX's default device now, the one `run.device` chose.
+
+    One per device for the process (MLX keeps every stream it makes, with a CPU thread each), thread-local
+    as mlx-lm's own `generation_stream` is.
+    """
+    device = mx.default_device()
+    key = str(device)
+    if key not in _streams:
+        _streams[key] = mx.new_thread_local_stream(device)
+    return _streams[key]
