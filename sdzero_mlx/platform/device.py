@@ -17,6 +17,8 @@ from importlib import metadata
 
 import mlx.core as mx
 
+from .facts import facts
+
 CUDA_WHEELS = ("mlx-cuda-12", "mlx-cuda-13", "mlx-cuda")
 
 
@@ -46,6 +48,9 @@ def gpu_status() -> GpuStatus:
         if cuda_wheels:
             return GpuStatus(False, "none", f"{', '.join(cuda_wheels)} is installed but MLX sees no GPU: "
                                             "check the NVIDIA driver (nvidia-smi) and the CUDA version of the wheel")
+        if facts().macos:
+            return GpuStatus(False, "none", "MLX sees no Metal GPU: Metal needs an Apple silicon Mac and MLX's "
+                                            "mlx-metal wheel (`sdzero info` lists the mlx wheels installed)")
         return GpuStatus(False, "none", "this MLX build has no GPU backend (mlx-cpu; install the cuda extra "
                                         "on an NVIDIA machine, or use a Mac)")
     backend = "metal" if mx.metal.is_available() else "cuda" if getattr(mx, "cuda", None) and mx.cuda.is_available() else "gpu"

@@ -1,7 +1,8 @@
 """What `sdzero info` prints: versions, the MLX device and backends, the BLAS, memory and cores.
 
 Enough to answer the first questions on a bug report ("which mlx wheel?", "is it on the GPU?",
-"is the reference BLAS making it slow?") from one paste.
+"is the reference BLAS making it slow?") from one paste. Linux-only sources (/proc, CPU affinity) are
+read where `facts()` says Linux.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from importlib import metadata
 from sdzero_mlx.platform.blas import blas_in_use
 from sdzero_mlx.platform.device import device_name, gpu_status
 from sdzero_mlx.platform.distributed import describe
+from sdzero_mlx.platform.facts import facts
 from sdzero_mlx.platform.threads import blas_threads
 
 _GIB = 1024**3
@@ -40,6 +42,8 @@ def _memory() -> str:
     except (ValueError, OSError, AttributeError):
         return "unknown"
     text = f"{total / _GIB:.1f} GiB"
+    if not facts().linux:
+        return text
     try:
         with open("/proc/meminfo") as f:
             fields = dict(line.split(":", 1) for line in f)
@@ -53,7 +57,7 @@ def _memory() -> str:
 def _cores() -> str:
     """CPU cores this process may use, and the machine's count when a cgroup/affinity limits it."""
     total = os.cpu_count() or 0
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    usable = len(os.sched_getaffinity(0)) if facts().linux else total  # macOS has no CPU affinity
     return str(usable) if usable == total else f"{usable} (of {total} on the machine)"
 
 
