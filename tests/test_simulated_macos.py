@@ -2,7 +2,7 @@
 `simulated`), and every platform question in platform/ and the CI guard must answer as a Mac would.
 
 What a simulation cannot do, it does not pretend: Linux still loads OpenBLAS and has no Metal. Where a
-test needs Metal's answers, it passes them in as numbers (docs/testing.md lists what
+test needs Metal's answers (the memory limit), it passes them in as numbers (docs/testing.md lists what
 is simulated and what has never run on a real Mac).
 """
 
@@ -118,3 +118,19 @@ def test_ci_true_on_a_mac_passes_a_suite_whose_only_skips_are_linux_ones(tmp_pat
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0 and "3 skipped" in done.stdout, done.stdout
+
+
+# -- memory: on Metal the limit is the GPU's recommended working set, not 80% of the RAM --------------
+
+GB = 1e9
+
+
+def test_the_memory_limit_on_metal_is_the_recommended_working_set():
+    # a 16 GB Mac as mx.device_info() describes it (Metal allows about two thirds of it to the GPU)
+    info = {"memory_size": 17_179_869_184, "max_recommended_working_set_size": 11_453_251_584, "architecture": "applegpu_g13g"}
+    limit = device.memory_limit_for("metal", info, ram_gb=17.18)
+    assert limit.gb == pytest.approx(11.453251584)
+    assert limit.source == "Metal's recommended working set on this 17.2 GB Mac"
+    cpu = device.memory_limit_for("cpu", {"architecture": "x86_64"}, ram_gb=16.0)
+    assert cpu.gb == pytest.approx(12.8) and cpu.source == "80% of this machine's 16.0 GB of RAM"
+    assert device.memory_limit_for("cpu", {}, ram_gb=None) is None

@@ -1,5 +1,5 @@
-"""Which device MLX computes on: `run.device` (auto | cpu | gpu), an honest account of the GPU, and the
-stream sampling runs on.
+"""Which device MLX computes on: `run.device` (auto | cpu | gpu), an honest account of the GPU, the
+stream sampling runs on, and the memory a run may use there.
 
 auto keeps MLX's default (the GPU when its backend works: Metal on a Mac, CUDA with the `cuda`
 extra on Linux). gpu refuses to start without one, naming why; cpu forces the CPU. Detection never
@@ -12,8 +12,10 @@ Sampling gets its stream here (`sampling_stream`), on the device chosen: mlx-lm'
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Optional
 
 import mlx.core as mx
 
@@ -102,3 +104,44 @@ def sampling_stream() -> mx.ThreadLocalStream:
     if key not in _streams:
         _streams[key] = mx.new_thread_local_stream(device)
     return _streams[key]
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+RAM_SHARE = 0.8  # of the RAM a CPU run may plan to use: the OS, the page cache and other programs need the rest
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    gb: float  # what a run's peak should stay under
+    source: str  # what the figure is, for messages: "80% of this machine's 16.0 GB of RAM"
+
+
+def ram_gb() -> Optional[float]:
+    """This machine's RAM (unified memory on Apple silicon), or None when the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_limit_for(backend_name: str, device_info: dict, ram_gb: Optional[float]) -> Optional[MemoryLimit]:
+    """The memory limit on `backend_name` ('cpu', 'metal', 'cuda') from mx.device_info() and the RAM.
+
+    Metal: the GPU's recommended working set (`max_recommended_working_set_size`, which macOS sets below
+    the unified memory; mlx-lm warns that generating "can be slow" near it, and past it Metal pages or
+    fails to allocate). Elsewhere: RAM_SHARE of the RAM (CUDA's own memory is not read yet).
+    Example: memory_limit_for("cpu", {}, 16.0) == MemoryLimit(12.8, "80% of this machine's 16.0 GB of RAM")
+    """
+    if backend_name == "metal":
+        where = f"on this {ram_gb:.1f} GB Mac" if ram_gb else "on this Mac"
+        return MemoryLimit(device_info["max_recommended_working_set_size"] / 1e9, f"Metal's recommended working set {where}")
+    if ram_gb is None:
+        return None
+    return MemoryLimit(RAM_SHARE * ram_gb, f"{int(100 * RAM_SHARE)}% of this machine's {ram_gb:.1f} GB of RAM")
+
+
+def memory_limit() -> Optional[MemoryLimit]:
+    """The memory limit where MLX computes now (`memory_limit_for` on this machine)."""
+    name = backend()
+    return memory_limit_for(name, mx.device_info(mx.gpu) if name == "metal" else {}, ram_gb())

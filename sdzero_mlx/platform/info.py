@@ -13,7 +13,7 @@ import sys
 from importlib import metadata
 
 from sdzero_mlx.platform.blas import blas_in_use
-from sdzero_mlx.platform.device import device_name, gpu_status
+from sdzero_mlx.platform.device import device_name, gpu_status, memory_limit
 from sdzero_mlx.platform.distributed import describe
 from sdzero_mlx.platform.facts import facts
 from sdzero_mlx.platform.threads import blas_threads
@@ -54,6 +54,12 @@ def _memory() -> str:
     return text
 
 
+def _memory_limit() -> str:
+    """What `sdzero doctor` holds a run's peak memory against here."""
+    limit = memory_limit()
+    return "unknown" if limit is None else f"{limit.gb:.1f} GB ({limit.source}; sdzero doctor warns past it)"
+
+
 def _cores() -> str:
     """CPU cores this process may use, and the machine's count when a cgroup/affinity limits it."""
     total = os.cpu_count() or 0
@@ -86,6 +92,7 @@ def collect_info() -> dict[str, str]:
         "blas": blas_in_use(),
         "blas threads": blas_threads(),
         "memory": _memory(),
+        "memory limit": _memory_limit(),
         "cpu cores": _cores(),
     }
 
