@@ -1,5 +1,6 @@
 # One-command set-up and entry points. On Linux MLX's CPU backend is installed (extra "cpu");
-# on macOS plain mlx brings Metal.
+# on macOS plain mlx brings Metal. PYTHON must be 3.10+ (and arm64 on a Mac): scripts/check_python.py
+# says so, naming the fix, before any venv is made (a Mac's python3 may be Apple's 3.9).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,6 +10,8 @@ EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,cpu,test),tasks
 # this by itself; pytest is started here, so the Makefile does it), with sdzero's BLAS thread
 # choice (sdzero_mlx/platform/threads.py: one thread; OpenBLAS's spinning threads fight MLX's own).
 FAST_BLAS = $(shell $(BIN)/python -c 'from sdzero_mlx.platform.blas import find_openblas; print(find_openblas() or "")' 2>/dev/null)
+# the goal named in check_python.py's fix ("make demo PYTHON=python3.12")
+GOAL := $(or $(firstword $(MAKECMDGOALS)),setup)
 
 # The GPU environment (make test-gpu): its own venv, because mlx-cpu and mlx-cuda install the same
 # library files. GPU_EXTRA=cuda13 for a CUDA 13 driver; on macOS plain mlx brings Metal.
@@ -21,6 +24,7 @@ GPU_EXTRAS := $(if $(filter Darwin,$(shell uname -s)),test,$(GPU_EXTRA),test)
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@$(PYTHON) scripts/check_python.py $(GOAL)
 	@# Linux CPUs: mlx-cpu bundles the reference BLAS; OpenBLAS makes training ~15x faster.
 	@if [ "$$(uname -s)" = Linux ] && ! ldconfig -p 2>/dev/null | grep -q libopenblas; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -47,6 +51,7 @@ test-gpu: $(GPU_VENV)/.installed
 	$(GPU_VENV)/bin/sdzero parity
 
 $(GPU_VENV)/.installed: pyproject.toml
+	@$(PYTHON) scripts/check_python.py $(GOAL)
 	$(PYTHON) -m venv $(GPU_VENV)
 	$(GPU_VENV)/bin/pip install -q --upgrade pip
 	$(GPU_VENV)/bin/pip install -q -e ".[$(GPU_EXTRAS)]"
@@ -58,16 +63,19 @@ demo: setup
 # `make bench`: every benchmark at settings that finish in minutes on a laptop CPU (each prints its
 # ratios from one run); `make bench-full` adds the long sweeps of docs/performance.md (answers up to 1024 tokens at
 # batch 4, SmolLM2 in the thread benchmark, quantized bases, the roofline and group prefill on SmolLM2,
-# evaluation by batch size: about an hour and a quarter on a 2-core CPU).
+# evaluation by batch size: about an hour and a quarter on a 2-core CPU). The three that time OpenBLAS
+# against mlx-cpu's reference BLAS are skipped, with a line, where there is no OpenBLAS (macOS: Accelerate).
 BENCH = LD_PRELOAD=$(FAST_BLAS) $(BIN)/python benchmarks
+NO_OPENBLAS = @echo "skipped bench_blas.py, bench_distill_step.py, bench_threads.py: no OpenBLAS (they time it against \
+  mlx-cpu's bundled reference BLAS on a Linux CPU; on macOS MLX uses Accelerate)"
 
 bench: setup
 	$(BIN)/pip install -q -e ".[$(EXTRAS),bench]"
-	$(BENCH)/bench_blas.py
+	$(if $(FAST_BLAS),$(BENCH)/bench_blas.py,$(NO_OPENBLAS))
 	$(BENCH)/bench_verifier.py
-	$(BENCH)/bench_distill_step.py
+	$(if $(FAST_BLAS),$(BENCH)/bench_distill_step.py)
 	$(BENCH)/bench_kd_memory.py
-	$(BENCH)/bench_threads.py --skip-smollm
+	$(if $(FAST_BLAS),$(BENCH)/bench_threads.py --skip-smollm)
 	$(BENCH)/bench_real.py --lengths 64,256 --batches 1
 	$(BENCH)/bench_roofline.py --quick --skip-smollm
 	$(BENCH)/bench_group_prefill.py --model tiny
@@ -75,7 +83,7 @@ bench: setup
 	$(BENCH)/bench_prefill_batch.py
 
 bench-full: bench
-	$(BENCH)/bench_threads.py
+	$(if $(FAST_BLAS),$(BENCH)/bench_threads.py)
 	$(BENCH)/bench_real.py --lengths 64,256,1024 --batches 1,4 --quantized
 	$(BENCH)/bench_roofline.py
 	$(BENCH)/bench_group_prefill.py

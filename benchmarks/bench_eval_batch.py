@@ -28,6 +28,7 @@ from sdzero_mlx.demo.app import base_model_dir  # noqa: E402
 from sdzero_mlx.demo.source import examples as demo_examples  # noqa: E402
 from sdzero_mlx.evaluate import evaluate_examples  # noqa: E402
 from sdzero_mlx.modeling import load_model  # noqa: E402
+from clock import gpu_note  # noqa: E402  (benchmarks/clock.py)
 from sdzero_mlx.platform.threads import apply_blas_threads  # noqa: E402
 from sdzero_mlx.verifier import VerifierConfig  # noqa: E402
 
@@ -53,6 +54,8 @@ def main() -> None:
             old = best.setdefault(b, [0.0, 0.0, result.avg_at_k, result.greedy_accuracy])
             old[:2] = max(old[0], result.sampled_tokens / wall), max(old[1], result.sampled_tokens / cpu)  # greedy included
     print(f"tiny demo model, {args.problems} demo://inverse problems, k=4 + greedy, <= 144 tokens, best of {args.repeats}")
+    if gpu_note():
+        print(gpu_note())
     for b in batches:
         wall, cpu, avg, greedy = best[b]
         print(f"batch {b:4d}: {wall:7.0f} tok/s wall, {cpu:7.0f} tok/CPU-s  avg@4 {avg:.3f}  greedy {greedy:.3f}")

@@ -29,6 +29,7 @@ from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig, SamplingCon
 from sdzero_mlx.demo.app import base_model_dir  # noqa: E402
 from sdzero_mlx.demo.source import examples as demo_examples  # noqa: E402
 from sdzero_mlx.modeling import load_model, make_trainable  # noqa: E402
+from clock import gpu_note  # noqa: E402  (benchmarks/clock.py)
 from sdzero_mlx.platform.threads import apply_blas_threads  # noqa: E402
 from sdzero_mlx.prompts import prompt_ids  # noqa: E402
 from sdzero_mlx.rollout import generate_completions  # noqa: E402
@@ -70,6 +71,8 @@ def main() -> None:
                 ids[copies, fuse] = [c.ids for c in out]
     print(f"tiny demo model + rank-16 LoRA, {args.problems} demo://inverse problems, T=0.7, <= 144 tokens, "
           f"batch 64, best of {args.repeats}")
+    if gpu_note():
+        print(gpu_note())
     for (copies, fuse), (wall, cpu) in best.items():
         print(f"copies {copies}, {'fused' if fuse else 'LoRA '}: {wall:6.2f} s wall, {cpu:6.2f} s CPU")
     for copies in (1, 4):

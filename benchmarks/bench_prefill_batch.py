@@ -30,6 +30,7 @@ from sdzero_mlx.config import ModelConfig, PromptConfig, SamplingConfig  # noqa:
 from sdzero_mlx.demo.app import base_model_dir  # noqa: E402
 from sdzero_mlx.demo.source import examples as demo_examples  # noqa: E402
 from sdzero_mlx.modeling import load_model  # noqa: E402
+from clock import gpu_note  # noqa: E402  (benchmarks/clock.py)
 from sdzero_mlx.platform.threads import apply_blas_threads  # noqa: E402
 from sdzero_mlx.prompts import prompt_ids  # noqa: E402
 
@@ -77,6 +78,8 @@ def main() -> None:
     rollout.prefill_batch_size = CHOSEN
     print(f"{args.model} model, {args.problems} demo://inverse problems ({sum(map(len, prompts)) / len(prompts):.0f}-token "
           f"prompts), <= {args.max_tokens} tokens, batch {args.batch}, best of {args.repeats}")
+    if gpu_note():
+        print(gpu_note())
     for (name, way), (wall, cpu) in best.items():
         print(f"{name:9s} {way:9s}: {wall:6.2f} s wall, {cpu:6.2f} s CPU, {sum(map(len, ids[name, way]))} tokens")
     differ = sum(a != b for a, b in zip(ids["greedy", "mlx-lm 8"], ids["greedy", "together"]))

@@ -27,10 +27,11 @@ optimizer are not counted. Decoding a token costs 2 x all matmul weights + 4 x l
 backward activation-gradient products for training) timed alone at the phase's shapes with the
 model's own weights, then 1 - matmul time / phase time: the share spent in attention, norms,
 softmax, LoRA, sampling, the optimizer, Python and scheduling.
-Every time is the fastest of a few tries, and rates are per CPU second of this process (all its
-threads; wall seconds are printed too): the machine is shared with a higher-priority job, which
-stretches wall time far more than CPU time. Prints a table, then the ratios (measured in this run)
-as the last lines.
+Every time is the fastest of a few tries, and on a CPU rates are per CPU second of this process (all
+its threads; wall seconds are printed too): the machine is shared with a higher-priority job, which
+stretches wall time far more than CPU time. On a GPU (Metal on a Mac) the work is not this process's
+CPU time, so there every rate is per wall second (benchmarks/clock.py), and the GEMM and
+matrix-vector rates are the GPU's. Prints a table, then the ratios (measured in this run) as the last lines.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from sdzero_mlx.platform.blas import reexec_with_fast_blas  # noqa: E402
 reexec_with_fast_blas(sys.argv)  # as `sdzero` does; before mlx is imported
 
 import bench_real  # noqa: E402  (its step functions; it puts the repo and tests/ on sys.path)
+from clock import rate_clock  # noqa: E402
 import mlx.core as mx  # noqa: E402
 import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
@@ -65,14 +67,18 @@ def clock() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
+RATE = rate_clock()  # "CPU", or "wall" on a GPU: the seconds every rate is per
+
+
 def since(start: tuple[float, float]) -> tuple[float, float]:
-    """(wall s, CPU s of all this process's threads) since `start`."""
+    """(wall s, rate s) since `start`: rate s is the CPU s of all this process's threads (wall s on a GPU)."""
     now = clock()
-    return now[0] - start[0], now[1] - start[1]
+    wall = now[0] - start[0]
+    return wall, wall if RATE == "wall" else now[1] - start[1]
 
 
 def best(fn, repeats: int) -> tuple[float, float]:
-    """(wall, CPU) seconds, the fastest of `repeats` calls after a warm-up. The CPU time is what the
+    """(wall, rate) seconds, the fastest of `repeats` calls after a warm-up. The rate seconds are what the
     rates use: the other job on the machine stretches wall time, much less this process's CPU time."""
     fn()  # warm-up: allocations
     times = []
@@ -84,12 +90,12 @@ def best(fn, repeats: int) -> tuple[float, float]:
 
 
 def best_s(fn, repeats: int) -> float:
-    """The fastest call's CPU seconds."""
+    """The fastest call's rate seconds (CPU, or wall on a GPU)."""
     return best(fn, repeats)[1]
 
 
 def gemm_rate(n: int = 2048, repeats: int = 3) -> tuple[float, float]:
-    """(FLOP per wall second, per CPU second) of an n^3 float32 matmul."""
+    """(FLOP per wall second, per rate second) of an n^3 float32 matmul."""
     a, b = mx.random.normal((n, n)), mx.random.normal((n, n))
     mx.eval(a, b)
     wall, cpu = best(lambda: mx.eval(a @ b), repeats)
@@ -97,7 +103,7 @@ def gemm_rate(n: int = 2048, repeats: int = 3) -> tuple[float, float]:
 
 
 def copy_bandwidth(megabytes: int, repeats: int = 5) -> float:
-    """Bytes per CPU second (read + write) of a memcpy of that size; numpy's, since MLX's CPU element-wise ops
+    """Bytes per rate second (read + write) of a memcpy of that size; numpy's, since MLX's CPU element-wise ops
     reach only a third to a half of it (a + 1 on 1 GB: 3.2 GB/s vs 6.5 GB/s, same run)."""
     src = np.ones(megabytes * 2**20 // 4, dtype=np.float32)
     dst = np.empty_like(src)
@@ -105,7 +111,7 @@ def copy_bandwidth(megabytes: int, repeats: int = 5) -> float:
 
 
 def gemv_stream(megabytes: int = 256, repeats: int = 5) -> float:
-    """Bytes per CPU second at which MLX's BLAS reads a float32 weight matrix for one row (decoding at batch 1)."""
+    """Bytes per rate second at which MLX's BLAS reads a float32 weight matrix for one row (decoding at batch 1)."""
     w, v = mx.random.normal((megabytes * 2**20 // 4 // 4096, 4096)), mx.random.normal((1, 4096))
     mx.eval(w, v)
     return w.nbytes / best_s(lambda: mx.eval(v @ w.T), repeats)
@@ -187,7 +193,7 @@ def matmul_only_s(model, plan: list[tuple[int, int, bool]], repeats: int) -> flo
 # --- decoding -------------------------------------------------------------------------------------
 
 def decode_step_s(model, vocab: int, batch: int, steps: int) -> tuple[float, float]:
-    """(wall, CPU) s of the fastest step of greedy decoding after a PROMPT-token prefill (context PROMPT .. PROMPT + steps)."""
+    """(wall, rate) s of the fastest step of greedy decoding after a PROMPT-token prefill (context PROMPT .. PROMPT + steps)."""
     cache = make_prompt_cache(model)
     ids = mx.random.randint(10, vocab, (batch, PROMPT))
     token = mx.argmax(model(ids, cache=cache)[:, -1:], axis=-1)
@@ -241,12 +247,12 @@ def bench_training(name, model, flops: Flops, batch: int, answer: int, repeats: 
         wall, seconds = best(run, repeats)
         rows.append(dict(model=name, phase=f"{phase} {batch}x{answer}", wall=wall, seconds=seconds, flops=count,
                          outside=1 - matmul_only_s(model, plan, repeats) / seconds))
-        print(f"  {name} {phase}: {wall:.2f} s wall, {seconds:.2f} s CPU", flush=True)
+        print(f"  {name} {phase}: {wall:.2f} s wall, {seconds:.2f} s {RATE}", flush=True)
     return rows
 
 
 def print_table(rows: list[dict], gemm: float) -> None:
-    print(f"\n{'model':8s} {'phase':22s} {'wall s':>8s} {'CPU s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'of GEMM':>8s} "
+    print(f"\n{'model':8s} {'phase':22s} {'wall s':>8s} {RATE + ' s':>8s} {'GFLOP':>8s} {'GFLOP/s':>8s} {'of GEMM':>8s} "
           f"{'tok/s':>8s} {'bw bound':>9s} {'of bw':>6s} {'FLOP bound':>10s} {'outside matmuls':>15s}")
     for r in rows:
         rate = r["flops"] / r["seconds"]
@@ -273,7 +279,7 @@ def main() -> None:
     threads = current_threads()
     gemm_wall, gemm = gemm_rate(repeats=repeats)
     print(f"BLAS: {blas_in_use()}; threads: {blas_threads()}")
-    print(f"GEMM 2048^3 float32: {gemm / 1e9:.1f} GFLOP per CPU second ({gemm_wall / 1e9:.1f} per wall second) "
+    print(f"GEMM 2048^3 float32: {gemm / 1e9:.1f} GFLOP per {RATE} second ({gemm_wall / 1e9:.1f} per wall second) "
           f"at {threads} thread(s)", flush=True)
     if threads is not None:
         apply_blas_threads({"SDZERO_BLAS_THREADS": "2"})
@@ -305,7 +311,7 @@ def main() -> None:
         mx.clear_cache()
 
     print_table(rows, gemm)
-    print("\nratios (this run, rates per CPU second; another job may share the machine, so absolute rates are low bounds):")
+    print(f"\nratios (this run, rates per {RATE} second; another job may share the machine, so absolute rates are low bounds):")
     for r in rows:
         rate = r["flops"] / r["seconds"]
         extra = f", {r['tok_s'] / r['bw_bound']:.2f}x of the bandwidth bound" if "tok_s" in r else ""

@@ -12,28 +12,36 @@
 #
 # Every step runs under a time limit and the script carries on after a failure, so the report always
 # says how far it got. Not yet run on a GPU: only checked with `bash -n` (see docs/gpu-and-distributed.md).
+# The limit is GNU `timeout`, Homebrew coreutils' `gtimeout` on a Mac, else scripts/timeout.py (exit 124
+# at the limit, as timeout). Sourced (tests), it only defines `step` and LIMIT.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT=${1:-gpu_report}
-VENV=${VENV:-.venv-gpu}
-EXTRA=${GPU_EXTRA:-cuda}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
-mkdir -p "$OUT"
-: > "$OUT/steps.md"
+if command -v timeout > /dev/null 2>&1; then LIMIT=(timeout)
+elif command -v gtimeout > /dev/null 2>&1; then LIMIT=(gtimeout)
+else LIMIT=("$PY" "$ROOT/scripts/timeout.py"); fi
 
 step() {  # step NAME LIMIT_S COMMAND...: log to OUT/NAME.log, one table row with exit code and seconds
   local name=$1 limit=$2 start rc
   shift 2
   start=$(date +%s)
   echo "== $name"
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  "${LIMIT[@]}" "$limit" "$@" > "$OUT/$name.log" 2>&1
   rc=$?
   echo "| $name | $rc | $(( $(date +%s) - start )) |" >> "$OUT/steps.md"
   tail -n 3 "$OUT/$name.log"
   return 0
 }
 
-# pip's options for the install step (timeout runs programs, not shell functions: the step is a bash -c)
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then return 0; fi
+cd "$ROOT"
+OUT=${1:-gpu_report}
+VENV=${VENV:-.venv-gpu}
+EXTRA=${GPU_EXTRA:-cuda}
+mkdir -p "$OUT"
+: > "$OUT/steps.md"
+
+# pip's options for the install step (the limit runs programs, not shell functions: the step is a bash -c)
 PIP_OPTS=(-q)
 if [ -n "${WHEELHOUSE:-}" ]; then PIP_OPTS+=(--no-index --find-links "$WHEELHOUSE"); fi
 

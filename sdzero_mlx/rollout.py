@@ -22,6 +22,7 @@ from mlx_lm.sample_utils import make_sampler
 from mlx_lm.tuner.lora import LoRALinear
 
 from .config import PromptConfig, SamplingConfig
+from .platform.device import sampling_stream
 from .platform.distributed import rank_seed
 from .prompts import prompt_ids
 from .types import Example, Rollout
@@ -141,6 +142,7 @@ def _sample(model, tokenizer, prompts, sampling, copies, on_finish) -> list[Comp
         completion_batch_size=sampling.batch_size,
         # with copies the generator sees one-token prompts (the rest is in the shared caches)
         prefill_batch_size=prefill_batch_size([[0]] if copies > 1 else prompts, sampling.batch_size),
+        stream=sampling_stream(),  # run.device's (mlx-lm's default stream is on the device current at its import)
     )
     try:
         return _run(generator, model, prompts, copies, on_finish)

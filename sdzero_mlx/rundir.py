@@ -3,7 +3,9 @@
 RUN/.lock          one writer at a time: the writing process holds fcntl.flock on it (Linux and macOS),
                    which the kernel drops when that process ends in any way, kill -9 included, so a
                    crash never leaves it stuck. It holds the writer's pid and command line, which a
-                   second process names in its one-line refusal.
+                   second process names in its one-line refusal. Only EWOULDBLOCK means another
+                   writer; on a filesystem without flock (some SMB, NFS or exFAT mounts: ENOLCK,
+                   EOPNOTSUPP, EINVAL) the command goes on without the check and warns once per folder.
 RUN/run.json       the stage that made RUN (distill, rft, ..., collect, pipeline), the command line and
                    its --set overrides, the sdzero version, when it was created (and each resume), and
                    `made_by`: what the stage's output is made from (`MadeBy`: the recipe fields that shape
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -65,32 +68,49 @@ def command_line() -> str:
 
 # -- one writer per folder -----------------------------------------------------------------------
 
-_held: dict[Path, list[int]] = {}  # resolved folder -> [fd, times taken]
+_held: dict[Path, list[int]] = {}  # resolved folder -> [fd, times taken, 1 if flock holds it else 0]
+_BUSY = {errno.EWOULDBLOCK, errno.EAGAIN}  # another process holds the lock
+_NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}  # the filesystem cannot lock
+_warned: set[Path] = set()  # folders already warned about (a pipeline locks one folder per stage)
 
 
 def lock_run_dir(run_dir: str | Path) -> None:
-    """Take RUN/.lock for this process (again, if it already holds it), or raise RunDirBusy naming the holder."""
+    """Take RUN/.lock for this process (again, if it already holds it), or raise RunDirBusy naming the holder.
+
+    Where the filesystem has no flock, warn (once per folder) and go on unlocked; any other error is raised."""
     key = Path(run_dir).resolve()
     if key in _held:
         _held[key][1] += 1
         return
     key.mkdir(parents=True, exist_ok=True)
     fd = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    locked = 1
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace")
-        os.close(fd)
-        try:
-            who = json.loads(holder)
-            who = f"pid {who['pid']}: {who['command']}"
-        except (ValueError, KeyError, TypeError):
-            who = "pid unknown"
-        raise RunDirBusy(f"{run_dir} is being written by another process ({who}). Wait for it to finish "
-                         "(or stop it), or choose another run.output_dir.") from None
+    except OSError as err:
+        if err.errno in _NO_FLOCK:
+            locked = 0
+            if key not in _warned:
+                _warned.add(key)
+                print(f"warning: cannot lock {run_dir}: its filesystem does not support file locks "
+                      f"({errno.errorcode.get(err.errno, err.errno)}: {err.strerror}; an SMB, NFS or exFAT mount?). "
+                      "Going on without the one-writer check: run one command at a time on this folder, or choose "
+                      "a run.output_dir on a local disk.", file=sys.stderr)
+        else:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+            os.close(fd)
+            if err.errno not in _BUSY:
+                raise OSError(err.errno, err.strerror, str(key / LOCK)) from None
+            try:
+                who = json.loads(holder)
+                who = f"pid {who['pid']}: {who['command']}"
+            except (ValueError, KeyError, TypeError):
+                who = "pid unknown"
+            raise RunDirBusy(f"{run_dir} is being written by another process ({who}). Wait for it to finish "
+                             "(or stop it), or choose another run.output_dir.") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command_line()}).encode(), 0)
-    _held[key] = [fd, 1]
+    _held[key] = [fd, 1, locked]
 
 
 def unlock_run_dir(run_dir: str | Path) -> None:
@@ -100,9 +120,10 @@ def unlock_run_dir(run_dir: str | Path) -> None:
         return
     _held[key][1] -= 1
     if _held[key][1] == 0:
-        fd = _held.pop(key)[0]
+        fd, _, locked = _held.pop(key)
         os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        if locked:
+            fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 

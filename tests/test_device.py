@@ -1,18 +1,22 @@
 """run.device (auto | cpu | gpu): where a run computes, the refusal without a GPU, and honest GPU detection."""
 
+import importlib
 import json
 
 import mlx.core as mx
+import mlx_lm
 import pytest
 from typer.testing import CliRunner
 
+from sdzero_mlx import rollout
 from sdzero_mlx.platform import device as device_mod
 from sdzero_mlx.cli import app
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.config import SamplingConfig, load_recipe
 from sdzero_mlx.platform.device import device_name, gpu_status, use_device
 from sdzero_mlx.stages.distill import run_distill
 
 GPU = gpu_status()
+mlx_lm_generate = importlib.import_module("mlx_lm.generate")  # the module: mlx_lm.generate is also a function
 
 
 @pytest.fixture(autouse=True)
@@ -63,3 +67,44 @@ def test_a_run_on_the_gpu_says_so_in_its_metrics(tiny_recipe, tmp_path):
     run_distill(recipe, tmp_path / "run")
     [line] = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert json.loads(line)["device"] == f"gpu ({GPU.backend})"
+
+
+class RecordingGenerator(rollout.Generator):
+    """rollout's generator, remembering each instance so a test can read the stream it sampled on."""
+
+    made: list = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        RecordingGenerator.made.append(self)
+
+
+@pytest.fixture
+def mlx_lm_stream_elsewhere(monkeypatch):
+    """mlx-lm's module-level generation_stream, made on the default device when mlx_lm.generate was
+    imported: on a Mac that is Metal, before `run.device` is read. Linux has only the CPU, so a
+    separate CPU stream stands for it; sampling must not use it."""
+    stale = mx.new_stream(mx.cpu)
+    monkeypatch.setattr(mlx_lm_generate, "generation_stream", stale)
+    monkeypatch.setattr(rollout, "Generator", RecordingGenerator)
+    RecordingGenerator.made = []
+    return stale
+
+
+def test_sampling_runs_on_the_device_run_device_names(tiny_model_dir, mlx_lm_stream_elsewhere):
+    model, tok = mlx_lm.load(str(tiny_model_dir))
+    use_device("cpu")
+    [c] = rollout.generate_completions(model, tok, [tok.encode("What is 3 + 4?")], SamplingConfig(max_tokens=4), seed=0)
+    [gen] = RecordingGenerator.made
+    assert gen.stream is not mlx_lm_stream_elsewhere
+    assert gen.stream is device_mod.sampling_stream() and gen.stream.device == mx.cpu
+    assert len(c.ids) == 4 or c.finish_reason == "stop"
+
+
+def test_parity_cpu_run_decodes_on_the_cpu(tiny_model_dir, mlx_lm_stream_elsewhere):
+    from sdzero_mlx.parity import backend_run
+
+    out = backend_run(tiny_model_dir, "cpu", "float32", greedy_tokens=2)
+    [gen] = RecordingGenerator.made
+    assert gen.stream is not mlx_lm_stream_elsewhere and gen.stream.device == mx.cpu
+    assert 1 <= len(out["greedy.tokens"]) <= 3  # 2 tokens, plus the stop id when it stopped

@@ -18,12 +18,14 @@ from scripted import scripted_model_dir, write_data
 from sdzero_mlx.cli import app
 from sdzero_mlx.config import load_recipe
 from sdzero_mlx.doctor.cost import (
-    RunRates, StepCost, estimate_run, memory_warning, run_peak_gb, run_seconds, srt_step_count,
+    RunRates, StageEstimate, StepCost, estimate_run, memory_warning, run_peak_gb, run_seconds, srt_step_count,
+    workers_warning,
 )
 from sdzero_mlx.doctor.sequences import cue_in_context
 from sdzero_mlx.doctor.signal import reward_stats
 from sdzero_mlx.doctor.verdict import Measures, beats, decide
 from sdzero_mlx.hindsight import AnswerHindsight, answer_position, summarize_hindsight
+from sdzero_mlx.platform.device import memory_limit_for, ram_gb
 from sdzero_mlx.verifier.extract import answer_span
 from sdzero_mlx.types import Example, Rollout
 
@@ -174,13 +176,48 @@ def test_estimate_counts_the_run_like_compare(tiny_recipe):
     assert run_peak_gb(two, stages) == pytest.approx(1.0 + 0.7)  # SRT's and distill's peaks, the two largest
 
 
+def stage(name: str, peak_gb: float, seconds: float = 1.0) -> StageEstimate:
+    return StageEstimate(name, "", seconds, peak_gb)
+
+
 def test_memory_warning_names_the_fields():
-    stages = estimate = [type("S", (), {"name": "distill", "peak_memory_gb": 7.0})(),
-                         type("S", (), {"name": "eval base", "peak_memory_gb": 2.0})()]
-    assert memory_warning(stages, 16.0) is None
-    text = memory_warning(estimate, 8.0)
-    assert "distill peaks at 7.0 GB" in text and "distill.micro_batch_size" in text and "eval" not in text.split("Lower")[1]
+    stages = [stage("distill", 7.0), stage("eval base", 2.0)]
+    assert memory_warning(stages, memory_limit_for("cpu", {}, ram_gb=16.0)) is None  # under 12.8 GB
+    text = memory_warning(stages, memory_limit_for("cpu", {}, ram_gb=8.0))
+    assert "distill peaks at 7.0 GB, over 80% of this machine's 8.0 GB of RAM (6.4 GB)" in text
+    assert "distill.micro_batch_size" in text and "eval" not in text.split("Lower")[1]
     assert memory_warning(stages, None) is None
+
+
+# a 16 GB Mac as mx.device_info() describes it: Metal lets the GPU keep 10.7 GB resident
+METAL_16GB = {"memory_size": 17_179_869_184, "max_recommended_working_set_size": 10_737_418_240}
+
+
+def test_on_metal_the_limit_is_the_working_set_and_workers_add_their_models():
+    metal = memory_limit_for("metal", METAL_16GB, ram_gb=17.18)
+    # 12 GB fits 80% of the RAM (13.7 GB) but not Metal's working set
+    assert memory_warning([stage("distill", 12.0)], memory_limit_for("cpu", {}, ram_gb=17.18)) is None
+    text = memory_warning([stage("distill", 12.0)], metal)
+    assert "distill peaks at 12.0 GB, over Metal's recommended working set on this 17.2 GB Mac (10.7 GB)" in text
+    # each of 2 workers loads its own model: 6 + 5 GB at once pass 10.7 GB, though each stage alone fits
+    both = [stage("distill", 6.0), stage("rft", 5.0), stage("eval base", 1.0)]
+    assert memory_warning(both, metal, workers=1) is None
+    text = memory_warning(both, metal, workers=2)
+    assert "with run.workers = 2 the 2 largest stages can run at once, each with its own model: 11.0 GB" in text
+    assert "Set run.workers: 1" in text
+
+
+def test_workers_on_one_gpu_are_counted_one_after_another(tiny_recipe):
+    one = load_recipe(tiny_recipe, ["compare.methods=[base,srt,distill,rft]"])
+    two = replace(one, run=replace(one.run, workers=2))
+    stages = [stage(n, 1.0, s) for n, s in (("collect", 5), ("srt", 7), ("distill", 9), ("rft", 20), ("eval base", 2),
+                                             ("eval srt", 2), ("eval distill", 2), ("eval rft", 2))]
+    total = sum(s.seconds for s in stages)
+    assert run_seconds(two, stages, device="cpu") < total  # a core per worker: side by side
+    assert run_seconds(two, stages, device="gpu (metal)") == pytest.approx(total)  # one GPU: no faster
+    text = workers_warning(two, "gpu (metal)")
+    assert text.startswith("run.workers = 2 on one GPU (gpu (metal))") and "run.workers: 1" in text
+    assert workers_warning(two, "cpu") is None and workers_warning(one, "gpu (metal)") is None
 
 
 # -- a whole run on the scripted model -----------------------------------------------------------
@@ -242,6 +279,9 @@ def test_doctor_on_the_scripted_model(scripted_doctor_recipe, tmp_path):
     assert data["verdict"] == "helps"
     assert set(data["step_seconds_by_stage"]) == {"srt", "distill", "rft"} and data["step_seconds"] > 0
     assert data["peak_memory_gb"] > 0 and data["estimated_run_seconds"] > 0
+    # held against the limit of the device it ran on: this CPU's 80% of the RAM; one worker, no warning
+    assert data["device"] == "cpu" and data["memory_limit_gb"] == pytest.approx(0.8 * ram_gb())
+    assert data["memory_limit_source"].startswith("80% of this machine's") and data["workers_warning"] is None
     # the sequences: the teacher's parts are the prompt, y, sep(r) and y again with its stop token
     teacher = data["sequences"][-1]["parts"]
     assert [p["name"] for p in teacher] == ["prompt", "answer", "cue", "answer (scored)"]

@@ -11,7 +11,10 @@ Counted, as compare.py and pipeline.py spend them: collection's generations (1 +
 question), SRT's steps from the tuples it would keep (correction and rephrase rates of the Reviser,
 less duplicates), distill's steps, each baseline's steps at SD-Zero's generation budget, one
 evaluation per compared method, and every probe; sampled tokens times the measured seconds per
-sampled token give the sampling stages' time.
+sampled token give the sampling stages' time. With run.workers > 1 the stages run side by side on a
+CPU (a core each); on a GPU (Metal or CUDA) the workers share the one GPU, so they are counted one after
+another, and each still loads its own model. Memory is compared with the limit of the device in use
+(platform/device.memory_limit: Metal's recommended working set on a Mac's GPU, else 80% of the RAM).
 Not counted: pictures, the demo's self-localisation, SRT's fused-model save. The real distill step
 runs on the SRT model, whose answers may be longer than the base's.
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Callable, Optional, Sequence
 from ..compare import CHAIN, baseline_specs
 from ..config import Recipe
 from ..metrics import read_metrics
+from ..platform.device import MemoryLimit
 from ..stages import stage_spec
 from ..stages.sft import sft_steps
 from ..types import Graded, RevisionTuple
@@ -159,10 +162,11 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
     return out
 
 
-def run_seconds(recipe: Recipe, stages: Sequence[StageEstimate]) -> float:
-    """The run's estimated wall time: its stages one after another, or with run.workers > 1 side by side as
-    compare's scheduler runs them (schedule.makespan over the same task graph)."""
-    if recipe.run.workers <= 1:
+def run_seconds(recipe: Recipe, stages: Sequence[StageEstimate], device: str = "cpu") -> float:
+    """The run's estimated wall time: its stages one after another, or with run.workers > 1 on the CPU side by
+    side as compare's scheduler runs them (schedule.makespan over the same task graph). On a GPU (`device`
+    as platform.device.device_name says it) the workers share it: no faster than one after another."""
+    if recipe.run.workers <= 1 or device != "cpu":
         return sum(s.seconds for s in stages)
     from ..compare import CHAIN, baseline_specs
     from ..schedule import makespan, plan
@@ -174,11 +178,26 @@ def run_seconds(recipe: Recipe, stages: Sequence[StageEstimate]) -> float:
                     recipe.run.workers)
 
 
-def run_peak_gb(recipe: Recipe, stages: Sequence[StageEstimate]) -> float:
-    """The run's peak memory: its largest stage, or with run.workers = N the N largest together (a bound:
+def peak_together(stages: Sequence[StageEstimate], workers: int) -> float:
+    """The largest stage's peak, or with N workers the N largest added (each loads its own model; a bound:
     they may not overlap)."""
     peaks = sorted((s.peak_memory_gb for s in stages), reverse=True)
-    return sum(peaks[: max(recipe.run.workers, 1)])
+    return sum(peaks[: max(workers, 1)])
+
+
+def run_peak_gb(recipe: Recipe, stages: Sequence[StageEstimate]) -> float:
+    """The run's peak memory (peak_together at run.workers)."""
+    return peak_together(stages, recipe.run.workers)
+
+
+def workers_warning(recipe: Recipe, device: str) -> Optional[str]:
+    """With run.workers > 1 on a GPU: what the workers cost there and gain nothing the estimate counts."""
+    n = recipe.run.workers
+    if n <= 1 or device == "cpu":
+        return None
+    return (f"run.workers = {n} on one GPU ({device}): the {n} worker processes share it and each loads its own model, "
+            f"so the estimate counts no speed-up from them and up to {n} models' memory. Set run.workers: 1 unless a "
+            "timed run shows them faster here.")
 
 
 def srt_step_count(recipe: Recipe, kept: float) -> int:
@@ -191,14 +210,6 @@ def srt_step_count(recipe: Recipe, kept: float) -> int:
         return cfg.epochs * -(-kept // cfg.batch_size)
     revision = min(kept, cfg.stage2_size)
     return cfg.epochs * (-(-revision // cfg.batch_size) + -(-(kept - revision) // cfg.batch_size))
-
-
-def total_memory_gb() -> Optional[float]:
-    """This machine's RAM (unified memory on Apple silicon), or None when the OS does not say."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 # what lowers each stage's peak memory, named as recipe fields
@@ -214,15 +225,19 @@ MEMORY_FIELDS = {
 }
 
 
-def memory_warning(stages: Sequence[StageEstimate], total_gb: Optional[float], share: float = 0.8) -> Optional[str]:
-    """A warning naming the fields to lower when a stage's peak passes `share` of the machine's memory."""
-    if total_gb is None:
+def memory_warning(stages: Sequence[StageEstimate], limit: Optional[MemoryLimit], workers: int = 1) -> Optional[str]:
+    """A warning naming what to lower when a stage's peak, or with N workers the N largest at once, passes the limit."""
+    if limit is None:
         return None
-    over = [s for s in stages if s.peak_memory_gb > share * total_gb]
-    if not over:
-        return None
-    worst = max(over, key=lambda s: s.peak_memory_gb)
-    fields = "; ".join(sorted({f"{s.name}: {MEMORY_FIELDS.get(s.name.split()[0], s.name.split()[0] + '.micro_batch_size')}"
-                               for s in over}))
-    return (f"the run will not fit in memory: {worst.name} peaks at {worst.peak_memory_gb:.1f} GB, over {int(100 * share)}% "
-            f"of this machine's {total_gb:.1f} GB. Lower {fields}.")
+    over = [s for s in stages if s.peak_memory_gb > limit.gb]
+    if over:
+        worst = max(over, key=lambda s: s.peak_memory_gb)
+        fields = "; ".join(sorted({f"{s.name}: {MEMORY_FIELDS.get(s.name.split()[0], s.name.split()[0] + '.micro_batch_size')}"
+                                   for s in over}))
+        return (f"the run will not fit in memory: {worst.name} peaks at {worst.peak_memory_gb:.1f} GB, over {limit.source} "
+                f"({limit.gb:.1f} GB). Lower {fields}.")
+    together = peak_together(stages, workers)
+    if workers > 1 and together > limit.gb:
+        return (f"the run will not fit in memory: with run.workers = {workers} the {workers} largest stages can run at once, "
+                f"each with its own model: {together:.1f} GB, over {limit.source} ({limit.gb:.1f} GB). Set run.workers: 1.")
+    return None

@@ -48,6 +48,7 @@ def render(r: "DoctorReport", width: int = 0) -> str:
         "",
         *([f"- **{f.check}**: {f.message}" for f in r.flags] or ["- nothing found"]),
         *([f"- **memory**: {r.memory_warning}"] if r.memory_warning else []),
+        *([f"- **run.workers**: {r.workers_warning}"] if r.workers_warning else []),
         "",
         "## The signal",
         "",
@@ -84,11 +85,12 @@ def render(r: "DoctorReport", width: int = 0) -> str:
         "|---|---|---|",
         *[f"| {s.stage} | {s.seconds:.2f} | {s.peak_memory_gb:.3f} |" for s in r.steps.values()],
         "",
-        f"The run (`sdzero compare` over compare.methods), estimated: **{_duration(r.estimated_run_seconds)}**"
-        + (f" with run.workers = {r.workers} (stages side by side; one after another they sum to "
-           f"{_duration(sum(s.seconds for s in r.estimate))})" if r.workers > 1 else "") + ", "
+        f"The run (`sdzero compare` over compare.methods) on {r.device}, estimated: **{_duration(r.estimated_run_seconds)}**"
+        + ("" if r.workers <= 1 else f" with run.workers = {r.workers} (one GPU: stages counted one after another)"
+           if r.workers_warning else f" with run.workers = {r.workers} (stages side by side; one after another they sum "
+           f"to {_duration(sum(s.seconds for s in r.estimate))})") + ", "
         f"peak memory **{r.peak_memory_gb:.2f} GB**"
-        + (f" of this machine's {r.machine_memory_gb:.1f} GB." if r.machine_memory_gb else "."),
+        + (f"; the limit is {r.memory_limit.gb:.1f} GB, {r.memory_limit.source}." if r.memory_limit else "."),
         "",
         *([f"Timed while the machine's load average was {r.load_average:.1f} on {r.cores} cores: times scale with the "
             "load, so a busy machine gives a longer estimate (and a quiet one a shorter run).", ""]
@@ -141,6 +143,10 @@ def report_json(r: "DoctorReport") -> dict:
         "step_peak_memory_gb_by_stage": {s: c.peak_memory_gb for s, c in r.steps.items()},
         "estimate": [asdict(s) for s in r.estimate],
         "machine_memory_gb": r.machine_memory_gb,
+        "memory_limit_gb": r.memory_limit.gb if r.memory_limit else None,
+        "memory_limit_source": r.memory_limit.source if r.memory_limit else None,
+        "device": r.device,
+        "workers_warning": r.workers_warning,
         "load_average": r.load_average,
         "cores": r.cores,
         "memory_warning": r.memory_warning,

@@ -18,11 +18,12 @@ from ..explain import BucketStats
 from ..hindsight import HindsightSummary
 from ..modeling import load_model, padding_id
 from ..outputs import OutputError, check_output_dir
+from ..platform.device import MemoryLimit, device_name, memory_limit, ram_gb
 from ..prompts import separators, template_args
 from ..stages.collect import generation_counter
 from .cost import (
     RunRates, StageEstimate, StepCost, estimate_run, measure_steps, memory_warning, run_peak_gb, run_seconds,
-    total_memory_gb,
+    workers_warning,
 )
 from .sequences import Flag, ShownSequence, caps_flags, check_cue, check_system, check_thinking, check_turn, shown_sequences
 from .signal import RewardStats, answer_hindsight, kl_buckets, revise, reward_stats, sample_answers
@@ -56,12 +57,15 @@ class DoctorReport:
     steps: dict[str, StepCost]
     estimate: tuple[StageEstimate, ...]
     machine_memory_gb: Optional[float]
+    memory_limit: Optional[MemoryLimit]  # platform.device.memory_limit: what the peaks are held against
     memory_warning: Optional[str]
+    device: str  # where the steps ran (platform.device.device_name)
+    workers_warning: Optional[str]
     load_average: Optional[float]  # the machine's 1-minute load average when the steps were timed
     cores: int
     verdict: Verdict
     seconds: float
-    estimated_run_seconds: float  # cost.run_seconds: the stages in sequence, or side by side with run.workers > 1
+    estimated_run_seconds: float  # cost.run_seconds: the stages in sequence, or side by side with run.workers > 1 on a CPU
     peak_memory_gb: float  # cost.run_peak_gb
     workers: int  # run.workers
 
@@ -148,8 +152,8 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
         load_seconds=load_seconds,
     )
     estimate = tuple(estimate_run(recipe, rates, steps, n_solutions))
-    machine = total_memory_gb()
-    warning = memory_warning(estimate, machine)
+    machine, limit, device = ram_gb(), memory_limit(), device_name()
+    warning = memory_warning(estimate, limit, recipe.run.workers)
     verdict = decide(Measures(
         reward_rate=stats.reward_rate, truncated_share=stats.truncated_share, correction_rate=revision.correction_rate,
         first_wrong=revision.n_first_wrong, resample_rate=stats.resample_rate, hindsight_answers=hindsight.answers, gold_student=hindsight.gold_student,
@@ -161,8 +165,9 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     report = DoctorReport(
         recipe=recipe_path, model=recipe.model.path, split=split, n_problems=len(examples), k=k, template=template,
         sequences=tuple(sequences), flags=tuple(flags), rewards=stats, revision=revision, hindsight=hindsight, kl=kl,
-        steps=steps, estimate=estimate, machine_memory_gb=machine, memory_warning=warning, load_average=load, cores=os.cpu_count() or 1, verdict=verdict,
-        seconds=time.perf_counter() - tic, estimated_run_seconds=run_seconds(recipe, estimate),
+        steps=steps, estimate=estimate, machine_memory_gb=machine, memory_limit=limit, memory_warning=warning,
+        device=device, workers_warning=workers_warning(recipe, device), load_average=load, cores=os.cpu_count() or 1,
+        verdict=verdict, seconds=time.perf_counter() - tic, estimated_run_seconds=run_seconds(recipe, estimate, device),
         peak_memory_gb=run_peak_gb(recipe, estimate), workers=recipe.run.workers,
     )
     write_report(report, out_dir)

@@ -13,19 +13,21 @@ User control, through `SDZERO_BLAS`:
     SDZERO_BLAS=/path/lib.so   preload that library instead (OpenBLAS, MKL's libmkl_rt, BLIS...)
     SDZERO_BLAS=none           keep mlx's bundled reference BLAS
 
-Nothing here changes macOS (MLX uses Accelerate there) or a CUDA build (cuBLAS).
+Nothing here changes macOS (MLX uses Accelerate there) or a CUDA build (cuBLAS). Which system this is
+comes from `facts()` (facts.py), so tests can ask these functions as a Mac would.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from .facts import facts
 
 ENV_VAR = "SDZERO_BLAS"
 REEXEC_MARKER = "SDZERO_BLAS_REEXEC"  # set in the re-executed process: never re-exec twice
@@ -40,7 +42,7 @@ _BLAS_NAMES = (("openblas", "OpenBLAS"), ("mkl", "Intel MKL"), ("blis", "BLIS"),
 
 def _candidates() -> list[Path]:
     """Usual OpenBLAS locations, threaded builds first (the serial ones use one core)."""
-    triplet = f"/usr/lib/{platform.machine()}-linux-gnu"
+    triplet = f"/usr/lib/{facts().machine}-linux-gnu"
     return [Path(p) for p in (
         f"{triplet}/openblas-pthread/libopenblas.so.0",  # Debian / Ubuntu libopenblas0-pthread
         f"{triplet}/openblas-openmp/libopenblas.so.0",
@@ -56,7 +58,8 @@ def _candidates() -> list[Path]:
 
 def _from_ldconfig() -> Path | None:
     """An OpenBLAS for this machine's architecture from the linker cache (`ldconfig -p`)."""
-    arch_tag = {"x86_64": "x86-64", "aarch64": "AArch64"}.get(platform.machine(), platform.machine())
+    machine = facts().machine
+    arch_tag = {"x86_64": "x86-64", "aarch64": "AArch64"}.get(machine, machine)
     for ldconfig in ("ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"):
         try:
             listing = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=5).stdout
@@ -86,7 +89,7 @@ def find_openblas() -> Path | None:
                 "to keep mlx's bundled reference BLAS."
             )
         return path
-    if not sys.platform.startswith("linux"):
+    if not facts().linux:
         return None
     found = next((p for p in _candidates() if p.is_file()), None)
     return found or _from_ldconfig()
@@ -133,9 +136,9 @@ def _describe(path: str) -> str:
 
 def blas_in_use() -> str:
     """The BLAS serving MLX's CPU matmuls in this process, e.g. 'OpenBLAS (/usr/lib/.../libopenblas.so.0)'."""
-    if sys.platform == "darwin":
+    if facts().macos:
         return "Accelerate"
-    if not sys.platform.startswith("linux"):
+    if not facts().linux:
         return "unknown (only Linux and macOS are checked)"
     library = _global_cblas_library()
     cpu = _describe(library) if library else REFERENCE
@@ -167,7 +170,7 @@ def reexec_with_fast_blas(argv: list[str] | None = None) -> None:
     Otherwise it does not return. Call it first in `main()`, before importing mlx.
     """
     argv = sys.argv if argv is None else argv
-    if not sys.platform.startswith("linux") or os.environ.get(REEXEC_MARKER):
+    if not facts().linux or os.environ.get(REEXEC_MARKER):
         return
     if _global_cblas_library() is not None or _cuda_backend_installed():
         return
@@ -193,7 +196,7 @@ def load_fast_blas_here() -> str:
     applies (not Linux, a BLAS already global, a CUDA backend, none found), it changes nothing.
     Returns `blas_in_use()`.
     """
-    if (sys.platform.startswith("linux") and "mlx.core" not in sys.modules and _global_cblas_library() is None
+    if (facts().linux and "mlx.core" not in sys.modules and _global_cblas_library() is None
             and not _cuda_backend_installed()):
         library = find_openblas()
         if library is not None:

@@ -1,7 +1,8 @@
 """What `sdzero info` prints: versions, the MLX device and backends, the BLAS, memory and cores.
 
 Enough to answer the first questions on a bug report ("which mlx wheel?", "is it on the GPU?",
-"is the reference BLAS making it slow?") from one paste.
+"is the reference BLAS making it slow?") from one paste. Linux-only sources (/proc, CPU affinity) are
+read where `facts()` says Linux.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import sys
 from importlib import metadata
 
 from sdzero_mlx.platform.blas import blas_in_use
-from sdzero_mlx.platform.device import device_name, gpu_status
+from sdzero_mlx.platform.device import device_name, gpu_status, memory_limit
 from sdzero_mlx.platform.distributed import describe
+from sdzero_mlx.platform.facts import facts
 from sdzero_mlx.platform.threads import blas_threads
 
 _GIB = 1024**3
@@ -40,6 +42,8 @@ def _memory() -> str:
     except (ValueError, OSError, AttributeError):
         return "unknown"
     text = f"{total / _GIB:.1f} GiB"
+    if not facts().linux:
+        return text
     try:
         with open("/proc/meminfo") as f:
             fields = dict(line.split(":", 1) for line in f)
@@ -50,10 +54,16 @@ def _memory() -> str:
     return text
 
 
+def _memory_limit() -> str:
+    """What `sdzero doctor` holds a run's peak memory against here."""
+    limit = memory_limit()
+    return "unknown" if limit is None else f"{limit.gb:.1f} GB ({limit.source}; sdzero doctor warns past it)"
+
+
 def _cores() -> str:
     """CPU cores this process may use, and the machine's count when a cgroup/affinity limits it."""
     total = os.cpu_count() or 0
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+    usable = len(os.sched_getaffinity(0)) if facts().linux else total  # macOS has no CPU affinity
     return str(usable) if usable == total else f"{usable} (of {total} on the machine)"
 
 
@@ -82,6 +92,7 @@ def collect_info() -> dict[str, str]:
         "blas": blas_in_use(),
         "blas threads": blas_threads(),
         "memory": _memory(),
+        "memory limit": _memory_limit(),
         "cpu cores": _cores(),
     }
 

@@ -11,13 +11,16 @@ Choice, in order:
     SDZERO_BLAS_THREADS=N      N threads (0 = OpenBLAS's own default: one per core)
     otherwise                  DEFAULT_THREADS
 Applied at run time through `openblas_set_num_threads` on the OpenBLAS that serves MLX; nothing
-changes on macOS (Accelerate), with another BLAS, or with none.
+changes on macOS (Accelerate: an OpenBLAS a Mac's process holds, numpy's for one, is not MLX's), with
+another BLAS, or with none. Which system this is comes from `facts()` (facts.py).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+
+from .facts import facts
 
 ENV_VAR = "SDZERO_BLAS_THREADS"
 DEFAULT_THREADS = 1  # measured best on 2 cores for the tiny demo and SmolLM2-135M (bench_threads.py)
@@ -37,7 +40,9 @@ def chosen_threads(environ=None) -> int | None:
 
 
 def _openblas():
-    """The process's global OpenBLAS entry points, or None when no OpenBLAS is loaded globally."""
+    """The global OpenBLAS entry points of a Linux process, or None (no OpenBLAS loaded globally, or not Linux)."""
+    if not facts().linux:
+        return None
     process = ctypes.CDLL(None)
     try:
         return process.openblas_set_num_threads, process.openblas_get_num_threads
@@ -54,6 +59,8 @@ def apply_blas_threads(environ=None) -> None:
 
 def blas_threads() -> str:
     """What `sdzero info` shows, e.g. '1 (sdzero default; SDZERO_BLAS_THREADS=N to change)'."""
+    if facts().macos:
+        return "n/a (macOS: MLX uses Accelerate)"
     api = _openblas()
     if api is None:
         return "n/a (no OpenBLAS loaded)"
