@@ -65,6 +65,7 @@ bench: setup
 	$(BIN)/pip install -q -e ".[$(EXTRAS),bench]"
 	$(BENCH)/bench_blas.py
 	$(BENCH)/bench_verifier.py
+	$(BENCH)/bench_verifier_peer.py
 	$(BENCH)/bench_distill_step.py
 	$(BENCH)/bench_kd_memory.py
 	$(BENCH)/bench_threads.py --skip-smollm
