@@ -58,6 +58,7 @@ CHAINS = [
     (f"{B}{{0 < a < 10}}", "(0, 10)", 1.0),
     (f"{B}{{x \\approx 11}}", "11", 1.0),
     (f"{B}{{x \\approx 11}}", "12", 0.0),
+    (f"{B}{{\\approx 11}}", "11", 1.0),
     (f"{B}{{x = \\frac13 \\approx 0.33}}", "\\frac{1}{3}", 1.0),
     (f"{B}{{x = \\frac13 \\approx 0.33}}", "0.33", 0.0),
     (f"{B}{{\\sqrt{{2}} \\approx 1.414}}", "\\sqrt2", 1.0),
@@ -81,6 +82,8 @@ EQUATIONS = [
     (f"{B}{{(p, q) = (2, 3)}}", "(3,2)", 0.0),
     (f"{B}{{4, 5}}", "AB=4,CD=5", 1.0),
     (f"{B}{{11:21}}", "V_1:V_2=11:21", 1.0),
+    (f"{B}{{\\text{{Area}} = 12 \\text{{ cm}}^2}}", "12", 1.0),  # a name in words, then a unit
+    (f"{B}{{\\text{{Area}} = 13}}", "12", 0.0),
     # an equation with a number on its left is no name: its right side is not the answer
     (f"{B}{{11a+c}}", "7 = 11a+c", 0.0),
     (f"{B}{{0}}", "a + 3z = 0", 0.0),
@@ -92,6 +95,8 @@ PERCENT_WORDS = [
     (f"{B}{{28 percentage}}", "0.28", 1.0),
     (f"{B}{{28 pct}}", "0.28", 1.0),
     (f"{B}{{9percent}}", "0.09", 1.0),
+    (f"{B}{{28 per cent}}", "0.28", 1.0),
+    (f"{B}{{5 \\text{{ percent}}}}", "0.05", 1.0),  # a percent word in a unit wrapper is no unit
     (f"{B}{{4 4/9 pct}}", "40/900", 1.0),
     ("The answer is 4 4/9 pct.", "\\frac{2}{45}", 1.0),
     (f"{B}{{28 pct}}", "28", 1.0),

@@ -262,7 +262,7 @@ _TEXT_COMMANDS = ("text", "textnormal", "textup", "textsf", "textbf", "textit", 
 # Degrees and the percent sign are both dropped; percent is reported so the policy can apply.
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree|\s*\bdegrees?\b")
 # The words keep the percent too: "28 pct", "28 percentage", a glued "9percent".
-_PERCENT = re.compile(r"\\%|%|\s*(?:(?<=\d)|\b)(?:percentage|percent|pct)\b")
+_PERCENT = re.compile(r"\\%|%|\s*(?:(?<=\d)|\b)(?:percentage|percent|per cent|pct)\b")
 # Thousands groups; a first group of 0 is no thousands number ("0,111"), and inside brackets a
 # comma parts items (see _merge_thousands).
 _THOUSANDS = re.compile(r"(?<![\d.])[1-9]\d{0,2}(?:,\d{3})+(?![\d,])(?:\.\d+)?")
@@ -292,6 +292,7 @@ def _repeating_to_fraction(m: re.Match) -> str:
     den = (10 ** len(rep) - 1) * 10 ** len(fixed)
     return f"({num}/{den})"
 # "x \in [1, 2)" is the set itself (an equation "x = 5" stays a relation, read by the parser)
+_WORD_NAMED = re.compile(r"(?P<name>[^=<>]+?)\s*=\s*(?P<rhs>[^=<>]+)")
 _MEMBER_OF = re.compile(r"^\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\\[a-z]+)\s*\\in\s*(?P<rhs>[^=]+)$")
 
 
@@ -353,6 +354,10 @@ def normalize(answer: str, bare_units: bool = False) -> tuple[str, bool]:
         s = s.replace(old, new)
     s = s.replace("\x00", "\\\\")
     s = re.sub(r"\s+", " ", s).strip().rstrip(",;").strip()  # "\\frac13,": a trailing comma parts nothing
+    s, n_pct = _PERCENT.subn("", s)  # before units: "5 \\text{ percent}" is a percent, not a unit
+    m = _WORD_NAMED.fullmatch(s)
+    if m and is_text(m.group("name")) and not re.search(r"\d", m.group("name")):
+        s = m.group("rhs").strip()  # "\\text{Area} = 12": a name in words is no unknown of an equation
     m = _TEXT_UNIT.fullmatch(s)
     if m:
         s = m.group("num")
@@ -362,7 +367,6 @@ def normalize(answer: str, bare_units: bool = False) -> tuple[str, bool]:
     # plain-text spellings of pi and sqrt, as written outside LaTeX
     s = re.sub(r"(?<![\\A-Za-z])(pi|sqrt)(?![A-Za-z])", lambda m: "\\" + m.group(1), s)
     s = re.sub(r"\\mathbb\s*\{?R\}?", lambda m: "(-\\infty,\\infty)", s)
-    s, n_pct = _PERCENT.subn("", s)
     s = _DEGREES.sub("", s)
     s = re.sub(r"\s+(?:and|or)\s+|(?<=[)\]])\s*(?:and|or)\s*(?=[(\[])", ", ", s)  # also "(11,7)or(7,11)"
     s = _merge_thousands(s)

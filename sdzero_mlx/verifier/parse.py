@@ -661,6 +661,10 @@ def _relation(s: str):
     sides, ops = _relation_chain(s)
     if not ops:
         return None
+    if not sides[0].strip() and ops[0] in ("=", "≈"):  # "= 5", "\\approx 11": the value itself
+        sides, ops = sides[1:], ops[1:]
+        if not ops:
+            return parse_answer(sides[0])
     if any(not side.strip() for side in sides):
         raise ParseError("a relation with an empty side")
     if all(op in ("=", "≈") for op in ops):
