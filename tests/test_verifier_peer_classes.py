@@ -56,6 +56,8 @@ CHAINS = [
     (f"{B}{{-2 < x \\le 7}}", "[-2, 7]", 0.0),
     (f"{B}{{-3 \\le x \\le 7}}", "x \\in [-2,7]", 0.0),
     (f"{B}{{0 < a < 10}}", "(0, 10)", 1.0),
+    (f"{B}{{0, 10}}", "0 < a < 10", 0.0),  # two numbers are no interval
+    (f"{B}{{-\\infty, 5}}", "x < 5", 0.0),
     (f"{B}{{x \\approx 11}}", "11", 1.0),
     (f"{B}{{x \\approx 11}}", "12", 0.0),
     (f"{B}{{\\approx 11}}", "11", 1.0),
@@ -100,6 +102,8 @@ PERCENT_WORDS = [
     (f"{B}{{4 4/9 pct}}", "40/900", 1.0),
     ("The answer is 4 4/9 pct.", "\\frac{2}{45}", 1.0),
     (f"{B}{{28 pct}}", "28", 1.0),
+    (f"{B}{{x = 28\\%}}", "0.28", 1.0),  # the value an equation names carries the percent
+    (f"{B}{{x = 28\\%}}", "0.29", 0.0),
     (f"{B}{{28 pct}}", "0.29", 0.0),
     (f"{B}{{28}}", "0.28", 0.0),  # no percent written, none assumed
 ]
@@ -161,7 +165,7 @@ def test_bracketed_commas_are_items_not_thousands():
 def test_relations_chain():
     assert not graded_wrong(CHAINS)
     assert parse_answer("x = 2+3 = 5") == Relation("=", parse_answer("x"), 5, named=True)
-    assert parse_answer("-2 <= x < 7") == Seq((-2, 7), "[", ")")
+    assert parse_answer("-2 <= x < 7") == Seq((-2, 7), "[", ")", interval=True)
 
 
 def test_an_equation_is_compared_as_a_relation():

@@ -128,9 +128,9 @@ def _as_interval(r: Relation) -> Seq | None:
         return None
     closed = "]" if r.op == "<=" else ")"
     if r.lhs.is_Symbol and not r.rhs.free_symbols:
-        return Seq((-sp.oo, r.rhs), "(", closed)
+        return Seq((-sp.oo, r.rhs), "(", closed, interval=True)
     if r.rhs.is_Symbol and not r.lhs.free_symbols:
-        return Seq((r.lhs, sp.oo), "[" if r.op == "<=" else "(", ")")
+        return Seq((r.lhs, sp.oo), "[" if r.op == "<=" else "(", ")", interval=True)
     return None
 
 
@@ -169,7 +169,9 @@ def values_equal(a, b, rel_tol: float, abs_tol: float) -> tuple[bool, str]:
         if a.open == b.open == "":
             ok = _unordered(a.items, b.items, tol)
             return ok, "same items" if ok else "different items"
-        # a bare list stands for a parenthesised tuple, never for an interval like [1, 2)
+        # a bare list stands for a parenthesised tuple, never for an interval like [1, 2) or 1 < x < 2
+        if "" in (a.open, b.open) and (a.interval or b.interval):
+            return False, "an interval against a list"
         brackets = {(a.open, a.close), (b.open, b.close)} - {("", "")}
         if len(brackets) > 1 or (("", "") in {(a.open, a.close), (b.open, b.close)} and brackets != {("(", ")")}):
             return False, "different brackets (interval ends or tuple vs interval)"
@@ -194,7 +196,10 @@ def values_equal(a, b, rel_tol: float, abs_tol: float) -> tuple[bool, str]:
 
 
 def _scaled(v, factor):
-    """v * factor for expressions; containers are left alone (percent applies to numbers)."""
+    """v * factor for expressions and the value an equation names (x = 50%); other containers are left
+    alone (percent applies to numbers)."""
+    if isinstance(v, Relation) and v.named and isinstance(v.rhs, sp.Basic):
+        return Relation(v.op, v.lhs, v.rhs * factor, named=True)
     return v * factor if isinstance(v, sp.Basic) else v
 
 

@@ -36,11 +36,16 @@ class ParseError(ValueError):
 
 @dataclass(frozen=True)
 class Seq:
-    """Ordered items in brackets: a tuple / point / interval ('(', ']', ...), or a bare list ('' '')."""
+    """Ordered items in brackets: a tuple / point / interval ('(', ']', ...), or a bare list ('' '').
+
+    `interval`: read from a relation (1 < x < 2, x > 5), so surely an interval: a bare list "1, 2"
+    (which stands for the tuple (1, 2)) never equals it.
+    """
 
     items: tuple
     open: str
     close: str
+    interval: bool = False
 
 
 @dataclass(frozen=True)
@@ -692,7 +697,8 @@ def _relation(s: str):
         up = ops[0] in ("<", "<=")
         lo, hi = (sides[0], sides[2]) if up else (sides[2], sides[0])
         lo_op, hi_op = (ops[0], ops[1]) if up else (ops[1], ops[0])
-        return Seq((parse_expr(lo), parse_expr(hi)), "[" if "=" in lo_op else "(", "]" if "=" in hi_op else ")")
+        return Seq((parse_expr(lo), parse_expr(hi)), "[" if "=" in lo_op else "(", "]" if "=" in hi_op else ")",
+                   interval=True)
     raise ParseError("a chain of relations other than a = b = c or a < x < b")
 
 
