@@ -8,6 +8,7 @@ its near misses, the wrong answers a loosened rule must not start paying for.
 import time
 
 from sdzero_mlx.verifier import VerifierConfig, check, check_batch
+from sdzero_mlx.verifier import pool as verifier_pool
 from sdzero_mlx.verifier.extract import answer_span, extract_answer, extract_gold, normalize
 from sdzero_mlx.verifier.parse import Relation, Seq, SetOf, Union, parse_answer
 
@@ -171,6 +172,14 @@ def test_relations_chain():
 def test_an_equation_is_compared_as_a_relation():
     assert not graded_wrong(EQUATIONS)
     assert not parse_answer("7 = 11a + c").named
+
+
+def test_an_equation_naming_a_plain_number_needs_no_worker():
+    verifier_pool.shutdown()
+    cfg = VerifierConfig(cache_size=0)
+    assert check("\\boxed{x = 5}", "5", cfg).score == 1.0 and check("\\boxed{a_1 = 0.5}", "\\frac{1}{2}", cfg).score == 1.0
+    assert check("\\boxed{k = 4}", "5", cfg).score == 0.0 and check("\\boxed{x = 50\\%}", "0.5", cfg).score == 1.0
+    assert verifier_pool._math_pool._pool is None  # decided in the caller, as before equations were kept
 
 
 def test_percent_words_keep_the_percent():
