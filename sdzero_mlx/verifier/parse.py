@@ -520,7 +520,13 @@ def parse_expr(s: str) -> sp.Expr:
 
 def _split_top(s: str, seps: tuple[str, ...]) -> list[str]:
     """Split at separators that are outside any (), [], {} or \\{ \\}."""
-    parts, depth, start, i = [], 0, 0, 0
+    return _split_top_kept(s, seps)[0]
+
+
+def _split_top_kept(s: str, seps: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(parts, the separator found between each two parts), splitting as _split_top does; a separator
+    that is the prefix of another must come after it in seps ('<=' before '<')."""
+    parts, found, depth, start, i = [], [], 0, 0, 0
     while i < len(s):
         c = s[i]
         if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
@@ -536,12 +542,13 @@ def _split_top(s: str, seps: tuple[str, ...]) -> list[str]:
             # a command separator (\cup) must not be the prefix of a longer command
             if sep is not None and not (sep[-1].isalpha() and s[i + len(sep) : i + len(sep) + 1].isalpha()):
                 parts.append(s[start:i])
+                found.append(sep)
                 i += len(sep)
                 start = i
                 continue
         i += 1
     parts.append(s[start:])
-    return parts
+    return parts, found
 
 
 def _outer_pair(s: str) -> bool:
@@ -625,28 +632,7 @@ def _relation_chain(s: str) -> tuple[list[str], list[str]]:
     for cmd, op in _REL_CMDS.items():
         s = re.sub(r"\\" + cmd + r"(?![A-Za-z])", op, s)
     s = re.sub(r"\\approx(?![A-Za-z])", "≈", s)
-    sides, ops, depth, start, i = [], [], 0, 0, 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
-            depth += 1 if s[i + 1] == "{" else -1
-            i += 2
-            continue
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif depth == 0:
-            op = next((o for o in _REL_OPS if s.startswith(o, i)), None)
-            if op is not None:
-                sides.append(s[start:i])
-                ops.append(op)
-                i += len(op)
-                start = i
-                continue
-        i += 1
-    sides.append(s[start:])
-    return sides, ops
+    return _split_top_kept(s, _REL_OPS)
 
 
 def is_name(side: str) -> bool:
