@@ -73,6 +73,7 @@ bench: setup
 	$(BIN)/pip install -q -e ".[$(EXTRAS),bench]"
 	$(if $(FAST_BLAS),$(BENCH)/bench_blas.py,$(NO_OPENBLAS))
 	$(BENCH)/bench_verifier.py
+	$(BENCH)/bench_verifier_peer.py
 	$(if $(FAST_BLAS),$(BENCH)/bench_distill_step.py)
 	$(BENCH)/bench_kd_memory.py
 	$(if $(FAST_BLAS),$(BENCH)/bench_threads.py --skip-smollm)

@@ -68,13 +68,18 @@ def test_extraction_and_normalisation_units():
     assert extract_answer("nothing here 42") is None
     assert normalize("\\$1,000.") == ("1000", False)
     assert normalize("50\\%") == ("50", True)
-    assert normalize("x = \\left(\\dfrac{1}{2}\\right)") == ("(\\frac{1}{2})", False)
+    # an equation stays one (the parser reads "x = ..." as naming its value); membership is the set
+    assert normalize("x = \\left(\\dfrac{1}{2}\\right)") == ("x = (\\frac{1}{2})", False)
+    assert normalize("x \\in \\left[1, 2\\right)") == ("[1, 2)", False)
 
 
 def test_parser_never_evaluates_python():
-    for s in ("__import__('os').system('echo hi')", "lambda: 1", "().__class__", "exec('1')", "x.__dict__"):
+    for s in ("__import__('os').system('echo hi')", "(lambda: 1)()", "().__class__", "exec('1')", "x.__dict__"):
         with pytest.raises(ParseError):
             parse_answer(s)
+    # a colon is a ratio: "lambda: 1" is the product of six symbols over 1, a value that is never run
+    assert parse_answer("lambda: 1") == parse_answer("l a m b d a")
+    assert verify("\\boxed{lambda: 1}", "1") == 0.0
 
 
 @pytest.mark.parametrize("i", range(len(HOSTILE)))

@@ -4,7 +4,7 @@ Modules, one job each:
   config.py    the recipe's `verifier:` section (standard library only)
   extract.py   final-answer extraction and normalisation (plain string code)
   parse.py     a math parser that never evaluates Python (sympy expressions out)
-  compare.py   equivalence: exact numbers, tolerances, sympy, containers
+  equivalence.py  equivalence: exact numbers, tolerances, sympy, containers, relations
   worker.py    the worker process that normalises, parses and compares under a time budget
   pool.py      the worker pool and the verdict cache
   grade.py     the public API below (verifier.kind: code dispatches to code.py)

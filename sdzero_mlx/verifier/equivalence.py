@@ -122,18 +122,56 @@ def _unordered(xs: tuple, ys: tuple, tol: tuple) -> bool:
     return True
 
 
+def _as_interval(r: Relation) -> Seq | None:
+    """x < 3 as (-oo, 3), 3 <= x as [3, oo): a one-sided inequality of a lone variable; else None."""
+    if r.op not in ("<", "<=") or not (isinstance(r.lhs, sp.Basic) and isinstance(r.rhs, sp.Basic)):
+        return None
+    closed = "]" if r.op == "<=" else ")"
+    if r.lhs.is_Symbol and not r.rhs.free_symbols:
+        return Seq((-sp.oo, r.rhs), "(", closed, interval=True)
+    if r.rhs.is_Symbol and not r.lhs.free_symbols:
+        return Seq((r.lhs, sp.oo), "[" if r.op == "<=" else "(", ")", interval=True)
+    return None
+
+
+def _relations_equal(a: Relation, b: Relation, tol: tuple) -> tuple[bool, str]:
+    if a.op != b.op:
+        return False, "different relations"
+    if all(isinstance(v, sp.Basic) for v in (a.lhs, a.rhs, b.lhs, b.rhs)):
+        if _proportional(a.lhs - a.rhs, b.lhs - b.rhs, positive=a.op in ("<", "<="), rel_tol=tol[0]):
+            return True, "equivalent equations"
+    if a.named and b.named:  # x = 3 and y = 3 both name the value 3
+        ok = values_equal(a.rhs, b.rhs, *tol)[0]
+        return ok, "equal named values" if ok else "different equations"
+    return False, "different equations"
+
+
 def values_equal(a, b, rel_tol: float, abs_tol: float) -> tuple[bool, str]:
-    """Equality of two parsed answers (see mathparse for the value kinds)."""
+    """Equality of two parsed answers (see parse for the value kinds)."""
     tol = (rel_tol, abs_tol)
     if isinstance(a, sp.Basic) and isinstance(b, sp.Basic):
         return expr_equal(a, b, rel_tol, abs_tol)
+    if isinstance(a, Relation) and isinstance(b, Relation):
+        return _relations_equal(a, b, tol)
+    # an equation naming its value against a value: "y = 2x" against "2x", "(p,q) = (3,2)" against "(3,2)"
+    if isinstance(a, Relation) and a.named:
+        return values_equal(a.rhs, b, *tol)
+    if isinstance(b, Relation) and b.named:
+        return values_equal(a, b.rhs, *tol)
+    # a one-sided inequality against an interval: x > 5 against (5, \infty)
+    if isinstance(a, Relation) and isinstance(b, Seq) and b.open and _as_interval(a) is not None:
+        return values_equal(_as_interval(a), b, *tol)
+    if isinstance(b, Relation) and isinstance(a, Seq) and a.open and _as_interval(b) is not None:
+        return values_equal(a, _as_interval(b), *tol)
     if isinstance(a, Seq) and isinstance(b, Seq):
         if len(a.items) != len(b.items):
             return False, "different numbers of items"
         if a.open == b.open == "":
             ok = _unordered(a.items, b.items, tol)
             return ok, "same items" if ok else "different items"
-        # a bare list stands for a parenthesised tuple, never for an interval like [1, 2)
+        # a bare list stands for a parenthesised tuple, never for an interval like [1, 2) or 1 < x < 2
+        if "" in (a.open, b.open) and (a.interval or b.interval):
+            return False, "an interval against a list"
         brackets = {(a.open, a.close), (b.open, b.close)} - {("", "")}
         if len(brackets) > 1 or (("", "") in {(a.open, a.close), (b.open, b.close)} and brackets != {("(", ")")}):
             return False, "different brackets (interval ends or tuple vs interval)"
@@ -149,15 +187,6 @@ def values_equal(a, b, rel_tol: float, abs_tol: float) -> tuple[bool, str]:
     if isinstance(a, Union) and isinstance(b, Union):
         ok = _unordered(a.parts, b.parts, tol)
         return ok, "same union" if ok else "different unions"
-    if isinstance(a, Relation) and isinstance(b, Relation):
-        if a.op != b.op:
-            return False, "different relations"
-        ok = _proportional(a.lhs - a.rhs, b.lhs - b.rhs, positive=a.op in ("<", "<="), rel_tol=rel_tol)
-        return ok, "equivalent equations" if ok else "different equations"
-    if isinstance(a, Relation) and a.op == "=" and isinstance(b, sp.Basic) and isinstance(a.lhs, sp.Symbol):
-        return values_equal(a.rhs, b, *tol)  # "y = 2x" against "2x"
-    if isinstance(b, Relation) and b.op == "=" and isinstance(a, sp.Basic) and isinstance(b.lhs, sp.Symbol):
-        return values_equal(a, b.rhs, *tol)
     if isinstance(a, Matrix) and isinstance(b, Matrix):
         if len(a.rows) != len(b.rows) or len(a.rows[0]) != len(b.rows[0]):
             return False, "different matrix shapes"
@@ -167,7 +196,10 @@ def values_equal(a, b, rel_tol: float, abs_tol: float) -> tuple[bool, str]:
 
 
 def _scaled(v, factor):
-    """v * factor for expressions; containers are left alone (percent applies to numbers)."""
+    """v * factor for expressions and the value an equation names (x = 50%); other containers are left
+    alone (percent applies to numbers)."""
+    if isinstance(v, Relation) and v.named and isinstance(v.rhs, sp.Basic):
+        return Relation(v.op, v.lhs, v.rhs * factor, named=True)
     return v * factor if isinstance(v, sp.Basic) else v
 
 

@@ -2,10 +2,11 @@
 
 Everything here is plain string work that runs in linear (or, on the short extracted answer,
 small polynomial) time, so it is safe to run in the caller's process. Parsing and symbolic
-comparison happen in `mathparse` / `mathcompare`, inside a killable worker.
+comparison happen in `parse` / `equivalence`, inside a killable worker.
 
 Extraction order (the first that matches wins):
-  1. the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces allowed);
+  1. the last complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces allowed), with the boxes
+     right before it that only separators part from it (``\\boxed{1}, \\boxed{2}`` is the list 1, 2);
   2. GSM8K's last ``#### 42``;
   3. the last "The answer is ..." / "Final answer: ...";
   4. optionally the last number in the text (off by default: with boxed-style prompts a number
@@ -17,7 +18,9 @@ from __future__ import annotations
 import re
 
 BOX_COMMANDS = ("\\boxed", "\\fbox")
+MAX_BOXES = 100  # boxes joined into one answer at most: bounds the backward walk on hostile text
 _ANSWER_PHRASES = ("final answer is", "final answer:", "final answer", "the answer is", "answer is", "answer:")
+_MATH_DELIMITERS = {"$$": "$$", "$": "$", "\\[": "\\]", "\\(": "\\)"}  # opening -> closing, longest first
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _BARE_ARGUMENT = re.compile(r"[^\s$]+")  # "\\boxed 5": the next whitespace-delimited token
 
@@ -61,26 +64,78 @@ def _stripped(text: str, start: int, end: int) -> tuple[int, int] | None:
     return (start, end) if end > start else None
 
 
-def _boxed_span(text: str) -> tuple[int, int] | None:
-    """Span of the last \\boxed{...} / \\fbox{...} content, unstripped; None if absent or left unclosed.
-
-    An unclosed last box (a truncated generation) yields None rather than an earlier box,
-    so a box from the reasoning is never graded as the final answer.
-    """
-    i = box_argument_start(text)
-    if i is None:
-        return None
+def _box_content(text: str, cmd_pos: int, braced_only: bool) -> tuple[int, int, int] | None:
+    """(content start, content end, end of the box) of the box command at cmd_pos; None if unclosed."""
+    cmd = next(c for c in BOX_COMMANDS if text.startswith(c, cmd_pos))
+    i = cmd_pos + len(cmd)
+    while i < len(text) and text[i] == " ":
+        i += 1
     if i < len(text) and text[i] == "{":
         end = matching_brace(text, i)
-        return None if end < 0 else (i + 1, end)
+        return None if end < 0 else (i + 1, end, end + 1)
+    if braced_only:
+        return None
     m = _BARE_ARGUMENT.match(text, i)
-    return (m.start(), m.end()) if m else None
+    return (m.start(), m.end(), m.end()) if m else None
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} or \\fbox{...}; None if absent or left unclosed."""
-    span = _boxed_span(text)
-    return None if span is None else text[span[0]:span[1]]
+def _last_box_command(text: str, before: int) -> int | None:
+    pos = max(text.rfind(cmd, 0, before) for cmd in BOX_COMMANDS)
+    return None if pos < 0 else pos
+
+
+def _final_boxes(text: str) -> list[tuple[int, int]] | None:
+    """Content spans (unstripped) of the boxes that make the final answer; None without a closed last box.
+
+    The last box, and the boxes right before it that only separators part from it (spaces, commas,
+    "and", "or", \\quad, \\text{ and }, math delimiters, the name of the next value "x_2 =", all on
+    one line): `\\boxed{1}, \\boxed{2}` is one answer, two items. A box parted from the next by words or a line break is reasoning, and an
+    unclosed last box (a truncated generation) means no answer: an earlier box is never graded as
+    the final one.
+    """
+    pos = _last_box_command(text, len(text))
+    if pos is None:
+        return None
+    box = _box_content(text, pos, braced_only=False)
+    if box is None:
+        return None
+    spans = [box[:2]]
+    while len(spans) < MAX_BOXES:
+        prev = _last_box_command(text, pos)
+        box = None if prev is None else _box_content(text, prev, braced_only=True)
+        if box is None or box[2] > pos or not _BOX_GAP.fullmatch(text, box[2], pos):
+            return spans[::-1]
+        spans.append(box[:2])
+        pos = prev
+    return spans[::-1]
+
+
+# what may part boxes that together make one answer (see _final_boxes)
+_BOX_GAP = re.compile(r"(?:[ \t,;&$]|\\[()\[\]]|\\q?quad|\\[,;: !]|\band\b|\bor\b"
+                      r"|\\text[ \t]*\{[ \t]*(?:and|or|,)?[ \t]*\}|[A-Za-z](?:_\{?\w+\}?)?[ \t]*=)*")
+
+
+def _joined(text: str, spans: list[tuple[int, int]]) -> str:
+    """The answer written in the spans: one span's text, or several boxes' contents as a list."""
+    return ", ".join(text[a:b] for a, b in spans)
+
+
+def _box_spans(text: str) -> list[tuple[int, int]] | None:
+    """Stripped, non-empty content spans of the final boxes ([] when the last box is empty); a box
+    repeated with the same content counts once."""
+    boxes = _final_boxes(text)
+    if boxes is None:
+        return None
+    spans = [s for s in (_stripped(text, a, b) for a, b in boxes) if s is not None]
+    if len({text[a:b] for a, b in spans}) == 1:
+        spans = spans[-1:]
+    return spans
+
+
+def boxed_answer(text: str) -> str | None:
+    """The final answer written in boxes (several boxes as a comma list); None if absent or left unclosed."""
+    spans = _box_spans(text)
+    return None if spans is None else _joined(text, spans)
 
 
 def _after_phrase(text: str) -> tuple[int, int] | None:
@@ -97,10 +152,10 @@ def _after_phrase(text: str) -> tuple[int, int] | None:
     while begin < len(text) and text[begin] in " :*\t":
         begin += 1
     rest = text[begin:]
-    if rest.startswith("$"):
-        # "$...$" or "$$...$$": take the math span
-        delim = "$$" if rest.startswith("$$") else "$"
-        end = rest.find(delim, len(delim))
+    delim = next((d for d in _MATH_DELIMITERS if rest.startswith(d)), None)
+    if delim is not None:
+        # "$...$", "$$...$$", "\\[...\\]", "\\(...\\)": take the math span, across lines
+        end = rest.find(_MATH_DELIMITERS[delim], len(delim))
         if end > 0:
             return begin + len(delim), begin + end  # unstripped, as before
     # up to the end of the line or the sentence (a period followed by a space or the end)
@@ -113,25 +168,22 @@ def _after_phrase(text: str) -> tuple[int, int] | None:
     return _stripped(text, begin, begin + len(ans))
 
 
-def answer_span(text: str, last_number_fallback: bool = False) -> tuple[int, int] | None:
-    """Character span [start, end) in `text` of the final answer `extract_answer` returns, or None.
-
-    Example: answer_span("so Answer: 12.") == (11, 13)
-    """
-    boxed = _boxed_span(text)
-    if boxed is not None:
-        return _stripped(text, *boxed)
+def _answer_spans(text: str, last_number_fallback: bool) -> list[tuple[int, int]] | None:
+    """Spans of the final answer: one, or one per box when several boxes make the answer."""
+    boxes = _box_spans(text)
+    if boxes is not None:
+        return boxes or None
     p = text.rfind("####")
     if p >= 0:
         tail = text[p + 4:]
         line_end = text.find("\n", len(text) - len(tail.lstrip()))  # the first line after the marker's blank lines
         span = _stripped(text, p + 4, len(text) if line_end < 0 else line_end)
         if span is not None:
-            return span
+            return [span]
     phrase = _after_phrase(text)
     if phrase is not None:
         start, end = phrase
-        return phrase if text[start:end] else None
+        return [phrase] if text[start:end] else None
     if last_number_fallback:
         # scan only the tail: the last number is near the end, and this bounds the regex work
         offset = max(0, len(text) - 2000)
@@ -140,21 +192,31 @@ def answer_span(text: str, last_number_fallback: bool = False) -> tuple[int, int
             pass
         if last is not None:
             number = last.group(0).rstrip(",")
-            return last.start(), last.start() + len(number)
+            return [(last.start(), last.start() + len(number))]
     return None
+
+
+def answer_span(text: str, last_number_fallback: bool = False) -> tuple[int, int] | None:
+    """Character span [start, end) in `text` of the final answer `extract_answer` returns, or None
+    (several boxes: from the first box's content to the last's).
+
+    Example: answer_span("so Answer: 12.") == (11, 13)
+    """
+    spans = _answer_spans(text, last_number_fallback)
+    return None if spans is None else (spans[0][0], spans[-1][1])
 
 
 def extract_answer(text: str, last_number_fallback: bool = False) -> str | None:
     """The final answer written in model text, or None. See the module docstring for the order."""
-    span = answer_span(text, last_number_fallback)
-    return None if span is None else text[span[0]:span[1]] or None
+    spans = _answer_spans(text, last_number_fallback)
+    return None if spans is None else _joined(text, spans) or None
 
 
 def extract_gold(answer: str) -> str:
-    """The gold answer proper: unwrap a \\boxed{} or a GSM8K '#### x' suffix if present."""
-    boxed = last_boxed(answer)
-    if boxed is not None and boxed.strip():
-        return boxed.strip()
+    """The gold answer proper: unwrap \\boxed{} (several boxes: a list) or a GSM8K '#### x' suffix if present."""
+    boxed = boxed_answer(answer)
+    if boxed:
+        return boxed
     p = answer.rfind("####")
     if p >= 0 and answer[p + 4 :].strip():
         return answer[p + 4 :].strip()
@@ -193,13 +255,20 @@ _REPLACEMENTS = (
     ("\\neq", "\\ne"), ("\\emptyset", "\\{\\}"), ("\\varnothing", "\\{\\}"),
     ("\\dots", ""), ("\\ldots", ""), ("\\cdots", ""),
     ("×", "*"), ("·", "*"), ("÷", "/"), ("−", "-"), ("–", "-"), ("π", "\\pi"), ("∞", "\\infty"),
-    ("≤", "\\le"), ("≥", "\\ge"), ("√", "\\sqrt"), ("∪", "\\cup"), ("±", "\\pm"),
+    ("≤", "\\le"), ("≥", "\\ge"), ("√", "\\sqrt"), ("∪", "\\cup"), ("±", "\\pm"), ("≈", "\\approx"),
 )
+_TEXT_COMMANDS = ("text", "textnormal", "textup", "textsf", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox",
+                  "operatorname", "hbox")
 # Degrees and the percent sign are both dropped; percent is reported so the policy can apply.
 _DEGREES = re.compile(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree|\s*\bdegrees?\b")
-_PERCENT = re.compile(r"\\%|%|\s*\bpercent\b")
-_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?:,\d{3})+(?![\d,])(?:\.\d+)?")
-_SPACED_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?: \d{3})+(?![\d/])")
+# The words keep the percent too: "28 pct", "28 percentage", a glued "9percent".
+_PERCENT = re.compile(r"\\%|%|\s*(?:(?<=\d)|\b)(?:percentage|percent|per cent|pct)\b")
+# Thousands groups; a first group of 0 is no thousands number ("0,111"), and inside brackets a
+# comma parts items (see _merge_thousands).
+_THOUSANDS = re.compile(r"(?<![\d.])[1-9]\d{0,2}(?:,\d{3})+(?![\d,])(?:\.\d+)?")
+_SPACED_THOUSANDS = re.compile(r"(?<![\d.])[1-9]\d{0,2}(?: \d{3})+(?![\d/])")
+# TeX's own thousands marks, spaced or not: 14{,}916, 14 {, }916, 32,\! 349 (the \! cancels the comma's space)
+_GROUP_MARK = re.compile(r"(?<=\d)\s*(?:\{\s*,\s*\}|,\s*\\!)\s*(?=\d)")
 # A number followed only by words (units or "apples"): keep the number.
 _TRAILING_WORDS = re.compile(r"(?P<num>.*?(?:\d|\}|\\pi))\s*(?:[A-Za-z]{2,}|[A-Za-z]+ [A-Za-z ]+)\.?(?:\s*\^\s*\{?[23]\}?)?")
 # A plain number followed by a unit, possibly raised to a power: 12\text{ m}^3, 5 \mathrm{cm}^{2},
@@ -208,7 +277,7 @@ _TRAILING_WORDS = re.compile(r"(?P<num>.*?(?:\d|\}|\\pi))\s*(?:[A-Za-z]{2,}|[A-Z
 _NUM = r"(?P<num>-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)(?:/\d+)?|-?\\frac\{\d+\}\{\d+\})"
 _UNIT_POWER = r"(?:\s*\^\s*(?:\{\s*-?\d\s*\}|-?\d))?"
 _TEXT_UNIT = re.compile(
-    _NUM + r"\s*\\(?:text|mathrm|textrm|mbox|rm|operatorname)\s*\{\s*[A-Za-z][A-Za-z/. ^0-9{}-]*\}" + _UNIT_POWER
+    _NUM + r"\s*\\(?:text|textnormal|textup|textsf|mathrm|textrm|mbox|rm|operatorname)\s*\{\s*[A-Za-z][A-Za-z/. ^0-9{}-]*\}" + _UNIT_POWER
     + r"(?:\s*/\s*\\(?:text|mathrm)\s*\{\s*[A-Za-z]+\s*\}" + _UNIT_POWER + r")?\.?"
 )
 _BARE_UNIT = re.compile(_NUM + r"\s*(?:[mgsLlJNWVKh]|m/s)" + _UNIT_POWER + r"\.?")
@@ -222,8 +291,43 @@ def _repeating_to_fraction(m: re.Match) -> str:
     num = int(whole + fixed + rep) - int(whole + fixed)
     den = (10 ** len(rep) - 1) * 10 ** len(fixed)
     return f"({num}/{den})"
-_LEADING_VAR = re.compile(r"^\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\\[a-z]+)\s*(?:=|\\in)\s*(?P<rhs>[^=]+)$")
-_MIXED = re.compile(r"^(-?)(\d+)\s+(\d+)\s*/\s*(\d+)$")
+# "x \in [1, 2)" is the set itself (an equation "x = 5" stays a relation, read by the parser)
+_WORD_NAMED = re.compile(r"(?P<name>[^=<>]+?)\s*=\s*(?P<rhs>[^=<>]+)")
+_MEMBER_OF = re.compile(r"^\s*(?:[A-Za-z](?:_\{?\w+\}?)?|\\[a-z]+)\s*\\in\s*(?P<rhs>[^=]+)$")
+
+
+def _container_depths(s: str) -> list[int]:
+    """For each index of s, how many (), [], \\{\\} and bare {} (a set or group) enclose it; the braces
+    of a command's argument (\\frac{1,000}{3}, x^{2}) do not count."""
+    depths, stack, depth = [], [], 0
+    for i, c in enumerate(s):
+        if c in "([{":
+            counts = True
+            if c == "{" and s[i - 1 : i] != "\\":
+                j = i - 1
+                while j >= 0 and s[j] == " ":
+                    j -= 1
+                if j >= 0 and s[j] in "^_}":
+                    counts = False
+                elif j >= 0 and s[j].isalpha():
+                    while j >= 0 and s[j].isalpha():
+                        j -= 1
+                    counts = not (j >= 0 and s[j] == "\\")
+            stack.append(counts)
+            depth += counts
+        elif c in ")]}" and stack:
+            depth -= stack.pop()
+        depths.append(depth)
+    return depths
+
+
+def _merge_thousands(s: str) -> str:
+    """1,000,000 -> 1000000, but only outside brackets: (1,100) is a pair and (2,12) \\cup (12,102) two
+    intervals, never the numbers 1100 or 12102."""
+    if "," not in s:
+        return s
+    depths = _container_depths(s)
+    return _THOUSANDS.sub(lambda m: m.group(0).replace(",", "") if depths[m.start()] == 0 else m.group(0), s)
 
 
 def normalize(answer: str, bare_units: bool = False) -> tuple[str, bool]:
@@ -235,34 +339,40 @@ def normalize(answer: str, bare_units: bool = False) -> tuple[str, bool]:
     Example: normalize("\\$1,000.") == ("1000", False); normalize("50\\%") == ("50", True)
     """
     s = answer.strip()
+    if "\\begin" not in s:  # outside a matrix "\\\\frac" is a doubly escaped command (JSON text), not a row break
+        s = re.sub(r"\\\\(?=[A-Za-z])", lambda m: "\\", s)
     # math delimiters around the whole answer
     for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
             s = s[len(left) : len(s) - len(right)].strip()
-    inner = last_boxed(s)
+    inner = boxed_answer(s)
     if inner is not None and inner.strip():
         s = inner.strip()
+    s = _GROUP_MARK.sub("", s)
     s = s.replace("\\\\", "\x00")  # protect matrix row breaks from the "\\ " (space) rule
     for old, new in _REPLACEMENTS:
         s = s.replace(old, new)
     s = s.replace("\x00", "\\\\")
-    s = re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"\s+", " ", s).strip().rstrip(",;").strip()  # "\\frac13,": a trailing comma parts nothing
+    s, n_pct = _PERCENT.subn("", s)  # before units: "5 \\text{ percent}" is a percent, not a unit
+    m = _WORD_NAMED.fullmatch(s)
+    if m and is_text(m.group("name")) and not re.search(r"\d", m.group("name")):
+        s = m.group("rhs").strip()  # "\\text{Area} = 12": a name in words is no unknown of an equation
     m = _TEXT_UNIT.fullmatch(s)
     if m:
         s = m.group("num")
-    s = _unwrap_command(s, ("text", "textbf", "textit", "textrm", "mathrm", "mathbf", "mbox", "operatorname", "hbox"))
+    s = _unwrap_command(s, _TEXT_COMMANDS)
     s = s.replace("\\$", "").replace("$", "")
     s = _REPEATING.sub(_repeating_to_fraction, s)
     # plain-text spellings of pi and sqrt, as written outside LaTeX
     s = re.sub(r"(?<![\\A-Za-z])(pi|sqrt)(?![A-Za-z])", lambda m: "\\" + m.group(1), s)
     s = re.sub(r"\\mathbb\s*\{?R\}?", lambda m: "(-\\infty,\\infty)", s)
-    s, n_pct = _PERCENT.subn("", s)
     s = _DEGREES.sub("", s)
-    s = re.sub(r"\s+(?:and|or)\s+", ", ", s)
-    s = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), s)
+    s = re.sub(r"\s+(?:and|or)\s+|(?<=[)\]])\s*(?:and|or)\s*(?=[(\[])", ", ", s)  # also "(11,7)or(7,11)"
+    s = _merge_thousands(s)
     s = _SPACED_THOUSANDS.sub(lambda m: m.group(0).replace(" ", ""), s)
     s = re.sub(r"\s+", " ", s).strip()
-    s = s.rstrip(".").strip()
+    s = s.rstrip(".,;").strip()
     m = _BARE_UNIT.fullmatch(s) if bare_units else None
     if m:
         s = m.group("num")
@@ -272,13 +382,9 @@ def normalize(answer: str, bare_units: bool = False) -> tuple[str, bool]:
         if m and re.search(r"\d", m.group("num")) and not re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", m.group("num"))):
             if not re.match(r"\s*(?:pi|sqrt|e|i)\b", s[m.end("num"):]):
                 s = m.group("num").strip()
-    m = _LEADING_VAR.match(s)
+    m = _MEMBER_OF.match(s)
     if m and not re.search(r"[<>]|\\le|\\ge", m.group("rhs")):
         s = m.group("rhs").strip()
-    m = _MIXED.match(s)
-    if m:
-        sign, whole, num, den = m.groups()
-        s = f"{sign}({whole}+{num}/{den})"
     if s.startswith("+") and len(s) > 1:
         s = s[1:]
     return s, n_pct > 0
@@ -309,5 +415,6 @@ _MATH_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "sqrt", "
 
 def is_text(s: str) -> bool:
     """Whether an answer is words (a name, yes/no), which must not be read as a product of symbols."""
+    s = re.sub(r"_\{[^{}]*\}", "", s)  # a subscript is a label: S_{ABCD} is a symbol
     words = re.findall(r"(?<![\\A-Za-z])[A-Za-z]{3,}", s)
     return s.strip().lower() == "no" or any(w.lower() not in _MATH_WORDS for w in words)

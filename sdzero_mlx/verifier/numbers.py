@@ -17,6 +17,8 @@ from .extract import normalize, numeric_gold
 # bounded inputs only: normalize's regexes stay cheap on short strings
 MAX_QUICK_CHARS = 100
 _PLAIN = re.compile(r"(-?)(?:(\d+(?:\.\d+)?|\.\d+)(?:/(\d+))?|\\frac\{(\d+)\}\{(\d+)\})")
+# "x = 5", "a_1 = 0.5": a one-letter name before a plain number names that number (parse.is_name)
+_NAMED = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*(?P<value>[^=<>]+)")
 
 
 def plain_number(s: str) -> Fraction | None:
@@ -41,7 +43,7 @@ def compare_plain_numbers(answer: str, gold: str, config: VerifierConfig) -> tup
         return None
     norm_g, pct_g = normalize(gold)
     norm_a, pct_a = normalize(answer, bare_units=numeric_gold(norm_g))
-    a, g = plain_number(norm_a), plain_number(norm_g)
+    a, g = (plain_number(m.group("value") if (m := _NAMED.fullmatch(x)) else x) for x in (norm_a, norm_g))
     if a is None or g is None:
         return None
     forms_a, forms_g = [a], [g]

@@ -36,11 +36,16 @@ class ParseError(ValueError):
 
 @dataclass(frozen=True)
 class Seq:
-    """Ordered items in brackets: a tuple / point / interval ('(', ']', ...), or a bare list ('' '')."""
+    """Ordered items in brackets: a tuple / point / interval ('(', ']', ...), or a bare list ('' '').
+
+    `interval`: read from a relation (1 < x < 2, x > 5), so surely an interval: a bare list "1, 2"
+    (which stands for the tuple (1, 2)) never equals it.
+    """
 
     items: tuple
     open: str
     close: str
+    interval: bool = False
 
 
 @dataclass(frozen=True)
@@ -59,11 +64,17 @@ class Union:
 
 @dataclass(frozen=True)
 class Relation:
-    """lhs op rhs with op one of '=', '<', '<=', '!=' ('>' and '>=' are flipped on parsing)."""
+    """lhs op rhs with op one of '=', '<', '<=', '!=' ('>' and '>=' are flipped on parsing).
+
+    `named`: an equation whose left side is written without digits (x, f(x), |AB|, (p,q), V_1:V_2)
+    names the quantity its right side gives, so it also stands for that value: `x = 5` is 5. Its
+    right side may then be a container: `(p,q) = (3,2)`.
+    """
 
     op: str
-    lhs: sp.Expr
-    rhs: sp.Expr
+    lhs: object  # a sympy expression (a container only when named)
+    rhs: object
+    named: bool = False
 
 
 @dataclass(frozen=True)
@@ -288,6 +299,34 @@ class _Parser:
             return self.number(t[1])
         return self.atom()
 
+    def mixed_fraction(self) -> sp.Expr | None:
+        """After a whole number, the proper fraction of a mixed number (3\\frac{1}{2}, 3 1/2) or None.
+
+        An improper one (11\\frac{6}{6}, 11 6/6) is refused: it is neither a mixed number nor a
+        product anyone writes, so it is not guessed at as 12 or 11.
+        """
+        save = self.i
+        t = self.peek()
+        if t[1] == "\\frac":
+            self.take()
+            num, den = self.frac_args()
+        elif t[0] == "num" and "." not in t[1] and self.at_offset(1, "/") and (self.peek(2) or ("", ""))[0] == "num":
+            num = self.number(self.take()[1])
+            self.take()  # "/"
+            den = self.number(self.take()[1])
+        else:
+            return None
+        if not (num.is_Integer and den.is_Integer and den > 0 and num >= 0):
+            self.i = save
+            return None
+        if num >= den:
+            raise ParseError("a whole number before an improper fraction (11 6/6) is not a mixed number")
+        return num / den
+
+    def at_offset(self, k: int, text: str) -> bool:
+        t = self.peek(k)
+        return t is not None and t[1] == text
+
     def _bad_arg(self):
         raise ParseError("a decimal point cannot start an unbraced argument")
 
@@ -300,14 +339,10 @@ class _Parser:
         if kind == "num":
             value = self.number(text)
             nxt = self.peek()
-            if nxt is not None and nxt[1] == "\\frac" and value.is_Integer:
-                # mixed number: 3\frac{1}{2} = 7/2
-                save = self.i
-                self.take()
-                num, den = self.frac_args()
-                if num.is_Integer and den.is_Integer and den != 0 and 0 <= num < den:
-                    return value + num / den
-                self.i = save
+            if nxt is not None and value.is_Integer and "." not in text:
+                fraction = self.mixed_fraction()
+                if fraction is not None:
+                    return value + fraction
             if nxt is not None and nxt[0] == "name" and nxt[1] in "eE":
                 after = self.peek(1)
                 # scientific notation 1.5e3 / 2E-4, written without spaces
@@ -485,7 +520,13 @@ def parse_expr(s: str) -> sp.Expr:
 
 def _split_top(s: str, seps: tuple[str, ...]) -> list[str]:
     """Split at separators that are outside any (), [], {} or \\{ \\}."""
-    parts, depth, start, i = [], 0, 0, 0
+    return _split_top_kept(s, seps)[0]
+
+
+def _split_top_kept(s: str, seps: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(parts, the separator found between each two parts), splitting as _split_top does; a separator
+    that is the prefix of another must come after it in seps ('<=' before '<')."""
+    parts, found, depth, start, i = [], [], 0, 0, 0
     while i < len(s):
         c = s[i]
         if c == "\\" and i + 1 < len(s) and s[i + 1] in "{}":
@@ -501,12 +542,13 @@ def _split_top(s: str, seps: tuple[str, ...]) -> list[str]:
             # a command separator (\cup) must not be the prefix of a longer command
             if sep is not None and not (sep[-1].isalpha() and s[i + len(sep) : i + len(sep) + 1].isalpha()):
                 parts.append(s[start:i])
+                found.append(sep)
                 i += len(sep)
                 start = i
                 continue
         i += 1
     parts.append(s[start:])
-    return parts
+    return parts, found
 
 
 def _outer_pair(s: str) -> bool:
@@ -562,22 +604,98 @@ def parse_answer(s: str):
     if s.startswith("\\{") and s.endswith("\\}"):
         inner = s[2:-2].strip()
         return SetOf(tuple(parse_answer(p) for p in _split_top(inner, (",", ";"))) if inner else ())
+    if s[0] == "{" and s[-1] == "}" and _outer_pair(s):
+        items = _split_top(s[1:-1], (",", ";"))
+        if len(items) > 1:  # {-2021, 2021}: a set written without its backslashes ({5} is a group)
+            return SetOf(tuple(parse_answer(p) for p in items))
     if s[0] in "([" and s[-1] in ")]" and _outer_pair(s):
         items = _split_top(s[1:-1], (",", ";"))
         if len(items) > 1:
             return Seq(tuple(parse_answer(p) for p in items), s[0], s[-1])
-    items = _split_top(s, (",", ";"))
-    if len(items) > 1:
-        return Seq(tuple(parse_answer(p) for p in items), "", "")
+    # at the top level ";" parts solutions and "," their components: p=5,q=2; p=7,q=2
+    for seps in ((";",), (",",)):
+        items = _split_top(s, seps)
+        if len(items) > 1:
+            return Seq(tuple(parse_answer(p) for p in items), "", "")
+    relation = _relation(s)
+    if relation is not None:
+        return relation
+    return _ratio_or_expr(s)
+
+
+_REL_OPS = ("<=", ">=", "!=", "≈", "=", "<", ">")  # longest first
+
+
+def _relation_chain(s: str) -> tuple[list[str], list[str]]:
+    """The sides and the relation signs between them, at the top bracket level: 'a = b < c' ->
+    (['a ', ' b ', ' c'], ['=', '<'])."""
     for cmd, op in _REL_CMDS.items():
         s = re.sub(r"\\" + cmd + r"(?![A-Za-z])", op, s)
-    for op in ("<=", ">=", "!=", "=", "<", ">"):
-        sides = _split_top(s, (op,))
-        if len(sides) == 2:
-            lhs, rhs = parse_expr(sides[0]), parse_expr(sides[1])
-            if op in (">", ">="):
-                return Relation(op.replace(">", "<"), rhs, lhs)
-            return Relation(op, lhs, rhs)
-        if len(sides) > 2:
-            raise ParseError("chained relations are not supported")
-    return parse_expr(s)
+    s = re.sub(r"\\approx(?![A-Za-z])", "≈", s)
+    return _split_top_kept(s, _REL_OPS)
+
+
+def is_name(side: str) -> bool:
+    """Whether one side of an equation names a quantity: written without digits (subscripts aside) or a
+    leading sign: x, f(x), |AB|, \\frac{NO}{BO}, (p,q), V_1:V_2 -- but not 2x+4y-3 or a^2+b."""
+    t = re.sub(r"_\{[^{}]*\}|_\w", "", side.strip())
+    return bool(re.search(r"[A-Za-z]", t)) and not re.search(r"\d", t) and t[:1] not in "+-" and "\\infty" not in t
+
+
+def _relation(s: str):
+    """A relation or a chain of them, or None when s has no relation sign.
+
+    x = 2+3 = 5 is the equation x = 5 (working that ends in a value is read as that value; with no
+    name on the left, 1+1 = 2 is 2); an approximation ends the exact part (x = 1/3 \\approx 0.33 is
+    x = 1/3, x \\approx 11 is x = 11); a < x <= b is the interval (a, b].
+    """
+    sides, ops = _relation_chain(s)
+    if not ops:
+        return None
+    if not sides[0].strip() and ops[0] in ("=", "≈"):  # "= 5", "\\approx 11": the value itself
+        sides, ops = sides[1:], ops[1:]
+        if not ops:
+            return parse_answer(sides[0])
+    if any(not side.strip() for side in sides):
+        raise ParseError("a relation with an empty side")
+    if all(op in ("=", "≈") for op in ops):
+        kept = sides[: ops.index("≈") + 1] if "≈" in ops else sides
+        if len(kept) == 1 and is_name(kept[0]):
+            kept = sides[:2]
+        if len(kept) == 1:
+            return parse_answer(kept[0])
+        first, last = kept[0], kept[-1]
+        if is_name(first):
+            return Relation("=", parse_answer(first), parse_answer(last), named=True)
+        rhs = parse_answer(last)
+        if len(kept) > 2:
+            return rhs
+        lhs = parse_answer(first)
+        if not (isinstance(lhs, sp.Basic) and isinstance(rhs, sp.Basic)):
+            raise ParseError("an equation between containers")
+        return rhs if not (lhs.free_symbols or rhs.free_symbols) else Relation("=", lhs, rhs)
+    if len(ops) == 1:
+        lhs, rhs = parse_expr(sides[0]), parse_expr(sides[1])
+        if ops[0] in (">", ">="):
+            return Relation(ops[0].replace(">", "<"), rhs, lhs)
+        return Relation(ops[0], lhs, rhs)
+    if len(ops) == 2 and is_name(sides[1]) and ({*ops} <= {"<", "<="} or {*ops} <= {">", ">="}):
+        up = ops[0] in ("<", "<=")
+        lo, hi = (sides[0], sides[2]) if up else (sides[2], sides[0])
+        lo_op, hi_op = (ops[0], ops[1]) if up else (ops[1], ops[0])
+        return Seq((parse_expr(lo), parse_expr(hi)), "[" if "=" in lo_op else "(", "]" if "=" in hi_op else ")",
+                   interval=True)
+    raise ParseError("a chain of relations other than a = b = c or a < x < b")
+
+
+def _ratio_or_expr(s: str) -> sp.Expr:
+    """An expression, or a ratio a:b read as the number a/b (7:32 is 7/32; 12:00 is refused)."""
+    parts = _split_top(s, (":",))
+    if len(parts) == 1:
+        return parse_expr(s)
+    if len(parts) > 2:
+        raise ParseError("a ratio of more than two parts")
+    a, b = parse_expr(parts[0]), parse_expr(parts[1])
+    if b == 0:
+        raise ParseError("a ratio with a zero part")
+    return a / b
