@@ -123,7 +123,7 @@ _code_pool = SharedPool("sdzero_mlx.verifier.code_worker")
 
 def get_code_pool(config: VerifierConfig) -> WorkerPool:
     """The process-wide pool of code workers, (re)built if the configured size changed."""
-    return _code_pool.get(config.n_workers(), SCRATCH_MB)
+    return _code_pool.get(config.n_workers(), (str(SCRATCH_MB),))
 
 
 def describe(tests: dict) -> str:
