@@ -1,0 +1,75 @@
+"""Where there is no sandbox (here: unshare() forbidden by a seccomp filter, as in a default Docker
+container; tests/no_namespaces.py), code rewards refuse to start and name the recipe field that
+accepts running model code unisolated; with it they run with rlimits only and say so, and
+`sdzero verify --kind code` prints which isolation it used, in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import seccomp
+from sdzero_mlx.cli import app
+from sdzero_mlx.verifier import VerifierConfig, check, code
+from sdzero_mlx.verifier.pool import SharedPool
+
+TESTS = Path(__file__).resolve().parent
+IO = json.dumps({"inputs": ["1 2\n"], "outputs": ["3\n"]})
+ADD = "```python\nprint(sum(map(int, input().split())))\n```"
+REFUSED = VerifierConfig(kind="code", timeout_s=10.0, cache_size=0, workers=1)
+ALLOWED = VerifierConfig(kind="code", timeout_s=10.0, cache_size=0, workers=1, allow_unisolated_code=True)
+
+pytestmark = pytest.mark.skipif(not seccomp.supported(),
+                                reason="forbids unshare() with a seccomp filter: Linux x86-64/aarch64 only")
+
+
+@pytest.fixture
+def no_namespaces(monkeypatch):
+    """Code workers on a machine whose kernel refuses them every namespace."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    pool = SharedPool("no_namespaces")
+    monkeypatch.setattr(code, "_code_pool", pool)
+    yield
+    pool.shutdown()
+
+
+def test_code_rewards_refuse_to_start_and_name_the_field(no_namespaces):
+    with pytest.raises(RuntimeError) as refused:
+        check(ADD, IO, REFUSED)
+    said = str(refused.value)
+    assert "no isolation for model-written code here" in said and "verifier.allow_unisolated_code: true" in said
+    assert "EPERM" in said  # why: the unshare() the filter refused
+
+
+def test_the_field_runs_them_unisolated_and_says_so(no_namespaces):
+    assert check(ADD, IO, ALLOWED).score == 1.0
+    assert check(ADD.replace("sum", "max"), IO, ALLOWED).score == 0.0
+    assert code.sandbox_description(ALLOWED).startswith("NONE, rlimits only")
+
+
+def test_verify_prints_the_isolation_in_one_line_or_the_refusal(no_namespaces, tmp_path):
+    response, tests = tmp_path / "r.txt", tmp_path / "t.json"
+    response.write_text(ADD)
+    tests.write_text(IO)
+    args = ["verify", "--kind", "code", "--response-file", str(response), "--tests-file", str(tests)]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 2 and "verifier.allow_unisolated_code: true" in out.output and "--allow-unisolated" in out.output
+    out = CliRunner().invoke(app, args + ["--allow-unisolated"])
+    lines = out.output.splitlines()
+    assert out.exit_code == 0 and lines[-1] == "1", out.output
+    assert [ln for ln in lines if ln.startswith("sandbox: ")] == [lines[0]] and lines[0].startswith("sandbox: NONE, rlimits only")
+
+
+def test_verify_names_the_sandbox_it_used(tmp_path):
+    """With namespaces allowed (this machine), the line names them."""
+    response, tests = tmp_path / "r.txt", tmp_path / "t.json"
+    response.write_text(ADD)
+    tests.write_text(IO)
+    out = CliRunner().invoke(app, ["verify", "--kind", "code", "--response-file", str(response), "--tests-file", str(tests)])
+    first = out.output.splitlines()[0]
+    kinds = ("sandbox: Linux namespaces as root:", "sandbox: Linux user namespaces:")
+    assert out.exit_code == 0 and first.startswith(kinds), out.output
