@@ -158,8 +158,8 @@ def test_printing_1_gb(enforced):
 
 
 def test_writing_outside_its_folder(enforced, tmp_path):
-    targets = [tmp_path / "escape.txt", "/dev/shm/sdzero-sandbox-escape.txt", "/var/tmp/sdzero-sandbox-escape.txt",
-               Path.home() / f".sdzero-sandbox-escape-{os.getpid()}", Path.home() / ".bashrc-sdzero-escape"]
+    name = f"sdzero-sandbox-escape-{os.getpid()}"  # fresh per run: a file left by an older sandbox must not count
+    targets = [tmp_path / name, f"/dev/shm/{name}", f"/var/tmp/{name}", Path.home() / f".{name}"]
     program = ("wrote = []\n"
                f"for path in {[str(t) for t in targets]!r}:\n"
                "    try:\n        open(path, 'w').write('x')\n        wrote.append(path)\n"
