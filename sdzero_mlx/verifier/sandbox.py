@@ -83,7 +83,8 @@ class Isolation:
 
     def describe(self) -> str:
         """One line: which isolation, and what it means for a program."""
-        processes = ("processes counted per run" if self.limit_processes and self.run_user_namespace else
+        per_run = self.run_user_namespace and facts().nproc_per_user_namespace
+        processes = ("processes counted per run" if self.limit_processes and per_run else
                      f"processes counted over uid {self.run_uid}" if self.limit_processes else
                      "processes not limited (RLIMIT_NPROC would count the user's own; Linux < 5.14)")
         if self.kind == "root namespaces":
