@@ -2,6 +2,7 @@
 platform or a container would (no fork left under a process limit, unshare forbidden).
 
     install({"unshare": errno.EPERM})                       # a container's default seccomp profile
+    install({"unshare": (errno.EPERM, 0, CLONE_NEWUSER)})   # ... or only user namespaces refused
     install(NO_FORK)                                        # RLIMIT_NPROC already spent: threads only
 
 Inherited by children and kept across exec; it cannot be removed. Linux on x86-64 and aarch64 only
@@ -15,7 +16,7 @@ import errno
 import platform
 import struct
 
-CLONE_THREAD = 0x00010000
+CLONE_THREAD, CLONE_NEWUSER = 0x00010000, 0x10000000
 # (audit arch, syscall numbers) from <asm/unistd.h>; aarch64 has no fork or vfork (libc uses clone)
 _ARCH = {
     "x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58, "clone3": 435, "unshare": 272}),
@@ -40,9 +41,12 @@ def _program(rules: dict) -> list[tuple[int, int, int, int]]:
     for name, rule in rules.items():
         if name not in numbers:
             continue  # no such call on this architecture
-        err, unless = rule if isinstance(rule, tuple) else (rule, 0)
-        if unless:  # the low 32 bits of the first argument (clone's flags) carry a flag that lets it through
+        err, unless, only = (*rule, 0, 0)[:3] if isinstance(rule, tuple) else (rule, 0, 0)
+        # flags: the low 32 bits of the first argument (clone's and unshare's flags)
+        if unless:  # a flag that lets the call through
             body = [(_LD_W_ABS, 0, 0, 16), (_JSET_K, 1, 0, unless), (_RET_K, 0, 0, _ERRNO | err), (_RET_K, 0, 0, _ALLOW)]
+        elif only:  # refused only with one of these flags
+            body = [(_LD_W_ABS, 0, 0, 16), (_JSET_K, 0, 1, only), (_RET_K, 0, 0, _ERRNO | err), (_RET_K, 0, 0, _ALLOW)]
         else:
             body = [(_RET_K, 0, 0, _ERRNO | err)]
         prog += [(_JEQ_K, 0, len(body), numbers[name])] + body
@@ -50,7 +54,8 @@ def _program(rules: dict) -> list[tuple[int, int, int, int]]:
 
 
 def install(rules: dict) -> None:
-    """Make each named call fail with its errno (or (errno, flags): unless its first argument has one of the flags)."""
+    """Make each named call fail with its errno; (errno, unless, only): unless its first argument has one of the
+    `unless` flags, or only when it has one of the `only` flags."""
     if not supported():
         raise OSError(errno.ENOSYS, f"tests/seccomp.py supports Linux on {sorted(_ARCH)}, not {platform.machine()}")
     prog = _program(rules)

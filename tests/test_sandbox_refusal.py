@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import seccomp
 from sdzero_mlx.cli import app
+from sdzero_mlx.platform.facts import facts
 from sdzero_mlx.verifier import VerifierConfig, check, code
 from sdzero_mlx.verifier.pool import SharedPool
 
@@ -73,3 +74,18 @@ def test_verify_names_the_sandbox_it_used(tmp_path):
     first = out.output.splitlines()[0]
     kinds = ("sandbox: Linux namespaces as root:", "sandbox: Linux user namespaces:")
     assert out.exit_code == 0 and first.startswith(kinds), out.output
+
+
+@pytest.mark.skipif(not facts().root, reason="root's fallback: a user without user namespaces has no sandbox at all")
+def test_root_whose_runs_cannot_have_a_user_namespace_counts_processes_over_uid_65534(no_namespaces, monkeypatch):
+    """Namespaces allowed but not user namespaces: runs drop to uid 65534 outside, RLIMIT_NPROC counts that
+    uid, and the rest (masked homes, no network, own PID namespace) holds."""
+    monkeypatch.setenv("SDZERO_SIM_USERNS_ONLY", "1")
+    assert code.sandbox_description(REFUSED).startswith("Linux namespaces as root:")
+    assert "processes counted over uid 65534" in code.sandbox_description(REFUSED)
+    probe = ("```python\nimport os, resource as r, socket\nprint(os.getuid(), r.getrlimit(r.RLIMIT_NPROC)[0], os.listdir('/home'))\n"
+             "socket.create_connection(('127.0.0.1', 9), timeout=0.5)\n```")
+    verdict = check(probe, json.dumps({"inputs": [""], "outputs": ["65534 64 []"]}), REFUSED)
+    assert verdict.score == 0.0 and "Network is unreachable" in verdict.reason, verdict.reason
+    assert check(probe.replace("socket.create", "# socket.create"), json.dumps({"inputs": [""], "outputs": ["65534 64 []"]}),
+                 REFUSED).score == 1.0
