@@ -37,7 +37,7 @@ NO_PROCESS_LIMIT = "as a user before Linux 5.14 RLIMIT_NPROC counts the user's o
 if not facts().linux:
     pytest.skip("the hostile suite relies on Linux's namespaces; macOS's sandbox is tested as a profile "
                 "(test_macos_profile.py) and on a simulated Mac (test_sandbox_macos.py)", allow_module_level=True)
-if not ROOT and (_why := linux_sandbox.user_namespaces_unavailable()) is not None:
+if not ROOT and (_why := linux_sandbox.worker_namespaces_unavailable(as_root=False)) is not None:
     pytest.skip(f"this kernel forbids the sandbox to a normal user: {_why}", allow_module_level=True)
 
 

@@ -43,10 +43,6 @@ SYSTEM_DIRS = frozenset({"/", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc",
 _libc = None
 
 
-class Unavailable(OSError):
-    """The kernel refuses the namespaces themselves (not a later step): there is no sandbox here."""
-
-
 def _c(name: str, *args) -> None:
     global _libc
     if _libc is None:
@@ -105,9 +101,13 @@ def _sysctl(name: str) -> str | None:
         return None
 
 
-def _why(step: str, err: int) -> str:
-    """The failed step in words, with the knob that forbids it where one is set."""
-    said = f"{step} failed with {errno.errorcode.get(err, err)} ({os.strerror(err)})"
+def _why(said: str, err: int, as_root: bool) -> str:
+    """A failed step in words, with the setting that forbids it where one is set."""
+    said = f"{said} ({errno.errorcode.get(err, err)})"
+    if as_root:
+        if err in (errno.EPERM, errno.EACCES):
+            return f"{said}: no CAP_SYS_ADMIN, or a container's seccomp or AppArmor profile forbids it"
+        return said
     if _sysctl("kernel.unprivileged_userns_clone") == "0":
         return f"{said}: kernel.unprivileged_userns_clone is 0 (sudo sysctl -w kernel.unprivileged_userns_clone=1 allows them)"
     if _sysctl("kernel.apparmor_restrict_unprivileged_userns") == "1":
@@ -117,63 +117,61 @@ def _why(step: str, err: int) -> str:
         return f"{said}: user.max_user_namespaces is 0 (sudo sysctl -w user.max_user_namespaces=10000 allows them)"
     if err in (errno.EINVAL, errno.ENOSYS):
         return f"{said}: this kernel has no user namespaces (CONFIG_USER_NS, Linux >= 3.8)"
-    if err == errno.EPERM:
+    if err in (errno.EPERM, errno.EACCES):
         return f"{said}: a seccomp filter (a container's default profile) or a security module forbids it"
     return said
 
 
-def _try_user_namespaces(as_root: bool) -> None:
-    """What the sandbox will do, tried in a throw-away child: raises (step, errno) as OSError args."""
-    step = "unshare(CLONE_NEWUSER)"
-    try:
-        if as_root:  # runs create theirs as uid 65534
-            drop_to_run_uid()
-            _unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID)
-            step = "writing the user namespace's uid map"
-            _map_self(RUN_UID)
-            return
-        _unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
-        step = "writing the user namespace's uid map"
-        _map_self(0)
-        step = "mounting in the user namespace"
-        _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        _mount("sdzero-probe", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
-        step = "a run's user namespace inside it"
-        _unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID)
-        _map_self(RUN_UID)
-    except OSError as e:
-        raise OSError(e.errno, step) from None
-
-
-def user_namespaces_unavailable(as_root: bool | None = None) -> str | None:
-    """Why the sandbox cannot use user namespaces here (None: it can). As root this asks whether uid
-    65534 may create one (each run's); as a user, whether the user may (the worker's and each run's)."""
-    if not facts().linux:
-        return "not Linux"
-    as_root = facts().root if as_root is None else as_root
+def _probe(steps, as_root: bool) -> str | None:
+    """Run `steps` in a throw-away child (its namespaces die with it): None if they worked, else why not."""
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child only makes system calls and exits: safe after fork in a threaded parent
+    if pid == 0:  # callers: the single-threaded code worker, and tests (a child that makes a few calls and exits)
         os.close(read)
         code = 0
         try:
-            _try_user_namespaces(as_root)
+            steps()
         except OSError as e:
-            os.write(write, f"{e.errno} {e.strerror}".encode())
+            os.write(write, f"{e.errno}\t{e.strerror or e}".encode("utf-8", "replace")[:2000])
             code = 1
         except BaseException:  # noqa: BLE001 - the probe child must never return into the caller's code
             code = 2
         os._exit(code)
     os.close(write)
     with os.fdopen(read, "rb") as f:
-        said = f.read().decode()
+        said = f.read().decode("utf-8", "replace")
     _, status = os.waitpid(pid, 0)
     if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
         return None
     if not said:
-        return f"the probe for user namespaces died (wait status {status})"
-    err, step = said.split(" ", 1)
-    return _why(step, int(err))
+        return f"the namespace probe died (wait status {status})"
+    err, text = said.split("\t", 1)
+    return _why(text, int(err), as_root)
+
+
+def worker_namespaces_unavailable(as_root: bool) -> str | None:
+    """Why a code worker cannot isolate itself here (None: it can): its whole set-up, tried in a child.
+    As a user this includes a run's own user namespace inside the worker's."""
+    if not facts().linux:
+        return "not Linux"
+
+    def steps() -> None:
+        enter_worker(1, as_root)
+        if not as_root:
+            _unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID)
+            _map_self(RUN_UID)
+
+    return _probe(steps, as_root)
+
+
+def run_user_namespaces_unavailable() -> str | None:
+    """Root: why uid 65534 cannot create each run's user namespace (None: it can)."""
+    def steps() -> None:
+        drop_to_run_uid()
+        _unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID)
+        _map_self(RUN_UID)
+
+    return _probe(steps, as_root=False)
 
 
 # -- the worker --------------------------------------------------------------------------------------
@@ -234,19 +232,15 @@ def _remount_readonly(point: str, opts: set[str]) -> None:
 
 
 def enter_worker(scratch_mb: int, as_root: bool) -> None:
-    """Isolate this (worker) process; /tmp is then its scratch tmpfs. Raises Unavailable when the kernel
-    refuses the namespaces, OSError when a later step fails: a worker half set up must not run anything."""
+    """Isolate this (worker) process; /tmp is then its scratch tmpfs. Raises OSError on any failure (ask
+    worker_namespaces_unavailable first): a worker half set up must not run anything."""
     masks, keep = masked_folders(), kept_paths()
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | (0 if as_root else CLONE_NEWUSER)
     try:
         _unshare(flags)
     except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EINVAL, errno.ENOSYS, errno.ENOSPC, errno.EUSERS):
-            raise
-        if as_root:
-            raise Unavailable(e.errno, f"unshare(CLONE_NEWNS|CLONE_NEWNET|...) failed with {errno.errorcode[e.errno]}: no "
-                              "CAP_SYS_ADMIN (a container started without --cap-add SYS_ADMIN) or a seccomp filter") from None
-        raise Unavailable(e.errno, _why("unshare(CLONE_NEWUSER)", e.errno)) from None
+        raise OSError(e.errno, "unshare(CLONE_NEWNS|CLONE_NEWNET|CLONE_NEWIPC|CLONE_NEWUTS" + ("" if as_root else "|CLONE_NEWUSER")
+                      + f") failed: {os.strerror(e.errno)}") from None
     if not as_root:
         _map_self(0)
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount leaks back to the host

@@ -145,21 +145,20 @@ def enter_worker_sandbox(scratch_mb: int) -> tuple[Isolation, str]:
     if not f.linux:
         return Isolation("none", run_uid=linux_sandbox.RUN_UID if f.root else None, limit_processes=f.root,
                          note=f"no sandbox for {f.system}"), _scratch()
-    if f.root:
-        run_userns = linux_sandbox.user_namespaces_unavailable(as_root=True) is None
-        try:
-            linux_sandbox.enter_worker(scratch_mb, as_root=True)
-        except linux_sandbox.Unavailable as err:  # no CAP_SYS_ADMIN (a default Docker container)
-            closed = linux_sandbox.hidden_ancestor(sandbox_python())
-            if closed is None:
-                return Isolation("none", run_uid=linux_sandbox.RUN_UID, note=str(err)), _scratch()
-            # uid 65534 could not even start Python (pyenv in /root): the programs keep root's uid
-            return Isolation("none", limit_processes=False, note=f"{err}; programs run as root, since uid 65534 cannot "
-                             f"enter {closed} to reach Python"), _scratch()
-        return Isolation("root namespaces", run_uid=linux_sandbox.RUN_UID, run_user_namespace=run_userns), "/tmp"
-    why = linux_sandbox.user_namespaces_unavailable(as_root=False)
+    why = linux_sandbox.worker_namespaces_unavailable(as_root=f.root)
+    if why is not None and f.root:  # e.g. a default Docker container: no CAP_SYS_ADMIN
+        closed = linux_sandbox.hidden_ancestor(sandbox_python())
+        if closed is None:
+            return Isolation("none", run_uid=linux_sandbox.RUN_UID, note=why), _scratch()
+        # uid 65534 could not even start Python (pyenv in /root): the programs keep root's uid
+        return Isolation("none", limit_processes=False, note=f"{why}; unisolated programs would keep root's uid, since "
+                         f"uid 65534 cannot enter {closed} to reach Python"), _scratch()
     if why is not None:
         return Isolation("none", limit_processes=False, note=why), _scratch()
+    if f.root:
+        run_userns = linux_sandbox.run_user_namespaces_unavailable() is None
+        linux_sandbox.enter_worker(scratch_mb, as_root=True)
+        return Isolation("root namespaces", run_uid=linux_sandbox.RUN_UID, run_user_namespace=run_userns), "/tmp"
     linux_sandbox.enter_worker(scratch_mb, as_root=False)
     return Isolation("user namespaces", run_user_namespace=True, limit_processes=f.nproc_per_user_namespace), "/tmp"
 
