@@ -28,9 +28,10 @@ XCODE_SELECT = "/usr/bin/xcode-select"  # a real program, unlike /usr/bin/g++ an
 XCRUN = "/usr/bin/xcrun"
 
 # the system libraries and dyld's shared cache (macOS 11-12: /System/Library/dyld; 13+: the OS cryptex;
-# 10.15: /private/var/db/dyld); /System/Volumes/Data is left out: it is the users' data volume
+# 10.15: /private/var/db/dyld); not /System as a whole: /System/Volumes/Data holds the users' homes
 SYSTEM_READS = ("/usr/lib", "/System/Library", "/System/Volumes/Preboot/Cryptexes/OS", "/System/Cryptexes/OS",
-                "/private/var/db/dyld", "/Library/Apple/usr/lib", "/Library/Apple/System/Library")
+                "/private/var/db/dyld", "/Library/Apple/usr/lib", "/Library/Apple/System/Library",
+                "/usr/share/locale")  # the last for setlocale() under LANG=C.UTF-8
 SYSTEM_CODE = ("/usr/lib", "/System/Library/Frameworks", "/System/Library/PrivateFrameworks",
                "/System/Volumes/Preboot/Cryptexes/OS", "/System/Cryptexes/OS", "/Library/Apple/usr/lib")
 DEVICES_READ = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
@@ -40,7 +41,7 @@ SYSCTLS = ("hw.activecpu", "hw.byteorder", "hw.cachelinesize", "hw.cpufamily", "
            "hw.l2cachesize", "hw.logicalcpu", "hw.logicalcpu_max", "hw.machine", "hw.memsize", "hw.model", "hw.ncpu",
            "hw.nperflevels", "hw.pagesize", "hw.physicalcpu", "hw.physicalcpu_max", "kern.argmax", "kern.osproductversion",
            "kern.osrelease", "kern.ostype", "kern.osvariant_status", "kern.osversion", "kern.secure_kernel",
-           "kern.usrstack64", "kern.version", "sysctl.proc_cputype")
+           "kern.usrstack64", "kern.version", "sysctl.proc_cputype", "sysctl.proc_translated")
 SYSCTL_PREFIXES = ("hw.optional.", "hw.perflevel")
 
 
