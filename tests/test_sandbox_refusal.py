@@ -52,6 +52,14 @@ def test_the_field_runs_them_unisolated_and_says_so(no_namespaces):
     assert code.sandbox_description(ALLOWED).startswith("NONE, rlimits only")
 
 
+def test_a_run_killed_by_a_nameless_signal_scores_0_with_its_number(no_namespaces):
+    """Unisolated, a run is not PID 1 of a namespace (which ignores its own signals), so it can end by a
+    real-time signal, which has no name in Python: a 0 naming its number, and the worker lives on."""
+    verdict = check("```python\nimport os\nos.kill(os.getpid(), 40)\n```", IO, ALLOWED)
+    assert (verdict.score, verdict.reason) == (0.0, "test 1 of 1: killed by signal 40")
+    assert check(ADD, IO, ALLOWED).score == 1.0
+
+
 def test_verify_prints_the_isolation_in_one_line_or_the_refusal(no_namespaces, tmp_path):
     response, tests = tmp_path / "r.txt", tmp_path / "t.json"
     response.write_text(ADD)

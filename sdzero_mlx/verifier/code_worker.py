@@ -117,7 +117,10 @@ def describe_failure(r: RunResult, limits: Limits) -> str | None:
     if r.memory_exceeded:
         return f"memory limit ({limits.memory_mb} MB resident)"
     if r.signal is not None:
-        name = signal.Signals(r.signal).name
+        try:
+            name = signal.Signals(r.signal).name
+        except ValueError:  # a real-time signal between SIGRTMIN and SIGRTMAX has no name
+            return f"killed by signal {r.signal}"
         return f"{_SIGNAL_REASONS.get(name, 'killed by ' + name)}"
     tail = r.stderr.decode("utf-8", "replace").strip().splitlines()
     last = tail[-1][:200] if tail else ""
@@ -271,8 +274,8 @@ def main() -> None:
         job = json.loads(line)
         try:
             reply = grade(job, root, isolation, n) | {"sandbox": isolation.describe()}
-        except (subprocess.SubprocessError, ValueError) as err:  # the sandbox failed to start a run: not the program's doing
-            reply = {"ok": False, "fatal": f"the code sandbox failed to start a run: {type(err).__name__}: {err}"}
+        except subprocess.SubprocessError as err:  # preexec_fn failed (a refused rlimit...): never the program's doing
+            reply = {"ok": False, "fatal": f"the code sandbox failed to start a run: {err}"}
         except OSError as err:  # e.g. the scratch tmpfs is full: this answer scores 0, the worker lives on
             reply = {"ok": False, "reason": f"sandbox error: {err}"}
         out.write(json.dumps(reply) + "\n")
