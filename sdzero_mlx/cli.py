@@ -376,12 +376,14 @@ def verify(
     tests_file: Annotated[Optional[Path], typer.Option(help='Code: JSON {"inputs": [...], "outputs": [...]} or {"test": ..., "entry_point": ...}.')] = None,
     language: Annotated[str, typer.Option(help="Code: the language of an untagged block (python or cpp).")] = "python",
     timeout: Annotated[float, typer.Option(help="Code: wall and CPU seconds per run.")] = 2.0,
+    allow_unisolated: Annotated[bool, typer.Option(help="Code: run the program even where this machine has no sandbox "
+                                                   "(rlimits only; verifier.allow_unisolated_code).")] = False,
 ) -> None:
     """Grade an answer (or a JSONL file of answers) with the sympy verifier, or a program against its tests (--kind code)."""
     from .verifier import check, grade_file
 
     if kind == "code":
-        _verify_code(response_file, tests_file, language, timeout)
+        _verify_code(response_file, tests_file, language, timeout, allow_unisolated)
         return
     if kind != "math":
         fail(f"--kind is {kind!r}; use math or code")
@@ -406,8 +408,10 @@ def verify(
     typer.echo(f"verdict:   {'correct' if verdict.score == 1.0 else 'wrong'} ({verdict.reason})")
 
 
-def _verify_code(response_file: Optional[Path], tests_file: Optional[Path], language: str, timeout: float) -> None:
-    """`sdzero verify --kind code`: the reason on the line before last, the reward (1 or 0) last."""
+def _verify_code(response_file: Optional[Path], tests_file: Optional[Path], language: str, timeout: float,
+                 allow_unisolated: bool) -> None:
+    """`sdzero verify --kind code`: the isolation used first (one line), the reason on the line before last,
+    the reward (1 or 0) last."""
     from .verifier import VerifierConfig, check
     from .verifier.code import parse_tests, sandbox_description
 
@@ -417,7 +421,7 @@ def _verify_code(response_file: Optional[Path], tests_file: Optional[Path], lang
         response = response_file.read_text(encoding="utf-8")
         tests = tests_file.read_text(encoding="utf-8")
         parse_tests(tests)
-        config = VerifierConfig(kind="code", language=language, timeout_s=timeout)
+        config = VerifierConfig(kind="code", language=language, timeout_s=timeout, allow_unisolated_code=allow_unisolated)
         verdict = check(response, tests, config)
         typer.echo(f"sandbox: {sandbox_description(config)}")
     except FileNotFoundError as err:

@@ -1,27 +1,44 @@
-"""Hostile programs against the code reward's sandbox: each must score 0, for the stated reason,
-and leave this (test) process, the machine and the worker pool unharmed.
+"""Hostile programs against the code reward's sandbox on Linux: each must score 0, for the stated
+reason, and leave this (test) process, the machine, the user's files and the worker pool unharmed.
 
-Every program here is bounded before it runs: the `enforced` fixture first has the sandbox report
-its own limits (address space, file size, processes, uid) and fails the module if they are not
-the ones the hostile programs rely on (50 GB stopped by RLIMIT_AS, 10 GB by RLIMIT_FSIZE, the fork
-bomb by RLIMIT_NPROC under the dropped uid). The network test listens and connects on 127.0.0.1 only.
+Run as root (the "root namespaces" sandbox) and as a normal user (the "user namespaces" one; CI runs
+this file again as a user it creates, .ci/as-user). As a user the module skips only where the kernel
+forbids unprivileged user namespaces, and says which knob does (code rewards then refuse to start:
+tests/test_sandbox_refusal.py). Every program is bounded before it runs: the `enforced` fixture first
+has the sandbox report its own limits (address space, file size, processes, uid) and fails the
+module if they are not the ones the hostile programs rely on (50 GB stopped by RLIMIT_AS, 10 GB by
+RLIMIT_FSIZE, the fork bomb by RLIMIT_NPROC counted in the run's own user namespace). The network
+tests listen on 127.0.0.1 only; the outside address is TEST-NET-1 (192.0.2.1), which routes nowhere.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
-import sys
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
+from sdzero_mlx.platform import linux_sandbox
+from sdzero_mlx.platform.facts import facts
 from sdzero_mlx.verifier import VerifierConfig, check
+from sdzero_mlx.verifier.code import sandbox_description
 from sdzero_mlx.verifier.sandbox import Limits
 
 CFG = VerifierConfig(kind="code", timeout_s=1.0, cache_size=0)
-LINUX_ROOT = sys.platform == "linux" and os.geteuid() == 0
+ROOT = facts().root
+PROCESS_LIMIT = ROOT or facts().nproc_per_user_namespace
+NO_PROCESS_LIMIT = "as a user before Linux 5.14 RLIMIT_NPROC counts the user's own processes, so runs get none"
+
+if not facts().linux:
+    pytest.skip("the hostile suite relies on Linux's namespaces; macOS's sandbox is tested as a profile "
+                "(test_macos_profile.py) and on a simulated Mac (test_sandbox_macos.py)", allow_module_level=True)
+if not ROOT and (_why := linux_sandbox.worker_namespaces_unavailable(as_root=False)) is not None:
+    pytest.skip(f"this kernel forbids the sandbox to a normal user: {_why}", allow_module_level=True)
 
 
 def io_tests(output: str = "ok") -> str:
@@ -37,14 +54,17 @@ def grade(program: str, tests: str | None = None):
 
 
 def sandbox_processes() -> list[int]:
-    """Pids of processes running as the sandbox uid (there must be none between runs)."""
+    """Pids of the runs' processes (there must be none between runs): as root those of uid 65534; as a
+    user, the user's own that live in another PID namespace (every run has its own)."""
+    mine = os.readlink("/proc/self/ns/pid")
     pids = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.stat(f"/proc/{name}").st_uid == 65534:
+                uid = os.stat(f"/proc/{name}").st_uid
+                if uid == 65534 if ROOT else (uid == os.getuid() and os.readlink(f"/proc/{name}/ns/pid") != mine):
                     pids.append(int(name))
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
                 pass
     return pids
 
@@ -56,11 +76,14 @@ def enforced():
              "print(r.getrlimit(r.RLIMIT_AS)[0] >> 20, r.getrlimit(r.RLIMIT_FSIZE)[0] >> 20, r.getrlimit(r.RLIMIT_NPROC)[0],"
              " r.getrlimit(r.RLIMIT_CPU)[0], os.getuid())")
     limits = Limits()
-    uid = 65534 if os.geteuid() == 0 else os.geteuid()
-    want = f"{CFG.code_memory_mb} {limits.file_mb} {limits.processes} 1 {uid}"
+    # uid 65534 in the run's namespace; as a user before Linux 5.14 no process limit (it would count the user's own)
+    nproc = limits.processes if PROCESS_LIMIT else resource.getrlimit(resource.RLIMIT_NPROC)[0]
+    want = f"{CFG.code_memory_mb} {limits.file_mb} {nproc} 1 65534"
     verdict = grade(probe, io_tests(want))
     if verdict.score != 1.0:
         pytest.fail(f"the sandbox does not enforce the limits the hostile tests rely on: {verdict.reason}")
+    kind = "Linux namespaces as root" if ROOT else "Linux user namespaces"
+    assert sandbox_description(CFG).startswith(kind + ":"), sandbox_description(CFG)
     return verdict
 
 
@@ -84,16 +107,43 @@ def test_sleeping_past_the_limit(enforced):
     assert time.monotonic() - tic < 6
 
 
+@pytest.mark.skipif(not PROCESS_LIMIT, reason=NO_PROCESS_LIMIT)
 def test_fork_bomb_is_contained_and_leaves_no_process(enforced):
     tic = time.monotonic()
     verdict = grade("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
     assert verdict.score == 0.0 and "timed out" in verdict.reason
     assert time.monotonic() - tic < 10
-    if LINUX_ROOT:
-        deadline = time.monotonic() + 2  # SIGKILLed processes may take a moment to be reaped
-        while sandbox_processes() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert sandbox_processes() == []
+    deadline = time.monotonic() + 2  # SIGKILLed processes may take a moment to be reaped
+    while sandbox_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox_processes() == []
+
+
+def test_a_child_that_leaves_its_session_does_not_outlive_the_run(enforced):
+    """setsid() escapes the group kill; the PID namespace still ends it with the run."""
+    program = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(30)\n    os._exit(0)\nprint('ok')")
+    assert grade(program).score == 1.0
+    deadline = time.monotonic() + 2
+    while sandbox_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox_processes() == []
+
+
+@pytest.mark.skipif(not facts().nproc_per_user_namespace, reason="Linux < 5.14 counts RLIMIT_NPROC per user, not per run")
+def test_a_busy_user_can_still_fork_inside_a_run(enforced):
+    """RLIMIT_NPROC counts the run's own processes only: 80 processes of the runs' uid elsewhere (root: uid
+    65534, a user: the user's own) leave a run its 64."""
+    sleepers = [subprocess.Popen(["sleep", "60"], **({"user": 65534, "group": 65534} if ROOT else {})) for _ in range(80)]
+    try:
+        program = ("import os, time\nkids = []\nfor _ in range(8):\n    pid = os.fork()\n    if pid == 0:\n"
+                   "        time.sleep(0.2)\n        os._exit(0)\n    kids.append(pid)\n"
+                   "[os.waitpid(k, 0) for k in kids]\nprint('ok')")
+        verdict = grade(program)
+        assert verdict.score == 1.0, verdict.reason
+    finally:
+        for p in sleepers:
+            p.kill()
+            p.wait()
 
 
 def test_allocating_50_gb(enforced):
@@ -115,7 +165,8 @@ def test_printing_1_gb(enforced):
 
 
 def test_writing_outside_its_folder(enforced, tmp_path):
-    targets = [tmp_path / "escape.txt", "/dev/shm/sdzero-sandbox-escape.txt", "/var/tmp/sdzero-sandbox-escape.txt"]
+    name = f"sdzero-sandbox-escape-{os.getpid()}"  # fresh per run: a file left by an older sandbox must not count
+    targets = [tmp_path / name, f"/dev/shm/{name}", f"/var/tmp/{name}", Path.home() / f".{name}"]
     program = ("wrote = []\n"
                f"for path in {[str(t) for t in targets]!r}:\n"
                "    try:\n        open(path, 'w').write('x')\n        wrote.append(path)\n"
@@ -127,7 +178,6 @@ def test_writing_outside_its_folder(enforced, tmp_path):
         assert not os.path.exists(t)
 
 
-@pytest.mark.skipif(not LINUX_ROOT, reason="as a user the sandbox reads what the user can (see docs/code.md)")
 def test_reading_a_secret_outside_its_folder(enforced, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("s3cret")
@@ -136,7 +186,32 @@ def test_reading_a_secret_outside_its_folder(enforced, tmp_path):
     assert verdict.score == 0.0 and "got 'denied'" in verdict.reason
 
 
-@pytest.mark.skipif(not LINUX_ROOT, reason="a network namespace needs root on Linux (see docs/code.md)")
+def masked_view(folder: str) -> str:
+    """What a run lists in `folder` when it is masked or inside a masked folder: only the way to the Python
+    install where that lives there, else nothing (or no folder at all)."""
+    kept = [Path(k) for k in linux_sandbox.kept_paths()]
+    names = sorted({k.relative_to(folder).parts[0] for k in kept if k.is_relative_to(folder) and k != Path(folder)})
+    if names or folder in linux_sandbox.masked_folders():
+        return repr(names)
+    return "absent"
+
+
+def test_the_home_folder_is_unreadable(enforced):
+    """~ (wherever $HOME is) and every home under /home look empty to a run, and a secret there is unreadable."""
+    secret = Path.home() / f".sdzero-sandbox-secret-{os.getpid()}"
+    secret.write_text("s3cret")
+    secret.chmod(0o600)
+    try:
+        home = os.path.realpath(Path.home())
+        program = (f"import os\ntry:\n    print(open({str(secret)!r}).read())\nexcept OSError:\n    print('denied')\n"
+                   "def view(d):\n    try:\n        return repr(sorted(os.listdir(d)))\n    except FileNotFoundError:\n"
+                   f"        return 'absent'\nprint(view('/home'), view({home!r}))")
+        verdict = grade(program, io_tests(f"denied\n{masked_view('/home')} {masked_view(home)}"))
+        assert verdict.score == 1.0, verdict.reason
+    finally:
+        secret.unlink()
+
+
 def test_opening_a_network_connection(enforced):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
         server.bind(("127.0.0.1", 0))  # loopback only
@@ -149,6 +224,8 @@ def test_opening_a_network_connection(enforced):
         assert verdict.score == 0.0 and "Network is unreachable" in verdict.reason
         with pytest.raises(BlockingIOError):
             server.accept()  # nothing ever connected
+    outside = grade("import socket\nsocket.create_connection(('192.0.2.1', 80), timeout=0.5)\nprint('ok')")
+    assert outside.score == 0.0 and "Network is unreachable" in outside.reason, outside.reason
 
 
 def test_killing_its_parent(enforced):
@@ -190,9 +267,7 @@ def test_tampering_with_the_harness_scores_zero(enforced, name, program, reason)
 def test_an_interpreter_linked_from_under_tmp_still_runs_answers(tmp_path):
     """A virtual environment under /tmp (a CI checkout there) links to the base install; the worker masks
     /tmp with a fresh tmpfs, so the interpreter for answers must be resolved before that, not after."""
-    import subprocess
     import sys
-    from pathlib import Path
 
     cfg = Path(sys.prefix) / "pyvenv.cfg"
     (tmp_path / "venv" / "bin").mkdir(parents=True)

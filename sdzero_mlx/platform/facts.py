@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass, replace
 from typing import Iterator, Optional
@@ -27,6 +28,7 @@ class PlatformFacts:
     machine: str  # "x86_64", "arm64", "aarch64", ... (platform.machine())
     euid: int  # the effective user id; 0 is root
     python: tuple[int, int]  # (major, minor) of the running interpreter
+    kernel: tuple[int, int] = (0, 0)  # Linux's (major, minor) release; (0, 0) on other systems
 
     @property
     def macos(self) -> bool:
@@ -40,14 +42,28 @@ class PlatformFacts:
     def root(self) -> bool:
         return self.euid == 0
 
+    @property
+    def nproc_per_user_namespace(self) -> bool:
+        """RLIMIT_NPROC counts a process per (user namespace, user) since Linux 5.14, so a limit set in
+        a fresh user namespace counts only what runs there; before, it counted all of the user's."""
+        return self.linux and self.kernel >= (5, 14)
+
 
 def _system() -> str:
     return "linux" if sys.platform.startswith("linux") else sys.platform
 
 
+def _kernel(system: str) -> tuple[int, int]:
+    if system != "linux":
+        return (0, 0)
+    parts = re.match(r"(\d+)\.(\d+)", platform.release())
+    return (int(parts[1]), int(parts[2])) if parts else (0, 0)
+
+
 def _real() -> PlatformFacts:
-    return PlatformFacts(system=_system(), machine=platform.machine(), euid=os.geteuid() if hasattr(os, "geteuid") else -1,
-                         python=tuple(sys.version_info[:2]))
+    system = _system()
+    return PlatformFacts(system=system, machine=platform.machine(), euid=os.geteuid() if hasattr(os, "geteuid") else -1,
+                         python=tuple(sys.version_info[:2]), kernel=_kernel(system))
 
 
 _override: Optional[PlatformFacts] = None

@@ -9,16 +9,18 @@ gold `answer` is JSON in one of two shapes, which the data loader builds from th
                                                         (compared up to trailing whitespace per line)
   {"test": "def check(candidate): ...", "entry_point": "f"}   HumanEval: the test code runs after
                                                         the program and check(f) must not raise
-Python runs everywhere, C++ where `g++` is installed (stdin/stdout tests only). Each answer is
-graded by one of a pool of `code_worker` processes (the math verifier's pool model), each run in
-the sandbox of `sandbox.py`; identical (program, tests) pairs are graded once (the verdict cache).
+Python runs everywhere, C++ where `g++` is installed (macOS: the Command Line Tools' clang++;
+stdin/stdout tests only). Each answer is graded by one of a pool of `code_worker` processes (the
+math verifier's pool model), each run in the sandbox of `sandbox.py`; identical (program, tests)
+pairs are graded once (the verdict cache). Where this machine offers no isolation the workers
+refuse to start, and grading raises RuntimeError naming verifier.allow_unisolated_code, unless the
+recipe sets it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 
 from .config import VerifierConfig
 from .grade import Verdict
@@ -122,8 +124,9 @@ _code_pool = SharedPool("sdzero_mlx.verifier.code_worker")
 
 
 def get_code_pool(config: VerifierConfig) -> WorkerPool:
-    """The process-wide pool of code workers, (re)built if the configured size changed."""
-    return _code_pool.get(config.n_workers(), SCRATCH_MB)
+    """The process-wide pool of code workers, (re)built if the configured size or permission changed."""
+    allow = ("--allow-unisolated",) if config.allow_unisolated_code else ()
+    return _code_pool.get(config.n_workers(), (str(SCRATCH_MB), *allow))
 
 
 def describe(tests: dict) -> str:
@@ -143,8 +146,6 @@ def check_code(text: str, answer: str, cfg: VerifierConfig) -> Verdict:
     language, program = found
     if "test" in tests and language != "python":
         return Verdict(0.0, program, describe(tests), f"assertion tests run Python, but the answer's block is {language}")
-    if language == "cpp" and shutil.which("g++") is None:
-        return Verdict(0.0, program, describe(tests), "the answer is C++ but no g++ is installed here")
     key = ("code", language, program, answer, cfg.timeout_s, cfg.code_memory_mb)
     hit = cache_get(key) if cfg.cache_size > 0 else None
     if hit is not None:
@@ -155,6 +156,8 @@ def check_code(text: str, answer: str, cfg: VerifierConfig) -> Verdict:
     # a backstop only: every run inside is bounded by its own wall-clock limit (and a compile by 30 s)
     budget = runs * (cfg.timeout_s + 2.0) + (32.0 if language == "cpp" else 0.0) + 10.0
     reply, failure = get_code_pool(cfg).ask(job, budget)
+    if reply is not None and "fatal" in reply:  # the sandbox, not the program, failed: stop rather than score 0
+        raise RuntimeError(reply["fatal"])
     if reply is None:
         return Verdict(0.0, program, describe(tests), f"code worker {'overran its budget' if failure == 'timeout' else 'crashed'}")
     if "timed out" not in reply["reason"]:  # a timeout may be the machine's load, not the program: retry it next time
@@ -163,7 +166,7 @@ def check_code(text: str, answer: str, cfg: VerifierConfig) -> Verdict:
 
 
 def sandbox_description(config: VerifierConfig | None = None) -> str:
-    """What the code workers isolate on this machine (asks one worker)."""
+    """What the code workers isolate on this machine, in one line (asks one worker; RuntimeError if none can start)."""
     cfg = config or VerifierConfig(kind="code")
     job = {"language": "python", "program": "print(1)", "tests": {"inputs": [""], "outputs": ["1"]}, "limits": {}}
     reply, _ = get_code_pool(cfg).ask(job, 30.0)

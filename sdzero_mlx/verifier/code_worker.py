@@ -1,11 +1,14 @@
 """The code reward's worker process: run one answer against its tests per request, in the sandbox.
 
-Started by `verifier.code` as `python -m sdzero_mlx.verifier.code_worker SCRATCH_MB` (a fresh,
-single-threaded interpreter, so the sandbox's fork-time code is safe). It isolates itself once
-(`sandbox.enter_worker_sandbox`), prints "ready <isolation>" and then answers one JSON job per
-line on stdin with one JSON reply per line on stdout:
+Started by `verifier.code` as `python -m sdzero_mlx.verifier.code_worker SCRATCH_MB [--allow-unisolated]`
+(a fresh, single-threaded interpreter, so the sandbox's fork-time code is safe). It isolates itself
+once (`sandbox.enter_worker_sandbox`) and runs one trivial program through the sandbox; then it
+prints "ready <isolation>", or "error <why>" and exits when the sandbox cannot start or there is
+no isolation and --allow-unisolated was not given. It answers one JSON job per line on stdin with
+one JSON reply per line on stdout:
     {"language": "python"|"cpp", "program": str, "tests": {...}, "limits": {...}}
- -> {"ok": bool, "reason": str}
+ -> {"ok": bool, "reason": str, "sandbox": str}, or {"ok": false, "fatal": str} when the sandbox
+    itself failed (never the program's doing: the parent stops rather than score it 0).
 The parent kills and replaces this process if a job overruns its whole budget (a backstop: the
 runs inside are bounded by their own wall-clock limits).
 """
@@ -16,9 +19,15 @@ import json
 import os
 import secrets
 import shutil
+import signal
+import subprocess
 import sys
 
-from .sandbox import Isolation, Limits, RunResult, enter_worker_sandbox, make_job_dir, run, sandbox_python
+from ..platform import macos_sandbox
+from ..platform.facts import facts
+from .sandbox import Compiler, Isolation, Limits, RunResult, enter_worker_sandbox, make_job_dir, run, sandbox_python
+
+ALLOW_UNISOLATED = "--allow-unisolated"
 
 # Runs after the program, in the same interpreter, so it undoes what a program most easily breaks:
 # it catches exit() before the tests, restores the builtins, runs the tests in their own namespace
@@ -101,14 +110,17 @@ def limits_of(job: dict) -> Limits:
 
 def describe_failure(r: RunResult, limits: Limits) -> str | None:
     """Why a run failed for reasons other than its output (timeout, limit, crash), or None."""
-    import signal as _signal
-
     if r.timed_out:
         return f"timed out after {limits.wall_s:g} s (wall clock)"
     if r.output_capped:
         return f"output limit ({limits.output_bytes} bytes of stdout)"
+    if r.memory_exceeded:
+        return f"memory limit ({limits.memory_mb} MB resident)"
     if r.signal is not None:
-        name = _signal.Signals(r.signal).name
+        try:
+            name = signal.Signals(r.signal).name
+        except ValueError:  # a real-time signal between SIGRTMIN and SIGRTMAX has no name
+            return f"killed by signal {r.signal}"
         return f"{_SIGNAL_REASONS.get(name, 'killed by ' + name)}"
     tail = r.stderr.decode("utf-8", "replace").strip().splitlines()
     last = tail[-1][:200] if tail else ""
@@ -131,6 +143,45 @@ def _write(path: str, text: str) -> None:
     os.chmod(path, 0o644)
 
 
+_compiler: Compiler | str | None = None
+
+
+def cxx_compiler() -> Compiler | str:
+    """This machine's C++ compiler, or why there is none (looked up once). On macOS Apple's clang++ through
+    xcrun, never the /usr/bin/g++ stub (which opens an install dialog when the Command Line Tools are missing)."""
+    global _compiler
+    if _compiler is None:
+        if facts().macos:
+            tc = macos_sandbox.find_toolchain()
+            _compiler = tc if isinstance(tc, str) else Compiler((tc.clang, "-isysroot", tc.sdk), tc, bits_header=True)
+        else:
+            _compiler = Compiler(("g++",)) if shutil.which("g++") else "the answer is C++ but no g++ is installed here"
+    return _compiler
+
+
+def _compile(job: dict, jobdir: str, work: str, limits: Limits, isolation: Isolation) -> tuple[str | None, str]:
+    """(binary, "") or (None, why it did not compile)."""
+    compiler = cxx_compiler()
+    if isinstance(compiler, str):
+        return None, compiler
+    source, binary = os.path.join(jobdir, "prog.cpp"), os.path.join(work, "prog")
+    _write(source, job["program"])
+    include = []
+    if compiler.bits_header:
+        os.makedirs(os.path.join(jobdir, "include", "bits"))
+        _write(os.path.join(jobdir, "include", "bits", "stdc++.h"), macos_sandbox.BITS_STDCXX)
+        include = ["-I", os.path.join(jobdir, "include")]
+    compile_limits = Limits(wall_s=30.0, cpu_s=30.0, memory_mb=2048, file_mb=64, open_files=64,
+                            processes=limits.processes, output_bytes=limits.output_bytes)
+    r = run([*compiler.argv, "-O2", "-std=c++17", *include, "-o", binary, source], b"", work, compile_limits, isolation,
+            compiler=compiler)
+    failure = describe_failure(r, compile_limits)
+    if failure is not None or not os.path.isfile(binary):
+        first = next((ln for ln in r.stderr.decode("utf-8", "replace").splitlines() if "error" in ln), "")
+        return None, f"compile error: {failure or ''} {first[:200]}".strip()
+    return binary, ""
+
+
 def grade(job: dict, root: str, isolation: Isolation, n: int) -> dict:
     """One answer against its tests -> {"ok", "reason"}."""
     limits = limits_of(job)
@@ -138,16 +189,9 @@ def grade(job: dict, root: str, isolation: Isolation, n: int) -> dict:
     jobdir, work = make_job_dir(root, isolation, n)
     try:
         if language == "cpp":
-            _write(os.path.join(jobdir, "prog.cpp"), job["program"])
-            binary = os.path.join(work, "prog")
-            compile_limits = Limits(wall_s=30.0, cpu_s=30.0, memory_mb=2048, file_mb=64, open_files=64,
-                                    processes=limits.processes, output_bytes=limits.output_bytes)
-            r = run(["g++", "-O2", "-std=c++17", "-o", binary, os.path.join(jobdir, "prog.cpp")], b"", work,
-                    compile_limits, isolation)
-            failure = describe_failure(r, compile_limits)
-            if failure is not None or not os.path.isfile(binary):
-                first = next((ln for ln in r.stderr.decode("utf-8", "replace").splitlines() if "error" in ln), "")
-                return {"ok": False, "reason": f"compile error: {failure or ''} {first[:200]}".strip()}
+            binary, why = _compile(job, jobdir, work, limits, isolation)
+            if binary is None:
+                return {"ok": False, "reason": why}
             argv = [binary]
         else:
             _write(os.path.join(jobdir, "solution.py"), job["program"])
@@ -191,21 +235,47 @@ def _assertion_tests(job: dict, jobdir: str, work: str, limits: Limits, isolatio
     return {"ok": False, "reason": "the tests did not report (the program ended the process or closed stdout)"}
 
 
+REFUSAL = ("no isolation for model-written code here: {note}. Code rewards run programs a model wrote; without "
+           "isolation they can read your files (~/.ssh, tokens), write where you can and reach the network. Make the "
+           "sandbox available (docs/code.md), run the trainer in a VM or container sandbox, or set "
+           "verifier.allow_unisolated_code: true in the recipe (sdzero verify: --allow-unisolated) to run them with "
+           "rlimits only.")
+
+
+def _self_test(root: str, isolation: Isolation) -> None:
+    """One trivial program through the sandbox, so a sandbox that cannot start a run says so now."""
+    jobdir, work = make_job_dir(root, isolation, -1)
+    try:
+        r = run([sandbox_python(), "-I", "-S", "-c", "print('ok')"], b"", work, Limits(wall_s=30.0, cpu_s=30.0), isolation)
+    finally:
+        shutil.rmtree(jobdir, ignore_errors=True)
+    if r.stdout.strip() != b"ok":
+        raise RuntimeError(f"a trivial program failed in the sandbox ({describe_failure(r, Limits()) or 'no output'}): "
+                           f"{r.stderr.decode('utf-8', 'replace').strip()[-300:]}")
+
+
 def main() -> None:
     scratch_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 256
+    out = sys.stdout
     try:
         isolation, root = enter_worker_sandbox(scratch_mb)
-    except OSError as err:
-        sys.stdout.write(f"error could not set up the sandbox: {err}\n")
-        sys.stdout.flush()
+        if isolation.kind == "none" and ALLOW_UNISOLATED not in sys.argv[2:]:
+            raise RuntimeError(REFUSAL.format(note=isolation.note))
+        _self_test(root, isolation)
+    except (OSError, subprocess.SubprocessError, ValueError, RuntimeError) as err:
+        # preexec_fn's own exceptions reach here as SubprocessError; its message names the step
+        said = str(err) if isinstance(err, RuntimeError) else f"the sandbox failed: {type(err).__name__}: {err}"
+        out.write("error " + said.replace("\n", " ") + "\n")
+        out.flush()
         sys.exit(1)
-    out = sys.stdout
     out.write(f"ready {isolation.describe()}\n")
     out.flush()
     for n, line in enumerate(sys.stdin):
         job = json.loads(line)
         try:
             reply = grade(job, root, isolation, n) | {"sandbox": isolation.describe()}
+        except subprocess.SubprocessError as err:  # preexec_fn failed (a refused rlimit...): never the program's doing
+            reply = {"ok": False, "fatal": f"the code sandbox failed to start a run: {err}"}
         except OSError as err:  # e.g. the scratch tmpfs is full: this answer scores 0, the worker lives on
             reply = {"ok": False, "reason": f"sandbox error: {err}"}
         out.write(json.dumps(reply) + "\n")

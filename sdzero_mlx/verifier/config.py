@@ -21,7 +21,15 @@ class VerifierConfig:
                   "block against the row's tests in a sandbox (verifier/code.py, docs/code.md)."},
     )
     language: str = field(default="python", metadata={"help": "Code: the language of an untagged ``` block (python or cpp)."})
-    code_memory_mb: int = field(default=1024, metadata={"help": "Code: address-space limit of each run (RLIMIT_AS)."})
+    code_memory_mb: int = field(
+        default=1024, metadata={"help": "Code: memory limit of each run (RLIMIT_AS; on macOS its resident size, polled)."}
+    )
+    allow_unisolated_code: bool = field(
+        default=False,
+        metadata={"help": "Code: where this machine has no sandbox (user namespaces forbidden, no sandbox-exec), run "
+                  "model-written programs anyway with rlimits only: they can then read your files and reach the "
+                  "network. Off: code rewards refuse to start there (docs/code.md)."},
+    )
     last_number_fallback: bool = field(
         default=False, metadata={"help": "Grade the last number in the text when no boxed / '####' / 'answer is' answer exists."}
     )
@@ -42,7 +50,7 @@ class VerifierConfig:
     )
     max_answer_chars: int = field(default=1_000, metadata={"help": "Longer extracted answers score 0."})
     workers: int = field(default=0, metadata={"help": "Worker processes; 0 means min(4, CPU count)."})
-    worker_memory_mb: int = field(default=2048, metadata={"help": "Address-space cap per worker (Linux)."})
+    worker_memory_mb: int = field(default=2048, metadata={"help": "Address-space cap per math worker (Linux)."})
     cache_size: int = field(default=100_000, metadata={"help": "Cached verdicts; 0 disables the cache."})
 
     def __post_init__(self):
@@ -64,8 +72,9 @@ class VerifierConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise ValueError(f"verifier.{name} is {v!r}; set an integer >= {low}.")
-        if not isinstance(self.last_number_fallback, bool):
-            raise ValueError(f"verifier.last_number_fallback is {self.last_number_fallback!r}; set true or false.")
+        for name in ("last_number_fallback", "allow_unisolated_code"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"verifier.{name} is {getattr(self, name)!r}; set true or false.")
 
     def n_workers(self) -> int:
         return self.workers or min(4, os.cpu_count() or 1)

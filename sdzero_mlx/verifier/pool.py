@@ -4,7 +4,8 @@ Workers are fresh interpreters (`python -m sdzero_mlx.verifier.worker`) rather t
 parent holds MLX state and threads, and multiprocessing's spawn/forkserver would re-import the
 parent's __main__ (and MLX with it). They import only sympy. A worker that overruns its budget is
 killed (SIGKILL, not signal.alarm, so any thread may call this) and replaced. One pool is kept per
-process and reused across training steps.
+process and reused across training steps. A worker that cannot start (it prints "error <why>" or dies
+first) raises RuntimeError with its reason: a broken environment stops training, it does not score 0.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import queue
 import select
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -24,19 +26,21 @@ from pathlib import Path
 from .config import VerifierConfig
 
 _STARTUP_TIMEOUT_S = 120.0  # importing sympy on a loaded machine; not part of any budget
+_MATH = "sdzero_mlx.verifier.worker"
 
 
 class _Worker:
-    """One `verifier.worker` process with a line-buffered JSON pipe."""
+    """One worker process (`python -m MODULE ARGS...`) with a line-buffered JSON pipe."""
 
-    def __init__(self, memory_mb: int, module: str = "sdzero_mlx.verifier.worker"):
-        self.module = module
+    def __init__(self, args: tuple[str, ...], module: str = _MATH):
+        self.module, self.args = module, args
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.stderr = tempfile.TemporaryFile()  # a file, not a pipe: nobody has to drain it; read if it dies at start
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, str(memory_mb)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", module, *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
             bufsize=0, env=env, close_fds=True,
         )
         self.buf = b""
@@ -59,17 +63,27 @@ class _Worker:
         line, _, self.buf = self.buf.partition(b"\n")
         return line
 
+    def _stderr_tail(self) -> str:
+        self.stderr.seek(0)
+        lines = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1][:500] if lines else ""
+
     def wait_ready(self) -> None:
+        """Return once the worker said "ready"; RuntimeError with its reason if it cannot start."""
         if not self.ready:
             try:
                 line = self._readline(time.monotonic() + _STARTUP_TIMEOUT_S)
             except EOFError:
-                line = b"<exited>"
+                line = b""
             if line is None or not (line == b"ready" or line.startswith(b"ready ")):
-                raise RuntimeError(
-                    f"verifier worker did not start (got {line!r}); run `{sys.executable} -m {self.module}` to see why "
-                    "(for the math verifier usually sympy is missing from this environment)."
-                )
+                said = self._stderr_tail()
+                self.kill()
+                if line and line.startswith(b"error "):  # it said why
+                    raise RuntimeError(f"{self.module} did not start: {line[6:].decode('utf-8', 'replace')}")
+                why = said or ("no answer in %g s" % _STARTUP_TIMEOUT_S if line is None else "it exited")
+                hint = " (for the math verifier usually sympy is missing from this environment)" if self.module == _MATH else ""
+                raise RuntimeError(f"{self.module} did not start: {why}; `{sys.executable} -m {self.module} "
+                                   f"{' '.join(self.args)}` shows it{hint}.")
             self.ready = True
 
     def receive(self, timeout_s: float) -> dict | None:
@@ -80,18 +94,18 @@ class _Worker:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
+        for pipe in (self.proc.stdin, self.proc.stdout, self.stderr):
             pipe.close()
 
 
 class WorkerPool:
     """Fixed-size set of worker processes shared by all threads; an overrunning worker is replaced."""
 
-    def __init__(self, size: int, memory_mb: int, module: str = "sdzero_mlx.verifier.worker"):
-        self.size, self.memory_mb, self.module = size, memory_mb, module
+    def __init__(self, size: int, args: tuple[str, ...], module: str = _MATH):
+        self.size, self.args, self.module = size, args, module
         self._idle: queue.Queue[_Worker] = queue.Queue()
         for _ in range(size):
-            self._idle.put(_Worker(memory_mb, module))  # all start importing now, in parallel
+            self._idle.put(_Worker(args, module))  # all start importing now, in parallel
 
     def ask(self, job: dict, timeout_s: float) -> tuple[dict | None, str]:
         """(reply, "") or (None, why) where why is 'timeout' or 'crash'.
@@ -109,19 +123,22 @@ class WorkerPool:
                 except (BrokenPipeError, OSError):
                     # died while idle (killed from outside): the job was never delivered, so retry once
                     worker.kill()
-                    worker = _Worker(self.memory_mb, self.module)
+                    worker = _Worker(self.args, self.module)
                     if attempt == 1:
                         return None, "crash"
             reply = worker.receive(timeout_s)
             if reply is None:
                 worker.kill()
-                worker = _Worker(self.memory_mb, self.module)
+                worker = _Worker(self.args, self.module)
                 return None, "timeout"
             return reply, ""
+        except RuntimeError:
+            worker = _Worker(self.args, self.module)  # could not start: the next ask tries afresh, and says why again
+            raise
         except (EOFError, OSError, ValueError):
             # died mid-job (e.g. hit the memory cap) or sent garbage: replace it, grade as 0
             worker.kill()
-            worker = _Worker(self.memory_mb, self.module)
+            worker = _Worker(self.args, self.module)
             return None, "crash"
         finally:
             self._idle.put(worker)
@@ -136,7 +153,7 @@ class WorkerPool:
 
 class SharedPool:
     """The process-wide WorkerPool of one worker module: started on first use, rebuilt when its size or
-    memory cap changes, stopped at exit (the math verifier's here, the code verifier's in code.py)."""
+    arguments change, stopped at exit (the math verifier's here, the code verifier's in code.py)."""
 
     def __init__(self, module: str):
         self.module = module
@@ -144,12 +161,12 @@ class SharedPool:
         self._lock = threading.Lock()
         atexit.register(self.shutdown)
 
-    def get(self, size: int, memory_mb: int) -> WorkerPool:
+    def get(self, size: int, args: tuple[str, ...]) -> WorkerPool:
         with self._lock:
-            if self._pool is None or (self._pool.size, self._pool.memory_mb) != (size, memory_mb):
+            if self._pool is None or (self._pool.size, self._pool.args) != (size, args):
                 if self._pool is not None:
                     self._pool.close()
-                self._pool = WorkerPool(size, memory_mb, self.module)
+                self._pool = WorkerPool(size, args, self.module)
             return self._pool
 
     def shutdown(self) -> None:
@@ -160,12 +177,12 @@ class SharedPool:
                 self._pool = None
 
 
-_math_pool = SharedPool("sdzero_mlx.verifier.worker")
+_math_pool = SharedPool(_MATH)
 
 
 def get_pool(config: VerifierConfig) -> WorkerPool:
     """The process-wide pool of math workers, (re)built if the configured size or memory cap changed."""
-    return _math_pool.get(config.n_workers(), config.worker_memory_mb)
+    return _math_pool.get(config.n_workers(), (str(config.worker_memory_mb),))
 
 
 def shutdown() -> None:
