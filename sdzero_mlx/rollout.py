@@ -26,6 +26,7 @@ from .platform.device import sampling_stream
 from .platform.distributed import rank_seed
 from .prompts import prompt_ids
 from .types import Example, Rollout
+from .waves import decode_waves, plain_kv_cache
 
 
 class Generator(BatchGenerator):
@@ -132,8 +133,14 @@ def prefill_batch_size(prompts: Sequence[Sequence[int]], batch_size: int) -> int
 
 
 def _sample(model, tokenizer, prompts, sampling, copies, on_finish) -> list[Completion]:
-    """generate_completions' loop, on the model as it is."""
+    """generate_completions' loop, on the model as it is: in waves (waves.py) where every layer keeps a plain
+    KV cache, else through mlx-lm's BatchGenerator."""
     stop_ids = sorted(tokenizer.eos_token_ids)
+    if plain_kv_cache(model):
+        with mx.stream(sampling_stream()):
+            ended = decode_waves(model, prompts, copies, sampling.batch_size, sampling.max_tokens, sampling.temperature,
+                                 sampling.top_p, stop_ids, on_finish)
+        return [Completion(e.ids, e.finish_reason, e.stop_id) for e in ended]
     generator = Generator(
         model,
         max_tokens=sampling.max_tokens,
