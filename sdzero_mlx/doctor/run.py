@@ -26,7 +26,7 @@ from .cost import (
     workers_warning,
 )
 from .sequences import Flag, ShownSequence, caps_flags, check_cue, check_system, check_thinking, check_turn, shown_sequences
-from .signal import RewardStats, answer_hindsight, kl_buckets, revise, reward_stats, sample_answers
+from .signal import RewardStats, answer_hindsight, corrections_by_problem, kl_buckets, revise, reward_stats, sample_answers
 from .verdict import Measures, Verdict, decide
 
 DEFAULT_N = 32
@@ -155,8 +155,8 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     machine, limit, device = ram_gb(), memory_limit(), device_name()
     warning = memory_warning(estimate, limit, recipe.run.workers)
     verdict = decide(Measures(
-        reward_rate=stats.reward_rate, truncated_share=stats.truncated_share, correction_rate=revision.correction_rate,
-        first_wrong=revision.n_first_wrong, resample_rate=stats.resample_rate, hindsight_answers=hindsight.answers, gold_student=hindsight.gold_student,
+        reward_rate=stats.reward_rate, truncated_share=stats.truncated_share,
+        corrections=corrections_by_problem(revision), resample_rate=stats.resample_rate, hindsight_answers=hindsight.answers, gold_student=hindsight.gold_student,
         gold_teacher=hindsight.gold_teacher, own_student=hindsight.own_student, own_teacher=hindsight.own_teacher,
         gold_raised=hindsight.gold_raised, mixed_groups=stats.mixed_groups, boxed_answers=recipe.verifier.kind != "code",
         kl_concentration_wrong=kl["wrong"].concentration if "wrong" in kl else None,

@@ -109,6 +109,21 @@ def revise(model, tokenizer, examples: Sequence[Example], recipe: Recipe, copies
                                 on_finish, recipe.sampling.batch_size)
 
 
+def corrections_by_problem(revision: ReviseResult) -> tuple[tuple[int, int], ...]:
+    """(corrected, wrong first attempts) of each problem with a wrong first attempt, in first-seen order:
+    the clusters verdict.beats takes the correction rate's standard error over.
+
+    Example: rows of problem a (wrong -> right, wrong -> wrong) and b (right) -> ((1, 2),)
+    """
+    counts: dict[str, list[int]] = {}
+    for row in revision.rows:
+        if row.first_reward < 0.5:
+            c = counts.setdefault(row.id, [0, 0])
+            c[0] += row.revised_reward >= 0.5
+            c[1] += 1
+    return tuple((c, n) for c, n in counts.values())
+
+
 def answer_hindsight(model, tokenizer, graded: Sequence[Graded], seps: Separators, pad_id: int,
                      limit: int = 64, last_number_fallback: bool = False) -> HindsightSummary:
     """hindsight.py's measure on up to `limit` wrong answers."""

@@ -9,7 +9,8 @@ correction rate does not separate them (base 21% and 18%, about a resample's cha
 and the other measures give reasons, not the label:
   helps:    gold gain >= GAIN_HELPS and the gold raised by >= 0.1 on >= RAISED_HELPS of wrong answers;
   unlikely: gold gain < GAIN_NONE and the Reviser corrects no more than a fresh sample would (within
-            two standard errors: the correction rate of 128 first attempts is a noisy number);
+            two standard errors, clustered by problem: the k first attempts at one problem are not
+            independent, and the correction rate of 128 first attempts is a noisy number);
             or almost every answer is right (nothing left to fix), or most answers are cut at max_tokens;
   unclear:  anything between, or too few wrong answers with a final answer to measure.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..evaluate import pct
 
@@ -36,8 +37,7 @@ class Measures:
 
     reward_rate: float
     truncated_share: float
-    correction_rate: Optional[float]  # None: no wrong first attempt
-    first_wrong: int  # wrong first attempts the correction rate is over
+    corrections: tuple[tuple[int, int], ...]  # per problem: (wrong first attempts corrected, wrong first attempts)
     resample_rate: Optional[float]  # None: not measurable (k = 1 or no wrong answer)
     hindsight_answers: int  # wrong answers whose final answer was scored
     gold_student: float  # mean p(gold) of the Generator at the answer
@@ -53,6 +53,16 @@ class Measures:
     @property
     def gold_gain(self) -> float:
         return self.gold_teacher - self.gold_student
+
+    @property
+    def first_wrong(self) -> int:
+        """Wrong first attempts the correction rate is over."""
+        return sum(n for _, n in self.corrections)
+
+    @property
+    def correction_rate(self) -> Optional[float]:
+        """Corrected / wrong first attempts; None without a wrong first attempt."""
+        return sum(c for c, _ in self.corrections) / self.first_wrong if self.first_wrong else None
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ def decide(m: Measures) -> Verdict:
     corrects = None if m.correction_rate is None else (
         f"the Reviser fixes {pct(m.correction_rate)}% of wrong answers"
         + ("" if m.resample_rate is None else f" (a fresh sample of the same problem is right {pct(m.resample_rate)}% of the time)"))
-    beats_resample = beats(m.correction_rate, m.resample_rate, m.first_wrong)
+    beats_resample = beats(m.resample_rate, m.corrections)
     if not m.boxed_answers:
         label = "unclear"
         reasons.append("the Reviser's hindsight is measured at the final answer, and code answers have none: "
@@ -123,11 +133,31 @@ def decide(m: Measures) -> Verdict:
     return Verdict(label, tuple(reasons))
 
 
-def beats(rate: Optional[float], bar: Optional[float], n: int) -> bool:
-    """Whether a correction rate over n wrong answers is above the resample rate by two standard errors.
+def correction_se(corrections: Sequence[tuple[int, int]]) -> tuple[float, float]:
+    """(correction rate, its standard error) over problems, each (corrected, wrong first attempts).
 
-    Example: beats(0.4, 0.2, 100) is True (0.2 > 2 x 0.049); beats(0.3, 0.2, 20) is False (0.1 < 2 x 0.102).
+    The k first attempts at one problem share its difficulty, so they are not k independent draws:
+    the error is clustered by problem (the ratio estimator's sandwich variance,
+    sum_i (c_i - p n_i)^2 / N^2, with no small-sample factor). With one attempt per problem it is the
+    binomial p (1 - p) / N; k identical attempts per problem give the same error as one. The variance
+    is floored at 0.01 / N, so a rate of 0 or 1 is not certain.
+    Example: [(1, 1)] * 40 + [(0, 1)] * 60 -> (0.4, sqrt(0.24 / 100) = 0.049); [(4, 4)] * 40 + [(0, 4)] * 60 -> the same.
     """
-    if rate is None or bar is None or n < 1:
+    n = sum(w for _, w in corrections)
+    if n < 1:
+        raise ValueError("correction_se needs at least one wrong first attempt.")
+    p = sum(c for c, _ in corrections) / n
+    variance = sum((c - p * w) ** 2 for c, w in corrections) / n**2
+    return p, math.sqrt(max(variance, 0.01 / n))
+
+
+def beats(bar: Optional[float], corrections: Sequence[tuple[int, int]]) -> bool:
+    """Whether the correction rate is above the resample rate `bar` by two standard errors (clustered by problem).
+
+    Example: 100 problems, 40 corrected, bar 0.2: 0.2 > 2 x 0.049, True; 25 problems with 4 identical attempts
+    each, 10 corrected, bar 0.25: 0.15 < 2 x 0.098, False (counted as 100 independent attempts it would pass).
+    """
+    if bar is None or not sum(w for _, w in corrections):
         return False
-    return rate - bar > 2 * math.sqrt(max(rate * (1 - rate), 0.01) / n)
+    rate, se = correction_se(corrections)
+    return rate - bar > 2 * se
