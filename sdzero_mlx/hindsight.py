@@ -47,19 +47,30 @@ def answer_position(tokenizer, completion: Sequence[int], gold: str,
     finds it; None when the verifier finds no final answer."""
     pieces = token_pieces(tokenizer, completion)
     span = answer_span("".join(pieces), last_number_fallback)
-    if span is None:
-        return None
+    return None if span is None else position_at(tokenizer, completion, pieces, span, gold)
+
+
+def piece_starts(pieces: Sequence[str]) -> list[int]:
+    """The character offset of each token's text in the joined text."""
     starts, pos = [], 0
     for piece in pieces:
         starts.append(pos)
         pos += len(piece)
+    return starts
+
+
+def position_at(tokenizer, completion: Sequence[int], pieces: Sequence[str], span: tuple[int, int],
+                value: str) -> Optional[AnswerPosition]:
+    """The tokens of `completion` holding the characters `span` of its text ("".join(pieces)), and `value`'s
+    tokens as they would continue the text before them; None when `value` encodes to nothing."""
+    starts = piece_starts(pieces)
     first = max(i for i, s in enumerate(starts) if s <= span[0])
     last = max(i for i, s in enumerate(starts) if s < span[1])
-    lead = "".join(pieces)[starts[first]:span[0]]  # the part of the first token before the answer
-    gold_ids = text_answer_ids(tokenizer, lead + gold)[0]
-    if not gold_ids:
+    lead = "".join(pieces)[starts[first]:span[0]]  # the part of the first token before the value
+    ids = text_answer_ids(tokenizer, lead + value)[0]
+    if not ids:
         return None
-    return AnswerPosition(start=first, own=tuple(completion[first:last + 1]), gold=tuple(gold_ids))
+    return AnswerPosition(start=first, own=tuple(completion[first:last + 1]), gold=tuple(ids))
 
 
 @dataclass(frozen=True)
@@ -108,24 +119,28 @@ def measure_hindsight(
 ) -> tuple[list[AnswerHindsight], int]:
     """AnswerHindsight of each (prompt ids, completion ids, gold answer) with a final answer to find;
     returns them and how many answers had none (the verifier finds no final answer)."""
-    sequences, spans, kept = [], [], 0
-    missing = 0
-    for prompt, completion, gold in answers:
-        position = answer_position(tokenizer, completion, gold, last_number_fallback)
-        if position is None:
-            missing += 1
-            continue
+    found = [(prompt, completion, answer_position(tokenizer, completion, gold, last_number_fallback))
+             for prompt, completion, gold in answers]
+    kept = [(prompt, completion, pos) for prompt, completion, pos in found if pos is not None]
+    return score_positions(model, kept, sep_wrong, pad_id, batch_size), len(found) - len(kept)
+
+
+def score_positions(model: nn.Module, answers: Sequence[tuple[Sequence[int], Sequence[int], AnswerPosition]],
+                    sep_wrong: Sequence[int], pad_id: int, batch_size: int = 8) -> list[AnswerHindsight]:
+    """AnswerHindsight of each (prompt ids, completion ids, position): both roles' log-probabilities of the
+    position's gold and own tokens, teacher-forced along the completion up to the position."""
+    sequences, spans = [], []
+    for prompt, completion, position in answers:
         for ids, span in hindsight_sequences(prompt, completion, position, sep_wrong):
             sequences.append(ids)
             spans.append(span)
-        kept += 1
     was_training = model.training
     model.eval()
     try:
         values = span_logprobs(model, sequences, spans, pad_id, batch_size) if sequences else []
     finally:
         model.train(was_training)
-    return [AnswerHindsight(*values[4 * i:4 * i + 4]) for i in range(kept)], missing
+    return [AnswerHindsight(*values[4 * i:4 * i + 4]) for i in range(len(answers))]
 
 
 RAISED = 0.1  # probability the Reviser must add to the gold for an answer to count as raised
