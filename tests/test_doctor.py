@@ -322,9 +322,50 @@ def test_doctor_on_the_scripted_model(scripted_doctor_recipe, tmp_path):
     assert teacher[3]["ids"] == teacher[1]["ids"] + [teacher[3]["ids"][-1]] and "<|im_end|>" in teacher[3]["text"]
     assert "Wait, this response is not correct" in teacher[2]["text"]
     assert data["flags"] == []  # a ChatML template whose end of turn is the eos, a cue that keeps its ids, no cut
+    # hindsight at the first wrong step: "\\boxed{7}" holds no equation, so no wrong answer has one (coverage 0)
+    first = data["hindsight_first_error"]
+    assert first["wrong_answers"] == 8 * 2 - data["rewards"]["reward_rate"] * 16 and first["found"] == 0
+    assert first["coverage"] == 0.0 and first["scored"] == 0 and first["kl_top_tokens_on_step"] is None
+    assert "wrong answers with a first wrong step (coverage) | 0.0% of" in (out / "doctor.md").read_text()
+    # no SRT in this run: the base is what the verdict read, and the report says so
+    assert data["teacher"] is None and data["verdict_read"] == "base" and "not measured" in data["teacher_source"]
     # nothing written into the run directory, the model folder untouched
     assert not Path(recipe.run.output_dir).exists()
     assert tree_digest(model_dir) == before
+
+
+def test_doctor_reads_the_teacher_after_srt(scripted_doctor_recipe, tmp_path):
+    """A run that has finished SRT: doctor measures RUN/srt/model beside the base and the verdict reads it;
+    --teacher none measures the base only; --teacher naming the recipe's own model reads it as the teacher."""
+    recipe = load_recipe(scripted_doctor_recipe)
+    run = tmp_path / "run"
+    at = ["--set", f"run.output_dir={run}"]
+    for stage in ("collect", "srt"):
+        done = runner.invoke(app, [stage, str(scripted_doctor_recipe), *at])
+        assert done.exit_code == 0, done.output
+    result = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--n", "8", "--out", str(tmp_path / "a"), *at])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "a" / "doctor.json").read_text())
+    assert data["verdict_read"] == "teacher" and data["teacher"]["model"] == str(run / "srt" / "model")
+    assert data["teacher_source"].startswith("RUN/srt/model") and data["model"] == recipe.model.path
+    teacher = data["teacher"]
+    for key in ("reward_rate", "correction_rate", "gold_prob_reviser", "hindsight", "hindsight_first_error", "kl"):
+        assert key in teacher, key
+    md = (tmp_path / "a" / "doctor.md").read_text()
+    assert f"(read on the teacher after SRT, {run / 'srt' / 'model'})" in md and "| measure | base | teacher (after SRT) |" in md
+
+    result = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--n", "8", "--out", str(tmp_path / "b"),
+                                 "--teacher", "none", *at])
+    data = json.loads((tmp_path / "b" / "doctor.json").read_text())
+    assert result.exit_code == 0 and data["teacher"] is None and data["verdict_read"] == "base"
+    # the SRT model as the recipe's own model: it is the teacher, measured once
+    result = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--n", "8", "--out", str(tmp_path / "c"),
+                                 "--set", f"model.path={run / 'srt' / 'model'}", *at])
+    data = json.loads((tmp_path / "c" / "doctor.json").read_text())
+    assert result.exit_code == 0 and data["teacher"] is None and data["verdict_read"] == "teacher"
+    bad = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--out", str(tmp_path / "d"), "--teacher",
+                              str(tmp_path / "nothing")])
+    assert bad.exit_code == 2 and "is not a model folder (no config.json)" in bad.output and "Traceback" not in bad.output
 
 
 def test_doctor_refuses_an_out_inside_the_run_directory(scripted_doctor_recipe):

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import replace
 
 import mlx.core as mx
 import pytest
 from mlx.utils import tree_map
 
 from sdzero_mlx.demo.task import Difficulty, generate, parse_problem, render_solution
+from sdzero_mlx.doctor.verdict import Measures, decide
 from sdzero_mlx.explain import LocalisationScore, TokenReport, step_localisation
 from sdzero_mlx.hindsight import AnswerHindsight, HindsightSummary
 from sdzero_mlx.step_hindsight import FirstErrorSummary, step_position, summarize_first_error
@@ -179,3 +181,36 @@ def test_coverage_and_summary_by_hand():
     assert s.coverage == 0.4 and s.hindsight.answers == 1 and s.hindsight.no_final_answer == 3
     assert s.hindsight.gold_gain == pytest.approx(0.5) and s.hindsight.gold_raised == 1.0
     assert summarize_first_error([], 0, 0, 0, loc).coverage is None
+
+
+# -- the verdict reads it ------------------------------------------------------------------------------------
+
+NONE = Measures(  # no hindsight at the answer (the demo's chain task, as doctor measured it)
+    reward_rate=0.38, truncated_share=0.0, corrections=((1, 1),) * 10 + ((0, 1),) * 69, resample_rate=0.21,
+    hindsight_answers=64, gold_student=0.0002, gold_teacher=0.0001, own_student=0.999, own_teacher=0.999,
+    gold_raised=0.0, mixed_groups=0.56,
+)
+
+
+def test_the_verdict_reads_the_first_wrong_step():
+    # no signal at the answer and none at the step: unlikely, both named
+    flat = decide(replace(NONE, step_coverage=0.5, step_answers=30, step_gold_student=0.01, step_gold_teacher=0.012))
+    assert flat.label == "unlikely" and "at the first wrong step" in flat.reasons[0]
+    assert "This is the base model" in flat.reasons[0]
+    # the same bars at the step as at the answer: + 0.2 on the right value, raised on 40% -> helps
+    step = decide(replace(NONE, step_coverage=0.5, step_answers=30, step_gold_student=0.1, step_gold_teacher=0.3,
+                          step_gold_raised=0.4))
+    assert step.label == "helps" and "the Reviser puts 0.300 on the right value" in step.reasons[0]
+    # a gain at the step measured on too few answers decides nothing (and is said)
+    few = decide(replace(NONE, step_coverage=0.05, step_answers=3, step_gold_student=0.1, step_gold_teacher=0.9,
+                         step_gold_raised=1.0))
+    assert few.label == "unlikely" and any("fewer than 8 wrong answers" in r for r in few.reasons)
+    # some gain at the step (between the bars): unclear, not unlikely
+    assert decide(replace(NONE, step_coverage=0.5, step_answers=30, step_gold_student=0.1,
+                          step_gold_teacher=0.13)).label == "unclear"
+    # read on the teacher after SRT: the advice is about phase 2, not about running SRT
+    teacher = decide(replace(NONE, read="teacher"))
+    assert "expect no gain from phase 2 over SRT" in teacher.reasons[0] and "run SRT" not in teacher.reasons[0]
+    # the KL on the step is a reason, against chance
+    kl = decide(replace(NONE, step_coverage=0.5, step_answers=30, step_kl_hits=0.6, step_kl_chance=0.2))
+    assert any("60.0% lie on the first wrong line, against 20.0% by chance" in r and "concentrates" in r for r in kl.reasons)
