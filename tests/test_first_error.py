@@ -1,5 +1,5 @@
 """Hindsight where the answer first goes wrong: the first line whose equation does not hold (verifier/steps.py),
-its tokens (step_hindsight.py), the probabilities scored there on the tiny model (checked against a plain forward
+its tokens (hindsight.py), the probabilities scored there on the tiny model (checked against a plain forward
 pass, and exactly on a model with zero weights), the KL on that line against chance, and the verdict's use of it."""
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from mlx.utils import tree_map
 from sdzero_mlx.demo.task import Difficulty, generate, parse_problem, render_solution
 from sdzero_mlx.doctor.verdict import Measures, decide
 from sdzero_mlx.explain import LocalisationScore, TokenReport, step_localisation
-from sdzero_mlx.hindsight import AnswerHindsight, HindsightSummary
-from sdzero_mlx.step_hindsight import FirstErrorSummary, step_position, summarize_first_error
+from sdzero_mlx.hindsight import AnswerHindsight, step_position, summarize_first_error
 from sdzero_mlx.verifier.steps import first_wrong_step, written_value
 
 EXAMPLE = "3 + 4 = 7\n7 * 2 = 15\n15 - 1 = 14"
@@ -130,7 +129,7 @@ def test_the_probabilities_at_the_step(tiny):
     from sdzero_mlx.modeling import padding_id
     from sdzero_mlx.config import PromptConfig
     from sdzero_mlx.prompts import prompt_ids, separators
-    from sdzero_mlx.step_hindsight import measure_first_error
+    from sdzero_mlx.hindsight import measure_first_error
 
     model, tok = tiny
     prompt = prompt_ids(tok, "Compute (3 + 4) * 2 - 1.", PromptConfig())

@@ -10,7 +10,7 @@ from ..atomic import write_json, write_text
 from ..evaluate import pct
 
 if TYPE_CHECKING:
-    from ..step_hindsight import FirstErrorSummary
+    from ..hindsight import FirstErrorSummary
     from .run import DoctorReport
     from .signal import Signal
 
@@ -87,8 +87,8 @@ def render(r: "DoctorReport", width: int = 0) -> str:
     """The report as Markdown; `width` > 0 elides the middle of longer sequence parts (the terminal's view)."""
     v = r.verdict
     read = (f"the teacher after SRT, {r.teacher.model}" if r.teacher is not None else
-            f"the recipe's model, which is the teacher after SRT" if r.read == "teacher" else
-            "the base model (the teacher after SRT not measured)")
+            "the recipe's model, which is the teacher after SRT" if r.read == "teacher" else
+            "the base model; the teacher after SRT was not measured")
     lines = [
         f"# sdzero doctor: {r.recipe}",
         "",

@@ -7,7 +7,7 @@
 - correction rate: evaluate.generate_then_revise at the evaluation's settings (the demo table's);
 - hindsight at the answer (hindsight.py): the Reviser's against the Generator's probability of the
   gold final answer, and of the answer's own wrong one, after reading a wrong answer;
-- hindsight at the first wrong step (step_hindsight.py): the same at the first line whose equation
+- hindsight at the first wrong step (hindsight.py): the same at the first line whose equation
   does not hold, for its right value, with the share of the KL's top tokens on that line and the
   share of wrong answers where such a line was found;
 - KL concentration (explain.py): the share of a response's per-token KL in its top 5% tokens, wrong
@@ -25,11 +25,13 @@ import mlx.core as mx
 from ..config import EvalConfig, Recipe
 from ..evaluate import ReviseResult, generate_then_revise, pass_at_k
 from ..explain import BucketStats, TokenReport, localisation_summary, step_localisation, token_report
-from ..hindsight import HindsightSummary, measure_hindsight, summarize_hindsight
+from ..hindsight import (
+    FirstErrorSummary, HindsightSummary, measure_first_error, measure_hindsight, step_spans, summarize_first_error,
+    summarize_hindsight,
+)
 from ..prompts import Separators
 from ..rollout import sample_groups
 from ..stages.collect import generation_counter
-from ..step_hindsight import FirstErrorSummary, measure_first_error, step_spans, summarize_first_error
 from ..types import Example, Graded, Rollout
 from ..verifier import verify_batch
 
@@ -157,7 +159,7 @@ def kl_buckets(reports: Sequence[tuple[Graded, TokenReport]]) -> dict[str, Bucke
 
 def first_error_hindsight(model, tokenizer, graded: Sequence[Graded], seps: Separators, pad_id: int,
                           reports: Sequence[tuple[Graded, TokenReport]], limit: int = 64) -> FirstErrorSummary:
-    """step_hindsight.py's measure on up to `limit` wrong answers (the ones answer_hindsight reads), and the KL on
+    """hindsight.py's measure on up to `limit` wrong answers (the ones answer_hindsight reads), and the KL on
     the first wrong step of the wrong answers among `reports`."""
     wrong = [(g.rollout.prompt_ids, g.rollout.completion_ids) for g in graded if g.reward < 0.5][:limit]
     values, found, unwritten = measure_first_error(model, tokenizer, wrong, seps.wrong, pad_id)

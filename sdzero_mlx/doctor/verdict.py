@@ -2,7 +2,7 @@
 
 What decides it is the Reviser's hindsight: how much probability it adds, after reading a wrong answer
 and the "not correct" cue, to the gold final answer (hindsight.py), or to the right value at the step
-where the answer first went wrong (step_hindsight.py). At the answer it is the one measure that
+where the answer first went wrong (hindsight.py). At the answer it is the one measure that
 separates the demo's two outcomes (docs/doctor.md): on the inverse task, where SD-Zero gains 15.7
 points, the Reviser raises the gold from about 0.001 to 0.3; on the chain task, where every method
 loses, it leaves the gold at 0.000 (and keeps the wrong answer at 0.999). The principle that adds the
@@ -57,7 +57,7 @@ class Measures:
     boxed_answers: bool = True  # False for verifier.kind code: no final answer to measure hindsight at
     kl_concentration_wrong: Optional[float] = None  # share of the teacher's KL in the top 5% tokens, wrong answers
     kl_concentration_right: Optional[float] = None  # ... right answers
-    # hindsight at the first wrong step (step_hindsight.py); step_coverage None: not measured (code answers)
+    # hindsight at the first wrong step (hindsight.py); step_coverage None: not measured (code answers)
     step_coverage: Optional[float] = None  # share of wrong answers with a first wrong step
     step_answers: int = 0  # ... scored there (the right value has a written form)
     step_gold_student: float = 0.0  # mean p(right value) of the Generator at the step's wrong value
