@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # smollm.py: the llama converter's names and metadata reader
 
-from smollm import _BLOCK_NAMES, _TOP_NAMES, read_metadata  # noqa: E402
+from smollm import _BLOCK_NAMES, hf_name, read_metadata  # noqa: E402
 
 SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 PARTS = 6
@@ -83,17 +83,6 @@ def assemble(parts: list[Path], gguf: Path) -> str:
                     digest.update(chunk)
                     out.write(chunk)
     return digest.hexdigest()
-
-
-def hf_name(gguf_name: str) -> str:
-    """blk.3.attn_q.bias -> model.layers.3.self_attn.q_proj.bias; token_embd.weight -> model.embed_tokens.weight."""
-    if gguf_name in _TOP_NAMES:
-        return _TOP_NAMES[gguf_name]
-    prefix, _, rest = gguf_name.partition(".")
-    layer, _, leaf = rest.partition(".")
-    if prefix != "blk" or leaf not in QWEN2_BLOCK_NAMES:
-        raise ValueError(f"Unknown GGUF tensor {gguf_name!r}: add it to QWEN2_BLOCK_NAMES in {__file__}.")
-    return f"model.layers.{int(layer)}.{QWEN2_BLOCK_NAMES[leaf]}"
 
 
 def model_config(meta: dict, vocab_size: int, tie_embeddings: bool, eos_ids: list[int]) -> dict:
@@ -172,7 +161,7 @@ def convert(gguf: Path, out: Path) -> dict:
     for t in reader.tensors:
         # no unpermute: llama.cpp permutes Q and K rows for llama only; qwen2's are stored in HF's layout
         w = np.ascontiguousarray(dequantize(t.data, t.tensor_type), dtype=np.float32)
-        weights[hf_name(t.name)] = mx.array(w)
+        weights[hf_name(t.name, QWEN2_BLOCK_NAMES)] = mx.array(w)
         kinds[t.tensor_type.name] = kinds.get(t.tensor_type.name, 0) + 1
     vocab = weights["model.embed_tokens.weight"].shape[0]
     config = model_config(meta, vocab, tie_embeddings="output.weight" not in names, eos_ids=eos)

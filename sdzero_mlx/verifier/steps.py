@@ -228,11 +228,7 @@ def _line_error(line: str) -> Optional[tuple[tuple[int, int], str, str, Optional
     """(span of the wrong value, left side text, written value, right value) of the line's first failing
     equation, in the line's characters; None when every equation read holds (or none is read)."""
     text, spans = _normalised(line)
-    parts, seps = _split_equals(text)
-    offsets, pos = [], 0
-    for part, sep in zip(parts, seps + [""]):
-        offsets.append(pos)
-        pos += len(part) + len(sep)
+    parts, offsets = zip(*_between_equals(text))
     chain: Optional[sp.Expr] = None  # the value the next side must have, inside a chain a = b = c
     for i in range(len(parts) - 1):
         left = _left_side(parts[i], offsets[i])
@@ -265,20 +261,17 @@ def _line_error(line: str) -> Optional[tuple[tuple[int, int], str, str, Optional
     return None
 
 
-def _split_equals(text: str) -> tuple[list[str], list[str]]:
-    """Parts between "=" signs (a "==" is one sign; "<=", ">=", "!=" are not equations and split nothing)."""
-    parts, seps, start, i = [], [], 0, 0
-    while i < len(text):
-        if text[i] == "=" and (i == 0 or text[i - 1] not in "<>!="):
-            sep = "==" if text.startswith("==", i) else "="
-            parts.append(text[start:i])
-            seps.append(sep)
-            i += len(sep)
-            start = i
-            continue
-        i += 1
-    parts.append(text[start:])
-    return parts, seps
+_EQUALS = re.compile(r"(?<![<>!=])==?(?!=)")  # "=" or "=="; "<=", ">=", "!=" are no equations
+
+
+def _between_equals(text: str) -> list[tuple[str, int]]:
+    """The stretches of `text` between its "=" signs, each with its offset (at any bracket depth: a model's
+    "(3 + 4 = 7)" and an unmatched "1)" are prose, not containers)."""
+    out, start = [], 0
+    for m in _EQUALS.finditer(text):
+        out.append((text[start:m.start()], start))
+        start = m.end()
+    return out + [(text[start:], start)]
 
 
 def first_wrong_step(text: str) -> Optional[WrongStep]:
