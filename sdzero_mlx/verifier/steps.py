@@ -46,6 +46,8 @@ _ARITHMETIC_WORDS = {"of", "times", "by", "per", "plus", "minus", "over", "divid
 _DROPPED = ("\\$", "$", "\\(", "\\)", "\\[", "\\]")
 # an operator or a continuation of a number: a side next to one was cut out of something larger
 _GLUE = set("+-*/^%.0123456789_")
+# what a line is normalised with: the verifier's replacements, dropped math delimiters, thousands commas (as \0)
+_TABLE = [(old, new) for old, new in _REPLACEMENTS if old] + [(d, "") for d in _DROPPED] + [("\0", "")]
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,8 @@ def _normalised(line: str) -> tuple[str, list[tuple[int, int]]]:
     original line it came from (so a side found in the first maps back to the second)."""
     merged = _THOUSANDS.sub(lambda m: m.group(0).replace(",", "\0"), line)  # \0: a comma to drop
     out, spans, i = [], [], 0
-    table = [(old, new) for old, new in _REPLACEMENTS if old] + [(d, "") for d in _DROPPED] + [("\0", "")]
     while i < len(merged):
-        hit = next(((old, new) for old, new in table if merged.startswith(old, i)
+        hit = next(((old, new) for old, new in _TABLE if merged.startswith(old, i)
                     and not (old[-1].isalpha() and merged[i + len(old):i + len(old) + 1].isalpha())), None)
         if hit is None:
             out.append(merged[i])
@@ -99,7 +100,7 @@ def _number(text: str) -> Optional[sp.Expr]:
         return None  # "7. 3 + 4", "12 3": two numbers side by side are no product anyone writes (3 1/2 is a mixed number)
     try:
         value = parse_expr(text)
-    except (ParseError, ValueError, TypeError, ZeroDivisionError, RecursionError):
+    except (ParseError, ValueError, TypeError, ZeroDivisionError, OverflowError, RecursionError):
         return None
     if not isinstance(value, sp.Expr) or value.free_symbols or not value.is_finite or value.is_real is not True:
         return None
