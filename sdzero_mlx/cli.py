@@ -330,6 +330,9 @@ def doctor(
     recipe: RecipeArg,
     n: Annotated[int, typer.Option("--n", help="Training (or validation) problems to sample; never the test split.")] = 32,
     out: Annotated[Path, typer.Option(help="Folder for doctor.md and doctor.json (not inside run.output_dir).")] = Path("doctor"),
+    teacher: Annotated[Optional[str], typer.Option(
+        help="The model phase 2's teacher will be (the fused SRT model) to measure beside the base; the verdict reads "
+             "it. Default: RUN/srt/model when the recipe's run has finished SRT. 'none': the base only.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Before a long run: can SD-Zero help this model on this data, and what will the run cost? (minutes, no training)"""
@@ -338,7 +341,7 @@ def doctor(
 
     loaded = _load(recipe, set_)
     with long_work("nothing was written into the run directory"):
-        report = run_doctor(loaded, str(recipe), n=n, out_dir=out, log=typer.echo)
+        report = run_doctor(loaded, str(recipe), n=n, out_dir=out, log=typer.echo, teacher=teacher)
     typer.echo("")
     typer.echo(render(report, width=400))
     typer.echo(f"wrote {out / 'doctor.md'} and {out / 'doctor.json'}")

@@ -246,16 +246,27 @@ def localisation_score(reports: Sequence[TokenReport], gold: dict[str, str], top
     ceil(top_frac * n) tokens by KL are counted as hits when their text overlaps the first line that
     differs from the gold solution; chance is that line's share of the answer's tokens.
     """
-    hits = top = 0
-    chance = 0.0
-    answers = 0
+    steps = []
     for r in reports:
         if r.reward >= 0.5 or r.problem not in gold or not r.kl:
             continue
-        text = "".join(r.pieces)
-        span = first_mistake_span(text, gold[r.problem])
-        if span is None:
-            continue
+        span = first_mistake_span("".join(r.pieces), gold[r.problem])
+        if span is not None:
+            steps.append((r, span))
+    return step_localisation(steps, top_frac)
+
+
+def step_localisation(steps: Sequence[tuple[TokenReport, tuple[int, int]]], top_frac: float = 0.05) -> LocalisationScore:
+    """Where the top ceil(top_frac * n) tokens by KL of each report fall, against a character span of its text
+    (the step that went wrong): hits are tokens whose text overlaps the span, chance is the span's share of the
+    report's tokens. A report whose span covers no token is left out.
+
+    Example: KL [0, 5, 0, 0] over pieces "a", "b", "c", "d", span (1, 2), top_frac 0.25 -> hit share 1, chance 0.25
+    """
+    hits = top = 0
+    chance = 0.0
+    answers = 0
+    for r, span in steps:
         bounds, pos = [], 0
         for piece in r.pieces:
             bounds.append((pos, pos + len(piece)))

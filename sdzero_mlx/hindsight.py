@@ -14,6 +14,21 @@ the fix, while a teacher that only lowers p(own) spreads mass without pointing a
 
 The gold answer is text (it was never sampled), so it is encoded (prompts.text_answer_ids) together
 with the part of token t that precedes the answer ("{" when the box brace and the digit share a token).
+
+Hindsight where the answer first goes wrong. A Reviser whose fix belongs at an earlier step cannot
+raise the gold at the final answer (the working it is forced along already commits to a wrong total),
+so the paper's own mechanism, finding the mistake mid-chain, can read as no hindsight there. So also:
+- the step: verifier/steps.first_wrong_step, the first line with an equation that does not hold (its
+  left side, read with the verifier's parser, is not its right side); its wrong value is the right
+  side as written, its right value what the left side evaluates to;
+- hindsight at the step: with t the token holding the wrong value's first character and g the right
+  value's tokens as they would continue y[:t], the same four sequences as above, teacher-forced along
+  the wrong answer exactly as at the final answer;
+- KL on the step: of each wrong answer's top 5% tokens by the distillation's per-token KL
+  (explain.token_report), the share whose text lies on the step's line, against chance, the line's
+  share of the answer's tokens (explain.step_localisation);
+- coverage: the share of wrong answers in which a first wrong step was found (answers without an
+  equation, or whose only mistake is the boxed value, have none).
 """
 
 from __future__ import annotations
@@ -25,11 +40,12 @@ from typing import Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .explain import token_pieces
+from .explain import LocalisationScore, TokenReport, token_pieces
 from .loss import token_logprobs
 from .prompts import teacher_sequence, text_answer_ids
 from .scoring import chunks, logit_chunks, scored_batch
 from .verifier.extract import answer_span
+from .verifier.steps import WrongStep, first_wrong_step
 
 
 @dataclass(frozen=True)
@@ -47,19 +63,30 @@ def answer_position(tokenizer, completion: Sequence[int], gold: str,
     finds it; None when the verifier finds no final answer."""
     pieces = token_pieces(tokenizer, completion)
     span = answer_span("".join(pieces), last_number_fallback)
-    if span is None:
-        return None
+    return None if span is None else position_at(tokenizer, completion, pieces, span, gold)
+
+
+def piece_starts(pieces: Sequence[str]) -> list[int]:
+    """The character offset of each token's text in the joined text."""
     starts, pos = [], 0
     for piece in pieces:
         starts.append(pos)
         pos += len(piece)
+    return starts
+
+
+def position_at(tokenizer, completion: Sequence[int], pieces: Sequence[str], span: tuple[int, int],
+                value: str) -> Optional[AnswerPosition]:
+    """The tokens of `completion` holding the characters `span` of its text ("".join(pieces)), and `value`'s
+    tokens as they would continue the text before them; None when `value` encodes to nothing."""
+    starts = piece_starts(pieces)
     first = max(i for i, s in enumerate(starts) if s <= span[0])
     last = max(i for i, s in enumerate(starts) if s < span[1])
-    lead = "".join(pieces)[starts[first]:span[0]]  # the part of the first token before the answer
-    gold_ids = text_answer_ids(tokenizer, lead + gold)[0]
-    if not gold_ids:
+    lead = "".join(pieces)[starts[first]:span[0]]  # the part of the first token before the value
+    ids = text_answer_ids(tokenizer, lead + value)[0]
+    if not ids:
         return None
-    return AnswerPosition(start=first, own=tuple(completion[first:last + 1]), gold=tuple(gold_ids))
+    return AnswerPosition(start=first, own=tuple(completion[first:last + 1]), gold=tuple(ids))
 
 
 @dataclass(frozen=True)
@@ -108,24 +135,28 @@ def measure_hindsight(
 ) -> tuple[list[AnswerHindsight], int]:
     """AnswerHindsight of each (prompt ids, completion ids, gold answer) with a final answer to find;
     returns them and how many answers had none (the verifier finds no final answer)."""
-    sequences, spans, kept = [], [], 0
-    missing = 0
-    for prompt, completion, gold in answers:
-        position = answer_position(tokenizer, completion, gold, last_number_fallback)
-        if position is None:
-            missing += 1
-            continue
+    found = [(prompt, completion, answer_position(tokenizer, completion, gold, last_number_fallback))
+             for prompt, completion, gold in answers]
+    kept = [(prompt, completion, pos) for prompt, completion, pos in found if pos is not None]
+    return score_positions(model, kept, sep_wrong, pad_id, batch_size), len(found) - len(kept)
+
+
+def score_positions(model: nn.Module, answers: Sequence[tuple[Sequence[int], Sequence[int], AnswerPosition]],
+                    sep_wrong: Sequence[int], pad_id: int, batch_size: int = 8) -> list[AnswerHindsight]:
+    """AnswerHindsight of each (prompt ids, completion ids, position): both roles' log-probabilities of the
+    position's gold and own tokens, teacher-forced along the completion up to the position."""
+    sequences, spans = [], []
+    for prompt, completion, position in answers:
         for ids, span in hindsight_sequences(prompt, completion, position, sep_wrong):
             sequences.append(ids)
             spans.append(span)
-        kept += 1
     was_training = model.training
     model.eval()
     try:
         values = span_logprobs(model, sequences, spans, pad_id, batch_size) if sequences else []
     finally:
         model.train(was_training)
-    return [AnswerHindsight(*values[4 * i:4 * i + 4]) for i in range(kept)], missing
+    return [AnswerHindsight(*values[4 * i:4 * i + 4]) for i in range(len(answers))]
 
 
 RAISED = 0.1  # probability the Reviser must add to the gold for an answer to count as raised
@@ -171,3 +202,68 @@ def summarize_hindsight(values: Sequence[AnswerHindsight], missing: int) -> Hind
         own_teacher=mean(v.own_teacher for v in values),
         gold_raised=sum(math.exp(v.gold_teacher) - math.exp(v.gold_student) >= RAISED for v in values) / n if n else 0.0,
     )
+
+
+# -- at the first wrong step ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepPosition:
+    """The first wrong step of a completion, and where its wrong value sits in tokens."""
+
+    step: WrongStep  # character spans in the completion's text ("".join(token_pieces(completion)))
+    position: Optional[AnswerPosition]  # the wrong value's tokens and the right value's; None: no written right value
+
+
+def step_position(tokenizer, completion: Sequence[int]) -> Optional[StepPosition]:
+    """The first wrong step of `completion` (ids without the stop token), or None when none is found."""
+    pieces = token_pieces(tokenizer, completion)
+    step = first_wrong_step("".join(pieces))
+    if step is None:
+        return None
+    position = None if step.right is None else position_at(tokenizer, completion, pieces, step.value, step.right)
+    return StepPosition(step, position)
+
+
+@dataclass(frozen=True)
+class FirstErrorSummary:
+    """Hindsight and KL at the first wrong step, over wrong answers."""
+
+    wrong_answers: int  # wrong answers looked at
+    found: int  # ... with a first wrong step
+    hindsight: HindsightSummary  # at the step's value: `answers` scored; `no_final_answer`: steps whose right value has no written form
+    localisation: LocalisationScore  # top-KL tokens on the step's line, against chance (over the answers with token reports)
+
+    @property
+    def coverage(self) -> Optional[float]:
+        """Share of wrong answers with a first wrong step; None without wrong answers."""
+        return self.found / self.wrong_answers if self.wrong_answers else None
+
+
+def measure_first_error(
+    model: nn.Module, tokenizer, answers: Sequence[tuple[Sequence[int], Sequence[int]]], sep_wrong: Sequence[int],
+    pad_id: int, batch_size: int = 8,
+) -> tuple[list[AnswerHindsight], int, int]:
+    """(AnswerHindsight at the first wrong step of each (prompt ids, completion ids) that has one with a written
+    right value, steps found, steps found without a written right value)."""
+    positions = [(prompt, completion, step_position(tokenizer, completion)) for prompt, completion in answers]
+    found = [(p, c, s) for p, c, s in positions if s is not None]
+    scored = [(p, c, s.position) for p, c, s in found if s.position is not None]
+    return score_positions(model, scored, sep_wrong, pad_id, batch_size), len(found), len(found) - len(scored)
+
+
+def step_spans(tokenizer, reports: Sequence[tuple[Sequence[int], TokenReport]]) -> list[tuple[TokenReport, tuple[int, int]]]:
+    """(report, the first wrong step's line as a character span of the report's text) for each (completion ids,
+    its token report) with a first wrong step; the report's pieces start with the completion's."""
+    out = []
+    for completion, report in reports:
+        found = step_position(tokenizer, completion)
+        if found is not None:
+            out.append((report, found.step.line))
+    return out
+
+
+def summarize_first_error(values: Sequence[AnswerHindsight], wrong_answers: int, found: int, unwritten: int,
+                          localisation: LocalisationScore) -> FirstErrorSummary:
+    """Example: 10 wrong answers, 4 with a step (1 without a written right value) -> coverage 0.4, 3 scored."""
+    return FirstErrorSummary(wrong_answers, found, summarize_hindsight(values, unwritten), localisation)

@@ -92,15 +92,16 @@ def unpermute_qk(w, n_head: int):
     return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def hf_name(gguf_name: str) -> str:
-    """Map a GGUF tensor name to its mlx-lm llama name, e.g. blk.3.attn_q.weight -> model.layers.3.self_attn.q_proj.weight."""
+def hf_name(gguf_name: str, block_names: dict = _BLOCK_NAMES) -> str:
+    """Map a GGUF tensor name to its mlx-lm name, e.g. blk.3.attn_q.weight -> model.layers.3.self_attn.q_proj.weight
+    (`block_names`: the per-block table, llama's by default)."""
     if gguf_name in _TOP_NAMES:
         return _TOP_NAMES[gguf_name]
     prefix, _, rest = gguf_name.partition(".")
     layer, _, leaf = rest.partition(".")
-    if prefix != "blk" or leaf not in _BLOCK_NAMES:
-        raise ValueError(f"Unknown GGUF tensor {gguf_name!r}: add it to _BLOCK_NAMES or _TOP_NAMES in {__file__}.")
-    return f"model.layers.{int(layer)}.{_BLOCK_NAMES[leaf]}"
+    if prefix != "blk" or leaf not in block_names:
+        raise ValueError(f"Unknown GGUF tensor {gguf_name!r}: add it to the block table or _TOP_NAMES in {__file__}.")
+    return f"model.layers.{int(layer)}.{block_names[leaf]}"
 
 
 def read_metadata(reader) -> dict:

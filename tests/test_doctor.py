@@ -23,7 +23,7 @@ from sdzero_mlx.doctor.cost import (
 )
 from sdzero_mlx.doctor.sequences import cue_in_context
 from sdzero_mlx.doctor.signal import reward_stats
-from sdzero_mlx.doctor.verdict import Measures, beats, decide
+from sdzero_mlx.doctor.verdict import Measures, beats, correction_se, decide
 from sdzero_mlx.hindsight import AnswerHindsight, answer_position, summarize_hindsight
 from sdzero_mlx.platform.device import memory_limit_for, ram_gb
 from sdzero_mlx.verifier.extract import answer_span
@@ -34,12 +34,17 @@ runner = CliRunner()
 
 # -- the verdict, on hand-made measurements ------------------------------------------------------
 
+def singles(corrected: int, wrong: int) -> tuple[tuple[int, int], ...]:
+    """`wrong` problems with one wrong first attempt each, `corrected` of them corrected."""
+    return ((1, 1),) * corrected + ((0, 1),) * (wrong - corrected)
+
+
 INVERSE = Measures(  # the demo's inverse base, as doctor measured it (docs/doctor.md)
-    reward_rate=0.21, truncated_share=0.0, correction_rate=0.18, first_wrong=101, resample_rate=0.19,
+    reward_rate=0.21, truncated_share=0.0, corrections=singles(18, 101), resample_rate=0.19,
     hindsight_answers=64, gold_student=0.000, gold_teacher=0.293, own_student=0.987, own_teacher=0.172,
     gold_raised=0.30, mixed_groups=0.56, kl_concentration_wrong=0.92, kl_concentration_right=0.88,
 )
-CHAIN = replace(INVERSE, reward_rate=0.38, correction_rate=0.13, first_wrong=79, resample_rate=0.21, gold_student=0.0002,
+CHAIN = replace(INVERSE, reward_rate=0.38, corrections=singles(10, 79), resample_rate=0.21, gold_student=0.0002,
                 gold_teacher=0.0001, own_student=0.999, own_teacher=0.999, gold_raised=0.0, kl_concentration_wrong=0.70,
                 kl_concentration_right=0.78)
 
@@ -55,7 +60,7 @@ def test_verdict_edges():
     # some gain on the gold, short of the demo's: unclear
     assert decide(replace(CHAIN, gold_teacher=0.03)).label == "unclear"
     # no hindsight, but a Reviser that corrects far more than a resample: unclear, not unlikely
-    assert decide(replace(CHAIN, correction_rate=0.6, first_wrong=100)).label == "unclear"
+    assert decide(replace(CHAIN, corrections=singles(60, 100))).label == "unclear"
     # code answers have no box to measure hindsight at
     code = decide(replace(INVERSE, boxed_answers=False))
     assert code.label == "unclear" and "code answers have none" in code.reasons[0]
@@ -71,9 +76,38 @@ def test_verdict_edges():
 
 
 def test_correction_beats_resample_by_two_standard_errors():
-    assert beats(0.4, 0.2, 100)  # 0.2 > 2 * sqrt(0.24 / 100) = 0.098
-    assert not beats(0.3, 0.2, 20)  # 0.1 < 2 * sqrt(0.21 / 20) = 0.205
-    assert not beats(None, 0.2, 10) and not beats(0.5, None, 10)
+    assert beats(0.2, singles(40, 100))  # 0.4 - 0.2 > 2 * sqrt(0.24 / 100) = 0.098
+    assert not beats(0.2, singles(6, 20))  # 0.3 - 0.2 < 2 * sqrt(0.21 / 20) = 0.205
+    assert not beats(None, singles(5, 10)) and not beats(0.2, ())
+
+
+def test_the_correction_rate_error_is_clustered_by_problem():
+    # one attempt per problem: the binomial error, sqrt(p (1 - p) / N)
+    assert correction_se(singles(40, 100)) == pytest.approx((0.4, math.sqrt(0.24 / 100)))
+    # 4 identical attempts at each problem carry no more information than one: the same error
+    four = ((4, 4),) * 40 + ((0, 4),) * 60
+    assert correction_se(four) == pytest.approx((0.4, math.sqrt(0.24 / 100)))
+    # 25 problems, 10 corrected on every attempt: 0.4 against 0.25 is 0.15 < 2 * sqrt(0.24 / 25) = 0.196 ...
+    assert not beats(0.25, ((4, 4),) * 10 + ((0, 4),) * 15)
+    # ... while 100 independent problems at the same rate pass (0.15 > 2 * 0.049)
+    assert beats(0.25, singles(40, 100))
+    # mixed clusters by hand: (1 of 2), (0 of 1), (2 of 2): p = 3/5; residuals -0.2, -0.6, 0.8 -> var 1.04 / 25
+    assert correction_se(((1, 2), (0, 1), (2, 2))) == pytest.approx((0.6, math.sqrt(1.04) / 5))
+    # a rate of 0 is not certain: the variance floor 0.01 / N
+    assert correction_se(singles(0, 25)) == pytest.approx((0.0, math.sqrt(0.01 / 25)))
+    m = replace(INVERSE, corrections=((1, 2), (0, 1)))
+    assert m.first_wrong == 3 and m.correction_rate == pytest.approx(1 / 3)
+    assert replace(INVERSE, corrections=()).correction_rate is None
+
+
+def test_corrections_are_counted_per_problem():
+    from sdzero_mlx.doctor.signal import corrections_by_problem
+    from sdzero_mlx.evaluate import ReviseResult, ReviseRow
+
+    row = lambda pid, first, revised: ReviseRow(pid, "1", first, revised, 1, 1, "", "")  # noqa: E731
+    rows = (row("a", 0.0, 1.0), row("a", 0.0, 0.0), row("b", 1.0, 0.0), row("c", 0.0, 1.0), row("a", 0.0, 1.0))
+    result = ReviseResult(0.2, 0.6, 0.75, 1.0, 1.0, 1.0, 5, 4, 1, 3, 1, 0.0, 5, 5, rows)
+    assert corrections_by_problem(result) == ((2, 3), (1, 1))
 
 
 # -- hindsight and reward arithmetic ---------------------------------------------------------------
@@ -288,9 +322,50 @@ def test_doctor_on_the_scripted_model(scripted_doctor_recipe, tmp_path):
     assert teacher[3]["ids"] == teacher[1]["ids"] + [teacher[3]["ids"][-1]] and "<|im_end|>" in teacher[3]["text"]
     assert "Wait, this response is not correct" in teacher[2]["text"]
     assert data["flags"] == []  # a ChatML template whose end of turn is the eos, a cue that keeps its ids, no cut
+    # hindsight at the first wrong step: "\\boxed{7}" holds no equation, so no wrong answer has one (coverage 0)
+    first = data["hindsight_first_error"]
+    assert first["wrong_answers"] == 8 * 2 - data["rewards"]["reward_rate"] * 16 and first["found"] == 0
+    assert first["coverage"] == 0.0 and first["scored"] == 0 and first["kl_top_tokens_on_step"] is None
+    assert "wrong answers with a first wrong step (coverage) | 0.0% of" in (out / "doctor.md").read_text()
+    # no SRT in this run: the base is what the verdict read, and the report says so
+    assert data["teacher"] is None and data["verdict_read"] == "base" and "not measured" in data["teacher_source"]
     # nothing written into the run directory, the model folder untouched
     assert not Path(recipe.run.output_dir).exists()
     assert tree_digest(model_dir) == before
+
+
+def test_doctor_reads_the_teacher_after_srt(scripted_doctor_recipe, tmp_path):
+    """A run that has finished SRT: doctor measures RUN/srt/model beside the base and the verdict reads it;
+    --teacher none measures the base only; --teacher naming the recipe's own model reads it as the teacher."""
+    recipe = load_recipe(scripted_doctor_recipe)
+    run = tmp_path / "run"
+    at = ["--set", f"run.output_dir={run}"]
+    for stage in ("collect", "srt"):
+        done = runner.invoke(app, [stage, str(scripted_doctor_recipe), *at])
+        assert done.exit_code == 0, done.output
+    result = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--n", "8", "--out", str(tmp_path / "a"), *at])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "a" / "doctor.json").read_text())
+    assert data["verdict_read"] == "teacher" and data["teacher"]["model"] == str(run / "srt" / "model")
+    assert data["teacher_source"].startswith("RUN/srt/model") and data["model"] == recipe.model.path
+    teacher = data["teacher"]
+    for key in ("reward_rate", "correction_rate", "gold_prob_reviser", "hindsight", "hindsight_first_error", "kl"):
+        assert key in teacher, key
+    md = (tmp_path / "a" / "doctor.md").read_text()
+    assert f"(read on the teacher after SRT, {run / 'srt' / 'model'})" in md and "| measure | base | teacher (after SRT) |" in md
+
+    result = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--n", "8", "--out", str(tmp_path / "b"),
+                                 "--teacher", "none", *at])
+    data = json.loads((tmp_path / "b" / "doctor.json").read_text())
+    assert result.exit_code == 0 and data["teacher"] is None and data["verdict_read"] == "base"
+    # the SRT model as the recipe's own model: it is the teacher, measured once
+    result = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--n", "8", "--out", str(tmp_path / "c"),
+                                 "--set", f"model.path={run / 'srt' / 'model'}", *at])
+    data = json.loads((tmp_path / "c" / "doctor.json").read_text())
+    assert result.exit_code == 0 and data["teacher"] is None and data["verdict_read"] == "teacher"
+    bad = runner.invoke(app, ["doctor", str(scripted_doctor_recipe), "--out", str(tmp_path / "d"), "--teacher",
+                              str(tmp_path / "nothing")])
+    assert bad.exit_code == 2 and "is not a model folder (no config.json)" in bad.output and "Traceback" not in bad.output
 
 
 def test_doctor_refuses_an_out_inside_the_run_directory(scripted_doctor_recipe):

@@ -2,13 +2,15 @@
 the run will cost, measured in minutes on the recipe's own model without training it.
 
   sequences.py  the exact sequences of each role, and the checks that catch a broken setup
-  signal.py     reward rate, truncation, correction rate, the Reviser's hindsight, KL concentration
+  signal.py     reward rate, truncation, correction rate, the Reviser's hindsight at the answer and at
+                the first wrong step, KL concentration; on the base and on the teacher after SRT
   cost.py       one real step of each stage in a temporary folder; the whole run counted from the recipe
   verdict.py    helps / unclear / unlikely, with reasons
   report.py     doctor.md and doctor.json
   run.py        the job that ties them together
 
-It never writes into run.output_dir and only reads the model folder.
+It never writes into run.output_dir and only reads model folders (the recipe's, and RUN/srt/model or
+--teacher when there is one).
 """
 
 from .run import DEFAULT_N, DoctorReport, run_doctor

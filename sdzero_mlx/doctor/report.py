@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from ..atomic import write_json, write_text
 from ..evaluate import pct
 
 if TYPE_CHECKING:
+    from ..hindsight import FirstErrorSummary
     from .run import DoctorReport
+    from .signal import Signal
 
 
 def _f(x, digits: int = 3) -> str:
@@ -31,18 +33,71 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {s:02d} s" if minutes else f"{s} s"
 
 
+def signal_rows(sig: "Signal", k: int) -> list[tuple[str, str]]:
+    """(measure, value) of one model's signal, in the report's order."""
+    rw, rev, h, f = sig.rewards, sig.revision, sig.hindsight, sig.first_error
+    rows = [
+        (f"reward rate (avg@{k}, training sampling)", f"{pct(rw.reward_rate)}%"),
+        (f"pass@{k}", f"{pct(rw.pass_at_k)}%"),
+        ("answers cut at sampling.max_tokens", f"{pct(rw.truncated_share)}%"),
+        ("mean answer tokens", f"{rw.mean_tokens:.1f}"),
+        ("problems with right and wrong samples (GRPO's signal)", f"{pct(rw.mixed_groups)}%"),
+        ("another sample right, given a wrong one (resample rate)", f"{pct(rw.resample_rate)}%"),
+        ("generate-then-revise: first / revised accuracy", f"{pct(rev.first_accuracy)}% / {pct(rev.revised_accuracy)}%"),
+        ("correction rate (wrong -> right) / degradation (right -> wrong)",
+         f"{pct(rev.correction_rate)}% of {rev.n_first_wrong} / {pct(rev.degradation_rate)}%"),
+        ("p(gold answer) at the answer: Generator -> Reviser after a wrong answer", f"{h.gold_student:.3f} -> {h.gold_teacher:.3f}"),
+        ("p(its own wrong answer): Generator -> Reviser", f"{h.own_student:.3f} -> {h.own_teacher:.3f}"),
+        ("wrong answers whose gold the Reviser raises by >= 0.1",
+         f"{pct(h.gold_raised)}% of {h.answers} ({h.no_final_answer} without a final answer)"),
+        ("mass taken off the wrong answer that goes to the gold", "none taken off" if h.redirected is None else pct(h.redirected) + "%"),
+    ]
+    if f is None:
+        rows.append(("first wrong step (a line whose equation does not hold)", "not measured (code answers)"))
+    else:
+        fh, loc = f.hindsight, f.localisation
+        rows += [
+            ("wrong answers with a first wrong step (coverage)", f"{pct(f.coverage)}% of {f.wrong_answers}"),
+            ("p(right value) at the first wrong step: Generator -> Reviser",
+             f"{fh.gold_student:.3f} -> {fh.gold_teacher:.3f} ({fh.answers} scored)"),
+            ("p(its own wrong value) there: Generator -> Reviser", f"{fh.own_student:.3f} -> {fh.own_teacher:.3f}"),
+            ("steps whose right value the Reviser raises by >= 0.1", f"{pct(fh.gold_raised)}% of {fh.answers}"),
+            ("top 5% KL tokens on the first wrong line / by chance",
+             f"{pct(loc.hit_share)}% / {pct(loc.chance_share)}% ({loc.answers} answers)" if loc.answers else "-"),
+        ]
+    for name in ("wrong", "right"):
+        b = sig.kl.get(name)
+        if b is not None:
+            rows.append((f"teacher KL on {name} answers: share in top 5% tokens / mean per token ({b.n} answers)",
+                         f"{b.concentration:.3f} / {b.mean_kl:.4f}"))
+    return rows
+
+
+def signal_table(r: "DoctorReport") -> list[str]:
+    """The signal of the base model, and beside it the teacher's when it was measured."""
+    base = signal_rows(r.base, r.k)
+    if r.teacher is None:
+        return ["| measure | value |", "|---|---|", *[f"| {m} | {v} |" for m, v in base]]
+    teacher = dict(signal_rows(r.teacher, r.k))
+    return ["| measure | base | teacher (after SRT) |", "|---|---|---|",
+            *[f"| {m} | {v} | {teacher.get(m, '-')} |" for m, v in base]]
+
+
 def render(r: "DoctorReport", width: int = 0) -> str:
     """The report as Markdown; `width` > 0 elides the middle of longer sequence parts (the terminal's view)."""
-    v, rw, rev, h = r.verdict, r.rewards, r.revision, r.hindsight
+    v = r.verdict
+    read = (f"the teacher after SRT, {r.teacher.model}" if r.teacher is not None else
+            "the recipe's model, which is the teacher after SRT" if r.read == "teacher" else
+            "the base model; the teacher after SRT was not measured")
     lines = [
         f"# sdzero doctor: {r.recipe}",
         "",
-        f"**Verdict: {v.label}**",
+        f"**Verdict: {v.label}** (read on {read})",
         "",
         *[f"- {reason}" for reason in v.reasons],
         "",
         f"Model {r.model}; {r.n_problems} problems of the {r.split} split, {r.k} answers each; "
-        f"doctor took {r.seconds:.0f} s.",
+        f"doctor took {r.seconds:.0f} s. Teacher after SRT: {r.teacher.model if r.teacher else '-'} ({r.teacher_source}).",
         "",
         "## What will go wrong",
         "",
@@ -52,29 +107,8 @@ def render(r: "DoctorReport", width: int = 0) -> str:
         "",
         "## The signal",
         "",
-        "| measure | value |",
-        "|---|---|",
-        f"| reward rate (avg@{r.k}, training sampling) | {pct(rw.reward_rate)}% |",
-        f"| pass@{r.k} | {pct(rw.pass_at_k)}% |",
-        f"| answers cut at sampling.max_tokens | {pct(rw.truncated_share)}% |",
-        f"| mean answer tokens | {rw.mean_tokens:.1f} |",
-        f"| problems with right and wrong samples (GRPO's signal) | {pct(rw.mixed_groups)}% |",
-        f"| another sample right, given a wrong one (resample rate) | {pct(rw.resample_rate)}% |",
-        f"| generate-then-revise: first / revised accuracy | {pct(rev.first_accuracy)}% / {pct(rev.revised_accuracy)}% |",
-        f"| correction rate (wrong -> right, {rev.n_first_wrong} wrong) / degradation (right -> wrong) "
-        f"| {pct(rev.correction_rate)}% / {pct(rev.degradation_rate)}% |",
-        f"| p(gold answer) at the answer: Generator -> Reviser after a wrong answer | {h.gold_student:.3f} -> {h.gold_teacher:.3f} |",
-        f"| p(its own wrong answer): Generator -> Reviser | {h.own_student:.3f} -> {h.own_teacher:.3f} |",
-        f"| wrong answers whose gold the Reviser raises by >= 0.1 | {pct(h.gold_raised)}% of {h.answers} "
-        f"({h.no_final_answer} without a final answer) |",
-        f"| mass taken off the wrong answer that goes to the gold | "
-        f"{'none taken off' if h.redirected is None else pct(h.redirected) + '%'} |",
+        *signal_table(r),
     ]
-    for name in ("wrong", "right"):
-        b = r.kl.get(name)
-        if b is not None:
-            lines.append(f"| teacher KL on {name} answers: share in top 5% tokens / mean per token ({b.n} answers) "
-                         f"| {b.concentration:.3f} / {b.mean_kl:.4f} |")
     lines += [
         "",
         "## The cost",
@@ -115,30 +149,60 @@ def render(r: "DoctorReport", width: int = 0) -> str:
     return "\n".join(lines)
 
 
+def first_error_json(f: Optional["FirstErrorSummary"]) -> Optional[dict]:
+    """doctor.json's hindsight_first_error (None for code answers)."""
+    if f is None:
+        return None
+    h, loc = f.hindsight, f.localisation
+    return {
+        "wrong_answers": f.wrong_answers, "found": f.found, "coverage": f.coverage,
+        "scored": h.answers, "no_written_value": h.no_final_answer,
+        "right_prob_generator": h.gold_student, "right_prob_reviser": h.gold_teacher, "gain": h.gold_gain,
+        "own_prob_generator": h.own_student, "own_prob_reviser": h.own_teacher, "raised": h.gold_raised,
+        "kl_top_tokens_on_step": loc.hit_share if loc.answers else None,
+        "kl_chance": loc.chance_share if loc.answers else None,
+        "kl_ratio": loc.ratio if loc.answers else None, "kl_answers": loc.answers, "kl_top_tokens": loc.top_tokens,
+    }
+
+
+def signal_json(sig: "Signal") -> dict:
+    """One model's signal: the headline numbers, then the detail."""
+    return {
+        "model": sig.model,
+        "reward_rate": sig.rewards.reward_rate,
+        "truncated_share": sig.rewards.truncated_share,
+        "correction_rate": sig.revision.correction_rate,
+        "gold_prob_generator": sig.hindsight.gold_student,
+        "gold_prob_reviser": sig.hindsight.gold_teacher,
+        "gold_gain": sig.hindsight.gold_gain,
+        "resample_rate": sig.rewards.resample_rate,
+        "rewards": asdict(sig.rewards),
+        "revision": {k: v for k, v in asdict(sig.revision).items() if k != "rows"},
+        "hindsight": {**asdict(sig.hindsight), "gold_gain": sig.hindsight.gold_gain, "redirected": sig.hindsight.redirected},
+        "hindsight_first_error": first_error_json(sig.first_error),
+        "kl": {name: asdict(b) for name, b in sig.kl.items()},
+    }
+
+
 def report_json(r: "DoctorReport") -> dict:
-    """doctor.json: the headline numbers at the top level, the detail below them."""
+    """doctor.json: the verdict and the base model's signal at the top level (the teacher's under "teacher"), the
+    detail below them."""
+    base = signal_json(r.base)
     return {
         "verdict": r.verdict.label,
         "reasons": list(r.verdict.reasons),
-        "reward_rate": r.rewards.reward_rate,
-        "truncated_share": r.rewards.truncated_share,
-        "correction_rate": r.revision.correction_rate,
+        "verdict_read": r.read,
+        **{key: value for key, value in base.items() if key != "model"},
         "step_seconds": r.steps["distill"].seconds if "distill" in r.steps else None,
         "peak_memory_gb": r.peak_memory_gb,
         "estimated_run_seconds": r.estimated_run_seconds,
-        "gold_prob_generator": r.hindsight.gold_student,
-        "gold_prob_reviser": r.hindsight.gold_teacher,
-        "gold_gain": r.hindsight.gold_gain,
-        "resample_rate": r.rewards.resample_rate,
         "recipe": r.recipe,
         "model": r.model,
+        "teacher": None if r.teacher is None else signal_json(r.teacher),
+        "teacher_source": r.teacher_source,
         "split": r.split,
         "n_problems": r.n_problems,
         "k": r.k,
-        "rewards": asdict(r.rewards),
-        "revision": {k: v for k, v in asdict(r.revision).items() if k != "rows"},
-        "hindsight": {**asdict(r.hindsight), "gold_gain": r.hindsight.gold_gain, "redirected": r.hindsight.redirected},
-        "kl": {name: asdict(b) for name, b in r.kl.items()},
         "step_seconds_by_stage": {s: c.seconds for s, c in r.steps.items()},
         "step_peak_memory_gb_by_stage": {s: c.peak_memory_gb for s, c in r.steps.items()},
         "estimate": [asdict(s) for s in r.estimate],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -20,13 +20,13 @@ from ..modeling import load_model, padding_id
 from ..outputs import OutputError, check_output_dir
 from ..platform.device import MemoryLimit, device_name, memory_limit, ram_gb
 from ..prompts import separators, template_args
-from ..stages.collect import generation_counter
+from ..pipeline import finished
 from .cost import (
     RunRates, StageEstimate, StepCost, estimate_run, measure_steps, memory_warning, run_peak_gb, run_seconds,
     workers_warning,
 )
 from .sequences import Flag, ShownSequence, caps_flags, check_cue, check_system, check_thinking, check_turn, shown_sequences
-from .signal import RewardStats, answer_hindsight, kl_buckets, revise, reward_stats, sample_answers
+from .signal import RewardStats, Signal, corrections_by_problem, measure_signal
 from .verdict import Measures, Verdict, decide
 
 DEFAULT_N = 32
@@ -50,10 +50,10 @@ class DoctorReport:
     template: Template
     sequences: tuple[ShownSequence, ...]
     flags: tuple[Flag, ...]
-    rewards: RewardStats
-    revision: ReviseResult
-    hindsight: HindsightSummary
-    kl: dict[str, BucketStats]
+    base: Signal  # measured on the recipe's model
+    teacher: Optional[Signal]  # measured on the model phase 2's teacher will be (after SRT); None: not measured
+    teacher_source: str  # how the teacher model was chosen, or why none was measured
+    read: str  # the signal the verdict read: "teacher" (measured on it, or the recipe's model is it) or "base"
     steps: dict[str, StepCost]
     estimate: tuple[StageEstimate, ...]
     machine_memory_gb: Optional[float]
@@ -68,6 +68,23 @@ class DoctorReport:
     estimated_run_seconds: float  # cost.run_seconds: the stages in sequence, or side by side with run.workers > 1 on a CPU
     peak_memory_gb: float  # cost.run_peak_gb
     workers: int  # run.workers
+
+    # the base model's signal under the names the report has always used
+    @property
+    def rewards(self) -> RewardStats:
+        return self.base.rewards
+
+    @property
+    def revision(self) -> ReviseResult:
+        return self.base.revision
+
+    @property
+    def hindsight(self) -> HindsightSummary:
+        return self.base.hindsight
+
+    @property
+    def kl(self) -> dict[str, BucketStats]:
+        return self.base.kl
 
 
 def check_out_dir(out_dir: Path, run_dir: str) -> Path:
@@ -90,8 +107,59 @@ def doctor_problems(recipe: Recipe, n: int):
     return name, tuple(pool[:n])
 
 
+@dataclass(frozen=True)
+class TeacherChoice:
+    """The model phase 2's teacher will be (the model after SRT), as doctor found it."""
+
+    path: Optional[str]  # a second model to measure; None: none (see source)
+    source: str  # how it was chosen, or why none is measured
+    is_base: bool = False  # the recipe's own model is the teacher (model.path set to RUN/srt/model)
+
+
+def teacher_model(recipe: Recipe, teacher: Optional[str]) -> TeacherChoice:
+    """`teacher` when given ("none": no teacher), else RUN/srt/model when the recipe's run has finished SRT."""
+    if teacher == "none":
+        return TeacherChoice(None, "not measured (--teacher none)")
+    if teacher:
+        if not (Path(teacher).expanduser() / "config.json").is_file():
+            raise FileNotFoundError(f"--teacher {teacher} is not a model folder (no config.json). Give the fused SRT "
+                                    "model, RUN/srt/model, or --teacher none.")
+        path, source = Path(teacher).expanduser(), "--teacher"
+    else:
+        srt = Path(recipe.run.output_dir).expanduser() / "srt"
+        if not (finished(srt) and (srt / "model" / "config.json").is_file()):
+            return TeacherChoice(None, "not measured: the recipe's run has no finished SRT model (RUN/srt/model); "
+                                       "after `sdzero collect` and `sdzero srt` doctor reads it, or pass --teacher PATH")
+        path, source = srt / "model", "RUN/srt/model: the recipe's run has finished SRT"
+    if path.resolve() == Path(recipe.model.path).expanduser().resolve():
+        return TeacherChoice(None, f"the recipe's model is the teacher ({source})", is_base=True)
+    return TeacherChoice(str(path), source)
+
+
+def measures(signal: Signal, recipe: Recipe, read: str) -> Measures:
+    """What the verdict reads, from one model's signal."""
+    stats, h, f, kl = signal.rewards, signal.hindsight, signal.first_error, signal.kl
+    return Measures(
+        reward_rate=stats.reward_rate, truncated_share=stats.truncated_share,
+        corrections=corrections_by_problem(signal.revision), resample_rate=stats.resample_rate,
+        hindsight_answers=h.answers, gold_student=h.gold_student, gold_teacher=h.gold_teacher,
+        own_student=h.own_student, own_teacher=h.own_teacher, gold_raised=h.gold_raised,
+        mixed_groups=stats.mixed_groups, boxed_answers=recipe.verifier.kind != "code",
+        kl_concentration_wrong=kl["wrong"].concentration if "wrong" in kl else None,
+        kl_concentration_right=kl["right"].concentration if "right" in kl else None,
+        step_coverage=None if f is None else f.coverage,
+        step_answers=0 if f is None else f.hindsight.answers,
+        step_gold_student=0.0 if f is None else f.hindsight.gold_student,
+        step_gold_teacher=0.0 if f is None else f.hindsight.gold_teacher,
+        step_gold_raised=0.0 if f is None else f.hindsight.gold_raised,
+        step_kl_hits=None if f is None or not f.localisation.answers else f.localisation.hit_share,
+        step_kl_chance=None if f is None or not f.localisation.answers else f.localisation.chance_share,
+        read=read,
+    )
+
+
 def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Path = Path("doctor"),
-               log: Callable[[str], None] = print) -> DoctorReport:
+               log: Callable[[str], None] = print, teacher: Optional[str] = None) -> DoctorReport:
     """Measure, step, decide; writes OUT/doctor.md and OUT/doctor.json and returns the report."""
     from .report import write_report
 
@@ -102,22 +170,15 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     split, examples = doctor_problems(recipe, n)
     k = recipe.eval.k
     log(f"doctor: {len(examples)} problems of the {split} split, {k} answers each; model {recipe.model.path}")
+    choice = teacher_model(recipe, teacher)
+    log(f"doctor: the teacher after SRT: {choice.path or '-'} ({choice.source})")
     load_tic = time.perf_counter()
     model, tokenizer = load_model(recipe.model)
     load_seconds = time.perf_counter() - load_tic
     seps, pad = separators(tokenizer, recipe.prompts), padding_id(tokenizer)
 
-    log(f"doctor: [1/5] sampling {len(examples) * k} answers (training sampling: T={recipe.sampling.temperature}, "
-        f"max_tokens={recipe.sampling.max_tokens})")
-    samples = sample_answers(model, tokenizer, examples, recipe, k, generation_counter(log))
-    stats = reward_stats(samples.rewards, samples.rollouts, k)
-    log(f"doctor: reward rate {100 * stats.reward_rate:.1f}%, cut at max_tokens {100 * stats.truncated_share:.1f}%")
-    log(f"doctor: [2/5] generate-then-revise, {k} first attempts per problem")
-    revision = revise(model, tokenizer, examples, recipe, k, generation_counter(log))
-    log("doctor: [3/5] the Reviser's hindsight on wrong answers, KL concentration")
-    hindsight = answer_hindsight(model, tokenizer, samples.graded, seps, pad,
-                                 last_number_fallback=recipe.verifier.last_number_fallback)
-    kl = kl_buckets(model, tokenizer, samples.graded, seps, recipe)
+    base = measure_signal(model, tokenizer, recipe.model.path, examples, recipe, k, seps, pad, log)
+    samples, stats, revision = base.samples, base.rewards, base.revision
 
     log("doctor: [4/5] sequences and template checks")
     wrong = next((g for g in samples.graded if g.reward < 0.5), None)
@@ -134,6 +195,15 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     template = Template(bool(getattr(tokenizer, "chat_template", None)), template_args(tokenizer, recipe.prompts), turn, system)
     del model
     mx.clear_cache()
+    teacher_signal = None
+    if choice.path is not None:
+        log(f"doctor: the same measures on the teacher after SRT, {choice.path}")
+        t_model, t_tokenizer = load_model(replace(recipe.model, path=choice.path))
+        teacher_signal = measure_signal(t_model, t_tokenizer, choice.path, examples, recipe, k,
+                                        separators(t_tokenizer, recipe.prompts), padding_id(t_tokenizer), log,
+                                        prefix="doctor (teacher):")
+        del t_model
+        mx.clear_cache()
 
     baselines = baseline_specs()
     stages = ["srt", "distill"] + [m for m in recipe.compare.methods if m in baselines and (m != "sft" or n_solutions)]
@@ -154,17 +224,12 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     estimate = tuple(estimate_run(recipe, rates, steps, n_solutions))
     machine, limit, device = ram_gb(), memory_limit(), device_name()
     warning = memory_warning(estimate, limit, recipe.run.workers)
-    verdict = decide(Measures(
-        reward_rate=stats.reward_rate, truncated_share=stats.truncated_share, correction_rate=revision.correction_rate,
-        first_wrong=revision.n_first_wrong, resample_rate=stats.resample_rate, hindsight_answers=hindsight.answers, gold_student=hindsight.gold_student,
-        gold_teacher=hindsight.gold_teacher, own_student=hindsight.own_student, own_teacher=hindsight.own_teacher,
-        gold_raised=hindsight.gold_raised, mixed_groups=stats.mixed_groups, boxed_answers=recipe.verifier.kind != "code",
-        kl_concentration_wrong=kl["wrong"].concentration if "wrong" in kl else None,
-        kl_concentration_right=kl["right"].concentration if "right" in kl else None,
-    ))
+    read = "teacher" if teacher_signal is not None or choice.is_base else "base"
+    verdict = decide(measures(base if teacher_signal is None else teacher_signal, recipe, read))
     report = DoctorReport(
         recipe=recipe_path, model=recipe.model.path, split=split, n_problems=len(examples), k=k, template=template,
-        sequences=tuple(sequences), flags=tuple(flags), rewards=stats, revision=revision, hindsight=hindsight, kl=kl,
+        sequences=tuple(sequences), flags=tuple(flags), base=base, teacher=teacher_signal,
+        teacher_source=choice.source, read=read,
         steps=steps, estimate=estimate, machine_memory_gb=machine, memory_limit=limit, memory_warning=warning,
         device=device, workers_warning=workers_warning(recipe, device), load_average=load, cores=os.cpu_count() or 1,
         verdict=verdict, seconds=time.perf_counter() - tic, estimated_run_seconds=run_seconds(recipe, estimate, device),

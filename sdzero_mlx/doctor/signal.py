@@ -7,6 +7,9 @@
 - correction rate: evaluate.generate_then_revise at the evaluation's settings (the demo table's);
 - hindsight at the answer (hindsight.py): the Reviser's against the Generator's probability of the
   gold final answer, and of the answer's own wrong one, after reading a wrong answer;
+- hindsight at the first wrong step (hindsight.py): the same at the first line whose equation
+  does not hold, for its right value, with the share of the KL's top tokens on that line and the
+  share of wrong answers where such a line was found;
 - KL concentration (explain.py): the share of a response's per-token KL in its top 5% tokens, wrong
   against right answers, with the recipe's distill KL (distill.kl_settings: kind, forward weight, top-k).
 """
@@ -21,10 +24,14 @@ import mlx.core as mx
 
 from ..config import EvalConfig, Recipe
 from ..evaluate import ReviseResult, generate_then_revise, pass_at_k
-from ..explain import BucketStats, localisation_summary, token_report
-from ..hindsight import HindsightSummary, measure_hindsight, summarize_hindsight
+from ..explain import BucketStats, TokenReport, localisation_summary, step_localisation, token_report
+from ..hindsight import (
+    FirstErrorSummary, HindsightSummary, measure_first_error, measure_hindsight, step_spans, summarize_first_error,
+    summarize_hindsight,
+)
 from ..prompts import Separators
 from ..rollout import sample_groups
+from ..stages.collect import generation_counter
 from ..types import Example, Graded, Rollout
 from ..verifier import verify_batch
 
@@ -109,6 +116,21 @@ def revise(model, tokenizer, examples: Sequence[Example], recipe: Recipe, copies
                                 on_finish, recipe.sampling.batch_size)
 
 
+def corrections_by_problem(revision: ReviseResult) -> tuple[tuple[int, int], ...]:
+    """(corrected, wrong first attempts) of each problem with a wrong first attempt, in first-seen order:
+    the clusters verdict.beats takes the correction rate's standard error over.
+
+    Example: rows of problem a (wrong -> right, wrong -> wrong) and b (right) -> ((1, 2),)
+    """
+    counts: dict[str, list[int]] = {}
+    for row in revision.rows:
+        if row.first_reward < 0.5:
+            c = counts.setdefault(row.id, [0, 0])
+            c[0] += row.revised_reward >= 0.5
+            c[1] += 1
+    return tuple((c, n) for c, n in counts.values())
+
+
 def answer_hindsight(model, tokenizer, graded: Sequence[Graded], seps: Separators, pad_id: int,
                      limit: int = 64, last_number_fallback: bool = False) -> HindsightSummary:
     """hindsight.py's measure on up to `limit` wrong answers."""
@@ -119,13 +141,60 @@ def answer_hindsight(model, tokenizer, graded: Sequence[Graded], seps: Separator
     return summarize_hindsight(values, missing)
 
 
-def kl_buckets(model, tokenizer, graded: Sequence[Graded], seps: Separators, recipe: Recipe,
-               limit: int = 24) -> dict[str, BucketStats]:
-    """KL concentration and mean KL of up to `limit` wrong and `limit` right answers ('wrong' / 'right')."""
+def token_reports(model, tokenizer, graded: Sequence[Graded], seps: Separators, recipe: Recipe,
+                  limit: int = 24) -> tuple[tuple[Graded, TokenReport], ...]:
+    """explain.token_report (per-token KL with the recipe's distill KL) of up to `limit` wrong and `limit` right answers."""
     picked = [g for g in graded if g.reward < 0.5][:limit] + [g for g in graded if g.reward >= 0.5][:limit]
-    reports = [
-        token_report(model, tokenizer, model, g.rollout.prompt_ids, g.rollout.target_ids, g.reward, seps,
-                     recipe.distill.kl_settings)
+    return tuple(
+        (g, token_report(model, tokenizer, model, g.rollout.prompt_ids, g.rollout.target_ids, g.reward, seps,
+                         recipe.distill.kl_settings))
         for g in picked
-    ]
-    return {("right" if b.reward >= 0.5 else "wrong"): b for b in localisation_summary(reports)}
+    )
+
+
+def kl_buckets(reports: Sequence[tuple[Graded, TokenReport]]) -> dict[str, BucketStats]:
+    """KL concentration and mean KL of the reports' wrong and right answers ('wrong' / 'right')."""
+    return {("right" if b.reward >= 0.5 else "wrong"): b for b in localisation_summary([r for _, r in reports])}
+
+
+def first_error_hindsight(model, tokenizer, graded: Sequence[Graded], seps: Separators, pad_id: int,
+                          reports: Sequence[tuple[Graded, TokenReport]], limit: int = 64) -> FirstErrorSummary:
+    """hindsight.py's measure on up to `limit` wrong answers (the ones answer_hindsight reads), and the KL on
+    the first wrong step of the wrong answers among `reports`."""
+    wrong = [(g.rollout.prompt_ids, g.rollout.completion_ids) for g in graded if g.reward < 0.5][:limit]
+    values, found, unwritten = measure_first_error(model, tokenizer, wrong, seps.wrong, pad_id)
+    spans = step_spans(tokenizer, [(g.rollout.completion_ids, r) for g, r in reports if g.reward < 0.5])
+    return summarize_first_error(values, len(wrong), found, unwritten, step_localisation(spans))
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Everything the doctor measures on one model (the base, or the SRT model phase 2 distils from)."""
+
+    model: str  # its path
+    samples: Samples
+    rewards: RewardStats
+    revision: ReviseResult
+    hindsight: HindsightSummary
+    first_error: Optional[FirstErrorSummary]  # None for code answers: no equations to check
+    kl: dict[str, BucketStats]
+
+
+def measure_signal(model, tokenizer, model_path: str, examples: Sequence[Example], recipe: Recipe, k: int,
+                   seps: Separators, pad_id: int, log: Callable[[str], None] = print, prefix: str = "doctor:") -> Signal:
+    """Sample k answers per problem, generate-then-revise, hindsight at the answer and at the first wrong step,
+    KL concentration: the doctor's steps 1-3 on one model."""
+    log(f"{prefix} [1/5] sampling {len(examples) * k} answers (training sampling: T={recipe.sampling.temperature}, "
+        f"max_tokens={recipe.sampling.max_tokens})")
+    samples = sample_answers(model, tokenizer, examples, recipe, k, generation_counter(log))
+    stats = reward_stats(samples.rewards, samples.rollouts, k)
+    log(f"{prefix} reward rate {100 * stats.reward_rate:.1f}%, cut at max_tokens {100 * stats.truncated_share:.1f}%")
+    log(f"{prefix} [2/5] generate-then-revise, {k} first attempts per problem")
+    revision = revise(model, tokenizer, examples, recipe, k, generation_counter(log))
+    log(f"{prefix} [3/5] the Reviser's hindsight on wrong answers (at the answer and at the first wrong step), KL")
+    hindsight = answer_hindsight(model, tokenizer, samples.graded, seps, pad_id,
+                                 last_number_fallback=recipe.verifier.last_number_fallback)
+    reports = token_reports(model, tokenizer, samples.graded, seps, recipe)
+    first_error = None if recipe.verifier.kind == "code" else first_error_hindsight(
+        model, tokenizer, samples.graded, seps, pad_id, reports)
+    return Signal(model_path, samples, stats, revision, hindsight, first_error, kl_buckets(reports))

@@ -5,6 +5,7 @@ Modules, one job each:
   extract.py   final-answer extraction and normalisation (plain string code)
   parse.py     a math parser that never evaluates Python (sympy expressions out)
   equivalence.py  equivalence: exact numbers, tolerances, sympy, containers, relations
+  steps.py     the first line of an answer whose equation does not hold (doctor's hindsight at that step)
   worker.py    the worker process that normalises, parses and compares under a time budget
   pool.py      the worker pool and the verdict cache
   grade.py     the public API below (verifier.kind: code dispatches to code.py)
