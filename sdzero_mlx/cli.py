@@ -217,7 +217,8 @@ def build_app() -> typer.Typer:
     for spec in training_stages():
         app.command(name=spec.name)(stage_command(spec))
     app.command(name="compare")(compare_command(
-        f"Comma-separated subset of {','.join(methods())} (default: compare.methods)."))
+        f"Comma-separated subset of {','.join(methods())} and compare.variants (by name or id) "
+        "(default: compare.methods)."))
     app.registered_commands.extend(shell.registered_commands)
     return app
 

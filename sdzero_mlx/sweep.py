@@ -244,7 +244,6 @@ def run_sweep(
 ) -> dict:
     """A `compare` run per seed, then sweep.md/json/png over them; returns sweep.json's data."""
     from .compare import run_compare
-    from .stages import labels
 
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {list(seeds)}: give distinct seeds, e.g. 0,1,2.")
@@ -254,7 +253,7 @@ def run_sweep(
     for seed in seeds:
         log(f"sweep: seed {seed}")
         run_compare(seed_recipe(recipe, seed, out), log=lambda s, n=seed: log(f"[seed {n}] {s}"), methods=methods)
-    data = aggregate(recipe, out, seeds, methods, labels())
+    data = aggregate(recipe, out, seeds, methods, recipe.compare.labels())
     text = sweep_table(data, recipe.eval.k)
     write_text(out / "sweep.md", text)
     write_json(out / "sweep.json", data)
