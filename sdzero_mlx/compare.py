@@ -210,10 +210,12 @@ def method_model(recipe: Recipe, method: str, run_dir: Path) -> tuple[str, Optio
     return start, str(run_dir / method / "adapters")
 
 
-def evaluate_method(recipe: Recipe, method: str, run_dir: Path, log: Callable[[str], None], split: str = "test") -> list:
+def evaluate_method(recipe: Recipe, method: str, run_dir: Path, log: Callable[[str], None], split: str = "test",
+                    stem: Optional[str] = None) -> list:
     """A method's model of this run, evaluated on the test or the validation split (cached) with the recipe's
-    eval, prompts and verifier: the same for every row, variants included."""
-    return evaluate_cached(recipe, method, *method_model(recipe, method, run_dir), run_dir, log, split)
+    eval, prompts and verifier: the same for every row, variants included. `stem`: the eval files' name
+    (default: the method; a pass@k curve keeps its own)."""
+    return evaluate_cached(recipe, stem or method, *method_model(recipe, method, run_dir), run_dir, log, split)
 
 
 def run_compare(

@@ -159,7 +159,7 @@ def _bounds(rec: dict, low: str, high: str, sign: str = "") -> str:
     return f"{100 * rec[low]:{sign}.1f}, {100 * rec[high]:{sign}.1f}"
 
 
-def _headline(rec: Optional[dict], p: str = "", sign: str = "") -> str:
+def interval_cell(rec: Optional[dict], p: str = "", sign: str = "") -> str:
     """mean [interval over seeds and problems]; with one seed, the models-fixed interval, named."""
     if rec is None:
         return "-"
@@ -181,13 +181,13 @@ def sweep_table(data: dict, k: int) -> str:
              "revisions right over first attempts wrong, each model on its own wrong first attempts.", "",
              *header("model")]
     for label, metrics in data["methods"].items():
-        lines.append(f"| {label} | " + " | ".join(_headline(metrics[m]) for m in METRICS) + " |")
+        lines.append(f"| {label} | " + " | ".join(interval_cell(metrics[m]) for m in METRICS) + " |")
     if data["pairs"]:
         lines += ["", "Paired differences (each seed's same problems, resampled together), in points: mean [95% "
                   "interval over seeds and problems]. A difference of correction rates is the difference of the two "
                   "rows above.", "", *header("difference")]
         for pair, metrics in data["pairs"].items():
-            lines.append(f"| {pair} | " + " | ".join(_headline(metrics[m], "diff_", "+") for m in METRICS) + " |")
+            lines.append(f"| {pair} | " + " | ".join(interval_cell(metrics[m], "diff_", "+") for m in METRICS) + " |")
     lines += ["", "Second figures, 95%, in % (points for a difference): over seeds alone (Student-t on the per-seed "
               "values) and over problems with the models fixed (leaves training noise out); then the per-seed values.",
               "", "| model or difference | metric | over seeds (Student-t) | over problems, models fixed | per seed |",
