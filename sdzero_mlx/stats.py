@@ -100,8 +100,11 @@ def seed_value(data) -> float:
 
 
 def _resampled(data: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """The statistic of each row of problem indices `idx` (r, n) into `data` (n, 2m)."""
-    sums = np.stack([data[:, c][idx].sum(axis=1) for c in range(data.shape[1])], axis=-1)
+    """The statistic of each row of problem indices `idx` (r, n) into `data` (n, 2m). A constant column (a mean's
+    denominators) sums to n times its value whatever is drawn: not gathered (half the work of a mean)."""
+    n = idx.shape[1]
+    sums = np.stack([np.full(len(idx), col[0] * n) if (col == col[0]).all() else col[idx].sum(axis=1)
+                     for col in data.T], axis=-1)
     return statistic(sums)
 
 
