@@ -63,18 +63,13 @@ def trained_specs(recipe: Recipe) -> dict[str, StageSpec]:
     return baseline_specs() | {v.id: stage_spec(v.stage) for v in recipe.compare.variants}
 
 
-def matched(spec: StageSpec) -> bool:
-    """Whether a stage trained outside the chain gets the matched budget: a sampling stage from model.path."""
-    return spec.baseline and spec.generations_per_step is not None
-
-
 def chain_stages(recipe: Recipe, methods, trained: dict[str, StageSpec]) -> tuple[str, ...]:
     """The chain's stages a compare of `methods` runs: all three for srt or SD-Zero, and when a sampling baseline is
     matched to SD-Zero's spend; collect and srt for variants of distill alone (they start from the SRT model)."""
     if any(m in CHAIN for m in methods):
         return CHAIN_STAGES
     distill_variants = any(m in trained and not trained[m].baseline for m in methods)
-    if distill_variants and not recipe.compare.budget_generations and any(m in trained and matched(trained[m])
+    if distill_variants and not recipe.compare.budget_generations and any(m in trained and trained[m].matched
                                                                          for m in methods):
         return CHAIN_STAGES
     return CHAIN_STAGES[:2] if distill_variants else ()
@@ -92,8 +87,6 @@ def _sdzero_spent(run_dir: Path) -> int:
 def planned_sdzero_generations(recipe: Recipe, run_dir: Path) -> int:
     """collect's generations (spent) + distill's planned ones (steps x generations per step): SD-Zero's spend,
     known once collect is done (unless distill skips prompts too long for the model)."""
-    from .stages import stage_spec
-
     distill = stage_spec("distill")
     return read_summary(run_dir / "collect").generations + recipe.distill.steps * distill.generations_per_step(recipe)
 
@@ -118,7 +111,7 @@ def method_recipe(recipe: Recipe, method: str, run_dir: Path, budget: int) -> tu
     spec = trained_specs(recipe)[method]
     variant = recipe.compare.variant(method)
     own = variant_recipe(recipe, variant) if variant else recipe
-    if matched(spec):
+    if spec.matched:
         own = budget_steps(own, spec, budget)
     model = own.model if spec.baseline else replace(own.model, path=str(run_dir / "srt" / "model"))
     return replace(own, model=model, run=replace(own.run, output_dir=str(run_dir / method))), spec
@@ -140,7 +133,7 @@ def run_trained(recipe: Recipe, method: str, run_dir: Path, budget: int, log: Ca
 
 def budget_note(spec: StageSpec, budget: int) -> str:
     """What sets a trained method's steps, for the log."""
-    return f"budget {budget} generations" if matched(spec) else "its own steps"
+    return f"budget {budget} generations" if spec.matched else "its own steps"
 
 
 def probe_curves(recipe: Recipe, run_dir: Path, methods: list[str]) -> dict[str, list[tuple[int, float]]]:
@@ -249,7 +242,7 @@ def _run_compare(recipe: Recipe, run_dir: Path, methods: list[str], log: Callabl
         write_yaml(recipe, run_dir / "recipe.yaml")  # what run_pipeline writes, for `sdzero run RUN/recipe.yaml`
     if parallel or not chain:  # else the pipeline records them
         record_splits(recipe, run_dir, log)
-    sampling = [m for m in methods if m in trained and matched(trained[m])]
+    sampling = [m for m in methods if m in trained and trained[m].matched]
     if not recipe.compare.budget_generations and sampling and "distill" not in chain and not _chain_done(run_dir):
         raise ValueError("compare.budget_generations is 0 and this run has no SD-Zero chain to match: "
                          "compare srt or distill too, or set compare.budget_generations.")

@@ -55,9 +55,9 @@ def plan(methods: Sequence[str], chain: Sequence[str], trained: dict, evaluate: 
     for m in methods:
         if m in trained:
             spec = trained[m]
-            sampling = spec.baseline and spec.generations_per_step is not None
-            needs = ("srt",) if not spec.baseline else ("collect",) if "collect" in chain and sampling and not budget_given else ()
-            tasks.append(Task(f"train {m}", needs, budget=sampling))
+            waits = "collect" in chain and spec.matched and not budget_given
+            needs = ("srt",) if not spec.baseline else ("collect",) if waits else ()
+            tasks.append(Task(f"train {m}", needs, budget=spec.matched))
     if evaluate:
         trained_by = {"srt": "srt", "distill": "distill"} | {m: f"train {m}" for m in methods if m in trained}
         tasks += [Task(f"eval {m}", (trained_by[m],)) for m in methods if m != "base"]
