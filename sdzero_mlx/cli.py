@@ -217,7 +217,8 @@ def build_app() -> typer.Typer:
     for spec in training_stages():
         app.command(name=spec.name)(stage_command(spec))
     app.command(name="compare")(compare_command(
-        f"Comma-separated subset of {','.join(methods())} (default: compare.methods)."))
+        f"Comma-separated subset of {','.join(methods())} and compare.variants (by name or id) "
+        "(default: compare.methods)."))
     app.registered_commands.extend(shell.registered_commands)
     return app
 
@@ -276,6 +277,43 @@ def search(
         with run_dir_lock(check_output_dir(out, "--out")):  # one search at a time in OUT
             data = run_search(recipe, list(set_ or []), method, parse_grid(grid), out, log=typer.echo)
     typer.echo(f"table: {out / 'search.md'}; best: {' '.join(data['best']['overrides'])}")
+
+
+@shell.command("pass-curve")
+def pass_curve(
+    folder: Annotated[Path, typer.Argument(help="A compare run (RUN, with compare-recipe.yaml) or a sweep folder (OUT, "
+                                           "with sweep-recipe.yaml and seed-N/).")],
+    n: Annotated[int, typer.Option(help="Samples per test problem: pass@k for k = 1, 2, 4, ..., n.")] = 16,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods (default: compare.methods).")] = None,
+    seeds: Annotated[Optional[str], typer.Option(help="A sweep folder's seeds (default: each seed-N with a compare.json).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """pass@k up to k = n and distinct final answers per problem, per model of a finished compare or sweep
+    (DIR/pass-curve.md/json/png; the models' avg@k files are untouched)."""
+    from .passk import run_pass_curve
+
+    set_ = list(set_ or [])
+    if (folder / "sweep-recipe.yaml").is_file():
+        recipe = folder / "sweep-recipe.yaml"
+        try:
+            chosen_seeds = ([int(x) for x in seeds.split(",") if x.strip()] if seeds else
+                            sorted(int(p.name[5:]) for p in folder.glob("seed-*")
+                                   if p.name[5:].isdigit() and (p / "compare.json").is_file()))
+        except ValueError:
+            fail(f"--seeds {seeds!r}: give integers separated by commas, e.g. 1,2,3.")
+        if not chosen_seeds:
+            fail(f"{folder} holds no finished seed (seed-N/compare.json); run `sdzero sweep` first.")
+    elif (folder / "compare-recipe.yaml").is_file():
+        recipe, chosen_seeds = folder / "compare-recipe.yaml", None
+        set_.append(f"run.output_dir={folder}")  # the run where it is now
+    else:
+        fail(f"{folder} is neither a compare run (compare-recipe.yaml) nor a sweep folder (sweep-recipe.yaml).")
+    loaded = _load(recipe, set_)
+    chosen = [m.strip() for m in methods.split(",") if m.strip()] if methods else list(loaded.compare.methods)
+    note_command("pass-curve", folder, set_, "--n", str(n))
+    with long_work(f"run the same command again to continue in {folder}"):
+        run_pass_curve(loaded, folder, n, chosen, chosen_seeds, log=typer.echo)
+    typer.echo(f"table: {folder / 'pass-curve.md'}; picture: {folder / 'pass-curve.png'}")
 
 
 @shell.command()

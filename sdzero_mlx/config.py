@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -453,31 +454,131 @@ class SdftConfig:
 # the name users typed for SD-Zero's model before the method took its stage's name (distill); still accepted
 METHOD_ALIASES = {"sd-zero": "distill"}
 
+# what a variant's overrides may not change: every row is compared from the same model on the same problems
+COMPARED_ON = ("model", "data")
+
+
+def slug(name: str) -> str:
+    """A variant's id and folder name: its name in lower case, every run of other characters one hyphen.
+
+    Example: slug("SD-Zero (paper loss)") == "sd-zero-paper-loss"
+    """
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    """A row of `compare` that is a training stage with other settings: trained in RUN/<slug of its name> from
+    what its stage starts from (distill: the chain's SRT model; a baseline: model.path), with its own budget line,
+    evaluated like every other row."""
+
+    name: str = field(metadata={"help": "Its label in every table and JSON, e.g. 'SD-Zero (no penalty)'; its id and "
+                                "folder are the name's slug (sd-zero-no-penalty); --methods takes either."})
+    stage: str = field(metadata={"help": "The stage it trains: distill, or a baseline (rft, grpo, sft, sdft)."})
+    set: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "Overrides, section.key=value, of the sections its stage reads but model and data (the "
+                  "starting model and the problems every row shares), e.g. distill.optim.kl_to_initial=0. A sampling "
+                  "baseline's steps come from the matched budget, so they cannot be set here."},
+    )
+
+    @property
+    def id(self) -> str:
+        return slug(self.name)
+
 
 @dataclass(frozen=True)
 class CompareConfig:
     """`sdzero compare`: every method on the same splits, evaluated the same way, one table."""
 
     methods: tuple[str, ...] = field(
-        default=(), metadata={"help": "base and any training stage (stages.methods()); empty: all of them."}
+        default=(),
+        metadata={"help": "base, any training stage (stages.methods()) and any variant (by name or id); empty: all of "
+                  "them."},
     )
     budget_generations: int = field(
         default=0,
         metadata={"help": "Generations each sampling baseline may spend; 0 = what SD-Zero spent (collect + distill), "
                   "the paper's matched budget. A baseline's steps = budget / generations per step."},
     )
+    variants: tuple[VariantConfig, ...] = field(
+        default=(),
+        metadata={"help": "More rows: a stage with overrides under a name of its own, e.g. {name: SD-Zero (no penalty), "
+                  "stage: distill, set: [distill.optim.kl_to_initial=0]} (docs/baselines.md#variants)."},
+    )
 
     def __post_init__(self):
         from .stages import methods
 
-        known = methods()
-        chosen = tuple(METHOD_ALIASES.get(m, m) for m in self.methods) or known
+        self._check_variants()
+        known = methods() + tuple(v.id for v in self.variants)
+        by_name = {v.name: v.id for v in self.variants}
+        chosen = tuple(by_name.get(m, METHOD_ALIASES.get(m, m)) for m in self.methods) or known
         object.__setattr__(self, "methods", chosen)
         unknown = [m for m in chosen if m not in known]
         if unknown:
-            raise ValueError(f"compare.methods {list(self.methods)}: unknown {unknown}; use some of {list(known)}.")
+            raise ValueError(f"compare.methods {list(self.methods)}: unknown {unknown}; use some of {list(known)}"
+                             + (f" (variants also by name: {list(by_name)})" if by_name else "") + ".")
+        if len(set(chosen)) != len(chosen):
+            raise ValueError(f"compare.methods {list(self.methods)} names a method twice.")
         if self.budget_generations < 0:
             raise ValueError("compare.budget_generations must be >= 0 (0 = match SD-Zero).")
+
+    def _check_variants(self) -> None:
+        """Names, stages and the fields each variant's overrides may set (their values: variant_recipe)."""
+        from .stages import baselines, labels, stage_specs
+
+        specs = {s.name: s for s in stage_specs()}
+        reserved = set(specs) | {"base", "eval", "explain"}  # folders and files of a run directory
+        stages = ["distill"] + [s.name for s in baselines()]
+        seen: dict[str, str] = {}
+        for v in self.variants:
+            where = f"compare.variants {v.name!r}"
+            if not v.id or "," in v.name:
+                raise ValueError(f"{where}: a variant's name needs a letter or digit and no comma (--methods splits at "
+                                 "commas), e.g. 'SD-Zero (paper loss)'.")
+            if v.name in labels().values() or v.id in reserved:
+                raise ValueError(f"{where}: its name (or id {v.id!r}) is taken by a stage or a run folder; name the "
+                                 "variant for what it changes, e.g. 'SD-Zero (paper loss)'.")
+            if v.id in seen:
+                raise ValueError(f"{where}: its id {v.id!r} is also that of {seen[v.id]!r}; give the variants distinct "
+                                 "names.")
+            seen[v.id] = v.name
+            stage = METHOD_ALIASES.get(v.stage, v.stage)
+            if stage not in stages:
+                raise ValueError(f"{where}: stage {v.stage!r} is not one a variant can train; use one of {stages} (srt's "
+                                 "model is the chain's own, which distill starts from).")
+            object.__setattr__(v, "stage", stage)
+            if not v.set:
+                raise ValueError(f"{where}: no overrides (set: [...]), so it would train {stage}'s model again; give "
+                                 f"it at least one, e.g. {stage}.optim.learning_rate=3e-5.")
+            spec = specs[stage]
+            allowed = [s for s in spec.sections if s not in COMPARED_ON]
+            for item in v.set:
+                key = item.split("=", 1)[0].strip()
+                section = key.split(".", 1)[0]
+                if "=" not in item or "." not in key:
+                    raise ValueError(f"{where}: override {item!r} must look like section.key=value, e.g. "
+                                     f"{stage}.optim.learning_rate=3e-5.")
+                if section not in allowed:
+                    fix = (f"write {stage}.{key}" if section == "optim" else
+                           "every row starts from the same model on the same problems" if section in COMPARED_ON else
+                           f"{stage} does not read it")
+                    raise ValueError(f"{where}: override {item!r} is outside the sections a variant of {stage} may set "
+                                     f"({', '.join(allowed)}): {fix}.")
+                if key == f"{stage}.steps" and spec.generations_per_step is not None and spec.baseline:
+                    raise ValueError(f"{where}: {key} is set by the matched budget (compare.budget_generations); "
+                                     "remove it.")
+
+    def labels(self) -> dict[str, str]:
+        """Method id -> its label in tables: the stages' and the variants'."""
+        from .stages import labels
+
+        return labels() | {v.id: v.name for v in self.variants}
+
+    def variant(self, method: str) -> Optional[VariantConfig]:
+        """The variant whose id is `method`, else None."""
+        return next((v for v in self.variants if v.id == method), None)
 
 
 @dataclass(frozen=True)
@@ -561,6 +662,21 @@ def _check_recipe(recipe) -> None:
     for spec in stage_specs():
         if spec.check is not None:
             spec.check(recipe)
+    for variant in recipe.compare.variants:
+        variant_recipe(recipe, variant)  # its overrides' values, checked as the recipe's own are
+
+
+def variant_recipe(recipe, variant: VariantConfig):
+    """The recipe a compare variant trains with: `recipe` with the variant's overrides, and a compare section of
+    its own (no variants: a variant's recipe is not compared)."""
+    from .configio import to_dict
+
+    data = to_dict(recipe)
+    data["compare"] = {"budget_generations": recipe.compare.budget_generations}
+    try:
+        return from_dict(type(recipe), apply_overrides(data, list(variant.set)), where="recipe")
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"compare.variants {variant.name!r}: {err}") from None
 
 
 @functools.lru_cache(maxsize=None)

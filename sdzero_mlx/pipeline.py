@@ -116,13 +116,17 @@ def evaluate_cached(
     return results
 
 
+def model_of_run(recipe: Recipe, name: str, run_dir: Path) -> tuple[str, Optional[str]]:
+    """(model folder, adapters folder or None) of base / srt / distill (SD-Zero) of this run."""
+    path = recipe.model.path if name == "base" else str(run_dir / "srt" / "model")
+    return path, str(run_dir / "distill" / "adapters") if name == "distill" else None
+
+
 def evaluate_model_of_run(
     recipe: Recipe, name: str, run_dir: Path, log: Callable[[str], None], split: str = "test"
 ) -> list:
     """base / srt / distill (SD-Zero) of this run, evaluated (or read from the cache)."""
-    path = recipe.model.path if name == "base" else str(run_dir / "srt" / "model")
-    adapters = str(run_dir / "distill" / "adapters") if name == "distill" else None
-    return evaluate_cached(recipe, name, path, adapters, run_dir, log, split)
+    return evaluate_cached(recipe, name, *model_of_run(recipe, name, run_dir), run_dir, log, split)
 
 
 def stage_budgets(run_dir: Path, evals: dict[str, list]) -> dict[str, dict]:

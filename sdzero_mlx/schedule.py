@@ -1,8 +1,9 @@
 """`compare` on several cores: its independent stages run in worker processes, run.workers at a time.
 
 A compare is a small graph of tasks: the SD-Zero chain (collect -> srt -> distill), each baseline's
-training (a sampling baseline waits for collect, whose generations set its budget, unless
-compare.budget_generations does), and one evaluation per model (which needs that model). With
+and each variant's training (a sampling baseline, or its variant, waits for collect, whose
+generations set its budget, unless compare.budget_generations does; a variant of distill waits for
+srt, its starting model), and one evaluation per model (which needs that model). With
 run.workers = N the parent process starts each ready task as `python -m sdzero_mlx.schedule RUN TASK
 BUDGET` (at most N at once, in the order of `plan`), relays their output lines to the log, and
 keeps the run directory's lock; each worker takes only its own stage folder's lock. sdzero's BLAS
@@ -43,19 +44,22 @@ class Task:
     budget: bool = False  # a baseline's training: started with the matched budget, known once collect is done
 
 
-def plan(methods: Sequence[str], chain: bool, baselines: dict, evaluate: bool, budget_given: bool = False) -> list[Task]:
+def plan(methods: Sequence[str], chain: Sequence[str], trained: dict, evaluate: bool, budget_given: bool = False) -> list[Task]:
     """The tasks of a compare of `methods`, in the order a free worker takes the first ready one:
-    the chain first (the longest path), then the baselines' training, then the evaluations, the base's last
-    (it needs nothing, so it fills a worker while collect runs). `budget_given`: compare.budget_generations
-    is set, so no baseline waits for collect."""
-    tasks = [Task("collect", ()), Task("srt", ("collect",)), Task("distill", ("srt",))] if chain else []
+    the chain's stages first (`chain`: compare.chain_stages, the longest path), then the training of each method
+    of `trained` (compare.trained_specs: baselines and variants), then the evaluations, the base's last (it needs
+    nothing, so it fills a worker while collect runs). A variant of distill waits for srt (its starting model); a
+    sampling baseline or its variant waits for collect, whose generations set its budget, unless `budget_given`
+    (compare.budget_generations is set)."""
+    tasks = [Task(stage, (chain[i - 1],) if i else ()) for i, stage in enumerate(chain)]
     for m in methods:
-        if m in baselines:
-            sampling = baselines[m].generations_per_step is not None
-            wait = chain and sampling and not budget_given
-            tasks.append(Task(f"train {m}", ("collect",) if wait else (), budget=sampling))
+        if m in trained:
+            spec = trained[m]
+            waits = "collect" in chain and spec.matched and not budget_given
+            needs = ("srt",) if not spec.baseline else ("collect",) if waits else ()
+            tasks.append(Task(f"train {m}", needs, budget=spec.matched))
     if evaluate:
-        trained_by = {"srt": "srt", "distill": "distill"} | {m: f"train {m}" for m in methods if m in baselines}
+        trained_by = {"srt": "srt", "distill": "distill"} | {m: f"train {m}" for m in methods if m in trained}
         tasks += [Task(f"eval {m}", (trained_by[m],)) for m in methods if m != "base"]
         if "base" in methods:
             tasks.append(Task("eval base", ()))
@@ -183,7 +187,7 @@ def _start(task: Task, run_dir: Path, budget: int, lines: queue.Queue) -> tuple[
 
 def run_task(run_dir: Path, name: str, budget: int, log: Callable[[str], None] = print) -> None:
     """What a worker does: one task of a compare in RUN, with the recipe the parent wrote there."""
-    from .compare import budget_steps, evaluate_method, run_baseline
+    from .compare import budget_note, evaluate_method, run_trained, trained_specs
     from .config import load_recipe
     from .pipeline import CHAIN_STAGES, run_chain_stage
     from .platform.device import use_device
@@ -194,8 +198,8 @@ def run_task(run_dir: Path, name: str, budget: int, log: Callable[[str], None] =
     if name in CHAIN_STAGES:
         run_chain_stage(recipe, run_dir, name, log)
     elif kind == "train":
-        log(f"{method}: {f'budget {budget} generations' if budget else 'its own steps'}")
-        run_baseline(budget_steps(recipe, method, budget), method, run_dir, log)
+        log(f"{method}: {budget_note(trained_specs(recipe)[method], budget)}")
+        run_trained(recipe, method, run_dir, budget, log)
     elif kind == "eval":
         evaluate_method(recipe, method, run_dir, log)
     else:

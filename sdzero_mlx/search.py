@@ -1,5 +1,8 @@
 """`sdzero search`: a grid over recipe fields for one method, every point trained and scored on validation.
 
+The method is a training stage or a compare variant (config.VariantConfig): a variant's point is the
+recipe with the grid's values, then the variant's own overrides, which the grid may not touch.
+
 OUT/chain/        SD-Zero's collect and SRT, run once and shared by every point when the grid only
                   touches the distill section (they do not depend on it)
 OUT/point-NN/     a `compare` run of the method alone, with the point's overrides (its eval/ holds only
@@ -54,23 +57,27 @@ def run_search(
 ) -> dict:
     """Train `method` at every grid point and score it on the validation split; returns search.json's data."""
     from .compare import evaluate_method, run_compare
-    from .config import METHOD_ALIASES
     from .pipeline import run_pipeline
-    from .stages import labels
-
-    names = labels()
-    method = METHOD_ALIASES.get(method, method)  # sd-zero: distill
 
     base = load_recipe(recipe_path, list(overrides))  # a bad recipe fails before any work
-    if method not in base.compare.methods and method not in names:
-        raise ValueError(f"--method {method!r}: use one of {sorted(names)}.")
+    names = base.compare.labels()
+    try:  # sd-zero reads as distill, a variant's name as its id
+        method = replace(base.compare, methods=(method,)).methods[0]
+    except ValueError:
+        raise ValueError(f"--method {method!r}: use one of {sorted(names)} (a variant also by its name).") from None
     if method == "base":
         raise ValueError("--method base trains nothing; search a training method.")
+    variant = base.compare.variant(method)
+    masked = [n for n, _ in grid if variant and any(o.split("=", 1)[0].strip() == n for o in variant.set)]
+    if masked:
+        raise ValueError(f"--grid {masked}: the variant {variant.name!r} sets these itself (compare.variants), so the "
+                         "grid would not change them; search the stage, or another field.")
     if not (base.data.validation_size or base.data.validation_source):
         raise ValueError("A search scores on the validation split, and this recipe has none: set data.validation_size.")
     points = grid_points(grid)
     out.mkdir(parents=True, exist_ok=True)
-    share_chain = method == "distill" and all(n.startswith("distill.") for n, _ in grid)
+    stage = variant.stage if variant else method
+    share_chain = stage == "distill" and all(n.startswith("distill.") for n, _ in grid)
     if share_chain:
         log("search: SD-Zero's collect and SRT do not depend on the grid; running them once in chain/")
         run_pipeline(load_recipe(recipe_path, [*overrides, f"run.output_dir={out / 'chain'}"]), log=log, stop_after="srt")

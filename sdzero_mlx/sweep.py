@@ -3,12 +3,22 @@
 OUT/seed-N/      a `sdzero compare` run with run.seed = data.seed = N: with a generated source
                  (demo://...) or a test split cut from the data file, each seed trains and is tested
                  on its own problems; with data.eval_source the test set is that one file, shared
-OUT/sweep.md     per method and metric: per-seed values, mean, bootstrap and seed-t intervals (stats.py);
-                 the reference method (SD-Zero) minus each other method, paired on the same problems
-OUT/sweep.json   the contract other tools read: methods[label][metric] = {mean, ci_low, ci_high,
-                 seed_ci_low, seed_ci_high, per_seed}; pairs["SD-Zero - X"][metric] = {diff_mean,
-                 diff_ci_low, diff_ci_high, seed_diff_ci_low, seed_diff_ci_high, per_seed}
-OUT/sweep.png    each metric's mean with its bootstrap interval per method, the seeds as dots
+OUT/sweep.md     per method and metric: the mean over seeds with its interval over seeds and problems
+                 (the headline), the reference method (SD-Zero) minus each other method, paired on the
+                 same problems; then the second figures (Student-t over seeds, over problems with the
+                 models fixed) and the per-seed values
+OUT/sweep.json   the contract other tools read: methods[label][metric] = {mean, per_seed,
+                 seeds_problems_ci_low, seeds_problems_ci_high (the headline: hierarchical bootstrap over
+                 seeds and problems), seed_ci_low, seed_ci_high (Student-t over seeds), ci_low, ci_high
+                 (bootstrap over problems, models fixed: the meaning these two keys always had)};
+                 pairs["SD-Zero - X"][metric] = the same with diff_ in the names (diff_mean,
+                 seeds_problems_diff_ci_low, ..., seed_diff_ci_low, ..., diff_ci_low, ...);
+                 `headline` names the headline's keys, `intervals` says what each interval is
+OUT/sweep.png    each metric's mean per method with its interval over seeds and problems (thick) and over
+                 problems with the models fixed (thin), the seeds as dots
+Intervals: stats.py. Correction rate = revisions right / first attempts wrong, each model on its own
+wrong first attempts; a difference of correction rates is the difference of the two rows (the same
+problems of each seed, resampled together), not a rate on the problems both got wrong.
 Each seed's run resumes and skips finished stages, so rerunning a sweep continues it.
 """
 
@@ -18,19 +28,30 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
 
 from .atomic import write_json, write_text
 from .config import Recipe
 from .configio import write_yaml
 from .data import generated_scheme
 from .evaluate import pass_at_k
-from .stats import bootstrap_ci, paired_differences, seed_t_ci
+from .stats import RESAMPLES, bootstrap_ci, hierarchical_ci, paired, seed_t_ci, seed_value, shares
 
-# per-problem metrics read from the test rows (`per_problem`); correction rate counts only wrong first attempts
+# per-problem metrics read from the test rows (`per_problem`), each a share per seed (stats.py)
 METRICS = ("avg_at_k", "greedy_accuracy", "pass_at_k", "correction_rate")
 REFERENCE = "distill"  # SD-Zero
-
+HEADLINE = "seeds_problems_ci"
+INTERVALS = {
+    "seeds_problems_ci": f"95%, over seeds and problems (the headline): hierarchical bootstrap, seeds drawn with "
+                         f"replacement, then each drawn seed's test problems ({RESAMPLES:,} resamples); covers "
+                         "training noise and problem noise",
+    "seed_ci": "95%, over seeds: Student-t over the per-seed values",
+    "ci": f"95%, over problems, models fixed: each seed's test problems resampled, the trained models held fixed "
+          f"({RESAMPLES:,} resamples); leaves training noise out",
+}
+Value = Union[float, tuple[float, float]]  # a problem's value, or its (numerator, denominator) of a share
 
 def seed_recipe(recipe: Recipe, seed: int, out: Path) -> Recipe:
     """The recipe of one seed: its own sampling and initialisation, its own problems where the data allows."""
@@ -45,9 +66,10 @@ def test_problems_note(recipe: Recipe) -> str:
     return f"each seed on its own {recipe.data.eval_size} test problems ({what} with data.seed = seed)"
 
 
-def per_problem(run_dir: Path, method: str, k: int) -> dict[str, dict[str, float]]:
-    """metric -> {problem id: value} of one method's test evaluation in one seed's run."""
-    values: dict[str, dict[str, float]] = {m: {} for m in METRICS}
+def per_problem(run_dir: Path, method: str, k: int) -> dict[str, dict[str, Value]]:
+    """metric -> {problem id: value} of one method's test evaluation in one seed's run; the correction rate's
+    value is (revised right and first wrong, first wrong) for every revised problem, so its share is the rate."""
+    values: dict[str, dict[str, Value]] = {m: {} for m in METRICS}
     sample = run_dir / "eval" / f"{method}.sample.rows.jsonl"
     for row in map(json.loads, sample.read_text().splitlines()):
         rewards = row["rewards"]
@@ -58,32 +80,51 @@ def per_problem(run_dir: Path, method: str, k: int) -> dict[str, dict[str, float
     revise = run_dir / "eval" / f"{method}.revise.rows.jsonl"
     if revise.is_file():
         for row in map(json.loads, revise.read_text().splitlines()):
-            if row["first_reward"] < 0.5:
-                values["correction_rate"][row["id"]] = row["revised_reward"]
+            wrong = float(row["first_reward"] < 0.5)
+            values["correction_rate"][row["id"]] = (wrong * float(row["revised_reward"] >= 0.5), wrong)
     return values
 
 
-def interval_record(per_seed_values: list[dict[str, float]]) -> Optional[dict]:
-    """mean, bootstrap interval, seed-t interval and per-seed means of one method's metric."""
+def _rows(values: dict[str, Value], ids: Sequence[str]) -> np.ndarray:
+    """(numerator, denominator) rows of `ids`: a plain value v reads as (v, 1)."""
+    pairs = [values[i] if isinstance(values[i], tuple) else (values[i], 1.0) for i in ids]
+    return shares([n for n, _ in pairs], [d for _, d in pairs])
+
+
+def _intervals(data: list[np.ndarray], prefix: str = "") -> Optional[dict]:
+    """The mean over seeds, the three intervals (stats.py) and the per-seed values of per-seed rows; None when a
+    seed has no value (a correction rate without a wrong first attempt)."""
+    per_seed = [seed_value(d) for d in data]
+    if any(math.isnan(v) for v in per_seed):
+        return None
+    t_low, t_high = seed_t_ci(per_seed)
+    h_low, h_high = hierarchical_ci(data)
+    low, high = bootstrap_ci(data)
+    p = prefix
+    return {f"{p}mean": sum(per_seed) / len(per_seed),
+            f"seeds_problems_{p}ci_low": _nan_none(h_low), f"seeds_problems_{p}ci_high": _nan_none(h_high),
+            f"seed_{p}ci_low": _nan_none(t_low), f"seed_{p}ci_high": _nan_none(t_high),
+            f"{p}ci_low": low, f"{p}ci_high": high, "per_seed": per_seed}
+
+
+def interval_record(per_seed_values: list[dict[str, Value]]) -> Optional[dict]:
+    """mean, the three intervals and per-seed values of one method's metric (keys: the module docstring)."""
     if not per_seed_values or any(not v for v in per_seed_values):
         return None
-    per_seed = [sum(v.values()) / len(v) for v in per_seed_values]
-    low, high = bootstrap_ci([list(v.values()) for v in per_seed_values])
-    seed_low, seed_high = seed_t_ci(per_seed)
-    return {"mean": sum(per_seed) / len(per_seed), "ci_low": low, "ci_high": high,
-            "seed_ci_low": _nan_none(seed_low), "seed_ci_high": _nan_none(seed_high), "per_seed": per_seed}
+    return _intervals([_rows(v, sorted(v)) for v in per_seed_values])
 
 
-def difference_record(a_seeds: list[dict[str, float]], b_seeds: list[dict[str, float]]) -> Optional[dict]:
-    """a - b paired on the problems of each seed: mean, bootstrap and seed-t intervals, per-seed means."""
+def difference_record(a_seeds: list[dict[str, Value]], b_seeds: list[dict[str, Value]]) -> Optional[dict]:
+    """a - b on the same problems of each seed (resampled together): the difference of the two rows' statistics."""
     if any(not a or not b for a, b in zip(a_seeds, b_seeds)):
         return None
-    diffs = [paired_differences(a, b) for a, b in zip(a_seeds, b_seeds)]
-    per_seed = [sum(d) / len(d) for d in diffs]
-    low, high = bootstrap_ci(diffs)
-    seed_low, seed_high = seed_t_ci(per_seed)
-    return {"diff_mean": sum(per_seed) / len(per_seed), "diff_ci_low": low, "diff_ci_high": high,
-            "seed_diff_ci_low": _nan_none(seed_low), "seed_diff_ci_high": _nan_none(seed_high), "per_seed": per_seed}
+    data = []
+    for a, b in zip(a_seeds, b_seeds):
+        shared = sorted(set(a) & set(b))
+        if not shared:
+            raise ValueError("The two methods share no evaluated problem: a paired difference needs the same problems.")
+        data.append(paired(_rows(a, shared), _rows(b, shared)))
+    return _intervals(data, "diff_")
 
 
 def _nan_none(x: float) -> Optional[float]:
@@ -93,9 +134,12 @@ def _nan_none(x: float) -> Optional[float]:
 def aggregate(recipe: Recipe, out: Path, seeds: Sequence[int], methods: Sequence[str], labels: dict[str, str]) -> dict:
     """sweep.json's data from the seeds' finished runs."""
     values = {m: [per_problem(out / f"seed-{s}", m, recipe.eval.k) for s in seeds] for m in methods}
-    data = {"seeds": list(seeds), "test_problems": test_problems_note(recipe),
-            "interval": "bootstrap over problems within seeds (10,000 resamples), combined as the mean over seeds; "
-                        "seed_* : Student-t over the per-seed values",
+    data = {"seeds": list(seeds), "test_problems": test_problems_note(recipe), "headline": HEADLINE,
+            "intervals": INTERVALS,
+            "interval": "headline seeds_problems_* : over seeds and problems (hierarchical bootstrap); seed_* : "
+                        "Student-t over the per-seed values; ci_* : bootstrap over problems within seeds, models fixed",
+            "correction_rate": "revised right / first wrong, each model on its own wrong first attempts; a "
+                               "difference is the difference of the two rates",
             "methods": {}, "pairs": {}}
     for m in methods:
         data["methods"][labels[m]] = {metric: interval_record([v[metric] for v in values[m]]) for metric in METRICS}
@@ -108,60 +152,87 @@ def aggregate(recipe: Recipe, out: Path, seeds: Sequence[int], methods: Sequence
     return data
 
 
-def _cell(rec: Optional[dict], mean: str = "mean", low: str = "ci_low", high: str = "ci_high") -> str:
+def _bounds(rec: dict, low: str, high: str, sign: str = "") -> str:
+    """"low, high" in %, or "-" where the interval does not exist (one seed)."""
+    if rec.get(low) is None:
+        return "-"
+    return f"{100 * rec[low]:{sign}.1f}, {100 * rec[high]:{sign}.1f}"
+
+
+def interval_cell(rec: Optional[dict], p: str = "", sign: str = "") -> str:
+    """mean [interval over seeds and problems]; with one seed, the models-fixed interval, named."""
     if rec is None:
         return "-"
-    seeds = " / ".join(f"{100 * v:.1f}" for v in rec["per_seed"])
-    return f"{100 * rec[mean]:.1f} [{100 * rec[low]:.1f}, {100 * rec[high]:.1f}] ({seeds})"
+    mean = f"{100 * rec[f'{p}mean']:{sign}.1f}"
+    if rec.get(f"seeds_problems_{p}ci_low") is None:
+        return f"{mean} (one seed; over problems [{_bounds(rec, f'{p}ci_low', f'{p}ci_high', sign)}])"
+    return f"{mean} [{_bounds(rec, f'seeds_problems_{p}ci_low', f'seeds_problems_{p}ci_high', sign)}]"
 
 
 def sweep_table(data: dict, k: int) -> str:
     names = {"avg_at_k": f"avg@{k}", "greedy_accuracy": "greedy", "pass_at_k": f"pass@{k}",
              "correction_rate": "correction rate"}
+    header = lambda first: ["| " + first + " | " + " | ".join(names[m] for m in METRICS) + " |",  # noqa: E731
+                            "|---" * (len(METRICS) + 1) + "|"]
     lines = [f"# sdzero sweep: seeds {', '.join(map(str, data['seeds']))}", "",
              f"Test problems: {data['test_problems']}.", "",
-             "Each cell: mean over seeds [95% interval: bootstrap over problems within seeds] (per seed), in %.", "",
-             "| model | " + " | ".join(names[m] for m in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+             "Each cell: the mean over seeds [95% interval over seeds and problems: a hierarchical bootstrap that "
+             "draws seeds, then each drawn seed's problems, so it covers training noise], in %. Correction rate: "
+             "revisions right over first attempts wrong, each model on its own wrong first attempts.", "",
+             *header("model")]
     for label, metrics in data["methods"].items():
-        lines.append(f"| {label} | " + " | ".join(_cell(metrics[m]) for m in METRICS) + " |")
+        lines.append(f"| {label} | " + " | ".join(interval_cell(metrics[m]) for m in METRICS) + " |")
     if data["pairs"]:
-        lines += ["", "Paired differences (same seed, same problems), in points: mean [bootstrap 95%] "
-                  "{Student-t 95% over seeds} (per seed):", "",
-                  "| difference | " + " | ".join(names[m] for m in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+        lines += ["", "Paired differences (each seed's same problems, resampled together), in points: mean [95% "
+                  "interval over seeds and problems]. A difference of correction rates is the difference of the two "
+                  "rows above.", "", *header("difference")]
         for pair, metrics in data["pairs"].items():
-            cells = []
-            for m in METRICS:
-                rec = metrics[m]
-                if rec is None:
-                    cells.append("-")
-                    continue
-                seed = ("" if rec["seed_diff_ci_low"] is None else
-                        f" {{{100 * rec['seed_diff_ci_low']:+.1f}, {100 * rec['seed_diff_ci_high']:+.1f}}}")
-                cells.append(_cell(rec, "diff_mean", "diff_ci_low", "diff_ci_high") + seed)
-            lines.append(f"| {pair} | " + " | ".join(cells) + " |")
+            lines.append(f"| {pair} | " + " | ".join(interval_cell(metrics[m], "diff_", "+") for m in METRICS) + " |")
+    lines += ["", "Second figures, 95%, in % (points for a difference): over seeds alone (Student-t on the per-seed "
+              "values) and over problems with the models fixed (leaves training noise out); then the per-seed values.",
+              "", "| model or difference | metric | over seeds (Student-t) | over problems, models fixed | per seed |",
+              "|---|---|---|---|---|"]
+    rows = [(label, metrics, "", "") for label, metrics in data["methods"].items()]
+    rows += [(pair, metrics, "diff_", "+") for pair, metrics in data["pairs"].items()]
+    for label, metrics, p, sign in rows:
+        for m in METRICS:
+            rec = metrics[m]
+            if rec is not None:
+                seeds = " / ".join(f"{100 * v:{sign}.1f}" for v in rec["per_seed"])
+                lines.append(f"| {label} | {names[m]} | {_bounds(rec, f'seed_{p}ci_low', f'seed_{p}ci_high', sign)} "
+                             f"| {_bounds(rec, f'{p}ci_low', f'{p}ci_high', sign)} | {seeds} |")
     return "\n".join(lines) + "\n"
 
 
 def plot_sweep(data: dict, out_png: Path) -> None:
-    """Each metric's mean per method with its bootstrap interval as an error bar; seeds as dots."""
+    """Each metric's mean per method: thick bar, the interval over seeds and problems; thin grey bar, over problems
+    with the models fixed; the seeds as dots."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     metrics = [m for m in METRICS if any(v[m] for v in data["methods"].values())]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 4.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         labels = [lab for lab, v in data["methods"].items() if v[metric]]
         for x, lab in enumerate(labels):
             rec = data["methods"][lab][metric]
-            ax.errorbar([x], [100 * rec["mean"]], yerr=[[100 * (rec["mean"] - rec["ci_low"])],
-                                                        [100 * (rec["ci_high"] - rec["mean"])]], fmt="o", capsize=4)
-            ax.plot([x] * len(rec["per_seed"]), [100 * v for v in rec["per_seed"]], ".", color="grey")
+            mean = 100 * rec["mean"]
+            ax.errorbar([x + 0.12], [mean], yerr=[[mean - 100 * rec["ci_low"]], [100 * rec["ci_high"] - mean]],
+                        fmt="none", ecolor="grey", capsize=2, lw=1)
+            if rec.get("seeds_problems_ci_low") is not None:
+                ax.errorbar([x], [mean], yerr=[[mean - 100 * rec["seeds_problems_ci_low"]],
+                                               [100 * rec["seeds_problems_ci_high"] - mean]], fmt="o", capsize=4, lw=2)
+            else:
+                ax.plot([x], [mean], "o")
+            ax.plot([x - 0.12] * len(rec["per_seed"]), [100 * v for v in rec["per_seed"]], ".", color="grey")
         ax.set_xticks(range(len(labels)), labels, rotation=30)
         ax.set_title(metric)
         ax.set_ylabel("%")
         ax.grid(alpha=0.3)
+    fig.suptitle("95% intervals: thick, over seeds and problems; thin grey, over problems with the models fixed; "
+                 "dots: seeds", fontsize=8)
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
@@ -173,7 +244,6 @@ def run_sweep(
 ) -> dict:
     """A `compare` run per seed, then sweep.md/json/png over them; returns sweep.json's data."""
     from .compare import run_compare
-    from .stages import labels
 
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {list(seeds)}: give distinct seeds, e.g. 0,1,2.")
@@ -183,7 +253,7 @@ def run_sweep(
     for seed in seeds:
         log(f"sweep: seed {seed}")
         run_compare(seed_recipe(recipe, seed, out), log=lambda s, n=seed: log(f"[seed {n}] {s}"), methods=methods)
-    data = aggregate(recipe, out, seeds, methods, labels())
+    data = aggregate(recipe, out, seeds, methods, recipe.compare.labels())
     text = sweep_table(data, recipe.eval.k)
     write_text(out / "sweep.md", text)
     write_json(out / "sweep.json", data)

@@ -210,6 +210,32 @@ def test_estimate_counts_the_run_like_compare(tiny_recipe):
     assert run_peak_gb(two, stages) == pytest.approx(1.0 + 0.7)  # SRT's and distill's peaks, the two largest
 
 
+def test_estimate_counts_a_variant_at_its_stage_step_with_its_own_settings(tiny_recipe):
+    """A variant of distill alone runs collect and SRT but not the chain's distill; with 4 steps of its own it
+    costs 4 distill steps. An RFT variant at 4 generations per step gets the matched budget: collect's 40 + 5
+    distill steps x 4 = 60 -> 15 steps. Two workers schedule both without a task of their own missing."""
+    variants = ('compare.variants=[{name: "SD-Zero (4 steps)", stage: distill, set: [distill.steps=4]}, '
+                '{name: "RFT (fast)", stage: rft, set: [rft.optim.learning_rate=1e-3]}]')
+    recipe = load_recipe(tiny_recipe, ["data.phase1_size=10", "collect.revisions=3", "distill.steps=5",
+                                       "distill.questions_per_step=4", "rft.questions_per_step=2",
+                                       "rft.samples_per_question=2", variants, "run.probe_every=0",
+                                       "compare.methods=[base, srt, SD-Zero (4 steps), rft-fast]"])
+    rates = RunRates(seconds_per_sampled_token=0.01, answer_tokens=10, revision_tokens=20, accuracy=0.5,
+                     correction_rate=0.2, rephrase_rate=0.8, distinct_share=1.0, sampling_peak_gb=0.5, load_seconds=1.0)
+    steps = {"srt": StepCost("srt", 2.0, 1.0), "distill": StepCost("distill", 3.0, 0.7), "rft": StepCost("rft", 1.0, 0.6)}
+    est = {s.name: s for s in estimate_run(recipe, rates, steps, n_solutions=0)}
+    assert {"collect", "srt", "distill"} <= set(est)  # srt is compared: the whole chain, as compare runs it
+    assert est["sd-zero-4-steps"].work == "4 steps" and est["sd-zero-4-steps"].seconds == pytest.approx(1 + 4 * 3.0)
+    assert est["rft-fast"].work == "15 steps" and est["rft-fast"].seconds == pytest.approx(1 + 15 * 1.0)
+    assert {"eval sd-zero-4-steps", "eval rft-fast"} <= set(est)
+    stages = list(est.values())
+    two = replace(recipe, run=replace(recipe.run, workers=2))
+    assert run_seconds(two, stages) < run_seconds(recipe, stages) == pytest.approx(sum(s.seconds for s in stages))
+    alone = replace(recipe, compare=replace(recipe.compare, methods=("sd-zero-4-steps",)))
+    assert {s.name for s in estimate_run(alone, rates, steps, 0)} == {"collect", "srt", "sd-zero-4-steps",
+                                                                      "eval sd-zero-4-steps"}
+
+
 def stage(name: str, peak_gb: float, seconds: float = 1.0) -> StageEstimate:
     return StageEstimate(name, "", seconds, peak_gb)
 

@@ -7,11 +7,12 @@ import pytest
 from sdzero_mlx.compare import baseline_specs, run_compare
 from sdzero_mlx.config import load_recipe
 from sdzero_mlx.demo.app import QUICK, TASKS, base_model_dir
+from sdzero_mlx.pipeline import CHAIN_STAGES
 from sdzero_mlx.schedule import Task, makespan, plan, run_tasks
 
 
 def test_plan_puts_the_chain_first_the_baselines_after_collect_and_the_base_last():
-    tasks = plan(["base", "srt", "distill", "rft", "sft"], chain=True, baselines=baseline_specs(), evaluate=True)
+    tasks = plan(["base", "srt", "distill", "rft", "sft"], chain=CHAIN_STAGES, trained=baseline_specs(), evaluate=True)
     assert [(t.name, t.needs, t.budget) for t in tasks] == [
         ("collect", (), False),
         ("srt", ("collect",), False),
@@ -25,15 +26,15 @@ def test_plan_puts_the_chain_first_the_baselines_after_collect_and_the_base_last
         ("eval base", (), False),
     ]
     # a budget set in the recipe: the baseline waits for nothing
-    given = plan(["distill", "rft"], chain=True, baselines=baseline_specs(), evaluate=False, budget_given=True)
+    given = plan(["distill", "rft"], chain=CHAIN_STAGES, trained=baseline_specs(), evaluate=False, budget_given=True)
     assert [(t.name, t.needs) for t in given][-1] == ("train rft", ())
     # a search trains only; without the chain a baseline waits for nothing
-    assert [t.name for t in plan(["rft"], chain=False, baselines=baseline_specs(), evaluate=False)] == ["train rft"]
-    assert plan(["rft"], chain=False, baselines=baseline_specs(), evaluate=False)[0].needs == ()
+    assert [t.name for t in plan(["rft"], chain=(), trained=baseline_specs(), evaluate=False)] == ["train rft"]
+    assert plan(["rft"], chain=(), trained=baseline_specs(), evaluate=False)[0].needs == ()
 
 
 def test_makespan_runs_the_plan_as_the_scheduler_does():
-    tasks = plan(["base", "srt", "distill", "rft"], chain=True, baselines=baseline_specs(), evaluate=True)
+    tasks = plan(["base", "srt", "distill", "rft"], chain=CHAIN_STAGES, trained=baseline_specs(), evaluate=True)
     seconds = {"collect": 10, "srt": 5, "distill": 20, "train rft": 15, "eval base": 8, "eval srt": 4,
                "eval distill": 4, "eval rft": 4}
     # by hand, 2 workers: collect 0-10 | eval base 0-8, idle; srt 10-15 | train rft 10-25; distill 15-35 |

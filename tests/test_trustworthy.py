@@ -12,7 +12,7 @@ from sdzero_mlx.cli import app
 from sdzero_mlx.config import DataConfig, FieldMap, load_recipe
 from sdzero_mlx.data import make_splits
 from sdzero_mlx.probe import probe_examples
-from sdzero_mlx.stats import bootstrap_ci, paired_differences, seed_t_ci
+from sdzero_mlx.stats import bootstrap_ci, seed_t_ci
 from sdzero_mlx.sweep import difference_record, interval_record
 
 from scripted import scripted_model_dir, write_data
@@ -90,7 +90,8 @@ def test_interval_code_matches_hand_computation():
     assert bootstrap_ci([[0.0, 1.0]]) == (0.0, 1.0)
     assert bootstrap_ci([[0.0, 1.0], [1.0, 1.0]]) == (0.5, 1.0)
     assert bootstrap_ci([[0.25, 0.25, 0.25]]) == (0.25, 0.25)
-    assert paired_differences({"a": 1.0, "b": 0.0, "c": 1.0}, {"a": 0.0, "b": 0.0, "z": 1.0}) == [1.0, 0.0]
+    # a difference is taken on the problems both were evaluated on: a 1 - 0 and b 0 - 0
+    assert difference_record([{"a": 1.0, "b": 0.0, "c": 1.0}], [{"a": 0.0, "b": 0.0, "z": 1.0}])["per_seed"] == [0.5]
     rec = interval_record([{"a": 1.0, "b": 0.0}, {"a": 1.0, "b": 1.0}])
     assert rec["per_seed"] == [0.5, 1.0] and rec["mean"] == 0.75 and (rec["ci_low"], rec["ci_high"]) == (0.5, 1.0)
     diff = difference_record([{"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 0.0}], [{"a": 0.0, "b": 1.0}, {"a": 1.0, "b": 0.0}])
@@ -158,8 +159,10 @@ def test_sweep_writes_intervals_per_seed_with_their_own_test_problems(tmp_path_f
     assert data["seeds"] == [0, 1] and "own 6 test problems" in data["test_problems"]
     for label in ("base", "SRT", "SD-Zero", "RFT"):
         rec = data["methods"][label]["avg_at_k"]
-        assert set(rec) == {"mean", "ci_low", "ci_high", "seed_ci_low", "seed_ci_high", "per_seed"}
+        assert set(rec) == {"mean", "ci_low", "ci_high", "seed_ci_low", "seed_ci_high", "per_seed",
+                            "seeds_problems_ci_low", "seeds_problems_ci_high"}
         assert len(rec["per_seed"]) == 2 and rec["ci_low"] <= rec["mean"] <= rec["ci_high"]
+        assert rec["seeds_problems_ci_low"] <= rec["mean"] <= rec["seeds_problems_ci_high"]
         # the per-seed value is that seed's compare.json avg@k
         for i, seed in enumerate((0, 1)):
             compare = json.loads((root / "w" / f"seed-{seed}" / "compare.json").read_text())
@@ -170,5 +173,8 @@ def test_sweep_writes_intervals_per_seed_with_their_own_test_problems(tmp_path_f
     tests = [{json.loads(line)["id"] for line in (root / "w" / f"seed-{s}" / "eval" / "base.sample.rows.jsonl").read_text().splitlines()}
              for s in (0, 1)]
     assert tests[0] != tests[1]  # data.seed follows the seed: each seed has its own test problems
-    assert (root / "w" / "sweep.md").read_text().count("| SD-Zero - ") == 3
+    assert data["headline"] == "seeds_problems_ci" and set(data["intervals"]) == {"seeds_problems_ci", "seed_ci", "ci"}
+    table = (root / "w" / "sweep.md").read_text()
+    differences = table.split("Paired differences")[1].split("Second figures")[0]
+    assert differences.count("| SD-Zero - ") == 3
     assert (root / "w" / "sweep.png").stat().st_size > 0

@@ -9,7 +9,8 @@ samples (an answer, its cue and another answer to the same problem as the "revis
 of real tuples, before any collection.
 Counted, as compare.py and pipeline.py spend them: collection's generations (1 + k revisions per
 question), SRT's steps from the tuples it would keep (correction and rephrase rates of the Reviser,
-less duplicates), distill's steps, each baseline's steps at SD-Zero's generation budget, one
+less duplicates), distill's steps, each baseline's steps at SD-Zero's generation budget (a variant's
+at its stage's measured step, with its own settings' step count), one
 evaluation per compared method, and every probe; sampled tokens times the measured seconds per
 sampled token give the sampling stages' time. With run.workers > 1 the stages run side by side on a
 CPU (a core each); on a GPU (Metal or CUDA) the workers share the one GPU, so they are counted one after
@@ -28,8 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..compare import CHAIN, baseline_specs
-from ..config import Recipe
+from ..compare import chain_stages, trained_specs
+from ..config import Recipe, variant_recipe
 from ..metrics import read_metrics
 from ..platform.device import MemoryLimit
 from ..stages import stage_spec
@@ -128,7 +129,9 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
     probe_s = recipe.run.probe_size * rates.answer_tokens * spt  # one probe: greedy answers to the probe set
     out = []
     collect_gens = 0
-    if any(m in CHAIN for m in methods):
+    trained = trained_specs(recipe)
+    chain = chain_stages(recipe, methods, trained)
+    if chain:
         answers = d.phase1_size * c.initial_samples
         revised = answers if c.rephrase_correct else answers * (1 - rates.accuracy)
         collect_gens = answers + revised * c.revisions
@@ -141,18 +144,23 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
         out.append(StageEstimate("srt", f"{srt_steps} steps (~{kept:.0f} tuples kept)",
                                  rates.load_seconds + srt_steps * steps["srt"].seconds + probes(recipe, srt_steps) * probe_s,
                                  steps["srt"].peak_memory_gb))
+    if "distill" in chain:
         ds = recipe.distill.steps
         out.append(StageEstimate("distill", f"{ds} steps", rates.load_seconds + ds * steps["distill"].seconds
                                  + probes(recipe, ds) * probe_s, max(steps["distill"].peak_memory_gb, rates.sampling_peak_gb if probes(recipe, ds) else 0)))
     budget = recipe.compare.budget_generations or collect_gens + recipe.distill.steps * recipe.distill.questions_per_step
-    baselines = baseline_specs()
-    for m in methods:
-        if m not in baselines or m not in steps:
+    for m in methods:  # each baseline and each variant, at its stage's measured step
+        spec = trained.get(m)
+        if spec is None or spec.name not in steps:
             continue
-        per_step = baselines[m].generations_per_step
-        n = sft_steps(recipe, n_solutions) if per_step is None else max(budget // per_step(recipe), 1)
-        out.append(StageEstimate(m, f"{n} steps", rates.load_seconds + n * steps[m].seconds + probes(recipe, n) * probe_s,
-                                 steps[m].peak_memory_gb))
+        variant = recipe.compare.variant(m)
+        own = variant_recipe(recipe, variant) if variant else recipe
+        per_step = spec.generations_per_step
+        n = (getattr(own, spec.name).steps if not spec.baseline else sft_steps(own, n_solutions) if per_step is None
+             else max(budget // per_step(own), 1))
+        cost = steps[spec.name]
+        out.append(StageEstimate(m, f"{n} steps", rates.load_seconds + n * cost.seconds + probes(recipe, n) * probe_s,
+                                 cost.peak_memory_gb))
     e = recipe.eval
     # k samples + greedy answers, and with revise one revision each (its first attempt is the first sample)
     tokens = d.eval_size * ((e.k + e.greedy) * rates.answer_tokens + e.revise * rates.revision_tokens)
@@ -168,13 +176,12 @@ def run_seconds(recipe: Recipe, stages: Sequence[StageEstimate], device: str = "
     as platform.device.device_name says it) the workers share it: no faster than one after another."""
     if recipe.run.workers <= 1 or device != "cpu":
         return sum(s.seconds for s in stages)
-    from ..compare import CHAIN, baseline_specs
     from ..schedule import makespan, plan
 
-    baselines, methods = baseline_specs(), list(recipe.compare.methods)
-    tasks = plan(methods, any(m in CHAIN for m in methods), baselines, evaluate=True,
+    trained, methods = trained_specs(recipe), list(recipe.compare.methods)
+    tasks = plan(methods, chain_stages(recipe, methods, trained), trained, evaluate=True,
                  budget_given=bool(recipe.compare.budget_generations))
-    return makespan(tasks, {f"train {s.name}" if s.name in baselines else s.name: s.seconds for s in stages},
+    return makespan(tasks, {f"train {s.name}" if s.name in trained else s.name: s.seconds for s in stages},
                     recipe.run.workers)
 
 

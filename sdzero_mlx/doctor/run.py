@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 import mlx.core as mx
 
-from ..compare import baseline_specs
+from ..compare import trained_specs
 from ..config import Recipe
 from ..data import make_splits
 from ..evaluate import ReviseResult
@@ -205,8 +205,9 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
         del t_model
         mx.clear_cache()
 
-    baselines = baseline_specs()
-    stages = ["srt", "distill"] + [m for m in recipe.compare.methods if m in baselines and (m != "sft" or n_solutions)]
+    trained = trained_specs(recipe)  # baselines and variants: one step of each stage they train
+    stages = list(dict.fromkeys(["srt", "distill"] + [trained[m].name for m in recipe.compare.methods if m in trained
+                                                      and (trained[m].name != "sft" or n_solutions)]))
     log(f"doctor: [5/5] one step of each stage ({', '.join(stages)}) in a temporary folder")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     steps = measure_steps(recipe, samples.graded, k, seps, stages, log)

@@ -48,6 +48,11 @@ class StageSpec:
     folder: str = ""  # the CLI runs it in RUN/<folder> and continues what is there (the chain's layout); "": RUN
     check: Optional[Callable[[object], None]] = None  # checks across sections of a whole recipe (raises ValueError)
 
+    @property
+    def matched(self) -> bool:
+        """Whether compare trains it from model.path at the matched generation budget: a sampling baseline."""
+        return self.baseline and self.generations_per_step is not None
+
 
 _REGISTRY: dict[str, StageSpec] = {}
 _found = False
