@@ -67,8 +67,8 @@ def main() -> None:
     grad = nn.value_and_grad(model, distill_loss)
     rows = {}
     for label, me in (("whole logits", 1 << 62), (f"blocks of 2^{LOGITS_CHUNK_ELEMENTS.bit_length() - 1}", LOGITS_CHUNK_ELEMENTS)):
-        t = peak_gb(lambda: compute_teacher_targets(model, teacher, items, 0, 64, me).logp)
-        targets = compute_teacher_targets(model, teacher, items, 0, 64, me)
+        t = peak_gb(lambda: compute_teacher_targets(model, teacher, items, 0, KlSettings("reverse", 0.5, 64), me).logp)
+        targets = compute_teacher_targets(model, teacher, items, 0, KlSettings("reverse", 0.5, 64), me)
         s = peak_gb(lambda: grad(model, DistillMicroBatch(student_batch(items, 0), targets), KlSettings("reverse", 0.5, 64), 1000, me))
         sft = nll_batches([it.student_ids for it in items], [it.student_span for it in items], 2, 0)[0]
         n = peak_gb(lambda: nn.value_and_grad(model, weighted_nll)(model, sft, me))
