@@ -55,7 +55,7 @@ def generalized_jsd(student_logp: mx.array, teacher_logp: mx.array, beta: float)
 
     beta = 0 is forward KL(t || s) and beta = 1 reverse KL(s || t), taken exactly as TRL does: the
     mixture form itself tends to 0 at both ends (m becomes the other distribution).
-    Example: s = (0.5, 0.5), t = (0.9, 0.1), beta 0.5: m = (0.7, 0.3), 0.5 x 0.2027 + 0.5 x 0.0872 = 0.1450.
+    Example: s = (0.5, 0.5), t = (0.9, 0.1), beta 0.5: m = (0.7, 0.3), 0.5 x 0.1163 + 0.5 x 0.0872 = 0.1017.
     """
     if beta == 0.0:
         return forward_kl(student_logp, teacher_logp)
