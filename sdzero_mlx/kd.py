@@ -133,8 +133,9 @@ def distill_step(
     students = [student_batch(g, pad_id) for g in groups]
     # the student's own top-k when it chooses the support; then the frozen Reviser scores the second
     # copy of y, once per micro-batch, before any update
-    ids = [student_support_ids(model, b, kl_settings) for b in students]
-    targets = [compute_teacher_targets(model, teacher, g, pad_id, kl_settings, student_ids=i) for g, i in zip(groups, ids)]
+    targets = [compute_teacher_targets(model, teacher, g, pad_id, kl_settings,
+                                       student_ids=student_support_ids(model, b, kl_settings))
+               for g, b in zip(groups, students)]  # the ids live on in the targets only
     penalty = optim.kl_to_initial if initial is not None else 0.0
     refs = [initial_logprobs(model, initial, b) if penalty > 0 else None for b in students]
     batches = [DistillMicroBatch(b, t, r) for b, t, r in zip(students, targets, refs)]
