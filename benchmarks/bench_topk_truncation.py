@@ -8,9 +8,9 @@ graded, each made into the student sequence prompt + y and the teacher sequence 
 with fresh LoRA adapters (B = 0, rank 8): phase 2's first step, where only the Reviser's context
 differs. All answers form one micro-batch.
 
-1. Truncation: the step's loss (token mean; reverse and forward KL) and its gradient with respect to
-   the LoRA parameters on the teacher's or the student's top-k, k = 8, 20, 64, 256, renormalised or
-   with the tail bucket, against the full vocabulary: relative error of the loss |L_k - L| / L and
+1. Truncation: the step's loss (token mean) and its gradient with respect to the LoRA parameters,
+   reverse KL on the teacher's or the student's top-k and forward KL on the teacher's (TRL's pairing),
+   k = 8, 20, 64, 256, renormalised or with the tail bucket, against the full vocabulary: relative error of the loss |L_k - L| / L and
    the cosine between the two gradients (flattened over every LoRA parameter).
 2. Cost: one distill step (kd.distill_step: the student's support pass when it chooses, the teacher
    pass, the student's forward and backward, an SGD update at learning rate 0 so that every option
@@ -45,12 +45,14 @@ import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
 from sdzero_mlx.config import KlSettings, LoraConfig, ModelConfig, OptimConfig, PromptConfig, SamplingConfig, load_recipe  # noqa: E402
-from sdzero_mlx.kd import compute_teacher_targets, distill_step, student_batch, student_support_ids  # noqa: E402
-from sdzero_mlx.loss import DistillMicroBatch, distill_loss  # noqa: E402
+from sdzero_mlx.kd import compute_teacher_targets, distill_step, student_batch, student_support_ids, teacher_batch  # noqa: E402
+from sdzero_mlx.loss import DistillMicroBatch, distill_loss, distill_targets, student_support  # noqa: E402
 from sdzero_mlx.modeling import load_model, make_trainable, padding_id, trainable  # noqa: E402
 from sdzero_mlx.prompts import separators  # noqa: E402
 from sdzero_mlx.rollout import sample_rollouts  # noqa: E402
+from sdzero_mlx.scoring import logits_at  # noqa: E402
 from sdzero_mlx.stages.distill import distill_item  # noqa: E402
+from sdzero_mlx.teacher import lora_values  # noqa: E402
 from sdzero_mlx.types import Example, Graded  # noqa: E402
 from sdzero_mlx.verifier import VerifierConfig, verify_batch  # noqa: E402
 
@@ -99,29 +101,37 @@ def setup(kind: str, n: int, max_tokens: int):
         VerifierConfig(), 2048
 
 
-def loss_and_gradient(model, items, pad, kl: KlSettings) -> tuple[float, np.ndarray]:
-    """The step's loss (token mean) and its gradient w.r.t. every LoRA parameter, flattened."""
-    batch = student_batch(items, pad)
-    ids = student_support_ids(model, batch, kl)
-    targets = compute_teacher_targets(model, trainable(model), items, pad, kl, student_ids=ids)
-    tokens = int(batch.mask.sum().item())
-    (loss, _), grads = nn.value_and_grad(model, distill_loss)(model, DistillMicroBatch(batch, targets), kl, tokens)
-    mx.eval(loss, grads)
-    return loss.item(), np.concatenate([np.array(v, dtype=np.float64).ravel() for _, v in sorted(tree_flatten(grads))])
-
-
 def truncation_rows(model, items, pad, vocab: int) -> list[dict]:
+    """The loss and LoRA gradient of every truncation against the full vocabulary's, per KL direction.
+
+    The teacher's logits (the student's values: phase 2's first step) and the student's support come
+    from one pass each, shared by every option; each option then takes its targets from them as
+    kd.compute_teacher_targets does (loss.distill_targets) and runs the student's forward and backward.
+    """
+    batch, t_batch = student_batch(items, pad), teacher_batch(items, pad)
+    tokens = int(batch.mask.sum().item())
+    with lora_values(model, trainable(model)):
+        t_logits = mx.stop_gradient(logits_at(model, t_batch))  # (B, L, V)
+    s_logits = mx.stop_gradient(logits_at(model, batch))
+    mx.eval(t_logits, s_logits)
+
+    def loss_and_gradient(kl: KlSettings) -> tuple[float, np.ndarray]:
+        targets = distill_targets(t_logits, t_batch.targets, kl, student_support(s_logits, kl))
+        (loss, _), grads = nn.value_and_grad(model, distill_loss)(model, DistillMicroBatch(batch, targets), kl, tokens)
+        mx.eval(loss, grads)
+        return loss.item(), np.concatenate([np.array(v, dtype=np.float64).ravel() for _, v in sorted(tree_flatten(grads))])
+
     rows = []
-    for kind in ("reverse", "forward"):
-        full_loss, full_grad = loss_and_gradient(model, items, pad, KlSettings(kind, 0.5, 0))
-        for support in ("teacher", "student"):
+    for kind, supports in (("reverse", ("teacher", "student")), ("forward", ("teacher",))):
+        full_loss, full_grad = loss_and_gradient(KlSettings(kind, 0.5, 0))
+        for support in supports:
             for k in TOP_KS:
                 row = {"kind": kind, "support": support, "top_k": k, "full_loss": full_loss, "vocab": vocab}
                 for tail in (False, True):
                     if k >= vocab and tail:
                         row["tail"] = None  # the top-k is the whole vocabulary: nothing left for a tail
                         continue
-                    loss, grad = loss_and_gradient(model, items, pad, KlSettings(kind, 0.5, k, top_k_from=support, tail=tail))
+                    loss, grad = loss_and_gradient(KlSettings(kind, 0.5, k, top_k_from=support, tail=tail))
                     cosine = float(grad @ full_grad / (np.linalg.norm(grad) * np.linalg.norm(full_grad)))
                     row["tail" if tail else "renormalised"] = {"loss": loss, "rel_err": abs(loss - full_loss) / full_loss,
                                                                "cosine": cosine}
