@@ -172,19 +172,12 @@ def student_footprints(vocab: int) -> dict[str, float]:
     2 sequences, blocks of 4 positions; the peak of distill_loss's value and gradient grows with the
     answer length, and its growth per token beyond that of the renormalised top-64 (the model's own
     activations) is the loss's, divided by 4 V bytes."""
-    from mlx_lm.models.llama import Model, ModelArgs
-    from mlx_lm.tuner.utils import linear_to_lora_layers
+    from bench_kd_memory import logits_dominated_model
 
     from sdzero_mlx.prompts import teacher_sequence
     from sdzero_mlx.types import DistillItem
 
-    mx.random.seed(0)
-    model = Model(ModelArgs(model_type="llama", hidden_size=64, num_hidden_layers=1, intermediate_size=128,
-                            num_attention_heads=2, rms_norm_eps=1e-5, vocab_size=vocab, num_key_value_heads=2,
-                            tie_word_embeddings=True))
-    model.freeze()
-    linear_to_lora_layers(model, 1, {"rank": 8, "scale": 10.0, "dropout": 0.0})
-    mx.eval(model.parameters())
+    model = logits_dominated_model(vocab)
     teacher, block = trainable(model), 8 * vocab  # max_elements: 2 sequences x 4 positions x V
 
     def items(length):
