@@ -145,9 +145,14 @@ def teacher_targets(
     return TeacherTargets(indices=indices, logp=logp_on_support(teacher_logits, indices, rest), rest=rest)
 
 
+def reads_student_ids(kl_settings: KlSettings, vocab: int) -> bool:
+    """Whether the loss's support is the student's top-k (distill.top_k_from: student, a top-k below the vocabulary)."""
+    return not kl_settings.estimator and kl_settings.top_k_from == "student" and 0 < kl_settings.top_k < vocab
+
+
 def student_support(student_logits: mx.array, kl_settings: KlSettings) -> Optional[mx.array]:
-    """The student's top-k ids when the support is the student's (distill.top_k_from: student), else None."""
-    if kl_settings.estimator or kl_settings.top_k_from != "student" or kl_settings.top_k >= student_logits.shape[-1]:
+    """The student's top-k ids when the support is the student's (reads_student_ids), else None."""
+    if not reads_student_ids(kl_settings, student_logits.shape[-1]):
         return None
     return top_k_ids(student_logits, kl_settings.top_k)
 
@@ -162,7 +167,7 @@ def distill_targets(
     """
     if kl_settings.estimator:
         return teacher_targets(teacher_logits, 1, indices=tokens[..., None], rest="drop")
-    if student_ids is None and student_support(teacher_logits, kl_settings) is not None:
+    if student_ids is None and reads_student_ids(kl_settings, teacher_logits.shape[-1]):
         raise ValueError("distill.top_k_from is student but no student ids were given: pass student_support(...).")
     rest = "tail" if kl_settings.tail else "renormalise"
     return teacher_targets(teacher_logits, kl_settings.top_k, indices=student_ids, rest=rest)
@@ -398,8 +403,11 @@ def distill_loss(
     """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor).
 
     The student's logits come a block of positions at a time (scoring.logit_chunks) and each block's
-    KL is summed into the loss, without recomputation: a block's logits are needed only until its
-    KL exists (the backward of the gather and the head needs indices and weights, not logits).
+    KL is summed into the loss, without recomputation. On a renormalised top-k a block's logits are
+    needed only until its KL exists (the backward of the gather and the head needs indices and weights,
+    not logits); the full vocabulary keeps V-sized arrays per token for the backward (2 to 6 by the
+    divergence), and a tail or k1 / k3 the logits their log-normaliser's gradient needs
+    (doctor.cost.loss_footprint counts them).
     The entropy monitor is the student's on the loss's support (the top-k, renormalised or with its
     tail; the full vocabulary when top_k = 0; for k1 / k3 the sampled token's -log p, whose mean
     estimates the full entropy): a full-vocabulary one kept every block alive to the end.
