@@ -131,7 +131,7 @@ def bench_step(model, vocab: int, batch: int, answer: int) -> dict:
     opt_d, opt_s = optim.AdamW(learning_rate=1e-5), optim.AdamW(learning_rate=1e-5)
     out = {}
     out["sft_s"], out["sft_gb"] = measure(lambda: sft_step(model, opt_s, items))
-    out["teacher_s"], out["teacher_gb"] = measure(lambda: compute_teacher_targets(model, teacher, items, 0, 64))
+    out["teacher_s"], out["teacher_gb"] = measure(lambda: compute_teacher_targets(model, teacher, items, 0, config.kl_settings))
     out["distill_s"], out["distill_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config.kl_settings, batch, 0, OptimConfig(grad_clip=1.0)))
     grad_checkpoint.enable(model)  # the same step with lora.grad_checkpoint
     out["ckpt_s"], out["ckpt_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config.kl_settings, batch, 0, OptimConfig(grad_clip=1.0)))

@@ -236,7 +236,7 @@ def bench_training(name, model, flops: Flops, batch: int, answer: int, repeats: 
     phases = {  # name: (run, FLOPs, matmul-only plan)
         "SFT step": (lambda: bench_real.sft_step(model, opt_s, items), flops.train(batch, student - 1, student - 1),
                      [(batch * (student - 1), batch * (student - 1), True)]),
-        "teacher pass": (lambda: compute_teacher_targets(model, teacher, items, 0, 64), t_fwd,
+        "teacher pass": (lambda: compute_teacher_targets(model, teacher, items, 0, config.kl_settings), t_fwd,
                          [(batch * teacher_len, batch * answer, False)]),
         "distill step": (lambda: distill_step(model, opt_d, teacher, items, config.kl_settings, batch, 0, OptimConfig(grad_clip=1.0)),
                          t_fwd + flops.train(batch, student, answer),

@@ -600,7 +600,7 @@ def explain(
     limit: Annotated[int, typer.Option(help="Problems taken from --data.")] = 16,
     data_seed: DataSeedOption = 0,
     top_k: Annotated[Optional[int], typer.Option(help="Teacher top-k support for the KL (0 = full vocabulary); default: the recipe's distill.top_k.")] = None,
-    kind: Annotated[Optional[str], typer.Option(help="KL direction: reverse (paper), forward or mixed; default: the recipe's distill.kl.")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="The loss: reverse (paper), forward, mixed, jsd, k1 or k3 (distill.kl); default: the recipe's distill.kl.")] = None,
     forward_weight: Annotated[Optional[float], typer.Option(help="Weight of the forward KL when the kind is mixed; default: the recipe's distill.forward_weight.")] = None,
     top_n: Annotated[int, typer.Option(help="Tokens listed by KL.")] = 10,
     temperature: float = 0.7,

@@ -11,7 +11,9 @@ Every departure from the paper is a field here, with the paper's value in its he
 - `sampling.temperature` 0.7 (paper; reference code 1.0). `sampling.max_tokens` 512 (paper: 16K).
 - `lora.*`: the paper fine-tunes all weights; this project trains LoRA adapters.
 - `distill.kl` "reverse" (paper; reference code "mixed" with forward weight 0.5).
-- `distill.top_k` 64 renormalised (reference code); 0 means the full vocabulary.
+- `distill.top_k` 64 renormalised (reference code); 0 means the full vocabulary (paper).
+  `distill.top_k_from` teacher, `distill.tail` false (reference code); `distill.kl` also offers jsd
+  (`distill.beta`, TRL's) and the sampled-token estimators k1 / k3 (verl's): not in the paper.
 - `distill.teacher_sync` "none" (paper's main results); "hard" / "ema" are the paper's
   "iterative self-evolution" (hard sync after ~400 steps in the paper).
 - `prompts.phrase_wrong` is the paper's phrase; the reference code uses per-family phrases.
@@ -214,24 +216,54 @@ class OptimConfig:
                 raise ValueError(f"optim.{name} must be a finite number >= 0, got {value}.")
 
 
+DIVERGENCES = ("reverse", "forward", "mixed", "jsd")  # over a support: the full vocabulary or top-k ids
+ESTIMATORS = ("k1", "k3")  # on the sampled token alone
+
+
 @dataclass(frozen=True)
 class KlSettings:
-    """How the student's KL to the teacher is taken, as one value: built once from the distill section
+    """How the student's loss to the teacher is taken, as one value: built once from the distill section
     (`DistillConfig.kl_settings`) and read by kd.py, the distill and SDFT stages, explain and parity.
 
-    Its defaults are DistillConfig's, the one place they are written."""
+    Its defaults are DistillConfig's, the one place they are written; the last three have the same
+    defaults here so that a record written as (kind, forward_weight, top_k) means what it meant."""
 
-    kind: Literal["reverse", "forward", "mixed"]  # KL(s || t), KL(t || s), or their mix
+    kind: Literal["reverse", "forward", "mixed", "jsd", "k1", "k3"]  # a divergence or a sampled-token estimator
     forward_weight: float  # weight of the forward KL when kind = mixed
-    top_k: int  # teacher support: its top-k, renormalised; 0 = the full vocabulary
+    top_k: int  # the support: top-k ids (renormalised unless tail); 0 = the full vocabulary; not read by k1 / k3
+    beta: float = 0.5  # jsd: TRL's beta, 0 = forward KL, 1 = reverse KL
+    top_k_from: Literal["teacher", "student"] = "teacher"  # whose top-k ids make the support
+    tail: bool = False  # the rest of the mass as one more category instead of renormalising
 
     def __post_init__(self):
-        if self.kind not in ("reverse", "forward", "mixed"):
-            raise ValueError(f"KL kind {self.kind!r} is not one of reverse, forward, mixed (distill.kl).")
+        if self.kind not in DIVERGENCES + ESTIMATORS:
+            raise ValueError(f"KL kind {self.kind!r} is not one of {', '.join(DIVERGENCES + ESTIMATORS)} (distill.kl).")
         if self.top_k < 0:
             raise ValueError(f"distill.top_k must be >= 0 (0 = full vocabulary), got {self.top_k}.")
         if not 0.0 <= self.forward_weight <= 1.0:
             raise ValueError(f"distill.forward_weight must be in [0, 1], got {self.forward_weight}.")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"distill.beta must be in [0, 1] (0 = forward KL, 1 = reverse KL), got {self.beta}.")
+        if self.top_k_from not in ("teacher", "student"):
+            raise ValueError(f"distill.top_k_from must be teacher or student, got {self.top_k_from!r}.")
+        if self.kind in ESTIMATORS:
+            # k1 / k3 read log p(y_t) of the sampled token alone: there is no support to choose or bucket
+            if self.tail or self.top_k_from != "teacher":
+                raise ValueError(f"distill.kl = {self.kind} reads only the sampled token's log-probabilities, so "
+                                 "distill.tail and distill.top_k_from have nothing to act on. Set distill.tail: false "
+                                 "and distill.top_k_from: teacher, or a divergence (distill.kl: reverse, forward, mixed, jsd).")
+            return
+        if self.top_k == 0 and self.tail:
+            raise ValueError("distill.tail needs a top-k support: the full vocabulary (distill.top_k: 0) leaves no mass "
+                             "outside it. Set distill.top_k > 0 or distill.tail: false.")
+        if self.top_k == 0 and self.top_k_from == "student":
+            raise ValueError("distill.top_k_from: student needs distill.top_k > 0 (0 = the full vocabulary, which no "
+                             "model chooses). Set distill.top_k > 0 or distill.top_k_from: teacher.")
+
+    @property
+    def estimator(self) -> bool:
+        """A sampled-token estimator (k1, k3) rather than a divergence over a support."""
+        return self.kind in ESTIMATORS
 
 
 @dataclass(frozen=True)
@@ -239,11 +271,34 @@ class DistillConfig:
     steps: int = 10
     questions_per_step: int = field(default=8, metadata={"help": "Rollouts per optimizer step (1 per question)."})
     micro_batch_size: int = field(default=8, metadata={"help": "Sequences per forward/backward; accumulation."})
-    kl: Literal["reverse", "forward", "mixed"] = field(
-        default="reverse", metadata={"help": "Paper: reverse; reference code: mixed."}
+    kl: Literal["reverse", "forward", "mixed", "jsd", "k1", "k3"] = field(
+        default="reverse",
+        metadata={"help": "reverse KL(s || t), forward KL(t || s), mixed (forward_weight), jsd (TRL's generalized JSD, "
+                  "beta), or a sampled-token estimator of KL(s || t) that reads only log p(y_t): k1 (trained by its "
+                  "score-function gradient, as verl's policy-gradient distillation) or k3 (loss.k3_kl, as the "
+                  "kl_to_initial penalty: its expected gradient is the forward KL's). Paper: reverse; reference code: mixed."},
     )
     forward_weight: float = field(default=0.5, metadata={"help": "Weight of forward KL when kl = mixed."})
-    top_k: int = field(default=64, metadata={"help": "Teacher top-k, renormalised (reference code: 64); 0 = full vocab."})
+    beta: float = field(
+        default=0.5,
+        metadata={"help": "kl = jsd: beta KL(t || m) + (1 - beta) KL(s || m), m = beta p_t + (1 - beta) p_s (TRL's GKD "
+                  "beta: 0 = forward KL, 1 = reverse KL exactly). Not in the paper (reverse KL)."},
+    )
+    top_k: int = field(
+        default=64,
+        metadata={"help": "Support of the divergence: top-k ids, renormalised over them unless tail (reference code: the "
+                  "teacher's 64); 0 = the full vocabulary (paper). Not read by k1 / k3."},
+    )
+    top_k_from: Literal["teacher", "student"] = field(
+        default="teacher",
+        metadata={"help": "Whose top-k ids make the support: the teacher's (reference code) or the student's (SDPO's; "
+                  "one more student forward per micro-batch). Paper: the full vocabulary."},
+    )
+    tail: bool = field(
+        default=False,
+        metadata={"help": "Keep the mass outside the top-k as one more category, log(1 - sum p) clamped below 1 (SDPO), "
+                  "instead of renormalising over the top-k (reference code). Paper: the full vocabulary, no tail."},
+    )
     max_teacher_tokens: int = field(
         default=2048, metadata={"help": "Cap on prompt + y + sep + y; y is truncated identically in both."}
     )
@@ -255,7 +310,7 @@ class DistillConfig:
     def __post_init__(self):
         if self.steps < 1 or self.questions_per_step < 1 or self.micro_batch_size < 1:
             raise ValueError("distill.steps, questions_per_step and micro_batch_size must be >= 1.")
-        self.kl_settings  # checks kl, forward_weight and top_k
+        self.kl_settings  # checks kl, forward_weight, beta, top_k, top_k_from and tail
         if self.teacher_sync == "hard" and self.sync_every < 1:
             raise ValueError("distill.teacher_sync = hard needs distill.sync_every >= 1 (steps between syncs).")
         if self.teacher_sync != "hard" and self.sync_every:
@@ -266,7 +321,8 @@ class DistillConfig:
     @property
     def kl_settings(self) -> KlSettings:
         """The KL of this section as one record (distill and SDFT train with it, explain shows it)."""
-        return KlSettings(kind=self.kl, forward_weight=self.forward_weight, top_k=self.top_k)
+        return KlSettings(kind=self.kl, forward_weight=self.forward_weight, top_k=self.top_k, beta=self.beta,
+                          top_k_from=self.top_k_from, tail=self.tail)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from .config import KlSettings, PromptConfig, SamplingConfig
 from .stages.distill import distill_item
 from .kd import student_batch, teacher_batch
 from .scoring import logits_at
-from .loss import distill_token_kl, log_softmax, teacher_targets, token_logprobs
+from .loss import distill_targets, distill_token_kl, log_softmax, student_support, token_logprobs
 from .modeling import padding_id
 from .prompts import Separators, prompt_ids as make_prompt_ids, text_answer_ids
 from .rollout import sample_rollouts
@@ -135,9 +135,10 @@ def token_report(
     finally:
         model.train(was_training)
     t_logits = mx.stop_gradient(t_logits)
-    kl = distill_token_kl(s_logits, teacher_targets(t_logits, kl_settings.top_k), kl_settings)[0]
     scored = item.student_ids[item.student_span[0]:item.student_span[1]]
     ids = mx.array([scored])
+    targets = distill_targets(t_logits, ids, kl_settings, student_support(s_logits, kl_settings))
+    kl = distill_token_kl(s_logits, targets, kl_settings)[0]
     s_lp, t_lp = token_logprobs(s_logits, ids)[0], token_logprobs(t_logits, ids)[0]
     mx.eval(kl, s_lp, t_lp)
     s_list, t_list = s_lp.tolist(), t_lp.tolist()
@@ -154,6 +155,22 @@ def token_report(
         student_top=top_alternatives(s_logits, tokenizer),
         teacher_top=top_alternatives(t_logits, tokenizer),
     )
+
+
+def kind_label(kl: KlSettings) -> str:
+    """The loss's kind in words, with its weight: 'mixed, forward weight 0.5', 'jsd, beta 0.5', 'reverse'."""
+    if kl.kind == "mixed":
+        return f"mixed, forward weight {kl.forward_weight:g}"
+    return f"jsd, beta {kl.beta:g}" if kl.kind == "jsd" else kl.kind
+
+
+def support_label(kl: KlSettings) -> str:
+    """The loss's support in words: 'full vocabulary', 'teacher top-64', 'student top-20 + tail', 'sampled token'."""
+    if kl.estimator:
+        return "sampled token"
+    if kl.top_k == 0:
+        return "full vocabulary"
+    return f"{kl.top_k_from} top-{kl.top_k}" + (" + tail" if kl.tail else "")
 
 
 def top_tokens(report: TokenReport, n: int = 10) -> list[tuple[int, str, float, float]]:
@@ -415,8 +432,8 @@ def render_html(report: TokenReport, top_n: int = 10) -> str:
     alt_heads = f"<th>Generator's top {ALTERNATIVES}</th><th>Reviser's top {ALTERNATIVES}</th>" if shown else ""
     total = sum(report.kl)
     kl = report.kl_settings
-    support = "full vocabulary" if kl.top_k == 0 else f"teacher top-{kl.top_k}"
-    kind = f"mixed, forward weight {kl.forward_weight:g}" if kl.kind == "mixed" else kl.kind
+    support = support_label(kl)
+    kind = kind_label(kl)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>SD-Zero self-localisation</title>
 <style>

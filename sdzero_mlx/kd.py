@@ -2,10 +2,13 @@
 
 Given student sequences (prompt + y) and teacher sequences (teacher_prompt + y_read + sep + y) that
 score the same tokens y, one optimizer step is:
-  1. teacher targets: the teacher's top-k (renormalised) or full distribution at every token of y,
-     computed with the teacher's values of the trained parameters and kept as constants;
-  2. the student's KL to them (reverse / forward / mixed), summed over tokens and divided by the
-     step's token count, accumulated over micro-batches, one update.
+  1. teacher targets: the teacher's distribution at every token of y on the loss's support (the
+     teacher's or the student's top-k, renormalised or with a tail bucket; the full vocabulary; the
+     sampled token for k1 / k3), computed with the teacher's values of the trained parameters and
+     kept as constants;
+  2. the student's loss to them (reverse / forward / mixed KL, generalized JSD, or a sampled-token
+     estimator), summed over tokens and divided by the step's token count, accumulated over
+     micro-batches, one update.
 The stages differ only in what the teacher reads before y.
 
 Departure from the paper, off by default: `*.optim.kl_to_initial` adds the k3 penalty to the initial
@@ -23,7 +26,9 @@ import mlx.nn as nn
 
 from .config import KlSettings, OptimConfig
 from .platform.distributed import all_sum_values
-from .loss import DistillMicroBatch, TeacherTargets, distill_loss, initial_logprobs, teacher_targets
+from .loss import (
+    DistillMicroBatch, TeacherTargets, distill_loss, distill_targets, initial_logprobs, student_support,
+)
 from .prompts import teacher_sequence
 from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
 from .teacher import lora_values
@@ -65,21 +70,43 @@ def teacher_batch(items: Sequence[DistillItem], pad_id: int) -> ScoredBatch:
     return scored_batch([it.teacher.ids for it in items], [it.teacher.second for it in items], pad_id)
 
 
-def compute_teacher_targets(
-    model: nn.Module, teacher: dict[str, mx.array], items: Sequence[DistillItem], pad_id: int, top_k: int,
-    max_elements: int = LOGITS_CHUNK_ELEMENTS,
-) -> TeacherTargets:
-    """The Reviser's distributions on the second copy of y, as constants.
+def student_support_ids(
+    model: nn.Module, batch: ScoredBatch, kl_settings: KlSettings, max_elements: int = LOGITS_CHUNK_ELEMENTS,
+) -> Optional[mx.array]:
+    """The student's top-k ids at its scored positions (B, L, k), when the support is the student's
+    (distill.top_k_from: student), else None: one more forward of the student, without gradient, with
+    the values the update starts from, so the ids are those the loss's own pass would choose."""
+    if kl_settings.estimator or kl_settings.top_k_from != "student":
+        return None
+    parts = []
+    for _, _, logits in logit_chunks(model, batch, max_elements):
+        ids = student_support(mx.stop_gradient(logits), kl_settings)
+        if ids is None:  # top_k >= the vocabulary: the full vocabulary, as the teacher's side will find
+            return None
+        mx.eval(ids)
+        parts.append(ids)
+    return mx.concatenate(parts, axis=1)
 
-    Computed and evaluated a block of positions at a time (scoring.logit_chunks): only the top-k of
-    each block is kept, so the teacher never holds (B, L, V) logits, nor (B, T, V) for its longer
-    sequence prompt + y + sep + y. Top-k is per position, so the blocks change no value.
+
+def compute_teacher_targets(
+    model: nn.Module, teacher: dict[str, mx.array], items: Sequence[DistillItem], pad_id: int, kl_settings: KlSettings,
+    max_elements: int = LOGITS_CHUNK_ELEMENTS, student_ids: Optional[mx.array] = None,
+) -> TeacherTargets:
+    """The Reviser's distributions on the second copy of y, on the support `kl_settings` reads, as constants.
+
+    Computed and evaluated a block of positions at a time (scoring.logit_chunks): only the support of
+    each block is kept (top-k, with its tail; the sampled token for k1 / k3; all of it for top_k 0),
+    so the teacher never holds (B, L, V) logits, nor (B, T, V) for its longer sequence prompt + y +
+    sep + y. The support is per position, so the blocks change no value. `student_ids`: the student's
+    top-k (student_support_ids) when the support is the student's.
     """
     parts = []
+    batch = teacher_batch(items, pad_id)
     with lora_values(model, teacher):
-        for _, _, logits in logit_chunks(model, teacher_batch(items, pad_id), max_elements):
-            part = teacher_targets(logits, top_k)
-            mx.eval(part.logp, *(() if part.indices is None else (part.indices,)))
+        for start, end, logits in logit_chunks(model, batch, max_elements):
+            ids = None if student_ids is None else student_ids[:, start:end]
+            part = distill_targets(logits, batch.targets[:, start:end], kl_settings, ids)
+            mx.eval(*part.arrays())
             parts.append(part)
     return TeacherTargets.concat(parts)
 
@@ -103,9 +130,12 @@ def distill_step(
             "tokens and nothing would be trained. Raise distill.max_teacher_tokens (sdft uses it too)."
         )
     groups = chunks(items, micro_batch_size)
-    # the frozen Reviser scores the second copy of y, once per micro-batch, before any update
-    targets = [compute_teacher_targets(model, teacher, g, pad_id, kl_settings.top_k) for g in groups]
     students = [student_batch(g, pad_id) for g in groups]
+    # the student's own top-k when it chooses the support; then the frozen Reviser scores the second
+    # copy of y, once per micro-batch, before any update
+    targets = [compute_teacher_targets(model, teacher, g, pad_id, kl_settings,
+                                       student_ids=student_support_ids(model, b, kl_settings))
+               for g, b in zip(groups, students)]  # the ids live on in the targets only
     penalty = optim.kl_to_initial if initial is not None else 0.0
     refs = [initial_logprobs(model, initial, b) if penalty > 0 else None for b in students]
     batches = [DistillMicroBatch(b, t, r) for b, t, r in zip(students, targets, refs)]

@@ -1,19 +1,22 @@
 """Every loss and every log-prob gather (as mlx-lm's tuner/losses.py): the pure array functions
-(log-probabilities, the teacher's top-k, KL in three directions, the PPO surrogate, the k3 penalty)
-and the model losses built on them, a block of scored positions at a time (scoring.logit_chunks):
-weighted_nll (SRT, RFT, SFT), distill_loss (distill, SDFT). The KL-to-initial penalty has one path:
-initial_logprobs (the reference pass, a constant) and kl_to_initial_penalty (the k3 term).
+(log-probabilities, the distill loss's support and targets, KL in three directions, TRL's generalized
+JSD, the sampled-token estimators k1 and k3, the PPO surrogate) and the model losses built on them, a
+block of scored positions at a time (scoring.logit_chunks): weighted_nll (SRT, RFT, SFT), distill_loss
+(distill, SDFT). The KL-to-initial penalty has one path: initial_logprobs (the reference pass, a
+constant) and kl_to_initial_penalty (the k3 term, loss.k3_kl, which distill.kl = k3 reuses).
 
-Conventions: `student_logp` and `teacher_logp` are log-probabilities over the same support
-(the full vocabulary, or the teacher's top-k renormalised), shape (..., K), computed in float32.
-The teacher is always a constant: callers pass `mx.stop_gradient` of it, and `distill_token_kl`
-does so itself, because MLX differentiates every argument it is given.
+Conventions: `student_logp` and `teacher_logp` are log-probabilities over the same support, shape
+(..., K), computed in float32: the full vocabulary; top-k ids renormalised over them; top-k ids with
+the rest of the mass as one last category (`tail`); or the sampled token alone (k1, k3: K = 1,
+not renormalised). The teacher is always a constant: callers pass `mx.stop_gradient` of it, and
+`token_divergence` does so itself, because MLX differentiates every argument it is given.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
-from typing import Optional, Sequence
+from typing import Literal, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -46,65 +49,159 @@ def mixed_kl(student_logp: mx.array, teacher_logp: mx.array, forward_weight: flo
     )
 
 
+def generalized_jsd(student_logp: mx.array, teacher_logp: mx.array, beta: float) -> mx.array:
+    """TRL's generalized Jensen-Shannon divergence (GKD, eq. 1) per position:
+    beta KL(t || m) + (1 - beta) KL(s || m), m = beta p_t + (1 - beta) p_s.
+
+    beta = 0 is forward KL(t || s) and beta = 1 reverse KL(s || t), taken exactly as TRL does: the
+    mixture form itself tends to 0 at both ends (m becomes the other distribution).
+    Example: s = (0.5, 0.5), t = (0.9, 0.1), beta 0.5: m = (0.7, 0.3), 0.5 x 0.1163 + 0.5 x 0.0872 = 0.1017.
+    """
+    if beta == 0.0:
+        return forward_kl(student_logp, teacher_logp)
+    if beta == 1.0:
+        return reverse_kl(student_logp, teacher_logp)
+    log_m = mx.logaddexp(teacher_logp + math.log(beta), student_logp + math.log1p(-beta))
+    kl_teacher = (mx.exp(teacher_logp) * (teacher_logp - log_m)).sum(axis=-1)
+    kl_student = (mx.exp(student_logp) * (student_logp - log_m)).sum(axis=-1)
+    return beta * kl_teacher + (1.0 - beta) * kl_student
+
+
+def with_tail(logp: mx.array) -> mx.array:
+    """Top-k log-probabilities (full-vocabulary ones, (..., k)) with the rest of the mass appended as one
+    category: log(1 - sum exp(logp)), (..., k + 1). As SDPO's reference loss: the captured mass is clamped
+    to exp(-1e-7) < 1 in log space so that the tail's log stays finite (log 1e-7 = -16.1 at the clamp,
+    where it passes no gradient). Example: (log 0.6, log 0.3) -> (log 0.6, log 0.3, log 0.1)."""
+    captured = mx.minimum(mx.logsumexp(logp, axis=-1, keepdims=True), -1e-7)
+    return mx.concatenate([logp, mx.log(-mx.expm1(captured))], axis=-1)
+
+
+# What becomes of the probability mass outside a support's ids:
+#   renormalise: log-probabilities renormalised over the ids (the reference code's top-k);
+#   tail:        the full-vocabulary log-probabilities of the ids, the rest as one more category (SDPO);
+#   drop:        the full-vocabulary log-probabilities of the ids, nothing else (k1 / k3: the sampled token).
+Rest = Literal["renormalise", "tail", "drop"]
+
+
+def logp_on_support(logits: mx.array, indices: mx.array, rest: Rest) -> mx.array:
+    """Log-probabilities of a support of ids (B, L, k) from full logits (B, L, V): (B, L, k), or k + 1 with a tail.
+    The one gather of a support, for the teacher and the student alike."""
+    picked = mx.take_along_axis(logits.astype(mx.float32), indices, axis=-1)
+    if rest == "renormalise":
+        return log_softmax(picked)
+    full = picked - mx.logsumexp(logits.astype(mx.float32), axis=-1, keepdims=True)
+    return with_tail(full) if rest == "tail" else full
+
+
+def top_k_ids(logits: mx.array, top_k: int) -> mx.array:
+    """The ids of the k largest logits at each position, (B, L, V) -> (B, L, k) int32, in no set order."""
+    # A slice is a view that keeps its parent alive: without the copy, the (B, L, V) int32 output of
+    # argpartition would stay in memory as long as the ids do (a whole optimizer step).
+    return mx.contiguous(mx.argpartition(-mx.stop_gradient(logits), kth=top_k - 1, axis=-1)[..., :top_k])
+
+
 @dataclass(frozen=True)
 class TeacherTargets:
     """What the teacher contributes for a batch of scored positions.
 
-    indices: (B, L, k) token ids of the teacher's top-k, or None for the full vocabulary.
-    logp:    (B, L, k or V) teacher log-probabilities, renormalised over the support, constant.
+    indices: (B, L, k) token ids of the support (the teacher's or the student's top-k; the sampled tokens
+             for k1 / k3, k = 1), or None for the full vocabulary.
+    logp:    (B, L, K) teacher log-probabilities on the support (K = k, or k + 1 with a tail; V for the
+             full vocabulary), treated as constants.
+    rest:    what became of the mass outside `indices` (Rest); the student's side is taken the same way.
     """
 
     indices: mx.array | None
     logp: mx.array
+    rest: Rest = "renormalise"
 
     def positions(self, start: int, end: int) -> "TeacherTargets":
         """The targets of scored positions start .. end - 1."""
         indices = None if self.indices is None else self.indices[:, start:end]
-        return TeacherTargets(indices=indices, logp=self.logp[:, start:end])
+        return TeacherTargets(indices=indices, logp=self.logp[:, start:end], rest=self.rest)
 
     @staticmethod
     def concat(parts: "list[TeacherTargets]") -> "TeacherTargets":
         """Blocks of consecutive positions joined back along the position axis."""
         indices = None if parts[0].indices is None else mx.concatenate([p.indices for p in parts], axis=1)
-        return TeacherTargets(indices=indices, logp=mx.concatenate([p.logp for p in parts], axis=1))
+        return TeacherTargets(indices=indices, logp=mx.concatenate([p.logp for p in parts], axis=1), rest=parts[0].rest)
+
+    def arrays(self) -> tuple[mx.array, ...]:
+        """The arrays to evaluate (mx.eval) before the teacher's logits can be freed."""
+        return (self.logp,) if self.indices is None else (self.logp, self.indices)
 
 
-def teacher_targets(teacher_logits: mx.array, top_k: int) -> TeacherTargets:
-    """Top-k support of the teacher (renormalised), or the full vocabulary when top_k == 0."""
+def teacher_targets(
+    teacher_logits: mx.array, top_k: int, indices: Optional[mx.array] = None, rest: Rest = "renormalise",
+) -> TeacherTargets:
+    """The teacher's distribution on a support, a constant: its own top-k ids (renormalised, or with a
+    tail), given ids (the student's top-k; the sampled tokens with rest = drop), or the full vocabulary
+    when top_k == 0 (or >= the vocabulary) and no ids are given."""
     teacher_logits = mx.stop_gradient(teacher_logits.astype(mx.float32))
-    vocab = teacher_logits.shape[-1]
-    if top_k == 0 or top_k >= vocab:
-        return TeacherTargets(indices=None, logp=log_softmax(teacher_logits))
-    # A slice is a view that keeps its parent alive: without the copy, the (B, L, V) int32 output of
-    # argpartition would stay in memory as long as the targets do (a whole optimizer step).
-    indices = mx.contiguous(mx.argpartition(-teacher_logits, kth=top_k - 1, axis=-1)[..., :top_k])
-    top = mx.take_along_axis(teacher_logits, indices, axis=-1)
-    return TeacherTargets(indices=indices, logp=log_softmax(top))
+    if indices is None:
+        if top_k == 0 or top_k >= teacher_logits.shape[-1]:
+            return TeacherTargets(indices=None, logp=log_softmax(teacher_logits))
+        indices = top_k_ids(teacher_logits, top_k)
+    return TeacherTargets(indices=indices, logp=logp_on_support(teacher_logits, indices, rest), rest=rest)
+
+
+def reads_student_ids(kl_settings: KlSettings, vocab: int) -> bool:
+    """Whether the loss's support is the student's top-k (distill.top_k_from: student, a top-k below the vocabulary)."""
+    return not kl_settings.estimator and kl_settings.top_k_from == "student" and 0 < kl_settings.top_k < vocab
+
+
+def student_support(student_logits: mx.array, kl_settings: KlSettings) -> Optional[mx.array]:
+    """The student's top-k ids when the support is the student's (reads_student_ids), else None."""
+    if not reads_student_ids(kl_settings, student_logits.shape[-1]):
+        return None
+    return top_k_ids(student_logits, kl_settings.top_k)
+
+
+def distill_targets(
+    teacher_logits: mx.array, tokens: mx.array, kl_settings: KlSettings, student_ids: Optional[mx.array] = None,
+) -> TeacherTargets:
+    """The teacher's targets that the loss `kl_settings` reads at scored positions, a constant.
+
+    teacher_logits (B, L, V); tokens (B, L): the scored token ids (the sampled y); student_ids: the
+    student's top-k (student_support) when the support is the student's.
+    """
+    if kl_settings.estimator:
+        return teacher_targets(teacher_logits, 1, indices=tokens[..., None], rest="drop")
+    if student_ids is None and reads_student_ids(kl_settings, teacher_logits.shape[-1]):
+        raise ValueError("distill.top_k_from is student but no student ids were given: pass student_support(...).")
+    rest = "tail" if kl_settings.tail else "renormalise"
+    return teacher_targets(teacher_logits, kl_settings.top_k, indices=student_ids, rest=rest)
 
 
 def student_logp_on(student_logits: mx.array, targets: TeacherTargets) -> mx.array:
-    """Student log-probabilities on the teacher's support, renormalised over it."""
+    """Student log-probabilities on the teacher targets' support, taken as the teacher's were."""
     if targets.indices is None:
         return log_softmax(student_logits)
-    return log_softmax(mx.take_along_axis(student_logits.astype(mx.float32), targets.indices, axis=-1))
+    return logp_on_support(student_logits, targets.indices, targets.rest)
 
 
 def distill_token_kl(student_logits: mx.array, targets: TeacherTargets, kl_settings: KlSettings) -> mx.array:
-    """Per-position KL between student and (constant) teacher, shape (B, L); `targets` on kl_settings.top_k."""
-    return kl_on_support(student_logp_on(student_logits, targets), targets.logp, kl_settings.kind,
-                         kl_settings.forward_weight)
+    """Per-position loss between student and (constant) teacher, shape (B, L); `targets` from distill_targets."""
+    return token_divergence(student_logp_on(student_logits, targets), targets.logp, kl_settings)
 
 
-def kl_on_support(s: mx.array, teacher_logp: mx.array, kind: str, forward_weight: float) -> mx.array:
-    """Per-position KL from log-probabilities on a shared support (..., K); the teacher is made constant."""
+def token_divergence(s: mx.array, teacher_logp: mx.array, kl_settings: KlSettings) -> mx.array:
+    """Per-position loss from log-probabilities on a shared support (..., K) -> (...); the teacher is made constant."""
     t = mx.stop_gradient(teacher_logp)
+    kind = kl_settings.kind
     if kind == "reverse":
         return reverse_kl(s, t)
     if kind == "forward":
         return forward_kl(s, t)
     if kind == "mixed":
-        return mixed_kl(s, t, forward_weight)
-    raise ValueError(f"Unknown KL kind {kind!r}: use reverse, forward or mixed.")
+        return mixed_kl(s, t, kl_settings.forward_weight)
+    if kind == "jsd":
+        return generalized_jsd(s, t, kl_settings.beta)
+    if kind == "k1":
+        return score_function(k1_kl(s[..., 0], t[..., 0]), s[..., 0])
+    if kind == "k3":
+        return k3_kl(s[..., 0], t[..., 0])
+    raise ValueError(f"Unknown KL kind {kind!r}: use reverse, forward, mixed, jsd, k1 or k3.")
 
 
 def gather_logprobs(logp: mx.array, token_ids: mx.array) -> mx.array:
@@ -160,6 +257,21 @@ def group_advantages(rewards: mx.array, scale_by_std: bool = True, eps: float = 
         return centred
     std = mx.sqrt((centred**2).mean(axis=-1, keepdims=True))
     return centred / (std + eps)
+
+
+def k1_kl(logp: mx.array, ref_logp: mx.array) -> mx.array:
+    """Per-token k1: log pi - log pi_ref, pi_ref a constant. On tokens drawn from pi its mean estimates
+    KL(pi || pi_ref) without bias (one term may be negative). As a loss its own gradient, grad log pi,
+    has expectation 0: distill trains it through score_function. Example: log 0.5 - log 0.25 = 0.693."""
+    return logp - mx.stop_gradient(ref_logp)
+
+
+def score_function(value: mx.array, logp: mx.array) -> mx.array:
+    """`value` as it is, with the gradient value x grad log p (REINFORCE): the policy-gradient form of a
+    per-token estimate on tokens sampled from p. For k1: E[(log p - log q) grad log p] = grad KL(p || q),
+    the reverse KL's gradient per position (verl's use_policy_gradient; SDPO's sampled-token loss)."""
+    v = mx.stop_gradient(value)
+    return v + v * (logp - mx.stop_gradient(logp))
 
 
 def k3_kl(logp: mx.array, ref_logp: mx.array) -> mx.array:
@@ -291,22 +403,29 @@ def distill_loss(
     """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor).
 
     The student's logits come a block of positions at a time (scoring.logit_chunks) and each block's
-    KL is summed into the loss, without recomputation: a block's logits are needed only until its
-    KL exists (the backward of the gather and the head needs indices and weights, not logits).
-    The entropy monitor is the student's on the loss's support (the teacher's top-k, renormalised;
-    the full vocabulary when top_k = 0): a full-vocabulary one kept every block alive to the end.
+    KL is summed into the loss, without recomputation. On a renormalised top-k a block's logits are
+    needed only until its KL exists (the backward of the gather and the head needs indices and weights,
+    not logits); the full vocabulary keeps V-sized arrays per token for the backward (2 to 6 by the
+    divergence), and a tail or k1 / k3 the logits their log-normaliser's gradient needs
+    (doctor.cost.loss_footprint counts them).
+    The entropy monitor is the student's on the loss's support (the top-k, renormalised or with its
+    tail; the full vocabulary when top_k = 0; for k1 / k3 the sampled token's -log p, whose mean
+    estimates the full entropy): a full-vocabulary one kept every block alive to the end.
     With `kl_to_initial` > 0 and `mb.ref_logp` set, each token adds kl_to_initial x k3(pi, pi_initial)
     on the sampled token (loss.k3_kl; a full-vocabulary log-softmax per block, only then).
     """
     loss = entropy = mx.array(0.0)
     for start, end, logits in logit_chunks(model, mb.student, max_elements):
         mask, part = mb.student.mask[:, start:end], mb.targets.positions(start, end)
-        s = student_logp_on(logits, part)  # (B, block, k)
-        loss = loss + masked_sum(kl_on_support(s, part.logp, kl_settings.kind, kl_settings.forward_weight), mask)
+        s = student_logp_on(logits, part)  # (B, block, K)
+        loss = loss + masked_sum(token_divergence(s, part.logp, kl_settings), mask)
         if kl_to_initial > 0 and mb.ref_logp is not None:
             y = token_logprobs(logits, mb.student.targets[:, start:end])
             loss = loss + kl_to_initial * kl_to_initial_penalty(y, mb.ref_logp[:, start:end], mask)
-        entropy = entropy + monitor_entropy(s, mask)[0]
+        if part.rest == "drop":  # the sampled token's surprisal: its mean over samples estimates the entropy
+            entropy = entropy + masked_sum(mx.stop_gradient(-s[..., 0]), mask)
+        else:
+            entropy = entropy + monitor_entropy(s, mask)[0]
     return loss / step_tokens, (entropy, mb.student.mask.sum())
 
 

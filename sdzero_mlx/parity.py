@@ -157,7 +157,7 @@ def backend_run(model_dir: str | Path, device: str, dtype: str, greedy_tokens: i
 
         with lora_values(model, teacher):
             out["teacher.logits"] = f64(logits_at(model, teacher_batch(distill, 0)))
-        targets = compute_teacher_targets(model, teacher, distill, 0, KL.top_k)
+        targets = compute_teacher_targets(model, teacher, distill, 0, KL)
         order = mx.argsort(targets.indices, axis=-1)  # indices sorted, so that backends compare entry by entry
         out["teacher.topk_idx"] = np.array(mx.take_along_axis(targets.indices, order, axis=-1))
         out["teacher.topk_logp"] = f64(mx.take_along_axis(targets.logp, order, axis=-1))
@@ -188,7 +188,7 @@ def backend_run(model_dir: str | Path, device: str, dtype: str, greedy_tokens: i
 
         # one full optimizer step (2 micro-batches of 2, clip 1.0, AdamW with weight decay): updated LoRA values
         groups = chunks(distill, 2)
-        batches = [DistillMicroBatch(student_batch(g, 0), compute_teacher_targets(model, teacher, g, 0, KL.top_k)) for g in groups]
+        batches = [DistillMicroBatch(student_batch(g, 0), compute_teacher_targets(model, teacher, g, 0, KL)) for g in groups]
         from functools import partial
 
         optimizer = make_optimizer(OptimConfig(learning_rate=1e-2, weight_decay=0.1), 1)

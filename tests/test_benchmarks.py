@@ -122,3 +122,14 @@ def test_bench_verifier_peer_on_math_verify_sdist():
     agree, total = map(int, re.search(r"agreement (\d+) / (\d+)", text).groups())
     assert total == 274 and agree >= 223  # docs/performance.md: 223 of 274 at 6a27dd1
     assert "[unjudged]" not in text  # every disagreement has its rule in JUDGED
+
+
+def test_bench_topk_truncation_on_the_demo_model():
+    text = run_bench("benchmarks/bench_topk_truncation.py", "--model", "demo", "--answers", "2", "--max-tokens", "16",
+                     "--repeats", "1", "--footprint-vocab", "2048")
+    assert "demo: vocabulary 221, 2 answers" in text, text
+    # reverse on the teacher's and the student's ids, forward on the teacher's, 4 top-k: 12 rows; k = 256 >= 221 has no tail
+    rows = re.findall(r"^\| (reverse|forward) \| (teacher|student) \| (\d+) \| (.*)$", text, re.M)
+    assert len(rows) == 12 and all(r[3].endswith("- | - |") == (r[2] == "256") for r in rows), text
+    assert re.search(r"^\| reverse, teacher top-64 \(default\) \| \d+\.\d+ \| 1\.00 \| ", text, re.M), text
+    assert len(re.findall(r"^\| (k1|k3|\w+, [\w -]+\+? ?\w*) \| -?\d+\.\d \| \d \|$", text, re.M)) == 7, text

@@ -57,7 +57,7 @@ def test_teacher_targets_in_blocks_equal_the_unchunked_ones(tiny_model_dir, top_
         legacy = teacher_targets(logits_at(model, teacher_batch(items, 0)), top_k)
     want_i, want_p = sorted_targets(legacy)
     for max_elements in (ONE, WHOLE):
-        got_i, got_p = sorted_targets(compute_teacher_targets(model, teacher, items, 0, top_k, max_elements))
+        got_i, got_p = sorted_targets(compute_teacher_targets(model, teacher, items, 0, KlSettings("reverse", 0.5, top_k), max_elements))
         if top_k:
             assert np.array_equal(got_i, want_i)
         np.testing.assert_allclose(got_p, want_p, rtol=1e-5, atol=1e-6)
@@ -68,7 +68,7 @@ def test_student_loss_and_gradient_in_blocks_equal_the_unchunked_ones(tiny_model
     model, _ = fresh_student(tiny_model_dir)
     items = items_for_test()
     teacher = {k: v * 0.5 for k, v in trainable(model).items()}
-    targets = compute_teacher_targets(model, teacher, items, 0, top_k)
+    targets = compute_teacher_targets(model, teacher, items, 0, KlSettings(kind, 0.5, top_k))
     mb = DistillMicroBatch(student_batch(items, 0), targets)
     results = []
     for max_elements in (ONE, WHOLE):
@@ -106,7 +106,7 @@ def test_a_152k_vocabulary_never_holds_whole_logits():
     mx.synchronize()
     start = mx.get_active_memory()
     mx.reset_peak_memory()
-    targets = compute_teacher_targets(model, trainable(model), items, 0, 64)
+    targets = compute_teacher_targets(model, trainable(model), items, 0, KlSettings("reverse", 0.5, 64))
     teacher_peak = mx.get_peak_memory() - start
     mb = DistillMicroBatch(student_batch(items, 0), targets)
     mx.reset_peak_memory()

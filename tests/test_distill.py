@@ -76,7 +76,7 @@ def test_kl_is_zero_when_teacher_context_equals_student_context(tiny_model_dir):
     same = DistillItem(prompt + y, (3, 7), TeacherSequence(prompt + y, (3, 3), (3, 7)), 1.0)
     teacher = trainable(model)  # teacher values = student values
     for top_k in (0, 8):
-        mb = DistillMicroBatch(student_batch([same], 0), compute_teacher_targets(model, teacher, [same], 0, top_k))
+        mb = DistillMicroBatch(student_batch([same], 0), compute_teacher_targets(model, teacher, [same], 0, KlSettings("reverse", 0.5, top_k)))
         loss, _ = distill_loss(model, mb, KlSettings("reverse", 0.5, top_k), step_tokens=4)
         assert loss.item() == pytest.approx(0.0, abs=1e-6)
 

@@ -283,7 +283,8 @@ def test_explaining_a_mixed_recipe_uses_its_forward_weight(tiny_model_dir, tiny_
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     reports = [json.loads(line) for line in (out / "reports.jsonl").read_text().splitlines()]
-    assert len(reports) == 2 and reports[0]["kl_settings"] == {"kind": "mixed", "forward_weight": 0.9, "top_k": 16}
+    assert len(reports) == 2 and reports[0]["kl_settings"] == {"kind": "mixed", "forward_weight": 0.9, "top_k": 16, "beta": 0.5,
+                                                         "top_k_from": "teacher", "tail": False}
 
     student, tok = mlx_lm.load(str(tiny_model_dir))
     teacher, _ = mlx_lm.load(str(teacher_dir))
@@ -298,3 +299,14 @@ def test_explaining_a_mixed_recipe_uses_its_forward_weight(tiny_model_dir, tiny_
         at_05, _ = by_hand(student, teacher, prompt, y, eos, sep, KlSettings("mixed", 0.5, 16))
         np.testing.assert_allclose(r["kl"], at_09, rtol=1e-4, atol=1e-6)
         assert np.abs(at_09 - at_05).max() > 1e-3  # the weight shows in the numbers
+
+
+def test_a_sampled_token_report_is_the_log_prob_gap(student_and_teacher):
+    # k1 on the sampled token is log p_s(y_t) - log p_t(y_t): exactly the report's delta, token by token
+    model, tok, base_lora = student_and_teacher
+    pc = PromptConfig()
+    y = tuple(tok.encode("3 plus 4 is 8. \\boxed{8}", add_special_tokens=False))
+    report = token_report(model, tok, base_lora, prompt_ids(tok, "What is 3 + 4?", pc), y + (tok.eos_token_id,), 0.0,
+                          separators(tok, pc), KlSettings("k1", 0.5, 64))
+    assert max(abs(d) for d in report.delta) > 1e-3
+    np.testing.assert_allclose(report.kl, report.delta, rtol=1e-5, atol=1e-6)

@@ -54,7 +54,7 @@ def test_distill_penalty_equals_k3_on_the_sampled_tokens(tiny_model_dir):
     items = items_for_test()
     batch = student_batch(items, 0)
     ref = initial_logprobs(model, initial, batch)
-    mb = DistillMicroBatch(batch, compute_teacher_targets(model, initial, items, 0, 16), ref)
+    mb = DistillMicroBatch(batch, compute_teacher_targets(model, initial, items, 0, KlSettings("reverse", 0.5, 16)), ref)
     plain, _ = distill_loss(model, mb, KlSettings("reverse", 0.5, 16), step_tokens=10)
     penalised, _ = distill_loss(model, mb, KlSettings("reverse", 0.5, 16), step_tokens=10, kl_to_initial=2.0)
     logp = np.array(log_softmax(logits_at(model, batch)))

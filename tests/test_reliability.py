@@ -98,7 +98,7 @@ def test_distillation_lowers_the_kl_on_a_fixed_batch(tiny_model_dir, kind):
     items = items_for_test()
     n = sum(it.student_span[1] - it.student_span[0] for it in items)
     groups = [items[:2], items[2:]]  # teacher targets fixed once
-    batches = [DistillMicroBatch(student_batch(g, 0), compute_teacher_targets(model, teacher, g, 0, config.top_k)) for g in groups]
+    batches = [DistillMicroBatch(student_batch(g, 0), compute_teacher_targets(model, teacher, g, 0, config.kl_settings)) for g in groups]
     loss = partial(distill_loss, kl_settings=config.kl_settings, step_tokens=n)
 
     def kl() -> float:

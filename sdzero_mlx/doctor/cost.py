@@ -16,6 +16,11 @@ sampled token give the sampling stages' time. With run.workers > 1 the stages ru
 CPU (a core each); on a GPU (Metal or CUDA) the workers share the one GPU, so they are counted one after
 another, and each still loads its own model. Memory is compared with the limit of the device in use
 (platform/device.memory_limit: Metal's recommended working set on a Mac's GPU, else 80% of the RAM).
+Phase 2's loss option (distill.kl, top_k, top_k_from, tail) is in the measured distill step; what
+that step cannot show is the loss's memory at answers longer than the doctor's own, and it grows
+with the option: distill's peak adds loss_footprint's bytes per token from the measured answer
+length up to sampling.max_tokens (the teacher targets for every token of a step, the student's
+backward arrays for every token of a micro-batch).
 Not counted: pictures, the demo's self-localisation, SRT's fused-model save. The real distill step
 runs on the SRT model, whose answers may be longer than the base's.
 """
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..compare import chain_stages, trained_specs
-from ..config import Recipe, variant_recipe
+from ..config import KlSettings, Recipe, variant_recipe
 from ..metrics import read_metrics
 from ..platform.device import MemoryLimit
 from ..stages import stage_spec
@@ -106,6 +111,7 @@ class RunRates:
     distinct_share: float  # share of verified answers that are not duplicates
     sampling_peak_gb: float
     load_seconds: float
+    vocab_size: int = 0  # the model's output vocabulary; 0 = unknown (no loss footprint added)
 
 
 @dataclass(frozen=True)
@@ -146,8 +152,9 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
                                  steps["srt"].peak_memory_gb))
     if "distill" in chain:
         ds = recipe.distill.steps
+        distill_peak = steps["distill"].peak_memory_gb + loss_growth_gb(recipe, rates)
         out.append(StageEstimate("distill", f"{ds} steps", rates.load_seconds + ds * steps["distill"].seconds
-                                 + probes(recipe, ds) * probe_s, max(steps["distill"].peak_memory_gb, rates.sampling_peak_gb if probes(recipe, ds) else 0)))
+                                 + probes(recipe, ds) * probe_s, max(distill_peak, rates.sampling_peak_gb if probes(recipe, ds) else 0)))
     budget = recipe.compare.budget_generations or collect_gens + recipe.distill.steps * recipe.distill.questions_per_step
     for m in methods:  # each baseline and each variant, at its stage's measured step
         spec = trained.get(m)
@@ -168,6 +175,63 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
     for m in methods:
         out.append(StageEstimate(f"eval {m}", f"{gens} generations", rates.load_seconds + tokens * spt, rates.sampling_peak_gb))
     return out
+
+
+@dataclass(frozen=True)
+class LossFootprint:
+    """Bytes per scored token that phase 2's loss option needs beyond the model's own activations.
+
+    held:    the teacher targets (float32 log-probabilities, int32 ids), kept from the teacher pass to the
+             update for every token of the step: 4 V for the full vocabulary, 8 k for a top-k (+4 with the
+             tail), 8 for k1 / k3 (the sampled token's log p and id).
+    student: what the student's loss keeps for its backward pass, for every token of one micro-batch:
+             V-sized float32 arrays, 4 V bytes each (STUDENT_ARRAYS); a renormalised top-k keeps only
+             k-sized ones (counted as 0).
+    """
+
+    held: int
+    student: int
+
+
+# V-sized arrays the student's loss keeps per token for its backward pass (MLX 0.32): over the full
+# vocabulary log p_s, p_s and log p_s - log p_t for reverse KL, two for forward, both KLs' for mixed, the
+# mixture's and both KLs' for jsd; with a tail or for k1 / k3 at most the logits that the log-normaliser's
+# gradient needs. benchmarks/bench_topk_truncation.py measures them at a 32768-token vocabulary (its
+# footprint table): 2.9, 1.9, 3.9, 5.7, and 0.4-0.6 for the tail, k1 and k3.
+STUDENT_ARRAYS = {"reverse": 3, "forward": 2, "mixed": 4, "jsd": 6}
+NORMALISER_ARRAYS = 1
+
+
+def loss_footprint(kl: KlSettings, vocab: int) -> LossFootprint:
+    """What distill's loss option holds per scored token at a `vocab`-token vocabulary (LossFootprint).
+
+    Example, V = 1000: reverse top-64 (8 x 64, 0); top-64 with tail (516, 4000); k1 (8, 4000);
+    full vocabulary reverse (4000, 12000); jsd (4000, 24000).
+    """
+    if kl.estimator:
+        return LossFootprint(held=8, student=4 * vocab * NORMALISER_ARRAYS)
+    if kl.top_k == 0 or kl.top_k >= vocab:
+        return LossFootprint(held=4 * vocab, student=4 * vocab * STUDENT_ARRAYS[kl.kind])
+    if kl.tail:
+        return LossFootprint(held=8 * kl.top_k + 4, student=4 * vocab * NORMALISER_ARRAYS)
+    return LossFootprint(held=8 * kl.top_k, student=0)
+
+
+def loss_memory_gb(recipe: Recipe, vocab: int, answer_tokens: float) -> float:
+    """The loss's memory (GB) in a distill step whose answers are `answer_tokens` long: the targets of
+    the step's questions, the student's arrays of one micro-batch."""
+    d = recipe.distill
+    f = loss_footprint(d.kl_settings, vocab)
+    micro = min(d.micro_batch_size, d.questions_per_step)
+    return (f.held * d.questions_per_step + f.student * micro) * answer_tokens / 1e9
+
+
+def loss_growth_gb(recipe: Recipe, rates: RunRates) -> float:
+    """How much more the loss holds at answers of sampling.max_tokens than at the doctor's measured length."""
+    if not rates.vocab_size:
+        return 0.0
+    longer = max(recipe.sampling.max_tokens - rates.answer_tokens, 0.0)
+    return loss_memory_gb(recipe, rates.vocab_size, longer)
 
 
 def run_seconds(recipe: Recipe, stages: Sequence[StageEstimate], device: str = "cpu") -> float:
@@ -223,11 +287,13 @@ def srt_step_count(recipe: Recipe, kept: float) -> int:
 MEMORY_FIELDS = {
     "collect": "sampling.batch_size, sampling.max_tokens",
     "srt": "srt.micro_batch_size, srt.max_tokens, lora.grad_checkpoint: true",
-    "distill": "distill.micro_batch_size, sampling.max_tokens, distill.max_teacher_tokens, lora.grad_checkpoint: true",
+    "distill": "distill.micro_batch_size, sampling.max_tokens, distill.max_teacher_tokens, lora.grad_checkpoint: true, "
+               "and the loss: a top-k without tail holds the least (distill.top_k > 0, distill.tail: false), the full "
+               "vocabulary (distill.top_k: 0) the most, jsd most of all",
     "rft": "rft.micro_batch_size, sampling.max_tokens",
     "grpo": "grpo.micro_batch_size, sampling.max_tokens",
     "sft": "sft.micro_batch_size",
-    "sdft": "distill.micro_batch_size, distill.max_teacher_tokens",
+    "sdft": "distill.micro_batch_size, distill.max_teacher_tokens, and distill's loss (as for distill)",
     "eval": "sampling.batch_size, eval.max_tokens",
 }
 

@@ -193,6 +193,7 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
         flags.append(Flag("SFT without solutions", "compare.methods has sft but no training row has a solution: "
                           "compare stops there. Set data.fields.solution or drop sft from compare.methods."))
     template = Template(bool(getattr(tokenizer, "chat_template", None)), template_args(tokenizer, recipe.prompts), turn, system)
+    vocab = int(model(mx.array([[0]])).shape[-1])  # the logits' width: what the loss's targets span
     del model
     mx.clear_cache()
     teacher_signal = None
@@ -221,6 +222,7 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
         distinct_share=stats.distinct_right,
         sampling_peak_gb=samples.peak_memory_gb,
         load_seconds=load_seconds,
+        vocab_size=vocab,
     )
     estimate = tuple(estimate_run(recipe, rates, steps, n_solutions))
     machine, limit, device = ram_gb(), memory_limit(), device_name()
