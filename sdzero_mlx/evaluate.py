@@ -39,9 +39,10 @@ from .verifier import VerifierConfig, verify_batch
 Progress = Optional[Callable[[int], None]]  # called with the number of generations just finished
 
 # Which samples an evaluation draws for given settings and seed; a cached evaluation (pipeline.evaluate_cached)
-# is reused only under the same. 2: revise starts from the first of the k samples (ddc5190) and a batch's
-# prompts are prefilled together (9f7dc13); 1 (no field): before.
-EVAL_PROTOCOL = 2
+# is reused only under the same. 3: sampled in waves with the greedy answer as one more row per problem
+# (waves.py); 2: revise starts from the first of the k samples (ddc5190) and a batch's prompts are prefilled
+# together (9f7dc13); 1 (no field): before.
+EVAL_PROTOCOL = 3
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -119,16 +120,17 @@ def _evaluate_examples(
     _check_examples(examples)
     k = config.k
     ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
-    # sample j of problem i is entry i * k + j: all samples go through one batched generator,
-    # and the k samples of a problem share one prefill of its prompt
-    sampled = generate_completions(
-        model, tokenizer, ids, sampling_config(config, batch_size), seed, on_progress, copies=k
-    )
+    # sample j of problem i is entry i * k + j: all samples go through one batched generator, and the k samples
+    # of a problem (and its greedy answer, one more row) share one prefill of its prompt
+    drawn = generate_completions(model, tokenizer, ids, sampling_config(config, batch_size), seed, on_progress,
+                                 copies=k, greedy_copy=config.greedy)
+    per = k + config.greedy
+    sampled = [c for i, c in enumerate(drawn) if i % per < k]
     texts = [tokenizer.decode(list(c.ids)) for c in sampled]
     golds = [ex.answer for ex in examples for _ in range(k)]
     greedy = greedy_texts = greedy_rewards = None
     if config.greedy:
-        greedy = generate_completions(model, tokenizer, ids, sampling_config(config, batch_size, 0.0), seed, on_progress)
+        greedy = drawn[k::per]
         greedy_texts = [tokenizer.decode(list(c.ids)) for c in greedy]
         texts_all, golds_all = texts + greedy_texts, golds + [ex.answer for ex in examples]
     else:

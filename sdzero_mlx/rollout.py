@@ -1,4 +1,5 @@
-"""Sampling from the current model with mlx-lm's BatchGenerator: exact ids, text, finish reason.
+"""Sampling from the current model: exact ids, text, finish reason; in waves (waves.py), or through mlx-lm's
+BatchGenerator for models whose caches waves do not batch.
 
 EOS handling, decided once for the whole project: generation stops at any of the tokenizer's
 end-of-turn ids; the stop token is not part of `completion_ids` (so y can be followed by sep(r)
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 import mlx.core as mx
@@ -26,7 +27,7 @@ from .platform.device import sampling_stream
 from .platform.distributed import rank_seed
 from .prompts import prompt_ids
 from .types import Example, Rollout
-from .waves import decode_waves, plain_kv_cache
+from .waves import PREFILL_TOKENS, decode, plain_kv_cache
 
 
 class Generator(BatchGenerator):
@@ -97,9 +98,11 @@ def generate_completions(
     on_finish: Optional[Callable[[int], None]] = None,
     copies: int = 1,
     fuse: Optional[bool] = None,
+    greedy_copy: bool = False,
 ) -> list[Completion]:
     """Sample `copies` completions per prompt (batched, seeded), prompt-major order:
     completion j of prompt i is at i * copies + j. With copies > 1 each prompt is prefilled once.
+    `greedy_copy`: a greedy completion after each prompt's samples (i * (copies + 1) + copies), sharing its prefill.
     `fuse`: sample through LoRA-fused weights (fused_lora; False: through the LoRA layers); None: sampling.fuse_lora."""
     if not prompts:
         return []
@@ -109,21 +112,13 @@ def generate_completions(
         # fused before seeding: nn.Linear's constructor draws its (discarded) initial weight
         with fused_lora(model) if (sampling.fuse_lora if fuse is None else fuse) else nullcontext():
             mx.random.seed(rank_seed(seed))  # each process its own stream (1 process: the seed)
-            return _sample(model, tokenizer, prompts, sampling, copies, on_finish)
+            return _sample(model, tokenizer, prompts, sampling, copies, on_finish, greedy_copy)
     finally:
         model.train(was_training)
 
 
-# Prompt tokens BatchGenerator prefills at once: up to batch_size prompts, fewer when they are long (the
-# attention scores of a prefill grow with prompts x length^2). mlx-lm's default, 8 prompts whatever their
-# length, let a batch of 64 short prompts join the decoding 8 per step: the first decoded alone while the
-# rest were added, every later one carried their left padding, and a batch of k samples (one-token
-# prompts after the shared prefill) did so again each time the batch turned over. Prefilling them together
-# made demo sampling 1.6-1.8x faster (docs/performance.md). The batches differ, so a fixed seed draws
-# other samples than sdzero did at 6546a97 and before; the demo model's greedy answers are unchanged.
-PREFILL_TOKENS = 8192
-
-
+# BatchGenerator prefills up to batch_size prompts at once, fewer when they are long (waves.PREFILL_TOKENS): its
+# default, 8 prompts whatever their length, let a batch of 64 short prompts join the decoding 8 per step.
 def prefill_batch_size(prompts: Sequence[Sequence[int]], batch_size: int) -> int:
     """How many prompts to prefill together: all of a batch, or as many of the longest as fit PREFILL_TOKENS.
 
@@ -132,15 +127,25 @@ def prefill_batch_size(prompts: Sequence[Sequence[int]], batch_size: int) -> int
     return max(1, min(batch_size, PREFILL_TOKENS // max(longest, 1)))
 
 
-def _sample(model, tokenizer, prompts, sampling, copies, on_finish) -> list[Completion]:
+def _sample(model, tokenizer, prompts, sampling, copies, on_finish, greedy_copy=False) -> list[Completion]:
     """generate_completions' loop, on the model as it is: in waves (waves.py) where every layer keeps a plain
     KV cache, else through mlx-lm's BatchGenerator."""
+    if not plain_kv_cache(model):
+        out = sample_with_generator(model, tokenizer, prompts, sampling, copies, on_finish)
+        if not greedy_copy:
+            return out
+        greedy = sample_with_generator(model, tokenizer, prompts, replace(sampling, temperature=0.0), 1, on_finish)
+        return [c for i, g in enumerate(greedy) for c in (*out[i * copies:(i + 1) * copies], g)]
+    with mx.stream(sampling_stream()):
+        ended = decode(model, prompts, copies, sampling.batch_size, sampling.max_tokens, sorted(tokenizer.eos_token_ids),
+                       sampling.temperature, sampling.top_p, on_finish, greedy_copy)
+    return [Completion(e.ids, e.finish_reason, e.stop_id) for e in ended]
+
+
+def sample_with_generator(model, tokenizer, prompts, sampling, copies, on_finish=None) -> list[Completion]:
+    """generate_completions' loop through mlx-lm's BatchGenerator: for caches waves do not batch (rotating,
+    recurrent), and as the baseline of benchmarks/bench_waves.py."""
     stop_ids = sorted(tokenizer.eos_token_ids)
-    if plain_kv_cache(model):
-        with mx.stream(sampling_stream()):
-            ended = decode_waves(model, prompts, copies, sampling.batch_size, sampling.max_tokens, sampling.temperature,
-                                 sampling.top_p, stop_ids, on_finish)
-        return [Completion(e.ids, e.finish_reason, e.stop_id) for e in ended]
     generator = Generator(
         model,
         max_tokens=sampling.max_tokens,

@@ -69,42 +69,46 @@ def test_a_run_on_the_gpu_says_so_in_its_metrics(tiny_recipe, tmp_path):
     assert json.loads(line)["device"] == f"gpu ({GPU.backend})"
 
 
-class RecordingGenerator(rollout.Generator):
-    """rollout's generator, remembering each instance so a test can read the stream it sampled on."""
-
-    made: list = []
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        RecordingGenerator.made.append(self)
-
-
 @pytest.fixture
 def mlx_lm_stream_elsewhere(monkeypatch):
     """mlx-lm's module-level generation_stream, made on the default device when mlx_lm.generate was
     imported: on a Mac that is Metal, before `run.device` is read. Linux has only the CPU, so a
-    separate CPU stream stands for it; sampling must not use it."""
+    separate CPU stream stands for it; sampling must not use it. Returns the stale stream and the
+    streams each sampling call (waves.decode) ran on."""
     stale = mx.new_stream(mx.cpu)
     monkeypatch.setattr(mlx_lm_generate, "generation_stream", stale)
-    monkeypatch.setattr(rollout, "Generator", RecordingGenerator)
-    RecordingGenerator.made = []
-    return stale
+    seen, decode = [], rollout.decode
+
+    def recording_decode(*args, **kwargs):
+        seen.append(mx.default_stream(mx.default_device()))  # the stream every operation of the call goes to
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(rollout, "decode", recording_decode)
+    return stale, seen
+
+
+def chosen_stream() -> mx.Stream:
+    """The stream sampling_stream() (thread-local) stands for in this thread."""
+    with mx.stream(device_mod.sampling_stream()):
+        return mx.default_stream(mx.default_device())
 
 
 def test_sampling_runs_on_the_device_run_device_names(tiny_model_dir, mlx_lm_stream_elsewhere):
+    stale, seen = mlx_lm_stream_elsewhere
     model, tok = mlx_lm.load(str(tiny_model_dir))
     use_device("cpu")
     [c] = rollout.generate_completions(model, tok, [tok.encode("What is 3 + 4?")], SamplingConfig(max_tokens=4), seed=0)
-    [gen] = RecordingGenerator.made
-    assert gen.stream is not mlx_lm_stream_elsewhere
-    assert gen.stream is device_mod.sampling_stream() and gen.stream.device == mx.cpu
+    [stream] = seen
+    assert stream != stale and stream != mx.default_stream(mx.cpu)  # not mlx-lm's, nor the process default
+    assert stream == chosen_stream() and stream.device == mx.cpu
     assert len(c.ids) == 4 or c.finish_reason == "stop"
 
 
 def test_parity_cpu_run_decodes_on_the_cpu(tiny_model_dir, mlx_lm_stream_elsewhere):
     from sdzero_mlx.parity import backend_run
 
+    stale, seen = mlx_lm_stream_elsewhere
     out = backend_run(tiny_model_dir, "cpu", "float32", greedy_tokens=2)
-    [gen] = RecordingGenerator.made
-    assert gen.stream is not mlx_lm_stream_elsewhere and gen.stream.device == mx.cpu
+    [stream] = seen
+    assert stream != stale and stream == chosen_stream() and stream.device == mx.cpu
     assert 1 <= len(out["greedy.tokens"]) <= 3  # 2 tokens, plus the stop id when it stopped

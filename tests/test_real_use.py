@@ -430,10 +430,11 @@ def test_an_interrupt_inside_the_generator_setup_prints_no_finaliser_traceback(t
     import importlib
 
     from sdzero_mlx.config import SamplingConfig
-    from sdzero_mlx.rollout import generate_completions
+    from sdzero_mlx.rollout import sample_with_generator
 
     model, tok = load_model(ModelConfig(path=str(tiny_model_dir)))
 
+    # the generator path (models whose caches waves do not batch); waves build no generator
     def interrupted():  # Ctrl-C landing in BatchGenerator.__init__, before it sets _old_wired_limit
         raise KeyboardInterrupt
 
@@ -442,6 +443,6 @@ def test_an_interrupt_inside_the_generator_setup_prints_no_finaliser_traceback(t
     unraisable = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     with pytest.raises(KeyboardInterrupt):
-        generate_completions(model, tok, [[1, 2, 3]], SamplingConfig(max_tokens=4), seed=0)
+        sample_with_generator(model, tok, [[1, 2, 3]], SamplingConfig(max_tokens=4), copies=1)
     gc.collect()
     assert unraisable == []
