@@ -122,3 +122,22 @@ def test_bench_verifier_peer_on_math_verify_sdist():
     agree, total = map(int, re.search(r"agreement (\d+) / (\d+)", text).groups())
     assert total == 274 and agree >= 223  # docs/performance.md: 223 of 274 at 6a27dd1
     assert "[unjudged]" not in text  # every disagreement has its rule in JUDGED
+
+
+def test_bench_peer_quick_on_the_tiny_model(tmp_path):
+    # both tools' GRPO on the tiny model, 32-token answers; needs the peer's own venv (never installed here)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_peer
+
+    try:
+        bench_peer.check_peer(bench_peer.PEER_VENV / "bin" / "python")
+    except FileNotFoundError as err:
+        pytest.skip(f"mlx-lm-lora's environment is absent: {err}")
+    pytest.importorskip("reasoning_gym", reason="the benchmark's chain-sum problems come from reasoning-gym")
+    text = run_bench("benchmarks/bench_peer.py", "--model", "tiny", "--quick", "--keep", str(tmp_path))
+    assert "every sampled prompt of both is one of the 64" in text, text
+    # stop tokens off: 2 questions x 4 answers x 32 tokens generated and trained per step, by both tools
+    for tool in ("peer", "sdzero"):
+        assert re.search(rf"^{tool} +\|.*\|\s+256\s+256 \|", text, re.M), text
+    assert re.search(r"sdzero / peer: step \d+\.\d\dx wall", text), text
+    assert re.search(r"targets: time per generated token <= the peer's: (met|NOT met); peak memory", text), text
