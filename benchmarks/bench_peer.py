@@ -9,7 +9,7 @@ stage both tools have). It is never a dependency of sdzero: `--setup` makes its 
 running environment, and `--peer-python` names another. Each tool runs in its own process, one after
 the other, under the same environment: OpenBLAS preloaded with one thread as `sdzero` runs it.
 
-What is held equal (the issue's setting; recipes/smollm2-135m-chain-sum.yaml's data and prompt):
+What is held equal (recipes/smollm2-135m-chain-sum.yaml's data and prompt, a small GRPO step):
 - the model (SmolLM2-135M-Instruct float32 from tests/smollm.py, or the tiny demo model), and the same
   64 chain-sum problems; the prompt token ids are checked to be identical: the peer always puts a
   system message in its chat template, so both get SmolLM2's own default one (sdzero's recipe sends
@@ -37,7 +37,8 @@ a step runs from the start of its sampling to the end of its update; "sample" is
 alone (the rest of the step, rewards included, is "train"). Wall and CPU seconds (the process's CPU
 time, all threads: a shared machine stretches it far less than wall time). Peak memory: each tool's
 own report (sdzero: MLX's peak within the step; the peer: MLX's peak since it started), and the
-kernel's high-water resident size of the process from outside (ru_maxrss from wait4, = VmHWM). The
+kernel's high-water resident size from outside (ru_maxrss from wait4: the process's VmHWM, or a reaped
+child's if larger; its children are the verifier's small workers, in both). The
 first step (compilation, warm-up) is shown apart; medians are over the rest.
 """
 
