@@ -74,6 +74,8 @@ bench: setup
 	$(if $(FAST_BLAS),$(BENCH)/bench_blas.py,$(NO_OPENBLAS))
 	$(BENCH)/bench_verifier.py
 	$(BENCH)/bench_verifier_peer.py
+	$(BENCH)/bench_peer.py --setup
+	$(BENCH)/bench_peer.py --quick
 	$(if $(FAST_BLAS),$(BENCH)/bench_distill_step.py)
 	$(BENCH)/bench_kd_memory.py
 	$(if $(FAST_BLAS),$(BENCH)/bench_threads.py --skip-smollm)
@@ -86,6 +88,7 @@ bench: setup
 bench-full: bench
 	$(if $(FAST_BLAS),$(BENCH)/bench_threads.py)
 	$(BENCH)/bench_real.py --lengths 64,256,1024 --batches 1,4 --quantized
+	$(BENCH)/bench_peer.py
 	$(BENCH)/bench_roofline.py
 	$(BENCH)/bench_group_prefill.py
 	$(BENCH)/bench_eval_batch.py

@@ -133,3 +133,46 @@ def test_bench_topk_truncation_on_the_demo_model():
     assert len(rows) == 12 and all(r[3].endswith("- | - |") == (r[2] == "256") for r in rows), text
     assert re.search(r"^\| reverse, teacher top-64 \(default\) \| \d+\.\d+ \| 1\.00 \| ", text, re.M), text
     assert len(re.findall(r"^\| (k1|k3|\w+, [\w -]+\+? ?\w*) \| -?\d+\.\d \| \d \|$", text, re.M)) == 7, text
+
+
+def test_bench_peer_stops_off_runs_every_answer_to_max_tokens():
+    # bench_peer's equal work: the demo model answers its own problems in ~57 tokens and stops; with the
+    # stop tokens off it runs to max_tokens (the chain-sum prompts of the smoke test below never stop it)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_peer
+
+    from sdzero_mlx.config import ModelConfig, PromptConfig, SamplingConfig
+    from sdzero_mlx.demo.app import DEFAULT_TASK, base_model_dir
+    from sdzero_mlx.demo.source import examples
+    from sdzero_mlx.modeling import load_model
+    from sdzero_mlx.prompts import prompt_ids
+    from sdzero_mlx.rollout import generate_completions
+
+    model, tokenizer = load_model(ModelConfig(path=str(base_model_dir())))
+    prompts = [prompt_ids(tokenizer, ex.problem, PromptConfig(template="{problem}")) for ex in examples(DEFAULT_TASK, 0, 4)]
+    sampling, stops = SamplingConfig(temperature=0.7, max_tokens=120, batch_size=8), set(tokenizer.eos_token_ids)
+    natural = generate_completions(model, tokenizer, prompts, sampling, 0)
+    assert all(c.finish_reason == "stop" and len(c.ids) < 120 for c in natural)  # 57 tokens each, measured
+    with bench_peer.stops_off(tokenizer, True):
+        forced = generate_completions(model, tokenizer, prompts, sampling, 0)
+    assert [(len(c.ids), c.finish_reason, c.stop_id) for c in forced] == [(120, "length", None)] * 4
+    assert tokenizer.eos_token_ids == stops  # given back
+
+
+def test_bench_peer_quick_on_the_tiny_model(tmp_path):
+    # both tools' GRPO on the tiny model, 32-token answers; needs the peer's own venv (never installed here)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_peer
+
+    try:
+        bench_peer.check_peer(bench_peer.PEER_VENV / "bin" / "python")
+    except FileNotFoundError as err:
+        pytest.skip(f"mlx-lm-lora's environment is absent: {err}")
+    pytest.importorskip("reasoning_gym", reason="the benchmark's chain-sum problems come from reasoning-gym")
+    text = run_bench("benchmarks/bench_peer.py", "--model", "tiny", "--quick", "--keep", str(tmp_path))
+    assert "every sampled prompt of both is one of the 64" in text, text
+    # stop tokens off: 2 questions x 4 answers x 32 tokens generated and trained per step, by both tools
+    for tool in ("peer", "sdzero"):
+        assert re.search(rf"^{tool} +\|.*\|\s+256\s+256 \|", text, re.M), text
+    assert re.search(r"sdzero / peer: step \d+\.\d\dx wall", text), text
+    assert re.search(r"targets: time per generated token <= the peer's: (met|NOT met); peak memory", text), text
