@@ -281,3 +281,101 @@ def test_the_advantage_term_is_the_policy_gradient_by_hand(tiny_model_dir):
     step = lambda w: distill_step(fresh_student(tiny_model_dir)[0], optim.SGD(learning_rate=1.0), teacher, items, kl,  # noqa: E731
                                   8, 0, OptimConfig(grad_clip=0.0), advantage_weight=w)
     assert step(1.0).grad_norm != pytest.approx(step(0.0).grad_norm, rel=1e-3)
+
+
+# -- the doctor's measure under each context -------------------------------------------------------------------
+
+WRONG = "3 + 4 = 7\n7 * 2 = 15\n15 - 1 = 14\n\\boxed{14}"
+RIGHT = "3 + 4 = 7\n7 * 2 = 14\n14 - 1 = 13\n\\boxed{13}"
+
+
+def _plain_logprob(model, ids, start, end) -> float:
+    """Sum of log p(ids[j] | ids[:j]) for j in [start, end), from one forward pass over the whole sequence."""
+    logits = model(mx.array([list(ids)])).astype(mx.float32)
+    logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    return sum(logp[0, j - 1, ids[j]].item() for j in range(start, end))
+
+
+def test_the_doctors_hindsight_under_each_context_against_a_forward_pass(tiny_model_dir, tiny_recipe):
+    import math
+
+    from sdzero_mlx.doctor.signal import answer_hindsight, context_hindsight, first_error_hindsight
+    from sdzero_mlx.hindsight import answer_position, step_position
+    from sdzero_mlx.modeling import padding_id
+    from sdzero_mlx.prompts import prompt_ids, separators
+
+    model, tok = load_model(ModelConfig(str(tiny_model_dir)))
+    recipe = load_recipe(tiny_recipe)
+    enc = lambda s: tuple(tok.encode(s, add_special_tokens=False))  # noqa: E731  (hand-written text)
+    seps, pad = separators(tok, recipe.prompts), padding_id(tok)
+
+    def graded(problem, text, reward, solution=None):
+        ex = Example(problem, problem, "13", solution)
+        return Graded(Rollout(ex, prompt_ids(tok, problem, recipe.prompts), enc(text), text, "stop", EOS), reward)
+
+    # two problems of k = 2 answers: the first has a right sibling and a solution, the second neither
+    one, two = "Compute (3 + 4) * 2 - 1.", "Compute (4 + 3) * 2 - 1."
+    answers = [graded(one, WRONG, 0.0, solution=RIGHT), graded(one, RIGHT, 1.0, solution=RIGHT),
+               graded(two, WRONG, 0.0), graded(two, WRONG, 0.0)]
+    cue = answer_hindsight(model, tok, answers, seps, pad)
+    measures = context_hindsight(model, tok, answers, 2, recipe, seps, pad, cue,
+                                 first_error_hindsight(model, tok, answers, seps, pad, ()))
+    assert {n: (m.wrong_answers, m.covered) for n, m in measures.items()} == {
+        "cue": (3, 3), "sibling": (3, 1), "gold": (3, 1), "self": (3, 0), "answer": (3, 3)}
+    assert measures["self"].at_answer.answers == 0 and measures["sibling"].coverage == pytest.approx(1 / 3)
+
+    # by hand, the sibling: the Generator reads prompt + y[:t], the Reviser prompt + y_right + sep(1) + y[:t]
+    p, y, y_right = answers[0].rollout.prompt_ids, enc(WRONG), enc(RIGHT)
+    at = answer_position(tok, y, "13")
+    student = p + y[:at.start] + at.gold
+    teacher = p + y_right + seps.right + y[:at.start] + at.gold
+    own = p + y_right + seps.right + y[:at.start] + at.own
+    g = len(at.gold)
+    sib = measures["sibling"].at_answer
+    assert sib.gold_student == pytest.approx(math.exp(_plain_logprob(model, student, len(student) - g, len(student))), rel=1e-4)
+    assert sib.gold_teacher == pytest.approx(math.exp(_plain_logprob(model, teacher, len(teacher) - g, len(teacher))), rel=1e-4)
+    assert sib.own_teacher == pytest.approx(math.exp(_plain_logprob(model, own, len(own) - len(at.own), len(own))), rel=1e-4)
+    # at the first wrong step ("15" of line 2, right value 14), the same context
+    step = step_position(tok, y).position
+    at_step = p + y_right + seps.right + y[:step.start] + step.gold
+    assert measures["sibling"].at_step.gold_teacher == pytest.approx(
+        math.exp(_plain_logprob(model, at_step, len(at_step) - len(step.gold), len(at_step))), rel=1e-4)
+    # gold reads the solution the same way; answer reads y and the cue stating 13 (mean over its three answers)
+    gold_seq = p + enc(RIGHT) + seps.right + y[:at.start] + at.gold
+    assert measures["gold"].at_answer.gold_teacher == pytest.approx(
+        math.exp(_plain_logprob(model, gold_seq, len(gold_seq) - g, len(gold_seq))), rel=1e-4)
+    stated = []
+    for a in (answers[0], answers[2], answers[3]):
+        q = a.rollout.prompt_ids
+        seq = q + y + enc("\n\n" + recipe.prompts.phrase_wrong + " The correct final answer is 13.\n\n") + y[:at.start] + at.gold
+        stated.append(math.exp(_plain_logprob(model, seq, len(seq) - g, len(seq))))
+    assert measures["answer"].at_answer.gold_teacher == pytest.approx(sum(stated) / 3, rel=1e-4)
+
+
+def _summary(gain, answers=10, own=0.5):
+    from sdzero_mlx.hindsight import HindsightSummary
+
+    return HindsightSummary(answers, 0, 0.1, 0.1 + gain, own, own, 0.0)
+
+
+def test_the_recommended_context_by_hand():
+    from sdzero_mlx.doctor.signal import ContextMeasure
+    from sdzero_mlx.doctor.verdict import recommend_context
+
+    def measures(**gains):
+        return {name: ContextMeasure(name, 20, covered, _summary(gain), _summary(step_gain), 10)
+                for name, (covered, gain, step_gain) in gains.items()}
+
+    # coverage x the larger gain: sibling 0.5 x 0.3 = 0.15 beats answer 1 x 0.1 and the cue's -0.1
+    choice = recommend_context(measures(cue=(20, -0.1, -0.2), sibling=(10, 0.3, 0.0), answer=(20, 0.1, 0.05)))
+    assert (choice.context, choice.place) == ("sibling", "the answer")
+    assert choice.scores == pytest.approx({"cue": -0.1, "sibling": 0.15, "answer": 0.1})
+    # a context that raises the right value where the working goes wrong counts there
+    choice = recommend_context(measures(cue=(20, -0.1, 0.0), sibling=(10, 0.3, 0.0), answer=(20, 0.1, 0.5)))
+    assert (choice.context, choice.place, choice.scores["answer"]) == ("answer", "the first wrong step", 0.5)
+    # nothing adds 0.02 per wrong answer: none is named; too few answers scored: not ranked
+    m = measures(cue=(20, -0.1, 0.0), sibling=(10, 0.03, 0.0))
+    m["gold"] = ContextMeasure("gold", 20, 3, _summary(0.9, answers=3), None, 0)
+    choice = recommend_context(m)
+    assert choice.context is None and choice.scores["gold"] is None and "gold" in choice.reason
+    assert choice.scores["sibling"] == pytest.approx(0.015)
