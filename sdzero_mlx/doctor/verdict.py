@@ -236,9 +236,11 @@ def context_score(m) -> tuple[Optional[float], str]:
 def recommend_context(measures: dict) -> ContextChoice:
     """Rank the contexts (doctor.signal.ContextMeasure each) by the probability they add to the right value per wrong
     answer, context_score: coverage x gain, so that a context with little to show (a sibling where few groups have a
-    verified answer) counts for the answers it reaches. The best is named when it adds >= CONTEXT_HELPS.
+    verified answer) counts for the answers it reaches. The best is named when it adds >= CONTEXT_HELPS; the paper's
+    cue, which needs no group and no solutions, is named instead when it adds >= CONTEXT_HELPS and comes within
+    CONTEXT_HELPS of the best (a smaller difference is within what 64 answers tell apart).
 
-    Example: sibling adds 0.3 on 50% of wrong answers (0.15), the cue -0.1 (-0.1): sibling.
+    Example: sibling adds 0.3 on 50% of wrong answers (0.15), the cue -0.1 (-0.1): sibling; gold 0.215, cue 0.214: cue.
     """
     scored = {name: context_score(m) for name, m in measures.items()}
     scores = {name: s for name, (s, _) in scored.items()}
@@ -248,6 +250,9 @@ def recommend_context(measures: dict) -> ContextChoice:
     tail = f"; not ranked, fewer than {MIN_ANSWERS} answers scored: {', '.join(unscored)}" if unscored else ""
     if ranked and ranked[0][0] >= CONTEXT_HELPS:
         best = ranked[0][1]
+        cue = scores.get("cue")
+        if cue is not None and cue >= CONTEXT_HELPS and cue >= ranked[0][0] - CONTEXT_HELPS:
+            best = "cue"
         place = scored[best][1]
         return ContextChoice(best, place, scores, (
             f"{best}: the Reviser reading it adds the most probability to the right value per wrong answer, at "
