@@ -375,7 +375,7 @@ def test_the_recommended_context_by_hand():
     assert (choice.context, choice.place, choice.scores["answer"]) == ("answer", "the first wrong step", 0.5)
     # the cue within 0.02 of the best (and helping itself) is named: it needs no group and no solution
     choice = recommend_context(measures(cue=(20, 0.14, 0.0), sibling=(10, 0.3, 0.0)))
-    assert (choice.context, choice.place) == ("cue", "the answer")
+    assert (choice.context, choice.place) == ("cue", "the answer") and "best (sibling)" in choice.reason
     assert recommend_context(measures(cue=(20, 0.01, 0.0), sibling=(20, 0.025, 0.0))).context == "sibling"
     # nothing adds 0.02 per wrong answer: none is named; too few answers scored: not ranked
     m = measures(cue=(20, -0.1, 0.0), sibling=(10, 0.03, 0.0))

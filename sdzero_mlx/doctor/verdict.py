@@ -251,12 +251,12 @@ def recommend_context(measures: dict) -> ContextChoice:
     if ranked and ranked[0][0] >= CONTEXT_HELPS:
         best = ranked[0][1]
         cue = scores.get("cue")
-        if cue is not None and cue >= CONTEXT_HELPS and cue >= ranked[0][0] - CONTEXT_HELPS:
-            best = "cue"
+        why = "the Reviser reading it adds the most probability to the right value per wrong answer"
+        if best != "cue" and cue is not None and cue >= CONTEXT_HELPS and cue >= ranked[0][0] - CONTEXT_HELPS:
+            best, why = "cue", (f"the paper's context comes within {CONTEXT_HELPS} of the best ({ranked[0][1]}) in the "
+                                "probability it adds to the right value per wrong answer, and needs no group or solution")
         place = scored[best][1]
-        return ContextChoice(best, place, scores, (
-            f"{best}: the Reviser reading it adds the most probability to the right value per wrong answer, at "
-            f"{place} (coverage x gain: {listed}{tail})."))
+        return ContextChoice(best, place, scores, f"{best}: {why}, at {place} (coverage x gain: {listed}{tail}).")
     return ContextChoice(None, "", scores, (
         f"no teacher context adds {CONTEXT_HELPS} to the right value's probability per wrong answer, at the answer or "
         f"at the first wrong step (coverage x gain: {listed}{tail}): expect none to teach the fix; GRPO's scalar "
