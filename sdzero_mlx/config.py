@@ -14,6 +14,9 @@ Every departure from the paper is a field here, with the paper's value in its he
 - `distill.top_k` 64 renormalised (reference code); 0 means the full vocabulary (paper).
   `distill.top_k_from` teacher, `distill.tail` false (reference code); `distill.kl` also offers jsd
   (`distill.beta`, TRL's) and the sampled-token estimators k1 / k3 (verl's): not in the paper.
+- `distill.teacher_context` "cue" (paper: y and sep(r)); sibling / gold / self / answer are other contexts
+  (contexts.py), `distill.group_size` 1 (paper: one answer per question), `distill.advantage_weight` 0
+  (paper: no policy-gradient term).
 - `distill.teacher_sync` "none" (paper's main results); "hard" / "ema" are the paper's
   "iterative self-evolution" (hard sync after ~400 steps in the paper).
 - `prompts.phrase_wrong` is the paper's phrase; the reference code uses per-family phrases.
@@ -269,8 +272,37 @@ class KlSettings:
 @dataclass(frozen=True)
 class DistillConfig:
     steps: int = 10
-    questions_per_step: int = field(default=8, metadata={"help": "Rollouts per optimizer step (1 per question)."})
+    questions_per_step: int = field(default=8, metadata={"help": "Questions per optimizer step, group_size answers each."})
     micro_batch_size: int = field(default=8, metadata={"help": "Sequences per forward/backward; accumulation."})
+    teacher_context: Literal["cue", "sibling", "gold", "self", "answer"] = field(
+        default="cue",
+        metadata={"help": "What the teacher reads before the student's answer y (contexts.py; docs/configuration.md#the-"
+                  "teachers-context): cue (paper): y and sep(r); sibling: another answer of the same question that "
+                  "verified (groups of group_size), then sep(1); gold: the row's solution, then sep(1) (SDFT's gold); "
+                  "self: y itself, then sep(1), when it verifies (SDFT's own); answer: y, then sep(r) stating the gold "
+                  "final answer (answer_phrase)."},
+    )
+    group_size: int = field(
+        default=1,
+        metadata={"help": "Answers sampled per question, each trained (paper: 1); generations per step = questions_per_step "
+                  "x group_size. teacher_context sibling and advantage_weight need >= 2 (GRPO's: 4)."},
+    )
+    no_sibling: Literal["cue", "skip"] = field(
+        default="cue",
+        metadata={"help": "teacher_context sibling, a group in which no answer verifies: cue (its answers are taught by the "
+                  "paper's context) or skip (left out of the step; their generations still count). Not in the paper."},
+    )
+    answer_phrase: str = field(
+        default="The correct final answer is {answer}.",
+        metadata={"help": "teacher_context answer: the sentence after P_r in the cue; {answer} is the row's gold answer. "
+                  "Not in the paper (its cue states only right or wrong)."},
+    )
+    advantage_weight: float = field(
+        default=0.0,
+        metadata={"help": "Adds GRPO's policy-gradient term on the same samples to the distillation: weight x "
+                  "-A x log p(y_t) on each token (A: the group-normalised reward, one update, temperature 1), over "
+                  "the step's tokens like the KL. Paper: 0 (distillation alone); needs group_size >= 2."},
+    )
     kl: Literal["reverse", "forward", "mixed", "jsd", "k1", "k3"] = field(
         default="reverse",
         metadata={"help": "reverse KL(s || t), forward KL(t || s), mixed (forward_weight), jsd (TRL's generalized JSD, "
@@ -308,9 +340,22 @@ class DistillConfig:
     optim: OptimConfig = field(default=OptimConfig(), metadata={"help": "This stage's optimizer (defaults: top-level optim)."})
 
     def __post_init__(self):
-        if self.steps < 1 or self.questions_per_step < 1 or self.micro_batch_size < 1:
-            raise ValueError("distill.steps, questions_per_step and micro_batch_size must be >= 1.")
+        if self.steps < 1 or self.questions_per_step < 1 or self.micro_batch_size < 1 or self.group_size < 1:
+            raise ValueError("distill.steps, questions_per_step, micro_batch_size and group_size must be >= 1.")
         self.kl_settings  # checks kl, forward_weight, beta, top_k, top_k_from and tail
+        if self.teacher_context == "sibling" and self.group_size < 2:
+            raise ValueError("distill.teacher_context: sibling reads another answer to the same question, and "
+                             f"distill.group_size is {self.group_size}: set distill.group_size >= 2 (GRPO's 4).")
+        if self.no_sibling != "cue" and self.teacher_context != "sibling":
+            raise ValueError(f"distill.no_sibling is read only with teacher_context: sibling (it is "
+                             f"{self.teacher_context}); remove it or set teacher_context: sibling.")
+        if "{answer}" not in self.answer_phrase:
+            raise ValueError(f"distill.answer_phrase must contain {{answer}} (the row's gold answer), got {self.answer_phrase!r}.")
+        if self.advantage_weight < 0:
+            raise ValueError(f"distill.advantage_weight must be >= 0, got {self.advantage_weight}.")
+        if self.advantage_weight > 0 and self.group_size < 2:
+            raise ValueError("distill.advantage_weight compares the answers of a group (GRPO's advantage), and "
+                             f"distill.group_size is {self.group_size}: set distill.group_size >= 2 (GRPO's 4).")
         if self.teacher_sync == "hard" and self.sync_every < 1:
             raise ValueError("distill.teacher_sync = hard needs distill.sync_every >= 1 (steps between syncs).")
         if self.teacher_sync != "hard" and self.sync_every:

@@ -11,6 +11,9 @@ and the same two numbers for the answer's own final-answer tokens y[t:u] (log p_
 The teacher here is the model itself (phase 2's teacher before any update); SD-Zero trains the
 student's distribution at t towards the teacher's, so p_t(g) > p_s(g) is the signal that can teach
 the fix, while a teacher that only lowers p(own) spreads mass without pointing anywhere.
+Under another teacher context (contexts.py, distill.teacher_context) the Reviser's line reads that
+context instead of y + sep(0): chat(x) + y_sibling + sep(1) + y[:t] + g for a sibling, and so on; the
+Generator's line is the same for every context.
 
 The gold answer is text (it was never sampled), so it is encoded (prompts.text_answer_ids) together
 with the part of token t that precedes the answer ("{" when the box brace and the digit share a token).
@@ -40,6 +43,7 @@ from typing import Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
+from .contexts import Context
 from .explain import LocalisationScore, TokenReport, token_pieces
 from .loss import token_logprobs
 from .prompts import teacher_sequence, text_answer_ids
@@ -114,16 +118,22 @@ def span_logprobs(model: nn.Module, sequences: Sequence[Sequence[int]], spans: S
     return out
 
 
+def cue_reading(prompt: Sequence[int], completion: Sequence[int], sep_wrong: Sequence[int]) -> Context:
+    """The paper's teacher context of a wrong answer: the answer itself, then sep(0)."""
+    return Context(tuple(prompt), tuple(completion), tuple(sep_wrong), hint=True)
+
+
 def hindsight_sequences(
-    prompt: Sequence[int], completion: Sequence[int], position: AnswerPosition, sep_wrong: Sequence[int],
+    prompt: Sequence[int], completion: Sequence[int], position: AnswerPosition, context: Context,
 ) -> list[tuple[tuple[int, ...], tuple[int, int]]]:
-    """(ids, scored span) of one answer's four sequences: student gold, teacher gold, student own, teacher own."""
+    """(ids, scored span) of one answer's four sequences: student gold, teacher gold, student own, teacher own.
+    The teacher reads `context` (contexts.py; the cue: prompt + y + sep(0)) before y[:start] + target."""
     prompt, y = tuple(prompt), tuple(completion)
     prefix = y[:position.start]
     out = []
     for target in (position.gold, position.own):
         student = prompt + prefix + target
-        teacher = teacher_sequence(prompt, y, tuple(sep_wrong), prefix + target)
+        teacher = teacher_sequence(context.prompt, context.read, context.sep, prefix + target)
         out.append((student, (len(student) - len(target), len(student))))
         out.append((teacher.ids, (teacher.second[1] - len(target), teacher.second[1])))
     return out
@@ -132,22 +142,26 @@ def hindsight_sequences(
 def measure_hindsight(
     model: nn.Module, tokenizer, answers: Sequence[tuple[Sequence[int], Sequence[int], str]], sep_wrong: Sequence[int],
     pad_id: int, batch_size: int = 8, last_number_fallback: bool = False,
+    contexts: Optional[Sequence[Context]] = None,
 ) -> tuple[list[AnswerHindsight], int]:
     """AnswerHindsight of each (prompt ids, completion ids, gold answer) with a final answer to find;
-    returns them and how many answers had none (the verifier finds no final answer)."""
-    found = [(prompt, completion, answer_position(tokenizer, completion, gold, last_number_fallback))
-             for prompt, completion, gold in answers]
-    kept = [(prompt, completion, pos) for prompt, completion, pos in found if pos is not None]
-    return score_positions(model, kept, sep_wrong, pad_id, batch_size), len(found) - len(kept)
+    returns them and how many answers had none (the verifier finds no final answer). The teacher reads
+    each answer's `contexts` entry (default: the cue, the answer itself and sep(0))."""
+    contexts = contexts or [cue_reading(p, c, sep_wrong) for p, c, _ in answers]
+    found = [(prompt, completion, answer_position(tokenizer, completion, gold, last_number_fallback), ctx)
+             for (prompt, completion, gold), ctx in zip(answers, contexts)]
+    kept = [(prompt, completion, pos, ctx) for prompt, completion, pos, ctx in found if pos is not None]
+    return score_positions(model, kept, pad_id, batch_size), len(found) - len(kept)
 
 
-def score_positions(model: nn.Module, answers: Sequence[tuple[Sequence[int], Sequence[int], AnswerPosition]],
-                    sep_wrong: Sequence[int], pad_id: int, batch_size: int = 8) -> list[AnswerHindsight]:
-    """AnswerHindsight of each (prompt ids, completion ids, position): both roles' log-probabilities of the
-    position's gold and own tokens, teacher-forced along the completion up to the position."""
+def score_positions(model: nn.Module,
+                    answers: Sequence[tuple[Sequence[int], Sequence[int], AnswerPosition, Context]],
+                    pad_id: int, batch_size: int = 8) -> list[AnswerHindsight]:
+    """AnswerHindsight of each (prompt ids, completion ids, position, the teacher's context): both roles'
+    log-probabilities of the position's gold and own tokens, teacher-forced along the completion up to it."""
     sequences, spans = [], []
-    for prompt, completion, position in answers:
-        for ids, span in hindsight_sequences(prompt, completion, position, sep_wrong):
+    for prompt, completion, position, context in answers:
+        for ids, span in hindsight_sequences(prompt, completion, position, context):
             sequences.append(ids)
             spans.append(span)
     was_training = model.training
@@ -242,14 +256,17 @@ class FirstErrorSummary:
 
 def measure_first_error(
     model: nn.Module, tokenizer, answers: Sequence[tuple[Sequence[int], Sequence[int]]], sep_wrong: Sequence[int],
-    pad_id: int, batch_size: int = 8,
+    pad_id: int, batch_size: int = 8, contexts: Optional[Sequence[Context]] = None,
 ) -> tuple[list[AnswerHindsight], int, int]:
     """(AnswerHindsight at the first wrong step of each (prompt ids, completion ids) that has one with a written
-    right value, steps found, steps found without a written right value)."""
-    positions = [(prompt, completion, step_position(tokenizer, completion)) for prompt, completion in answers]
-    found = [(p, c, s) for p, c, s in positions if s is not None]
-    scored = [(p, c, s.position) for p, c, s in found if s.position is not None]
-    return score_positions(model, scored, sep_wrong, pad_id, batch_size), len(found), len(found) - len(scored)
+    right value, steps found, steps found without a written right value); the teacher reads each answer's
+    `contexts` entry (default: the cue)."""
+    contexts = contexts or [cue_reading(p, c, sep_wrong) for p, c in answers]
+    positions = [(prompt, completion, step_position(tokenizer, completion), ctx)
+                 for (prompt, completion), ctx in zip(answers, contexts)]
+    found = [(p, c, s, ctx) for p, c, s, ctx in positions if s is not None]
+    scored = [(p, c, s.position, ctx) for p, c, s, ctx in found if s.position is not None]
+    return score_positions(model, scored, pad_id, batch_size), len(found), len(found) - len(scored)
 
 
 def step_spans(tokenizer, reports: Sequence[tuple[Sequence[int], TokenReport]]) -> list[tuple[TokenReport, tuple[int, int]]]:

@@ -114,11 +114,13 @@ def compute_teacher_targets(
 def distill_step(
     model: nn.Module, optimizer, teacher: dict[str, mx.array], items: Sequence[DistillItem], kl_settings: KlSettings,
     micro_batch_size: int, pad_id: int, optim: OptimConfig, initial: Optional[dict[str, mx.array]] = None,
+    advantage_weight: float = 0.0,
 ):
     """One optimizer step of phase 2 on built items: teacher targets first, then the student update.
 
     `kl_settings` and `micro_batch_size`: the distill section's (SDFT trains with them too).
     `initial`: the trained parameters' starting values, the reference of optim.kl_to_initial.
+    `advantage_weight`: distill.advantage_weight, GRPO's term on each item's `advantage` (loss.distill_loss).
     """
     # counted over all ranks before any work, so that every rank stops here, not one rank alone
     n_items, n_tokens = all_sum_values(len(items), sum(end - start for start, end in (it.student_span for it in items)))
@@ -138,9 +140,12 @@ def distill_step(
                for g, b in zip(groups, students)]  # the ids live on in the targets only
     penalty = optim.kl_to_initial if initial is not None else 0.0
     refs = [initial_logprobs(model, initial, b) if penalty > 0 else None for b in students]
-    batches = [DistillMicroBatch(b, t, r) for b, t, r in zip(students, targets, refs)]
+    advantages = [mx.array([it.advantage for it in g], dtype=mx.float32) if advantage_weight > 0 else None
+                  for g in groups]
+    batches = [DistillMicroBatch(b, t, r, a) for b, t, r, a in zip(students, targets, refs, advantages)]
     step_tokens = max(int(round(n_tokens)), 1)  # the whole step's on all ranks (update.py), as distributed.step_tokens
-    loss = partial(distill_loss, kl_settings=kl_settings, step_tokens=step_tokens, kl_to_initial=penalty)
+    loss = partial(distill_loss, kl_settings=kl_settings, step_tokens=step_tokens, kl_to_initial=penalty,
+                   advantage_weight=advantage_weight)
     return optimizer_step(model, optimizer, loss, batches, optim.grad_clip)
 
 

@@ -394,11 +394,12 @@ class DistillMicroBatch:
     student: ScoredBatch
     targets: TeacherTargets
     ref_logp: Optional[mx.array] = None  # (B, L): the initial model's log p(y_t), for optim.kl_to_initial
+    advantages: Optional[mx.array] = None  # (B,): GRPO's advantage of each answer, for distill.advantage_weight
 
 
 def distill_loss(
     model: nn.Module, mb: DistillMicroBatch, kl_settings: KlSettings, step_tokens: int,
-    max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0,
+    max_elements: int = LOGITS_CHUNK_ELEMENTS, kl_to_initial: float = 0.0, advantage_weight: float = 0.0,
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
     """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor).
 
@@ -413,15 +414,23 @@ def distill_loss(
     estimates the full entropy): a full-vocabulary one kept every block alive to the end.
     With `kl_to_initial` > 0 and `mb.ref_logp` set, each token adds kl_to_initial x k3(pi, pi_initial)
     on the sampled token (loss.k3_kl; a full-vocabulary log-softmax per block, only then).
+    With `advantage_weight` > 0 and `mb.advantages` set, each token adds GRPO's term on the same sample at one
+    update (ratio 1, where clipping never acts): advantage_weight x score_function(-A, log p(y_t)), worth -A with
+    the gradient -A grad log p(y_t), at temperature 1 as the KL.
     """
     loss = entropy = mx.array(0.0)
     for start, end, logits in logit_chunks(model, mb.student, max_elements):
         mask, part = mb.student.mask[:, start:end], mb.targets.positions(start, end)
         s = student_logp_on(logits, part)  # (B, block, K)
         loss = loss + masked_sum(token_divergence(s, part.logp, kl_settings), mask)
-        if kl_to_initial > 0 and mb.ref_logp is not None:
-            y = token_logprobs(logits, mb.student.targets[:, start:end])
+        penalty = kl_to_initial > 0 and mb.ref_logp is not None
+        policy = advantage_weight > 0 and mb.advantages is not None
+        y = token_logprobs(logits, mb.student.targets[:, start:end]) if penalty or policy else None
+        if penalty:
             loss = loss + kl_to_initial * kl_to_initial_penalty(y, mb.ref_logp[:, start:end], mask)
+        if policy:
+            per_token = score_function(-mx.broadcast_to(mb.advantages[:, None], y.shape), y)
+            loss = loss + advantage_weight * masked_sum(per_token, mask)
         if part.rest == "drop":  # the sampled token's surprisal: its mean over samples estimates the entropy
             entropy = entropy + masked_sum(mx.stop_gradient(-s[..., 0]), mask)
         else:

@@ -78,6 +78,18 @@ def separators(tokenizer, config: PromptConfig) -> Separators:
     return Separators(right=encode(config.phrase_right), wrong=encode(config.phrase_wrong))
 
 
+def answer_separator(tokenizer, config: PromptConfig, reward: float, answer: str, phrase: str) -> tuple[int, ...]:
+    """sep(r) with the gold final answer stated after P_r: "\\n\\n" + P_r + " " + phrase(answer) + "\\n\\n".
+
+    The phrase holds data text (the row's answer), so the whole cue is encoded here, once per answer.
+    Example: P_0 = "Wait, ...", phrase "The correct final answer is {answer}.", answer 7 ->
+    "\\n\\nWait, ... The correct final answer is 7.\\n\\n".
+    """
+    p_r = config.phrase_right if reward >= 0.5 else config.phrase_wrong
+    text = separator_text(p_r + " " + phrase.replace("{answer}", answer))
+    return tuple(int(t) for t in tokenizer.encode(text, add_special_tokens=False))
+
+
 def teacher_sequence(
     prompt: tuple[int, ...], y_read: tuple[int, ...], sep: tuple[int, ...], y_scored: tuple[int, ...]
 ) -> TeacherSequence:

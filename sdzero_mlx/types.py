@@ -67,6 +67,7 @@ class DistillItem:
     student_span: tuple[int, int]  # [start, end) of y in student_ids
     teacher: TeacherSequence
     reward: float
+    advantage: float = 0.0  # its group's normalised reward (loss.group_advantages), read by distill.advantage_weight
 
 
 @dataclass(frozen=True)

@@ -201,6 +201,9 @@ def test_estimate_counts_the_run_like_compare(tiny_recipe):
     # eval: 6 problems x (2 samples + 1 greedy + 1 revision) generations; tokens 6 x (3 x 10 + 20) = 300
     assert est["eval base"].work == "24 generations" and est["eval base"].seconds == pytest.approx(1 + 3.0)
     assert set(est) == {"collect", "srt", "distill", "rft", "eval base", "eval srt", "eval distill", "eval rft"}
+    # a group of 3 answers per question: 40 + 5 x 4 x 3 = 100 generations; RFT's 4 per step -> 25 steps
+    grouped = replace(recipe, distill=replace(recipe.distill, teacher_context="sibling", group_size=3))
+    assert {s.name: s for s in estimate_run(grouped, rates, steps, n_solutions=0)}["rft"].work == "25 steps"
     # one process: the stages' sum; two workers: compare's schedule of them (schedule.makespan)
     stages = list(est.values())
     assert run_seconds(recipe, stages) == pytest.approx(sum(s.seconds for s in stages))
@@ -353,6 +356,21 @@ def test_doctor_on_the_scripted_model(scripted_doctor_recipe, tmp_path):
     assert first["wrong_answers"] == 8 * 2 - data["rewards"]["reward_rate"] * 16 and first["found"] == 0
     assert first["coverage"] == 0.0 and first["scored"] == 0 and first["kl_top_tokens_on_step"] is None
     assert "wrong answers with a first wrong step (coverage) | 0.0% of" in (out / "doctor.md").read_text()
+    # each teacher context, on the same wrong answers: every wrong group answers 7 twice (greedy), so none has a
+    # verified sibling; the rows have no solution; self shows a wrong answer nothing; answer and cue show all of them
+    contexts = data["teacher_contexts"]
+    assert list(contexts) == ["cue", "sibling", "gold", "self", "answer"]
+    wrong = first["wrong_answers"]
+    assert [contexts[c]["covered"] for c in contexts] == [wrong, 0, 0, 0, wrong]
+    assert contexts["cue"]["gold_prob_reviser"] == data["gold_prob_reviser"]  # the cue's is the measure above
+    assert contexts["answer"]["scored"] == data["hindsight"]["answers"]
+    # the cue moves the box to 8: the one context that raises the gold (the scripted model never read the answer's
+    # sentence); the others have nothing to score
+    assert (data["recommended_context"], data["recommended_place"]) == ("cue", "the answer")
+    assert data["context_scores"]["cue"] == pytest.approx(contexts["cue"]["gold_gain"])  # coverage 1
+    assert data["context_scores"]["cue"] > data["context_scores"]["answer"]
+    assert data["context_scores"]["sibling"] is None  # nothing to score
+    assert "## The teacher's contexts" in (out / "doctor.md").read_text()
     # no SRT in this run: the base is what the verdict read, and the report says so
     assert data["teacher"] is None and data["verdict_read"] == "base" and "not measured" in data["teacher_source"]
     # nothing written into the run directory, the model folder untouched

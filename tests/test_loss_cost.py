@@ -59,6 +59,9 @@ def test_distill_peak_moves_with_the_loss_option(tiny_recipe):
     assert got["full"] == pytest.approx(0.7 + 1.024)
     assert got["jsd full"] == pytest.approx(0.7 + 0.4096 + 1.2288)
     assert got["top-64"] < got["k1"] < got["top-64 tail"] < got["full"] < got["jsd full"]
+    # a group of 2 answers per question: 16 answers' targets a step, the same micro-batch of 4
+    grouped = distill_peak(recipe, {"kl": "reverse", "top_k": 0, "teacher_context": "sibling", "group_size": 2})
+    assert grouped == pytest.approx(0.7 + (16 * 256 * 4 * V + 3 * 4 * 256 * 4 * V) / 1e9)
 
 
 def test_no_loss_growth_without_a_vocabulary_or_longer_answers(tiny_recipe):

@@ -3,9 +3,10 @@ the run will cost, measured in minutes on the recipe's own model without trainin
 
   sequences.py  the exact sequences of each role, and the checks that catch a broken setup
   signal.py     reward rate, truncation, correction rate, the Reviser's hindsight at the answer and at
-                the first wrong step, KL concentration; on the base and on the teacher after SRT
+                the first wrong step (under each teacher context), KL concentration; on the base and on
+                the teacher after SRT
   cost.py       one real step of each stage in a temporary folder; the whole run counted from the recipe
-  verdict.py    helps / unclear / unlikely, with reasons
+  verdict.py    helps / unclear / unlikely, with reasons; the teacher context expected to help
   report.py     doctor.md and doctor.json
   run.py        the job that ties them together
 

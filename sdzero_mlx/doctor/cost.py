@@ -155,7 +155,8 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
         distill_peak = steps["distill"].peak_memory_gb + loss_growth_gb(recipe, rates)
         out.append(StageEstimate("distill", f"{ds} steps", rates.load_seconds + ds * steps["distill"].seconds
                                  + probes(recipe, ds) * probe_s, max(distill_peak, rates.sampling_peak_gb if probes(recipe, ds) else 0)))
-    budget = recipe.compare.budget_generations or collect_gens + recipe.distill.steps * recipe.distill.questions_per_step
+    distill_gens = recipe.distill.steps * stage_spec("distill").generations_per_step(recipe)  # a whole group per question
+    budget = recipe.compare.budget_generations or collect_gens + distill_gens
     for m in methods:  # each baseline and each variant, at its stage's measured step
         spec = trained.get(m)
         if spec is None or spec.name not in steps:
@@ -219,11 +220,12 @@ def loss_footprint(kl: KlSettings, vocab: int) -> LossFootprint:
 
 def loss_memory_gb(recipe: Recipe, vocab: int, answer_tokens: float) -> float:
     """The loss's memory (GB) in a distill step whose answers are `answer_tokens` long: the targets of
-    the step's questions, the student's arrays of one micro-batch."""
+    the step's answers (questions x group_size), the student's arrays of one micro-batch."""
     d = recipe.distill
     f = loss_footprint(d.kl_settings, vocab)
-    micro = min(d.micro_batch_size, d.questions_per_step)
-    return (f.held * d.questions_per_step + f.student * micro) * answer_tokens / 1e9
+    answers = d.questions_per_step * d.group_size
+    micro = min(d.micro_batch_size, answers)
+    return (f.held * answers + f.student * micro) * answer_tokens / 1e9
 
 
 def loss_growth_gb(recipe: Recipe, rates: RunRates) -> float:

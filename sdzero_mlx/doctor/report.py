@@ -83,6 +83,23 @@ def signal_table(r: "DoctorReport") -> list[str]:
             *[f"| {m} | {v} | {teacher.get(m, '-')} |" for m, v in base]]
 
 
+def context_rows(sig: "Signal", scores: dict) -> list[str]:
+    """The table of the Reviser's hindsight under each teacher context (doctor.signal.ContextMeasure)."""
+    lines = ["| teacher context | coverage of wrong answers | p(gold) at the answer: Generator -> Reviser | "
+             "p(own wrong answer) there | p(right value) at the first wrong step | per wrong answer |",
+             "|---|---|---|---|---|---|"]
+    for name, m in sig.contexts.items():
+        a, st = m.at_answer, m.at_step
+        answer = f"{a.gold_student:.3f} -> {a.gold_teacher:.3f} ({a.answers})" if a.answers else "-"
+        own = f"{a.own_student:.3f} -> {a.own_teacher:.3f}" if a.answers else "-"
+        step = ("not measured" if st is None else
+                f"{st.gold_student:.3f} -> {st.gold_teacher:.3f} ({st.answers})" if st.answers else "-")
+        score = scores.get(name)
+        lines.append(f"| {name} | {pct(m.coverage)}% of {m.wrong_answers} | {answer} | {own} | {step} | "
+                     f"{'-' if score is None else f'{score:+.3f}'} |")
+    return lines
+
+
 def render(r: "DoctorReport", width: int = 0) -> str:
     """The report as Markdown; `width` > 0 elides the middle of longer sequence parts (the terminal's view)."""
     v = r.verdict
@@ -108,6 +125,18 @@ def render(r: "DoctorReport", width: int = 0) -> str:
         "## The signal",
         "",
         *signal_table(r),
+        "",
+        "## The teacher's contexts",
+        "",
+        f"**Expected to help: {r.context_choice.context or 'none'}** (distill.teacher_context). {r.context_choice.reason}",
+        "",
+        f"The Reviser ({'the teacher after SRT' if r.teacher is not None else 'the recipe model'}) on the same wrong "
+        "answers, reading each context instead of the cue, over the answers the context has something to show for "
+        "(its coverage; the problem's k answers stand for distill's group). In brackets: answers scored. Per wrong "
+        "answer: coverage x the larger gain of the two places (each where 8 or more were scored), what the ranking "
+        "reads.",
+        "",
+        *context_rows(r.teacher or r.base, r.context_choice.scores),
     ]
     lines += [
         "",
@@ -165,6 +194,24 @@ def first_error_json(f: Optional["FirstErrorSummary"]) -> Optional[dict]:
     }
 
 
+def contexts_json(sig: "Signal") -> dict:
+    """doctor.json's teacher_contexts: the hindsight under each context, at the answer and the first wrong step."""
+    out = {}
+    for name, m in sig.contexts.items():
+        a, st = m.at_answer, m.at_step
+        out[name] = {
+            "wrong_answers": m.wrong_answers, "covered": m.covered, "coverage": m.coverage,
+            "scored": a.answers, "gold_prob_generator": a.gold_student, "gold_prob_reviser": a.gold_teacher,
+            "gold_gain": a.gold_gain, "own_prob_generator": a.own_student, "own_prob_reviser": a.own_teacher,
+            "raised": a.gold_raised,
+            "first_error": None if st is None else {
+                "found": m.steps_found, "scored": st.answers, "right_prob_generator": st.gold_student,
+                "right_prob_reviser": st.gold_teacher, "gain": st.gold_gain, "own_prob_generator": st.own_student,
+                "own_prob_reviser": st.own_teacher},
+        }
+    return out
+
+
 def signal_json(sig: "Signal") -> dict:
     """One model's signal: the headline numbers, then the detail."""
     return {
@@ -181,6 +228,7 @@ def signal_json(sig: "Signal") -> dict:
         "hindsight": {**asdict(sig.hindsight), "gold_gain": sig.hindsight.gold_gain, "redirected": sig.hindsight.redirected},
         "hindsight_first_error": first_error_json(sig.first_error),
         "kl": {name: asdict(b) for name, b in sig.kl.items()},
+        "teacher_contexts": contexts_json(sig),
     }
 
 
@@ -192,6 +240,10 @@ def report_json(r: "DoctorReport") -> dict:
         "verdict": r.verdict.label,
         "reasons": list(r.verdict.reasons),
         "verdict_read": r.read,
+        "recommended_context": r.context_choice.context,  # from the signal the verdict reads (verdict_read)
+        "recommended_reason": r.context_choice.reason,
+        "recommended_place": r.context_choice.place,
+        "context_scores": r.context_choice.scores,
         **{key: value for key, value in base.items() if key != "model"},
         "step_seconds": r.steps["distill"].seconds if "distill" in r.steps else None,
         "peak_memory_gb": r.peak_memory_gb,

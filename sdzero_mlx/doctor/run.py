@@ -25,9 +25,11 @@ from .cost import (
     RunRates, StageEstimate, StepCost, estimate_run, measure_steps, memory_warning, run_peak_gb, run_seconds,
     workers_warning,
 )
-from .sequences import Flag, ShownSequence, caps_flags, check_cue, check_system, check_thinking, check_turn, shown_sequences
+from .sequences import (
+    Flag, ShownSequence, caps_flags, check_cue, check_system, check_thinking, check_turn, phase2_item, shown_sequences,
+)
 from .signal import RewardStats, Signal, corrections_by_problem, measure_signal
-from .verdict import Measures, Verdict, decide
+from .verdict import ContextChoice, Measures, Verdict, decide, recommend_context
 
 DEFAULT_N = 32
 
@@ -64,6 +66,7 @@ class DoctorReport:
     load_average: Optional[float]  # the machine's 1-minute load average when the steps were timed
     cores: int
     verdict: Verdict
+    context_choice: ContextChoice  # the teacher context expected to help, from the signal the verdict reads
     seconds: float
     estimated_run_seconds: float  # cost.run_seconds: the stages in sequence, or side by side with run.workers > 1 on a CPU
     peak_memory_gb: float  # cost.run_peak_gb
@@ -183,7 +186,8 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     log("doctor: [4/5] sequences and template checks")
     wrong = next((g for g in samples.graded if g.reward < 0.5), None)
     right = next((g for g in samples.graded if g.reward >= 0.5), None)
-    sequences = shown_sequences(tokenizer, right, wrong, seps, recipe.distill.max_teacher_tokens)
+    sequences = shown_sequences(tokenizer, right, wrong, seps, recipe.distill.max_teacher_tokens,
+                                phase2_item(recipe, tokenizer, seps, samples.graded, k))
     turn, flags = check_turn(tokenizer, recipe, samples.rollouts)
     system, system_flag = check_system(model, tokenizer, recipe, samples.rollouts, pad)
     flags += [f for f in (check_cue(tokenizer, samples.graded, seps), check_thinking(tokenizer, recipe), system_flag) if f]
@@ -228,14 +232,15 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     machine, limit, device = ram_gb(), memory_limit(), device_name()
     warning = memory_warning(estimate, limit, recipe.run.workers)
     read = "teacher" if teacher_signal is not None or choice.is_base else "base"
-    verdict = decide(measures(base if teacher_signal is None else teacher_signal, recipe, read))
+    read_signal = base if teacher_signal is None else teacher_signal
+    verdict = decide(measures(read_signal, recipe, read))
     report = DoctorReport(
         recipe=recipe_path, model=recipe.model.path, split=split, n_problems=len(examples), k=k, template=template,
         sequences=tuple(sequences), flags=tuple(flags), base=base, teacher=teacher_signal,
         teacher_source=choice.source, read=read,
         steps=steps, estimate=estimate, machine_memory_gb=machine, memory_limit=limit, memory_warning=warning,
         device=device, workers_warning=workers_warning(recipe, device), load_average=load, cores=os.cpu_count() or 1,
-        verdict=verdict, seconds=time.perf_counter() - tic, estimated_run_seconds=run_seconds(recipe, estimate, device),
+        verdict=verdict, context_choice=recommend_context(read_signal.contexts), seconds=time.perf_counter() - tic, estimated_run_seconds=run_seconds(recipe, estimate, device),
         peak_memory_gb=run_peak_gb(recipe, estimate), workers=recipe.run.workers,
     )
     write_report(report, out_dir)

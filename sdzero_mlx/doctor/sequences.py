@@ -21,8 +21,9 @@ from ..config import Recipe
 from ..explain import token_pieces
 from ..hindsight import span_logprobs
 from ..prompts import Separators, prompt_ids, template_args
+from ..contexts import Reading, context_of, item_in
 from ..stages.distill import distill_item
-from ..types import Graded, Rollout
+from ..types import DistillItem, Graded, Rollout
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,28 @@ def visible(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
+def phase2_item(recipe: Recipe, tokenizer, seps: Separators, graded: Sequence[Graded],
+                k: int) -> Optional[tuple[DistillItem, str]]:
+    """(phase 2's item of the first wrong answer, else the first answer, under the recipe's teacher context, its
+    title), the doctor's k samples of a problem standing for distill's group; None without answers (or when
+    the context skips it)."""
+    if not graded:
+        return None
+    i = next((j for j, g in enumerate(graded) if g.reward < 0.5), 0)
+    d = recipe.distill
+    reading = Reading(d.teacher_context, seps, tokenizer, recipe.prompts, d.no_sibling, d.answer_phrase)
+    ctx = context_of(reading, graded[i - i % k:i - i % k + k], i % k)
+    if ctx is None:
+        return None
+    title = (f"Phase 2 teacher, teacher_context {d.teacher_context} (reward {graded[i].reward:g}): "
+             "scores the last copy of the answer")
+    return item_in(ctx, graded[i], d.max_teacher_tokens), title
+
+
 def shown_sequences(tokenizer, right: Optional[Graded], wrong: Optional[Graded], seps: Separators,
-                    max_teacher_tokens: int) -> list[ShownSequence]:
-    """The Generator's prompt, the Reviser's after a wrong and after a right answer, phase 2's teacher sequence."""
+                    max_teacher_tokens: int, phase2: Optional[tuple[DistillItem, str]] = None) -> list[ShownSequence]:
+    """The Generator's prompt, the Reviser's after a wrong and after a right answer, phase 2's teacher sequence
+    (`phase2`: the recipe's teacher context; default: the paper's cue)."""
     part = lambda name, ids: Part(name, tuple(ids), visible(tokenizer, ids))  # noqa: E731
     any_graded = wrong or right
     if any_graded is None:
@@ -71,11 +91,12 @@ def shown_sequences(tokenizer, right: Optional[Graded], wrong: Optional[Graded],
                 (part("prompt", r.prompt_ids), part("answer", r.completion_ids), part("cue", seps.for_reward(g.reward))),
             ))
     g = wrong or right
-    item = distill_item(g, seps, max_teacher_tokens)
+    item, title = phase2 or (distill_item(g, seps, max_teacher_tokens),
+                             f"Phase 2 teacher (reward {g.reward:g}): scores the second copy of the answer")
     t = item.teacher
     ids = t.ids
     out.append(ShownSequence(
-        f"Phase 2 teacher (reward {g.reward:g}): scores the second copy of the answer",
+        title,
         (part("prompt", ids[:t.first[0]]), part("answer", ids[t.first[0]:t.first[1]]),
          part("cue", ids[t.first[1]:t.second[0]]), part("answer (scored)", ids[t.second[0]:t.second[1]])),
     ))

@@ -11,7 +11,12 @@
   does not hold, for its right value, with the share of the KL's top tokens on that line and the
   share of wrong answers where such a line was found;
 - KL concentration (explain.py): the share of a response's per-token KL in its top 5% tokens, wrong
-  against right answers, with the recipe's distill KL (distill.kl_settings: kind, forward weight, top-k).
+  against right answers, with the recipe's distill KL (distill.kl_settings: kind, forward weight, top-k);
+- each teacher context (contexts.py, distill.teacher_context): the same hindsight, at the answer and at
+  the first wrong step, on the same wrong answers, with the Reviser reading that context instead of the
+  cue, over the answers the context has something to show for (its coverage: a sibling needs a
+  verified answer among the doctor's k samples of the problem, which stand for distill's group; gold
+  needs the row's solution; self shows nothing to a wrong answer).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Callable, Optional, Sequence
 import mlx.core as mx
 
 from ..config import EvalConfig, Recipe
+from ..contexts import CONTEXTS, Reading, context_of
 from ..evaluate import ReviseResult, generate_then_revise, pass_at_k
 from ..explain import BucketStats, TokenReport, localisation_summary, step_localisation, token_report
 from ..hindsight import (
@@ -168,6 +174,52 @@ def first_error_hindsight(model, tokenizer, graded: Sequence[Graded], seps: Sepa
 
 
 @dataclass(frozen=True)
+class ContextMeasure:
+    """The Reviser's hindsight on the doctor's wrong answers when it reads one teacher context."""
+
+    context: str  # a distill.teacher_context
+    wrong_answers: int  # wrong answers looked at (those answer_hindsight reads)
+    covered: int  # ... whose context has something to show (the rest get a fallback, or nothing)
+    at_answer: HindsightSummary  # over the covered answers with a final answer
+    at_step: Optional[HindsightSummary]  # at the first wrong step of the covered answers; None: code answers
+    steps_found: int  # covered answers with a first wrong step
+
+    @property
+    def coverage(self) -> Optional[float]:
+        """Share of wrong answers the context has something to show for; None without wrong answers."""
+        return self.covered / self.wrong_answers if self.wrong_answers else None
+
+
+def context_hindsight(model, tokenizer, graded: Sequence[Graded], k: int, recipe: Recipe, seps: Separators,
+                      pad_id: int, cue: HindsightSummary, cue_step: Optional[FirstErrorSummary],
+                      limit: int = 64) -> dict[str, ContextMeasure]:
+    """ContextMeasure of every teacher context on up to `limit` wrong answers (answer_hindsight's), the groups being
+    the k samples of each problem; the cue's is the measure already taken (`cue`, `cue_step`)."""
+    wrong = [i for i, g in enumerate(graded) if g.reward < 0.5][:limit]
+    code = recipe.verifier.kind == "code"
+    out = {"cue": ContextMeasure("cue", len(wrong), len(wrong), cue, None if cue_step is None else cue_step.hindsight,
+                                 0 if cue_step is None else cue_step.found)}
+    for name in CONTEXTS:
+        if name == "cue":
+            continue
+        reading = Reading(name, seps, tokenizer, recipe.prompts, answer_phrase=recipe.distill.answer_phrase)
+        shown = [(i, context_of(reading, graded[i - i % k:i - i % k + k], i % k)) for i in wrong]
+        shown = [(graded[i].rollout, c) for i, c in shown if c is not None and c.hint]
+        contexts = [c for _, c in shown]
+        values, missing = measure_hindsight(
+            model, tokenizer, [(r.prompt_ids, r.completion_ids, r.example.answer) for r, _ in shown], seps.wrong,
+            pad_id, last_number_fallback=recipe.verifier.last_number_fallback, contexts=contexts) if shown else ([], 0)
+        at_step, found = None, 0
+        if not code:
+            step_values, found, unwritten = measure_first_error(
+                model, tokenizer, [(r.prompt_ids, r.completion_ids) for r, _ in shown], seps.wrong, pad_id,
+                contexts=contexts) if shown else ([], 0, 0)
+            at_step = summarize_hindsight(step_values, unwritten)
+        out[name] = ContextMeasure(name, len(wrong), len(shown), summarize_hindsight(values, missing), at_step, found)
+    return out
+
+
+@dataclass(frozen=True)
 class Signal:
     """Everything the doctor measures on one model (the base, or the SRT model phase 2 distils from)."""
 
@@ -178,6 +230,7 @@ class Signal:
     hindsight: HindsightSummary
     first_error: Optional[FirstErrorSummary]  # None for code answers: no equations to check
     kl: dict[str, BucketStats]
+    contexts: dict[str, ContextMeasure]  # the hindsight under each teacher context (the cue's is `hindsight`)
 
 
 def measure_signal(model, tokenizer, model_path: str, examples: Sequence[Example], recipe: Recipe, k: int,
@@ -197,4 +250,6 @@ def measure_signal(model, tokenizer, model_path: str, examples: Sequence[Example
     reports = token_reports(model, tokenizer, samples.graded, seps, recipe)
     first_error = None if recipe.verifier.kind == "code" else first_error_hindsight(
         model, tokenizer, samples.graded, seps, pad_id, reports)
-    return Signal(model_path, samples, stats, revision, hindsight, first_error, kl_buckets(reports))
+    log(f"{prefix} the same under each teacher context ({', '.join(CONTEXTS)})")
+    contexts = context_hindsight(model, tokenizer, samples.graded, k, recipe, seps, pad_id, hindsight, first_error)
+    return Signal(model_path, samples, stats, revision, hindsight, first_error, kl_buckets(reports), contexts)

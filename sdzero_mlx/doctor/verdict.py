@@ -21,6 +21,8 @@ both), so it and the other measures give reasons, not the label:
   unclear:  anything between, or too few wrong answers with a final answer to measure.
 A verdict is about phase 2: whether distilling the Reviser's hindsight adds to the model it starts
 from (the SRT model), not whether the whole run beats the base (SRT alone may teach a format).
+Which teacher context to expect to help (recommend_context) is read the same way, per context: the
+probability it adds to the right value per wrong answer, at the stronger of the two places.
 """
 
 from __future__ import annotations
@@ -202,3 +204,60 @@ def beats(bar: Optional[float], corrections: Sequence[tuple[int, int]]) -> bool:
         return False
     rate, se = correction_se(corrections)
     return rate - bar > 2 * se
+
+
+# -- which teacher context to expect to help --------------------------------------------------------------
+
+CONTEXT_HELPS = 0.02  # probability per wrong answer a context must add to the gold (or right value) to be named
+
+
+@dataclass(frozen=True)
+class ContextChoice:
+    """The teacher context the doctor expects to help, and why."""
+
+    context: Optional[str]  # a distill.teacher_context; None: none adds CONTEXT_HELPS
+    place: str  # where the named context's score comes from: "the answer" or "the first wrong step" ("" if none)
+    scores: dict[str, Optional[float]]  # coverage x gain per context; None: fewer than MIN_ANSWERS scored anywhere
+    reason: str
+
+
+def context_score(m) -> tuple[Optional[float], str]:
+    """(coverage x the larger gain of p(right value) at the answer and at the first wrong step, each counted where
+    >= MIN_ANSWERS were scored; that place), or (None, "") when neither was. As the verdict reads the stronger of the
+    two places: a context can point at the fix where the working goes wrong, or at the final answer."""
+    gains = [(s.gold_gain, place) for s, place in ((m.at_answer, "the answer"), (m.at_step, "the first wrong step"))
+             if s is not None and s.answers >= MIN_ANSWERS]
+    if not gains or not m.coverage:
+        return None, ""
+    gain, place = max(gains)
+    return m.coverage * gain, place
+
+
+def recommend_context(measures: dict) -> ContextChoice:
+    """Rank the contexts (doctor.signal.ContextMeasure each) by the probability they add to the right value per wrong
+    answer, context_score: coverage x gain, so that a context with little to show (a sibling where few groups have a
+    verified answer) counts for the answers it reaches. The best is named when it adds >= CONTEXT_HELPS; the paper's
+    cue, which needs no group and no solutions, is named instead when it adds >= CONTEXT_HELPS and comes within
+    CONTEXT_HELPS of the best (a smaller difference is within what 64 answers tell apart).
+
+    Example: sibling adds 0.3 on 50% of wrong answers (0.15), the cue -0.1 (-0.1): sibling; gold 0.215, cue 0.214: cue.
+    """
+    scored = {name: context_score(m) for name, m in measures.items()}
+    scores = {name: s for name, (s, _) in scored.items()}
+    ranked = sorted(((s, n) for n, s in scores.items() if s is not None), reverse=True)
+    listed = ", ".join(f"{n} {s:+.3f}" for s, n in ranked) or "none scored"
+    unscored = [n for n, s in scores.items() if s is None]
+    tail = f"; not ranked, fewer than {MIN_ANSWERS} answers scored: {', '.join(unscored)}" if unscored else ""
+    if ranked and ranked[0][0] >= CONTEXT_HELPS:
+        best = ranked[0][1]
+        cue = scores.get("cue")
+        why = "the Reviser reading it adds the most probability to the right value per wrong answer"
+        if best != "cue" and cue is not None and cue >= CONTEXT_HELPS and cue >= ranked[0][0] - CONTEXT_HELPS:
+            best, why = "cue", (f"the paper's context comes within {CONTEXT_HELPS} of the best ({ranked[0][1]}) in the "
+                                "probability it adds to the right value per wrong answer, and needs no group or solution")
+        place = scored[best][1]
+        return ContextChoice(best, place, scores, f"{best}: {why}, at {place} (coverage x gain: {listed}{tail}).")
+    return ContextChoice(None, "", scores, (
+        f"no teacher context adds {CONTEXT_HELPS} to the right value's probability per wrong answer, at the answer or "
+        f"at the first wrong step (coverage x gain: {listed}{tail}): expect none to teach the fix; GRPO's scalar "
+        "reward may do better here."))

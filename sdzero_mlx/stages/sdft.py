@@ -3,7 +3,8 @@
 Per step, as in distill.py: one answer y per question from the current student (questions from the
 training pool, phase 1 + phase 2), graded for the metrics only. The teacher is the frozen initial
 model (same weights, initial values of the trained parameters) reading a demonstration instead of
-the student's own attempt and the verifier's cue:
+the student's own attempt and the verifier's cue: `sdft.demonstration` gold is phase 2's
+`distill.teacher_context: gold`, own is its `self` (contexts.py builds both), laid out as
   context = user (SDFT's form):  chat(demo_template(problem, demonstration)) + y
   context = rephrase:            chat(x) + demonstration + sep(r = 1) + y   (SD-Zero's layout, right answer)
 The student, chat(x) + y, is trained to the teacher's distributions on y with the KL settings of the
@@ -11,6 +12,8 @@ distill section (direction, top-k, teacher cap, micro-batch size), through the s
 Demonstration: the dataset's gold solution (`sdft.demonstration: gold`, where the row has one) or a
 verified own answer: this step's y when it verifies. A question with neither is taught by the
 teacher reading nothing more than the student (its KL is zero): counted as `no_demonstration`.
+So this stage is SDFT as a baseline from the base model; the same contexts from the SRT model are
+`sdzero distill` with `distill.teacher_context: gold` or `self` (rephrase layout).
 
 Departures: the SDFT paper's teacher is the current model; here it is frozen at the start, like
 SD-Zero's teacher, so the two differ only in context; the KL is distill's (reverse on the teacher's
@@ -23,13 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..checkpoint import TrainingState
-from ..config import PromptConfig, SdftConfig
+from ..config import SdftConfig
+from ..contexts import Reading, teacher_items
 from ..data import make_splits
-from ..kd import distill_step, item_with_context
+from ..kd import distill_step
 from .loop import StepOutcome, sample_and_grade, sampled_outcome, start_training
 from ..metrics import StepRecord
-from ..prompts import prompt_ids, separators, text_answer_ids
-from ..types import DistillItem, Rollout
+from ..prompts import separators
+from ..types import Graded
 from . import StageSpec
 
 if TYPE_CHECKING:
@@ -42,25 +46,15 @@ def generations_per_step(recipe: Recipe) -> int:
     return recipe.sdft.questions_per_step
 
 
-def sdft_item(recipe: Recipe, tokenizer, rollout: Rollout, reward: float, right_sep: tuple[int, ...]) -> tuple[DistillItem, bool]:
-    """The student / teacher pair of one sampled answer; the flag says whether a demonstration was found."""
-    cfg, ex = recipe.sdft, rollout.example
-    demo_text, demo_ids = None, None
-    if cfg.demonstration == "gold" and ex.solution:
-        demo_text = ex.solution
-        demo_ids = text_answer_ids(tokenizer, ex.solution)[0]
-    elif reward >= 0.5:  # a verified own answer: this very sample
-        demo_text, demo_ids = rollout.text, rollout.completion_ids
-    cap = recipe.distill.max_teacher_tokens
-    if demo_ids is None:  # nothing to show: the teacher reads what the student reads
-        return item_with_context(rollout.prompt_ids, (), rollout.target_ids, rollout.prompt_ids, (), cap, reward), False
-    if cfg.context == "rephrase":
-        return item_with_context(rollout.prompt_ids, demo_ids, rollout.target_ids, rollout.prompt_ids, right_sep, cap, reward), True
-    template = cfg.demo_template.replace("{demonstration}", demo_text)
-    teacher_prompt = prompt_ids(tokenizer, ex.problem, PromptConfig(
-        system=recipe.prompts.system, template=template.replace("{problem}", recipe.prompts.template),
-        enable_thinking=recipe.prompts.enable_thinking))
-    return item_with_context(rollout.prompt_ids, (), rollout.target_ids, teacher_prompt, (), cap, reward), True
+def sdft_reading(recipe: Recipe, tokenizer) -> Reading:
+    """SDFT's teacher as a phase-2 reading: gold or self, in the user turn or after the answer (sdft.context)."""
+    cfg = recipe.sdft
+    return Reading(DEMONSTRATION_CONTEXTS[cfg.demonstration], separators(tokenizer, recipe.prompts), tokenizer,
+                   recipe.prompts, demo_template=cfg.demo_template if cfg.context == "user" else None)
+
+
+# sdft.demonstration's names for distill.teacher_context's
+DEMONSTRATION_CONTEXTS = {"gold": "gold", "own": "self"}
 
 
 def run_sdft(
@@ -75,18 +69,19 @@ def run_sdft(
     run = start_training(recipe, run_dir, resume, "sdft", SDFT_SECTIONS, cfg.steps, keep_initial=True)
     model, tokenizer, pad, optimizer = run.model, run.tokenizer, run.pad_id, run.optimizer
     teacher = run.initial  # frozen initial values (and the reference of optim.kl_to_initial)
-    right_sep = separators(tokenizer, recipe.prompts).right
+    reading = sdft_reading(recipe, tokenizer)
     pool = make_splits(recipe.data).training
 
     def step_fn(step: int) -> StepOutcome:
         rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step)
-        built = [sdft_item(recipe, tokenizer, r, w, right_sep) for r, w in zip(rollouts, rewards)]
-        items = [item for item, _ in built]
+        built = teacher_items(reading, [Graded(r, w) for r, w in zip(rollouts, rewards)], 1,
+                              recipe.distill.max_teacher_tokens)
+        items = built.items
         result = distill_step(model, optimizer, teacher, items, kl_settings, recipe.distill.micro_batch_size, pad,
                               cfg.optim, teacher)
         return sampled_outcome(result, rollouts, rewards, sample_s,
                                trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items),
-                               details=(("no_demonstration", float(sum(not found for _, found in built))),))
+                               details=(("no_demonstration", float(built.without_hint)),))
 
     return run.train(cfg.steps, step_fn, on_step, stop_after)
 
