@@ -9,7 +9,8 @@ import typing
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from sdzero_mlx.config import Recipe
+from sdzero_mlx.config import CLOSING_SECTIONS, SHARED_SECTIONS
+from sdzero_mlx.recipe import stage_sections
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -84,8 +85,14 @@ def package_paths() -> set[str]:
     return paths
 
 
-def recipe_fields(cls: type = Recipe, prefix: str = ""):
-    """(dotted path, help text) of every field of the recipe, nested sections included."""
+def recipe_fields(cls: type = None, prefix: str = ""):
+    """(dotted path, help text) of every field of the recipe (its shared sections and every stage's), nested
+    sections included."""
+    if cls is None:
+        for name, section in {**SHARED_SECTIONS, **stage_sections(), **CLOSING_SECTIONS}.items():
+            yield name, ""
+            yield from recipe_fields(section, name + ".")
+        return
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         path = prefix + f.name

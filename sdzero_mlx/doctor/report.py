@@ -9,7 +9,7 @@ from typing import Optional
 
 from ..atomic import write_json, write_text
 from ..evaluate import ReviseResult, pct
-from ..explain import BucketStats
+from ..explain.tokens import BucketStats
 from ..hindsight import FirstErrorSummary, HindsightSummary
 from ..platform.device import MemoryLimit
 from .cost import StageEstimate, StepCost

@@ -10,14 +10,14 @@ from typing import Callable, Optional
 
 import mlx.core as mx
 
-from ..compare import trained_specs
 from ..config import Recipe
 from ..data import make_splits
 from ..modeling import load_model, padding_id
-from ..outputs import OutputError, check_output_dir
 from ..platform.device import device_name, memory_limit, ram_gb
 from ..prompts import separators, template_args
-from ..pipeline import finished
+from ..stages import stage_spec
+from ..tasks import trained_specs
+from ..writable import OutputError, check_output_dir
 from .cost import RunRates, estimate_run, measure_steps, memory_warning, run_peak_gb, run_seconds, workers_warning
 from .report import DoctorReport, Template, write_report
 from .sequences import (
@@ -69,7 +69,7 @@ def teacher_model(recipe: Recipe, teacher: Optional[str]) -> TeacherChoice:
         path, source = Path(teacher).expanduser(), "--teacher"
     else:
         srt = Path(recipe.run.output_dir).expanduser() / "srt"
-        if not (finished(srt) and (srt / "model" / "config.json").is_file()):
+        if not (stage_spec("srt").run_dir(srt).finished() and (srt / "model" / "config.json").is_file()):
             return TeacherChoice(None, "not measured: the recipe's run has no finished SRT model (RUN/srt/model); "
                                        "after `sdzero collect` and `sdzero srt` doctor reads it, or pass --teacher PATH")
         path, source = srt / "model", "RUN/srt/model: the recipe's run has finished SRT"
