@@ -25,19 +25,23 @@ from .configio import write_yaml
 from .evaluate import results_table, summary
 from .platform.device import use_device
 from .rundir import RECORD, RunDir
-from .stages import continue_command, labels
+from .stages import chain, continue_command, labels
 from .stages.collect import read_summary
 from .tasks import fmt, chain_budgets, chain_names, evaluate_method, record_splits, run_chain_stage, stage_spending
 from .writable import check_output_dir
 
-MODELS = ("base", "srt", "distill")  # the models of the SD-Zero chain, by the stage that trains them
+
+
+def chain_models() -> tuple[str, ...]:
+    """The models `sdzero run` evaluates: the base and each model the chain trains (srt, distill)."""
+    return ("base", *(s.name for s in chain() if s.run is not None))
 
 
 def final_table(run_dir: Path, evals: dict[str, list]) -> tuple[str, dict]:
     """results.md text and results.json data of a finished run."""
-    names = labels()
+    names, models = labels(), chain_models()
     spent = stage_spending(run_dir, evals)
-    named = {names[n]: evals[n] for n in MODELS}
+    named = {names[n]: evals[n] for n in models}
     collect = read_summary(run_dir / "collect").to_json()
     lines = [
         f"# SD-Zero run: {run_dir}",
@@ -60,7 +64,7 @@ def final_table(run_dir: Path, evals: dict[str, list]) -> tuple[str, dict]:
         "",
     ]
     data = {
-        "models": {names[n]: [summary(r) for r in evals[n]] for n in MODELS},
+        "models": {names[n]: [summary(r) for r in evals[n]] for n in models},
         "stages": {s: b.to_json() for s, b in spent.items()},
         "collect": collect,
     }
@@ -89,7 +93,7 @@ def _run_pipeline(recipe: Recipe, run_dir: Path, log: Callable[[str], None], sto
             return {}
 
     # 4. held-out evaluation of the three models, 5. the final table
-    evals = {name: evaluate_method(recipe, name, run_dir, log) for name in MODELS}
+    evals = {name: evaluate_method(recipe, name, run_dir, log) for name in chain_models()}
     text, data = final_table(run_dir, evals)
     write_text(run_dir / "results.md", text)
     write_json(run_dir / "results.json", data)

@@ -15,7 +15,7 @@ from ..data import make_splits
 from ..modeling import load_model, padding_id
 from ..platform.device import device_name, memory_limit, ram_gb
 from ..prompts import separators, template_args
-from ..stages import stage_spec
+from ..stages import chain, stage_spec
 from ..tasks import trained_specs
 from ..writable import OutputError, check_output_dir
 from .cost import RunRates, estimate_run, measure_steps, memory_warning, run_peak_gb, run_seconds, workers_warning
@@ -148,8 +148,9 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
         mx.clear_cache()
 
     trained = trained_specs(recipe)  # baselines and variants: one step of each stage they train
-    stages = list(dict.fromkeys(["srt", "distill"] + [trained[m].name for m in recipe.compare.methods if m in trained
-                                                      and (trained[m].name != "sft" or n_solutions)]))
+    chain_trained = [s.name for s in chain() if s.run is not None]  # srt, distill
+    stages = list(dict.fromkeys(chain_trained + [trained[m].name for m in recipe.compare.methods if m in trained
+                                                 and (trained[m].name != "sft" or n_solutions)]))
     log(f"doctor: [5/5] one step of each stage ({', '.join(stages)}) in a temporary folder")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     steps = measure_steps(recipe, samples.graded, k, seps, stages, log)
