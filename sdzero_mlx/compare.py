@@ -40,6 +40,7 @@ from .config import Recipe
 from .configio import write_yaml
 from .evaluate import results_table, summary
 from .metrics import read_metrics
+from .platform.device import use_device
 from .platform.distributed import world
 from .recipe import chosen_methods, method_labels
 from .rundir import RECORD, RunDir
@@ -103,6 +104,7 @@ def run_compare(
     With evaluate=False only train (a search evaluates on the validation split itself)."""
     methods = list(chosen_methods(recipe, methods) if methods else recipe.compare.methods)  # names checked, ids
     recipe = replace(recipe, compare=replace(recipe.compare, methods=tuple(methods)))
+    use_device(recipe.run.device)  # for the tasks run in this process, as for `sdzero run`
     run_dir = Path(recipe.run.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     top = RunDir(run_dir)
