@@ -26,7 +26,7 @@ import yaml
 sys.path.insert(0, str(Path(sys.argv[1]) / "tests"))
 from conftest import arithmetic_rows
 from sdzero_mlx.platform.blas import blas_in_use
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.stages.distill import run_distill
 work, model_dir, steps = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 data = work / "data.jsonl"

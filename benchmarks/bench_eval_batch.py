@@ -25,8 +25,8 @@ reexec_with_fast_blas(sys.argv)  # as `sdzero` does; before mlx is imported
 
 from sdzero_mlx.config import EvalConfig, ModelConfig, PromptConfig  # noqa: E402
 from sdzero_mlx.demo.app import base_model_dir  # noqa: E402
-from sdzero_mlx.demo.source import examples as demo_examples  # noqa: E402
-from sdzero_mlx.evaluate import evaluate_examples  # noqa: E402
+from sdzero_mlx.sources.demo import examples as demo_examples  # noqa: E402
+from sdzero_mlx.evaluate import EvalSettings, evaluate_examples  # noqa: E402
 from sdzero_mlx.modeling import load_model  # noqa: E402
 from clock import gpu_note  # noqa: E402  (benchmarks/clock.py)
 from sdzero_mlx.platform.threads import apply_blas_threads  # noqa: E402
@@ -45,11 +45,11 @@ def main() -> None:
     prompts, config = PromptConfig(template="{problem}"), EvalConfig(k=4, temperature=0.7, max_tokens=144, greedy=True)
     batches = [int(b) for b in args.batches.split(",")]
     best: dict[int, list] = {}  # batch: [wall tokens/s, CPU tokens/s, avg@k, greedy accuracy]
-    evaluate_examples(model, tokenizer, examples[:8], prompts, config, VerifierConfig(), 0, batch_size=16)  # warm-up
+    evaluate_examples(model, tokenizer, examples[:8], EvalSettings(config, prompts, VerifierConfig(), 0, batch_size=16))  # warm-up
     for _ in range(args.repeats):  # interleaved: a shared machine's load hits every batch size alike
         for b in batches:
             tic, cpu = time.perf_counter(), time.process_time()
-            result = evaluate_examples(model, tokenizer, examples, prompts, config, VerifierConfig(), 0, batch_size=b)
+            result = evaluate_examples(model, tokenizer, examples, EvalSettings(config, prompts, VerifierConfig(), 0, batch_size=b))
             wall, cpu = time.perf_counter() - tic, time.process_time() - cpu
             old = best.setdefault(b, [0.0, 0.0, result.avg_at_k, result.greedy_accuracy])
             old[:2] = max(old[0], result.sampled_tokens / wall), max(old[1], result.sampled_tokens / cpu)  # greedy included

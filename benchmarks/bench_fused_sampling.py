@@ -27,7 +27,7 @@ from mlx_lm.tuner.lora import LoRALinear  # noqa: E402
 
 from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig, SamplingConfig  # noqa: E402
 from sdzero_mlx.demo.app import base_model_dir  # noqa: E402
-from sdzero_mlx.demo.source import examples as demo_examples  # noqa: E402
+from sdzero_mlx.sources.demo import examples as demo_examples  # noqa: E402
 from sdzero_mlx.modeling import load_model, make_trainable  # noqa: E402
 from clock import gpu_note  # noqa: E402  (benchmarks/clock.py)
 from sdzero_mlx.platform.threads import apply_blas_threads  # noqa: E402

@@ -1,5 +1,5 @@
 """Peak memory of the distill step's teacher pass and student step at Qwen's 152k vocabulary,
-whole logits vs blocks of positions (scoring.LOGITS_CHUNK_ELEMENTS), same run, and an SFT step
+whole logits vs blocks of positions (forward.LOGITS_CHUNK_ELEMENTS), same run, and an SFT step
 (the project's weighted NLL, as SRT/RFT/SFT use) and a GRPO step (pi_old and pi_ref passes, then the
 clipped surrogate with optim.kl_to_initial, loss.policy_loss) on the same student tokens.
 
@@ -31,7 +31,7 @@ from sdzero_mlx.loss import DistillMicroBatch, PolicyBatch, constant_logprobs, d
 from sdzero_mlx.modeling import trainable  # noqa: E402
 from sdzero_mlx.prompts import teacher_sequence  # noqa: E402
 from sdzero_mlx.loss import nll_batches, weighted_nll  # noqa: E402
-from sdzero_mlx.scoring import LOGITS_CHUNK_ELEMENTS  # noqa: E402
+from sdzero_mlx.forward import LOGITS_CHUNK_ELEMENTS  # noqa: E402
 from sdzero_mlx.types import DistillItem  # noqa: E402
 
 VOCAB = 151936

@@ -120,7 +120,7 @@ def prepare(work: Path, model: str, steps: int, max_tokens: int, forced: bool) -
     import yaml
 
     from sdzero_mlx.configio import read_yaml
-    from sdzero_mlx.config import load_recipe
+    from sdzero_mlx.recipe import load_recipe
     from sdzero_mlx.data import make_splits
     from sdzero_mlx.prompts import user_message
 
@@ -227,13 +227,13 @@ def trainable_count(model) -> int:
 
 def child_sdzero(work: Path) -> None:
     """`run_grpo` (what `sdzero grpo` runs) on sdzero.yaml, its sampling and steps timed from outside the stage."""
-    from sdzero_mlx.config import load_recipe
+    from sdzero_mlx.recipe import load_recipe
     from sdzero_mlx.stages import loop
     from sdzero_mlx.stages.grpo import run_grpo
 
     forced = json.loads((work / "setting.json").read_text())["forced"]
     state = {"sample": (0.0, 0.0), "generated": 0, "prompts": set()}
-    real_sample_groups, real_train = loop.sample_groups, loop.Started.train
+    real_sample_groups, real_train = loop.sample_groups, loop.Trainee.train
 
     def sample_groups(model, tokenizer, examples, group_size, prompts, sampling, seed, on_finish=None):
         state.setdefault("trainable", trainable_count(model))
@@ -245,7 +245,7 @@ def child_sdzero(work: Path) -> None:
         state["prompts"].update(r.prompt_ids for r in rollouts)
         return rollouts
 
-    def train(self, steps, step_fn, on_step, stop_after, extra_state=dict):
+    def train(self, steps, step_fn, optimizers, *args, on_step=None, **kwargs):  # the stage's own on_step: replaced
         def timed_step(step):
             start = clocks()
             out = step_fn(step)
@@ -260,9 +260,9 @@ def child_sdzero(work: Path) -> None:
                  generated=state["generated"], trained=record.trained_tokens - trained[0], peak_gb=record.peak_memory_gb)
             trained[0] = record.trained_tokens
 
-        return real_train(self, steps, timed_step, report, stop_after, extra_state)
+        return real_train(self, steps, timed_step, optimizers, *args, on_step=report, **kwargs)
 
-    loop.sample_groups, loop.Started.train = sample_groups, train
+    loop.sample_groups, loop.Trainee.train = sample_groups, train
     recipe = load_recipe(work / "sdzero.yaml")
     run_grpo(recipe, Path(recipe.run.output_dir))
     emit(work, "sdzero", trainable=state["trainable"], prompts=sorted(state["prompts"]))

@@ -28,7 +28,7 @@ reexec_with_fast_blas(sys.argv)  # as `sdzero` does; before mlx is imported
 from sdzero_mlx import rollout  # noqa: E402
 from sdzero_mlx.config import ModelConfig, PromptConfig, SamplingConfig  # noqa: E402
 from sdzero_mlx.demo.app import base_model_dir  # noqa: E402
-from sdzero_mlx.demo.source import examples as demo_examples  # noqa: E402
+from sdzero_mlx.sources.demo import examples as demo_examples  # noqa: E402
 from sdzero_mlx.modeling import load_model  # noqa: E402
 from clock import gpu_note  # noqa: E402  (benchmarks/clock.py)
 from sdzero_mlx.platform.threads import apply_blas_threads  # noqa: E402

@@ -31,7 +31,8 @@ import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, OptimConfig, PromptConfig, SamplingConfig  # noqa: E402
+from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig, SamplingConfig  # noqa: E402
+from sdzero_mlx.stages.distill import DistillConfig
 from sdzero_mlx import grad_checkpoint  # noqa: E402
 from sdzero_mlx.kd import compute_teacher_targets, distill_step  # noqa: E402
 from sdzero_mlx.modeling import load_model, make_trainable, trainable  # noqa: E402
@@ -132,9 +133,9 @@ def bench_step(model, vocab: int, batch: int, answer: int) -> dict:
     out = {}
     out["sft_s"], out["sft_gb"] = measure(lambda: sft_step(model, opt_s, items))
     out["teacher_s"], out["teacher_gb"] = measure(lambda: compute_teacher_targets(model, teacher, items, 0, config.kl_settings))
-    out["distill_s"], out["distill_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config.kl_settings, batch, 0, OptimConfig(grad_clip=1.0)))
+    out["distill_s"], out["distill_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config.kl_settings, batch, 0, 1.0))
     grad_checkpoint.enable(model)  # the same step with lora.grad_checkpoint
-    out["ckpt_s"], out["ckpt_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config.kl_settings, batch, 0, OptimConfig(grad_clip=1.0)))
+    out["ckpt_s"], out["ckpt_gb"] = measure(lambda: distill_step(model, opt_d, teacher, items, config.kl_settings, batch, 0, 1.0))
     grad_checkpoint.enable(model, on=False)
     return out
 

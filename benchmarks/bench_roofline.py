@@ -54,7 +54,8 @@ import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 from mlx_lm.models.cache import make_prompt_cache  # noqa: E402
 
-from sdzero_mlx.config import DistillConfig, OptimConfig  # noqa: E402
+
+from sdzero_mlx.stages.distill import DistillConfig
 from sdzero_mlx.kd import compute_teacher_targets, distill_step  # noqa: E402
 from sdzero_mlx.modeling import trainable  # noqa: E402
 from sdzero_mlx.platform.blas import blas_in_use  # noqa: E402
@@ -238,7 +239,7 @@ def bench_training(name, model, flops: Flops, batch: int, answer: int, repeats: 
                      [(batch * (student - 1), batch * (student - 1), True)]),
         "teacher pass": (lambda: compute_teacher_targets(model, teacher, items, 0, config.kl_settings), t_fwd,
                          [(batch * teacher_len, batch * answer, False)]),
-        "distill step": (lambda: distill_step(model, opt_d, teacher, items, config.kl_settings, batch, 0, OptimConfig(grad_clip=1.0)),
+        "distill step": (lambda: distill_step(model, opt_d, teacher, items, config.kl_settings, batch, 0, 1.0),
                          t_fwd + flops.train(batch, student, answer),
                          [(batch * teacher_len, batch * answer, False), (batch * student, batch * answer, True)]),
     }

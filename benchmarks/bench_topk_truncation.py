@@ -44,14 +44,15 @@ import mlx.optimizers as optim  # noqa: E402
 import numpy as np  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
 
-from sdzero_mlx.config import KlSettings, LoraConfig, ModelConfig, OptimConfig, PromptConfig, SamplingConfig, load_recipe  # noqa: E402
+from sdzero_mlx.config import KlSettings, LoraConfig, ModelConfig, PromptConfig, SamplingConfig  # noqa: E402
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.kd import compute_teacher_targets, distill_step, student_batch, student_support_ids, teacher_batch  # noqa: E402
 from sdzero_mlx.loss import DistillMicroBatch, distill_loss, distill_targets, student_support  # noqa: E402
 from sdzero_mlx.modeling import load_model, make_trainable, padding_id, trainable  # noqa: E402
 from sdzero_mlx.prompts import separators  # noqa: E402
 from sdzero_mlx.rollout import sample_rollouts  # noqa: E402
-from sdzero_mlx.scoring import logits_at  # noqa: E402
-from sdzero_mlx.stages.distill import distill_item  # noqa: E402
+from sdzero_mlx.forward import logits_at  # noqa: E402
+from sdzero_mlx.contexts import distill_item  # noqa: E402
 from sdzero_mlx.teacher import lora_values  # noqa: E402
 from sdzero_mlx.types import Example, Graded  # noqa: E402
 from sdzero_mlx.verifier import VerifierConfig, verify_batch  # noqa: E402
@@ -147,7 +148,7 @@ def step_costs(model, items, pad, options: dict[str, KlSettings], repeats: int) 
     opt, teacher = optim.SGD(learning_rate=0.0), trainable(model)
 
     def step(kl):
-        return distill_step(model, opt, teacher, items, kl, len(items), pad, OptimConfig(grad_clip=1.0))
+        return distill_step(model, opt, teacher, items, kl, len(items), pad, 1.0)
 
     for kl in options.values():
         step(kl)

@@ -32,7 +32,8 @@ from clock import on_gpu  # noqa: E402
 import mlx.core as mx  # noqa: E402
 from mlx_lm.models.cache import make_prompt_cache  # noqa: E402
 
-from sdzero_mlx.config import ModelConfig, SamplingConfig, load_recipe  # noqa: E402
+from sdzero_mlx.config import ModelConfig, SamplingConfig  # noqa: E402
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.data import make_splits  # noqa: E402
 from sdzero_mlx.modeling import load_model  # noqa: E402
 from sdzero_mlx.platform.threads import apply_blas_threads  # noqa: E402

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sdzero_mlx.config import EvalConfig, FieldMap, PromptConfig
 from sdzero_mlx.data import load_examples
-from sdzero_mlx.evaluate import evaluate_examples, generate_then_revise
+from sdzero_mlx.evaluate import EvalSettings, evaluate_examples, generate_then_revise
 from sdzero_mlx.types import Example
 from sdzero_mlx.verifier import VerifierConfig, verify_batch
 
@@ -62,7 +62,7 @@ def measure(model, tok, task: str, template: str, cap: int, n: int, k: int, seed
     config = EvalConfig(k=k, max_tokens=cap, greedy=True, revise=revise)
     records = []
     start = time.perf_counter()
-    result = evaluate_examples(model, tok, examples, prompts, config, VerifierConfig(), seed, batch_size=32)
+    result = evaluate_examples(model, tok, examples, EvalSettings(config, prompts, VerifierConfig(), seed, batch_size=32))
     seconds = time.perf_counter() - start
     texts = [t for row in result.rows for t in row.texts] + [row.greedy_text for row in result.rows]
     golds = [row.answer for row in result.rows for _ in row.texts] + [row.answer for row in result.rows]
@@ -80,8 +80,8 @@ def measure(model, tok, task: str, template: str, cap: int, n: int, k: int, seed
     if revise:  # with the fallback only (the recipe's choice): revising costs two generations per problem
         for fallback in (True,):
             start = time.perf_counter()
-            rev = generate_then_revise(model, tok, examples, prompts, replace(config, k=1),
-                                       VerifierConfig(last_number_fallback=fallback), seed + 7, batch_size=32)
+            rev = generate_then_revise(model, tok, examples, EvalSettings(
+                replace(config, k=1), prompts, VerifierConfig(last_number_fallback=fallback), seed + 7, batch_size=32))
             records.append({"task": task, "template": template, "cap": cap, "fallback": fallback, "n": n,
                             "revise": {key: getattr(rev, key) for key in (
                                 "first_accuracy", "revised_accuracy", "correction_rate", "degradation_rate",

@@ -111,7 +111,7 @@ def save_safetensors(path: str | Path, arrays: dict, metadata: dict | None = Non
 def replace_dir(tmp: Path, final: Path) -> None:
     """Swap a fully written folder `tmp` in for `final`: fsync its files, then rename (old one aside first).
 
-    An interruption leaves `final` or `final.old` complete (checkpoint_dir reads either)."""
+    An interruption leaves `final` or `final.old` complete (rundir.RunDir.resume_from reads either)."""
     try:
         for f in tmp.rglob("*"):
             if f.is_file():

@@ -1,8 +1,7 @@
-"""Run directories: adapters in mlx-lm's format, and the state that makes --resume exact.
+"""The arrays of a run directory (rundir.RunDir names the files): adapters in mlx-lm's format, and the
+checkpoint that makes --resume exact.
 
 RUN/
-  recipe.yaml         the resolved recipe
-  metrics.jsonl       one line per optimizer step
   adapters/           adapters.safetensors + adapter_config.json (mlx_lm.generate --adapter-path)
   checkpoint/         state.json, adapters/optimizer/teacher .safetensors of the last saved step
 
@@ -15,7 +14,7 @@ data positions are functions of (seed, step), so the step counter restores them.
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import mlx.core as mx
@@ -24,18 +23,8 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from .atomic import DamagedFile, load_safetensors, read_json, replace_dir, save_safetensors, write_json
 from .config import LoraConfig
-
-ADAPTER_WEIGHTS = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-
-
-@dataclass(frozen=True)
-class TrainingState:
-    step: int = 0  # optimizer steps completed
-    generations: int = 0  # budget accounting (the paper's): sequences sampled
-    sampled_tokens: int = 0
-    trained_tokens: int = 0
-    elapsed_s: float = 0.0
+from .rundir import ADAPTER_CONFIG, ADAPTER_WEIGHTS, CHECKPOINT, RunDir
+from .types import TrainingState
 
 
 def save_adapters(
@@ -65,7 +54,7 @@ def save_checkpoint(
     extra: dict[str, dict[str, mx.array]] | None = None,
 ) -> None:
     """Atomically replace RUN/checkpoint with the given state (extra: e.g. {"teacher": params})."""
-    tmp = run_dir / "checkpoint.tmp"
+    tmp = run_dir / f"{CHECKPOINT}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_safetensors(tmp / "lora.safetensors", lora)
@@ -73,23 +62,14 @@ def save_checkpoint(
     for name, arrays in (extra or {}).items():
         save_safetensors(tmp / f"{name}.safetensors", arrays)
     write_json(tmp / "state.json", asdict(state))
-    replace_dir(tmp, run_dir / "checkpoint")
-
-
-def checkpoint_dir(run_dir: Path) -> Path | None:
-    """The complete checkpoint of a run, if any (an interrupted swap leaves checkpoint.old)."""
-    for name in ("checkpoint", "checkpoint.old"):
-        path = run_dir / name
-        if (path / "state.json").is_file():
-            return path
-    return None
+    replace_dir(tmp, run_dir / CHECKPOINT)
 
 
 def load_checkpoint(run_dir: Path, optimizer: optim.Optimizer, extra_names: tuple[str, ...] = ()):
     """Returns (state, lora, extras) and restores the optimizer state in place."""
-    path = checkpoint_dir(run_dir)
+    path = RunDir(run_dir).resume_from()
     if path is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from (expected {run_dir / 'checkpoint'}).")
+        raise FileNotFoundError(f"{run_dir} has no checkpoint to resume from (expected {run_dir / CHECKPOINT}).")
     state = read_state(path / "state.json")
     fix = f"delete {path} to restart the run from its previous checkpoint (or from scratch)"
     lora = load_safetensors(path / "lora.safetensors", fix)

@@ -68,9 +68,8 @@ def print_step(record) -> None:
 
 
 def _load(recipe: Path, set_: Optional[list[str]]):
-    from .config import load_recipe
-
     from .platform.device import use_device
+    from .recipe import load_recipe
 
     try:
         loaded = load_recipe(recipe, list(set_ or []))
@@ -123,12 +122,10 @@ def resume_hint(spec, recipe: Path, set_: Optional[list[str]], resume: Optional[
     checkpoint is started again without it."""
     import shlex
 
-    from .checkpoint import checkpoint_dir
-
     if spec.folder:
         return "continue with: " + shlex.join(command_words(spec.name, recipe, set_, *(
             ["--resume", str(resume)] if resume is not None else [])))
-    if checkpoint_dir(run_dir) is not None:
+    if spec.run_dir(run_dir).resume_from() is not None:
         return f"continue with: {shlex.join(command_words(spec.name, recipe, set_, '--resume', str(run_dir)))}"
     # the output folder must be named: it came from --resume, --set or the recipe
     given = [s for s in set_ or [] if s.split("=", 1)[0].strip() != "run.output_dir"]
@@ -165,7 +162,7 @@ def _train(spec, recipe: Path, resume: Optional[Path], set_: Optional[list[str]]
     loaded = _load(recipe, overrides)
     run_dir = Path(loaded.run.output_dir) / spec.folder
     # a stage with a folder of the chain's layout continues what is there, as `sdzero run` does
-    resuming = resume is not None or bool(spec.folder and (run_dir / "checkpoint").exists())
+    resuming = resume is not None or bool(spec.folder and spec.run_dir(run_dir).resume_from() is not None)
     note_command(spec.name, recipe, set_, *(["--resume", str(resume)] if resume is not None else []))
     typer.echo(f"run directory: {run_dir}")
     with long_work(lambda: resume_hint(spec, recipe, set_, resume, run_dir)):  # a checkpoint may exist by then
@@ -239,9 +236,9 @@ def sweep(
     retrain: RetrainOption = False,
 ) -> None:
     """`compare` over several seeds: per-seed values, means, 95% intervals and paired differences (sweep.md/json/png)."""
-    from .outputs import check_output_dir
-    from .rundir import run_dir_lock
+    from .rundir import RunDir
     from .sweep import run_sweep
+    from .writable import check_output_dir
 
     set_ = with_retrain(set_, retrain)
     loaded = _load(recipe, set_)
@@ -253,7 +250,7 @@ def sweep(
     target = out or Path(loaded.run.output_dir)
     note_command("sweep", recipe, set_)
     with long_work(f"run the same command again to continue in {target}"):
-        with run_dir_lock(check_output_dir(target, "--out")):  # one sweep at a time in OUT
+        with RunDir(check_output_dir(target, "--out")).writing():  # one sweep at a time in OUT
             run_sweep(loaded, chosen_seeds, target, log=typer.echo, methods=chosen)
     typer.echo(f"table: {target / 'sweep.md'}; picture: {target / 'sweep.png'}")
 
@@ -267,14 +264,14 @@ def search(
     set_: SetOption = None,
 ) -> None:
     """A grid over recipe fields for one method, each point scored on the validation split (never the test split)."""
-    from .outputs import check_output_dir
-    from .rundir import run_dir_lock
+    from .rundir import RunDir
     from .search import parse_grid, run_search
+    from .writable import check_output_dir
 
     _load(recipe, set_)  # a bad recipe or override: the one-line error, before any work
     note_command("search", recipe, set_)
     with long_work(f"run the same command again to continue in {out}"):
-        with run_dir_lock(check_output_dir(out, "--out")):  # one search at a time in OUT
+        with RunDir(check_output_dir(out, "--out")).writing():  # one search at a time in OUT
             data = run_search(recipe, list(set_ or []), method, parse_grid(grid), out, log=typer.echo)
     typer.echo(f"table: {out / 'search.md'}; best: {' '.join(data['best']['overrides'])}")
 
@@ -556,25 +553,25 @@ def eval_(
     out: Annotated[Optional[Path], typer.Option(help="Write per-problem JSONL and summary.md/json here.")] = None,
 ) -> None:
     """avg@k, pass@k and greedy accuracy (and generate-then-revise) of one or several models."""
-    from .config import DataConfig, EvalConfig, FieldMap, PromptConfig, load_recipe
-    from .evaluate import evaluate_models, generations_per_model, parse_model_specs, results_table
-    from .verifier import VerifierConfig
+    from dataclasses import replace
+
+    from .config import EvalConfig, FieldMap
+    from .evaluate import EvalSettings, evaluate_models, generations_per_model, parse_model_specs, results_table
+    from .recipe import load_recipe
 
     with long_work("files already in --out are complete (each is written whole), the rest is not there."):
         specs = parse_model_specs(models, adapter or [])
         config = EvalConfig(k=k, temperature=temperature, max_tokens=max_tokens, greedy=greedy, revise=revise)
-        prompts, verifier = PromptConfig(), VerifierConfig()
-        max_prompt_tokens = DataConfig.max_prompt_tokens
-        if recipe is not None:
+        settings = EvalSettings(config, seed=seed, batch_size=batch_size)
+        if recipe is not None:  # its prompts, verifier and longest prompt
             loaded = load_recipe(recipe)
-            prompts, verifier, max_prompt_tokens = loaded.prompts, loaded.verifier, loaded.data.max_prompt_tokens
+            settings = replace(settings, prompts=loaded.prompts, verifier=loaded.verifier,
+                               max_prompt_tokens=loaded.data.max_prompt_tokens)
         fields = FieldMap(problem=field_problem, answer=field_answer, id=field_id)
         examples = data_examples(data, fields, limit, data_seed, EVAL_GENERATED)
         typer.echo(f"{len(examples)} problems, {len(specs)} model(s), k={k}, T={temperature}")
-        named, budgets = evaluate_models(
-            specs, examples, prompts, config, verifier, seed, out, batch_size,
-            count_printer(generations_per_model(len(examples), config)), max_prompt_tokens,
-        )
+        named, budgets = evaluate_models(specs, examples, settings, out,
+                                         count_printer(generations_per_model(len(examples), config)))
     typer.echo(results_table(named, budgets))
     for name, results in named.items():
         if results[0].skipped_long_prompts:
@@ -612,9 +609,11 @@ def explain(
     """Self-localisation: per-token log p_student - log p_teacher and KL, as a coloured token strip."""
     from dataclasses import replace
 
-    from .config import DistillConfig, FieldMap, PromptConfig, SamplingConfig, load_recipe
+    from .config import FieldMap, PromptConfig, SamplingConfig
     from . import explain as ex
     from .prompts import separators
+    from .recipe import load_recipe
+    from .stages.distill import DistillConfig
     from .verifier import VerifierConfig
 
     if (problem is None) == (data is None):
@@ -632,16 +631,14 @@ def explain(
         if data is not None:  # before the models load: a bad --data fails at once
             examples = data_examples(data, FieldMap(problem=field_problem, answer=field_answer), limit, data_seed, limit)
         student, teacher_model, tok = ex.load_student_and_teacher(model, adapter, teacher, teacher_adapter)
-        seps = separators(tok, prompts)
         sampling = SamplingConfig(temperature=temperature, max_tokens=max_tokens)
+        settings = ex.ExplainSettings(prompts, sampling, verifier, separators(tok, prompts), seed, kl_settings)
         if data is not None:
-            reports = ex.explain_examples(student, tok, teacher_model, examples, prompts, sampling, verifier, seps, seed,
-                                          kl_settings)
+            reports = ex.explain_examples(student, tok, teacher_model, examples, settings)
             typer.echo(ex.explain_set_to_dir(reports, out))
             typer.echo(f"{len(reports)} responses: HTML/PNG per response, buckets.png and summary.md in {out}")
             return
-        report = ex.explain_one(student, tok, teacher_model, problem, response, answer, reward, prompts, sampling,
-                                verifier, seps, seed, kl_settings)
+        report = ex.explain_one(student, tok, teacher_model, problem, response, answer, reward, settings)
         page, png = ex.write_report(report, out)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         fail(str(err))

@@ -29,7 +29,7 @@ def _is_optional(tp) -> tuple[bool, Any]:
     return False, tp
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert a parsed YAML value to the annotated type, or raise naming the key."""
     optional, inner = _is_optional(tp)
     if value is None:
@@ -53,7 +53,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where}: expected a list, got {value!r}.")
         (item_tp, *_rest) = typing.get_args(tp) or (Any,)
-        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected a mapping, got {value!r}.")
@@ -101,7 +101,7 @@ def from_dict(cls, data: dict, where: str = "recipe"):
         )
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
+        kwargs[name] = coerce(value, hints[name], f"{where}.{name}")
     missing = [
         n for n, f in fields.items()
         if n not in kwargs
@@ -114,8 +114,10 @@ def from_dict(cls, data: dict, where: str = "recipe"):
 
 
 def to_dict(obj) -> dict:
-    """Dataclass -> plain dict of YAML-safe values (tuples become lists)."""
+    """Dataclass -> plain dict of YAML-safe values (tuples become lists); a recipe by its sections (config.Recipe)."""
     def plain(v):
+        if callable(getattr(v, "sections", None)):  # a recipe: its sections in order, the stages' among them
+            return {name: plain(section) for name, section in v.sections().items()}
         if dataclasses.is_dataclass(v):
             return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, (tuple, list)):

@@ -152,6 +152,11 @@ class TeacherItems:
     skipped: int  # answers left out (sibling with no_sibling: skip)
 
 
+def distill_item(graded: Graded, seps: Separators, max_teacher_tokens: int) -> DistillItem:
+    """The student and teacher sequences of one graded rollout from token ids only, in the paper's cue."""
+    return item_in(cue_context(graded, seps), graded, max_teacher_tokens)  # y itself, then sep(r)
+
+
 def teacher_items(reading: Reading, graded: Sequence[Graded], group_size: int, max_teacher_tokens: int) -> TeacherItems:
     """The student / teacher pair of each graded answer (example-major groups of `group_size`, as sampled)."""
     items, answers, without, skipped = [], [], 0, 0

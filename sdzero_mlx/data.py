@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib
 import json
 import random
 from dataclasses import dataclass
@@ -22,11 +21,12 @@ from typing import Optional, Sequence
 from .config import DataConfig, FieldMap
 from .configio import check_input_file
 from .seeds import derive_seed
+from .sources import demo, reasoning_gym
 from .types import Example
 
 HF_PREFIX = "hf://"
-# Generated sources: scheme -> "module:function(name, seed, n) -> list[Example]", imported when used.
-GENERATED = {"demo": "sdzero_mlx.demo.source:examples", "rg": "sdzero_mlx.sources.reasoning_gym:examples"}
+# Generated sources: scheme -> function(name, seed, n) -> list[Example] (reasoning-gym is imported when used)
+GENERATED = {"demo": demo.examples, "rg": reasoning_gym.examples}
 
 
 @dataclass(frozen=True)
@@ -223,9 +223,7 @@ def load_examples(
     """
     scheme = generated_scheme(source)
     if scheme:
-        module_name, function = GENERATED[scheme].split(":")
-        generate = getattr(importlib.import_module(module_name), function)
-        return generate(source[len(scheme) + 3:], seed, n)
+        return GENERATED[scheme](source[len(scheme) + 3:], seed, n)
     path = resolve_source(source)
     rows, where = read_numbered_rows(path)
     return rows_to_examples(rows, fields, str(path), where, fix)

@@ -24,16 +24,16 @@ import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 from .atomic import write_json, write_lines, write_text
 from .config import DataConfig, EvalConfig, PromptConfig, SamplingConfig
 from .lengths import fitting, prompt_limit
-from .outputs import check_output_dir
+from .writable import check_output_dir
 from .prompts import prompt_ids, separators
 from .rollout import Completion, generate_completions
 from .seeds import derive_seed
-from .types import Example
+from .types import Budget, Example, TrainingState
 from .verifier import VerifierConfig, verify_batch
 
 Progress = Optional[Callable[[int], None]]  # called with the number of generations just finished
@@ -87,10 +87,28 @@ class EvalResult:
     skipped_long_prompts: int = 0  # problems left out: their prompt does not fit
 
 
-def sampling_config(config: EvalConfig, batch_size: int, temperature: Optional[float] = None) -> SamplingConfig:
-    """The rollout settings of an evaluation; top_p 1 as in the paper."""
-    temp = config.temperature if temperature is None else temperature
-    return SamplingConfig(temperature=temp, top_p=1.0, max_tokens=config.max_tokens, batch_size=batch_size)
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a model is evaluated, besides the model and the problems: the protocol (eval), the prompts and the
+    verifier, the seed, the rows sampled at once and the longest prompt. `of(recipe)`: a recipe's."""
+
+    eval: EvalConfig
+    prompts: PromptConfig = PromptConfig()
+    verifier: VerifierConfig = VerifierConfig()
+    seed: int = 0
+    batch_size: int = 16  # sequences sampled together
+    max_prompt_tokens: int = DataConfig.max_prompt_tokens
+
+    @classmethod
+    def of(cls, recipe) -> "EvalSettings":
+        return cls(recipe.eval, recipe.prompts, recipe.verifier, recipe.run.seed, recipe.sampling.batch_size,
+                   recipe.data.max_prompt_tokens)
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        """The rollout settings of an evaluation; top_p 1 as in the paper."""
+        return SamplingConfig(temperature=self.eval.temperature, top_p=1.0, max_tokens=self.eval.max_tokens,
+                              batch_size=self.batch_size)
 
 
 def _check_examples(examples: Sequence[Example]) -> None:
@@ -99,30 +117,23 @@ def _check_examples(examples: Sequence[Example]) -> None:
 
 
 def evaluate_examples(
-    model,
-    tokenizer,
-    examples: Sequence[Example],
-    prompts: PromptConfig,
-    config: EvalConfig,
-    verifier: VerifierConfig,
-    seed: int,
-    on_progress: Progress = None,
-    batch_size: int = 16,
+    model, tokenizer, examples: Sequence[Example], settings: EvalSettings, on_progress: Progress = None,
 ) -> EvalResult:
-    """avg@k, pass@k (k samples at config.temperature) and greedy accuracy over `examples`."""
-    return _evaluate_examples(model, tokenizer, examples, prompts, config, verifier, seed, on_progress, batch_size)[0]
+    """avg@k, pass@k (k samples at eval.temperature) and greedy accuracy over `examples`."""
+    return _evaluate_examples(model, tokenizer, examples, settings, on_progress)[0]
 
 
 def _evaluate_examples(
-    model, tokenizer, examples, prompts, config, verifier, seed, on_progress, batch_size,
+    model, tokenizer, examples: Sequence[Example], settings: EvalSettings, on_progress: Progress,
 ) -> tuple[EvalResult, list[Completion], list[float]]:
     """evaluate_examples, with the k samples per problem and their rewards (generate-then-revise reuses them)."""
     _check_examples(examples)
+    config, verifier = settings.eval, settings.verifier
     k = config.k
-    ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
+    ids = [prompt_ids(tokenizer, ex.problem, settings.prompts) for ex in examples]
     # sample j of problem i is entry i * k + j: all samples go through one batched generator, and the k samples
     # of a problem (and its greedy answer, one more row) share one prefill of its prompt
-    drawn = generate_completions(model, tokenizer, ids, sampling_config(config, batch_size), seed, on_progress,
+    drawn = generate_completions(model, tokenizer, ids, settings.sampling, settings.seed, on_progress,
                                  copies=k, greedy_copy=config.greedy)
     per = k + config.greedy
     sampled = [c for i, c in enumerate(drawn) if i % per < k]
@@ -244,15 +255,7 @@ class ReviseResult:
 
 
 def generate_then_revise(
-    model,
-    tokenizer,
-    examples: Sequence[Example],
-    prompts: PromptConfig,
-    config: EvalConfig,
-    verifier: VerifierConfig,
-    seed: int,
-    on_progress: Progress = None,
-    batch_size: int = 16,
+    model, tokenizer, examples: Sequence[Example], settings: EvalSettings, on_progress: Progress = None,
     first: Optional[tuple[Sequence[Completion], Sequence[float]]] = None,
 ) -> ReviseResult:
     """First attempt, grade, revise after sep(r) in the same turn, grade again (paper's Table 9).
@@ -262,7 +265,8 @@ def generate_then_revise(
     revisions are drawn with the seed derived from `seed`; generations and sampled tokens count what
     was drawn here."""
     _check_examples(examples)
-    sampling = sampling_config(config, batch_size)
+    config, verifier, prompts, seed, sampling = (settings.eval, settings.verifier, settings.prompts, settings.seed,
+                                                 settings.sampling)
     seps = separators(tokenizer, prompts)
     golds = [ex.answer for ex in examples]
     ids = [prompt_ids(tokenizer, ex.problem, prompts) for ex in examples]
@@ -329,7 +333,7 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def results_records(named_results: dict, budgets: Optional[dict[str, dict]] = None) -> list[dict]:
+def results_records(named_results: dict, budgets: Optional[Mapping[str, Budget | TrainingState]] = None) -> list[dict]:
     """One JSON record per name: {"name", "sample": summary?, "revise": summary?, "budget": ...?}."""
     records = []
     for name, value in named_results.items():
@@ -338,7 +342,7 @@ def results_records(named_results: dict, budgets: Optional[dict[str, dict]] = No
             s = summary(res)
             rec[s.pop("kind")] = s
         if budgets and budgets.get(name):
-            rec["budget"] = dict(budgets[name])
+            rec["budget"] = asdict(budgets[name])
         records.append(rec)
     return records
 
@@ -352,11 +356,11 @@ def _num(x: Optional[float]) -> str:
     return "-" if x is None else f"{x:.0f}"
 
 
-def results_table(named_results: dict, budgets: Optional[dict[str, dict]] = None) -> str:
+def results_table(named_results: dict, budgets: Optional[Mapping[str, Budget | TrainingState]] = None) -> str:
     """A Markdown comparison table, one row per name.
 
     Values are an EvalResult, a ReviseResult, or a list of both (one model evaluated both ways).
-    `budgets` maps a name to training budget counters (generations, sampled_tokens, trained_tokens),
+    `budgets` maps a name to what its training spent (types.Budget, or a TrainingState),
     shown beside accuracy when given. Accuracies are percentages; "-" marks what was not measured.
     """
     records = results_records(named_results, budgets)
@@ -397,7 +401,8 @@ def results_table(named_results: dict, budgets: Optional[dict[str, dict]] = None
     return "\n".join(lines) + "\n"
 
 
-def write_summary(named_results: dict, out_dir: str | Path, budgets: Optional[dict[str, dict]] = None) -> tuple[Path, Path]:
+def write_summary(named_results: dict, out_dir: str | Path,
+                  budgets: Optional[Mapping[str, Budget | TrainingState]] = None) -> tuple[Path, Path]:
     """summary.md (the table) and summary.json (the records) in out_dir; returns both paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -445,7 +450,7 @@ def parse_model_specs(models: Sequence[str], adapters: Sequence[str] = ()) -> li
     return specs
 
 
-def adapter_budget(adapter: Optional[str]) -> Optional[dict]:
+def adapter_budget(adapter: Optional[str]) -> Optional[TrainingState]:
     """Training budget of the run an adapter came from (RUN/adapters -> RUN/metrics.jsonl)."""
     if not adapter:
         return None
@@ -455,13 +460,12 @@ def adapter_budget(adapter: Optional[str]) -> Optional[dict]:
 
 
 def evaluate_model(
-    model, tokenizer, examples: Sequence[Example], prompts: PromptConfig, config: EvalConfig, verifier: VerifierConfig,
-    seed: int, on_progress: Optional[Callable[[int], None]] = None, batch_size: int = 16,
-    max_prompt_tokens: int = DataConfig.max_prompt_tokens,
+    model, tokenizer, examples: Sequence[Example], settings: EvalSettings, on_progress: Progress = None,
 ) -> list[AnyResult]:
-    """The protocol for one model: avg@k / pass@k / greedy, then generate-then-revise when config.revise.
+    """The protocol for one model: avg@k / pass@k / greedy, then generate-then-revise when eval.revise.
 
     Problems whose prompt does not fit are left out and counted in each result's skipped_long_prompts."""
+    config, prompts, max_prompt_tokens = settings.eval, settings.prompts, settings.max_prompt_tokens
     # what follows the prompt: an answer, and with revise a cue and a revision (a cue is a short phrase)
     after = config.max_tokens
     if config.revise:
@@ -471,37 +475,29 @@ def evaluate_model(
     if examples and not fit:
         raise ValueError(f"All {len(examples)} problems have prompts too long for max_prompt_tokens={max_prompt_tokens} "
                          "or the model's context (less the answer's max_tokens); nothing to evaluate.")
-    args = (model, tokenizer, fit, prompts, config, verifier, seed, on_progress, batch_size)
-    sampled_result, sampled, rewards = _evaluate_examples(*args)
+    sampled_result, sampled, rewards = _evaluate_examples(model, tokenizer, fit, settings, on_progress)
     results: list[AnyResult] = [sampled_result]
     if config.revise:  # the first attempts are the first of each problem's k samples: drawn once, not twice
         k = config.k
-        results.append(generate_then_revise(*args, first=(sampled[::k], rewards[::k])))
+        results.append(generate_then_revise(model, tokenizer, fit, settings, on_progress,
+                                            first=(sampled[::k], rewards[::k])))
     return [replace(r, skipped_long_prompts=skipped) for r in results]
 
 
 def evaluate_models(
     specs: Sequence[ModelSpec],
     examples: Sequence[Example],
-    prompts: PromptConfig,
-    config: EvalConfig,
-    verifier: VerifierConfig,
-    seed: int,
+    settings: EvalSettings,
     out_dir: Optional[str | Path] = None,
-    batch_size: int = 16,
     on_progress: Optional[Callable[[str, int], None]] = None,
-    max_prompt_tokens: int = DataConfig.max_prompt_tokens,
-) -> tuple[dict[str, list[AnyResult]], dict[str, dict]]:
-    """Evaluate each model (and generate-then-revise when config.revise) on the same examples.
+) -> tuple[dict[str, list[AnyResult]], dict[str, TrainingState]]:
+    """Evaluate each model (and generate-then-revise when eval.revise) on the same examples.
 
     Returns (named results, training budgets by name). With out_dir, writes OUT/NAME/samples.jsonl,
     OUT/NAME/revise.jsonl, and OUT/summary.md + summary.json.
     """
-    import mlx.core as mx
-
-    from .config import ModelConfig
-    from .modeling import check_model_path, load_model
-    from .rundir import run_dir_lock
+    from .modeling import check_model_path
+    from .rundir import RunDir
 
     _check_examples(examples)
     for spec in specs:  # every model before the first generation
@@ -510,25 +506,22 @@ def evaluate_models(
         for spec in specs:
             check_output_dir(Path(out_dir) / spec.name.replace("/", "_").replace(":", "__"), "--out")
         check_output_dir(out_dir, "--out")
-    with run_dir_lock(out_dir) if out_dir is not None else contextlib.nullcontext():  # one writer of --out
-        return _evaluate_models(specs, examples, prompts, config, verifier, seed, out_dir, batch_size, on_progress,
-                                max_prompt_tokens)
+    with RunDir(out_dir).writing() if out_dir is not None else contextlib.nullcontext():  # one writer of --out
+        return _evaluate_models(specs, examples, settings, out_dir, on_progress)
 
 
-def _evaluate_models(specs, examples, prompts, config, verifier, seed, out_dir, batch_size, on_progress,
-                     max_prompt_tokens):
+def _evaluate_models(specs, examples, settings: EvalSettings, out_dir, on_progress):
     import mlx.core as mx
 
     from .config import ModelConfig
     from .modeling import load_model
 
     named: dict[str, list[AnyResult]] = {}
-    budgets: dict[str, dict] = {}
+    budgets: dict[str, TrainingState] = {}
     for spec in specs:
         progress = (lambda n, s=spec.name: on_progress(s, n)) if on_progress else None
         model, tokenizer = load_model(ModelConfig(spec.path), adapter_path=spec.adapter)
-        results = evaluate_model(model, tokenizer, examples, prompts, config, verifier, seed, progress, batch_size,
-                                 max_prompt_tokens)
+        results = evaluate_model(model, tokenizer, examples, settings, progress)
         named[spec.name] = results
         budget = adapter_budget(spec.adapter)
         if budget:

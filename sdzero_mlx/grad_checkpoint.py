@@ -1,7 +1,7 @@
 """Gradient checkpointing of the transformer blocks (`lora.grad_checkpoint`), during backward passes only.
 
 A block's activations are the bulk of a training step's memory once logits are computed in blocks
-(scoring.logit_chunks): SmolLM2-135M at 4 answers x 1024 tokens peaked at ~11 GB in float32. With
+(forward.logit_chunks): SmolLM2-135M at 4 answers x 1024 tokens peaked at ~11 GB in float32. With
 checkpointing only each block's input is kept and the block is recomputed in the backward pass:
 less memory for about one more forward pass of time.
 

@@ -44,10 +44,10 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from .contexts import Context
-from .explain import LocalisationScore, TokenReport, token_pieces
+from .explain.tokens import LocalisationScore, TokenReport, token_pieces
 from .loss import token_logprobs
 from .prompts import teacher_sequence, text_answer_ids
-from .scoring import chunks, logit_chunks, scored_batch
+from .forward import chunks, logit_chunks, scored_batch
 from .verifier.extract import answer_span
 from .verifier.steps import WrongStep, first_wrong_step
 

@@ -24,13 +24,13 @@ from typing import Optional, Sequence
 import mlx.core as mx
 import mlx.nn as nn
 
-from .config import KlSettings, OptimConfig
+from .config import KlSettings
 from .platform.distributed import all_sum_values
 from .loss import (
-    DistillMicroBatch, TeacherTargets, distill_loss, distill_targets, initial_logprobs, student_support,
+    DistillMicroBatch, Penalty, TeacherTargets, distill_loss, distill_targets, initial_logprobs, student_support,
 )
 from .prompts import teacher_sequence
-from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
+from .forward import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
 from .teacher import lora_values
 from .update import optimizer_step
 from .types import DistillItem
@@ -94,7 +94,7 @@ def compute_teacher_targets(
 ) -> TeacherTargets:
     """The Reviser's distributions on the second copy of y, on the support `kl_settings` reads, as constants.
 
-    Computed and evaluated a block of positions at a time (scoring.logit_chunks): only the support of
+    Computed and evaluated a block of positions at a time (forward.logit_chunks): only the support of
     each block is kept (top-k, with its tail; the sampled token for k1 / k3; all of it for top_k 0),
     so the teacher never holds (B, L, V) logits, nor (B, T, V) for its longer sequence prompt + y +
     sep + y. The support is per position, so the blocks change no value. `student_ids`: the student's
@@ -113,13 +113,12 @@ def compute_teacher_targets(
 
 def distill_step(
     model: nn.Module, optimizer, teacher: dict[str, mx.array], items: Sequence[DistillItem], kl_settings: KlSettings,
-    micro_batch_size: int, pad_id: int, optim: OptimConfig, initial: Optional[dict[str, mx.array]] = None,
-    advantage_weight: float = 0.0,
+    micro_batch_size: int, pad_id: int, grad_clip: float, penalty: Penalty = Penalty(), advantage_weight: float = 0.0,
 ):
     """One optimizer step of phase 2 on built items: teacher targets first, then the student update.
 
-    `kl_settings` and `micro_batch_size`: the distill section's (SDFT trains with them too).
-    `initial`: the trained parameters' starting values, the reference of optim.kl_to_initial.
+    `kl_settings` and `micro_batch_size`: the distill section's (SDFT trains with them too); `grad_clip`: the
+    stage's optim.grad_clip. `penalty`: optim.kl_to_initial and its reference (loss.Penalty).
     `advantage_weight`: distill.advantage_weight, GRPO's term on each item's `advantage` (loss.distill_loss).
     """
     # counted over all ranks before any work, so that every rank stops here, not one rank alone
@@ -138,14 +137,13 @@ def distill_step(
     targets = [compute_teacher_targets(model, teacher, g, pad_id, kl_settings,
                                        student_ids=student_support_ids(model, b, kl_settings))
                for g, b in zip(groups, students)]  # the ids live on in the targets only
-    penalty = optim.kl_to_initial if initial is not None else 0.0
-    refs = [initial_logprobs(model, initial, b) if penalty > 0 else None for b in students]
+    refs = [initial_logprobs(model, penalty.reference, b) if penalty.on else None for b in students]
     advantages = [mx.array([it.advantage for it in g], dtype=mx.float32) if advantage_weight > 0 else None
                   for g in groups]
     batches = [DistillMicroBatch(b, t, r, a) for b, t, r, a in zip(students, targets, refs, advantages)]
     step_tokens = max(int(round(n_tokens)), 1)  # the whole step's on all ranks (update.py), as distributed.step_tokens
-    loss = partial(distill_loss, kl_settings=kl_settings, step_tokens=step_tokens, kl_to_initial=penalty,
-                   advantage_weight=advantage_weight)
-    return optimizer_step(model, optimizer, loss, batches, optim.grad_clip)
+    loss = partial(distill_loss, kl_settings=kl_settings, step_tokens=step_tokens,
+                   kl_to_initial=penalty.weight if penalty.on else 0.0, advantage_weight=advantage_weight)
+    return optimizer_step(model, optimizer, loss, batches, grad_clip)
 
 

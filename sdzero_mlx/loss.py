@@ -1,7 +1,7 @@
 """Every loss and every log-prob gather (as mlx-lm's tuner/losses.py): the pure array functions
 (log-probabilities, the distill loss's support and targets, KL in three directions, TRL's generalized
 JSD, the sampled-token estimators k1 and k3, the PPO surrogate) and the model losses built on them, a
-block of scored positions at a time (scoring.logit_chunks): weighted_nll (SRT, RFT, SFT), distill_loss
+block of scored positions at a time (forward.logit_chunks): weighted_nll (SRT, RFT, SFT), distill_loss
 (distill, SDFT). The KL-to-initial penalty has one path: initial_logprobs (the reference pass, a
 constant) and kl_to_initial_penalty (the k3 term, loss.k3_kl, which distill.kl = k3 reuses).
 
@@ -23,7 +23,7 @@ import mlx.nn as nn
 
 from .config import KlSettings
 from .platform.distributed import step_tokens
-from .scoring import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
+from .forward import LOGITS_CHUNK_ELEMENTS, ScoredBatch, chunks, logit_chunks, scored_batch
 from .teacher import lora_values
 
 
@@ -297,7 +297,7 @@ def kl_to_initial_penalty(logp: mx.array, ref_logp: mx.array, weights: mx.array)
 
 
 # ---------------------------------------------------------------------------------------------
-# Model losses on scored batches (scoring.py), a block of positions at a time
+# Model losses on scored batches (forward.py), a block of positions at a time
 # ---------------------------------------------------------------------------------------------
 
 
@@ -362,13 +362,24 @@ def initial_logprobs(
         return constant_logprobs(model, batch, temperature, max_elements)
 
 
-def with_reference(
-    model: nn.Module, initial: dict[str, mx.array], batches: Sequence[WeightedBatch], kl_to_initial: float
-) -> list[WeightedBatch]:
+@dataclass(frozen=True)
+class Penalty:
+    """optim.kl_to_initial with its reference: the trained parameters' starting values, kept only when a stage
+    uses them (with full fine-tuning they are a second copy of the trained weights)."""
+
+    weight: float = 0.0  # optim.kl_to_initial
+    reference: Optional[dict[str, mx.array]] = None  # None: nothing kept, the penalty is off
+
+    @property
+    def on(self) -> bool:
+        return self.weight > 0 and self.reference is not None
+
+
+def with_reference(model: nn.Module, penalty: Penalty, batches: Sequence[WeightedBatch]) -> list[WeightedBatch]:
     """The batches with the initial model's log-probabilities filled in, when the penalty is on."""
-    if kl_to_initial <= 0:
+    if not penalty.on:
         return list(batches)
-    return [replace(mb, ref_logp=initial_logprobs(model, initial, mb.batch)) for mb in batches]
+    return [replace(mb, ref_logp=initial_logprobs(model, penalty.reference, mb.batch)) for mb in batches]
 
 
 def nll_batches(
@@ -403,7 +414,7 @@ def distill_loss(
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
     """Sum of per-token KL over this micro-batch divided by the tokens of the whole step (+ entropy monitor).
 
-    The student's logits come a block of positions at a time (scoring.logit_chunks) and each block's
+    The student's logits come a block of positions at a time (forward.logit_chunks) and each block's
     KL is summed into the loss, without recomputation. On a renormalised top-k a block's logits are
     needed only until its KL exists (the backward of the gather and the head needs indices and weights,
     not logits); the full vocabulary keeps V-sized arrays per token for the backward (2 to 6 by the
@@ -454,7 +465,7 @@ def policy_loss(
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
     """GRPO's loss: the clipped surrogate (+ kl_to_initial x k3) summed over the tokens, over the step's tokens.
 
-    A block of positions at a time (scoring.logit_chunks), as distill_loss: no (B, T, V) or (B, L, V) logits.
+    A block of positions at a time (forward.logit_chunks), as distill_loss: no (B, T, V) or (B, L, V) logits.
     The policy is scored at the sampling temperature, as pi_old was.
     """
     loss = entropy = mx.array(0.0)

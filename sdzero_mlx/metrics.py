@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from .atomic import write_lines, write_text
+from .types import TrainingState
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -155,11 +156,10 @@ def read_metrics(run_dir: str | Path) -> list[StepRecord]:
     return sorted(rows, key=lambda r: r.step)
 
 
-def last_budget(run_dir: str | Path) -> Optional[dict]:
-    """Budget counters of a training run (from its last record), or None when it has none."""
+def last_budget(run_dir: str | Path) -> Optional[TrainingState]:
+    """Where a training run stands by its last record (steps and budget), or None when it has none."""
     try:
         last = read_metrics(run_dir)[-1]
     except (FileNotFoundError, ValueError):
         return None
-    return {"step": last.step, "generations": last.generations, "sampled_tokens": last.sampled_tokens,
-            "trained_tokens": last.trained_tokens, "elapsed_s": last.elapsed_s}
+    return TrainingState(last.step, last.generations, last.sampled_tokens, last.trained_tokens, last.elapsed_s)

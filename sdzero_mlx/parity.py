@@ -81,7 +81,7 @@ class ParityReport:
 
 def _work(vocab: int, seed: int = 0):
     """Distill items (4 sequences of different lengths), SRT items (3) and a greedy prompt, from ids only."""
-    from .stages.distill import distill_item
+    from .contexts import distill_item
     from .prompts import Separators
     from .stages.srt import SrtItem
     from .types import Example, Graded, Rollout
@@ -132,7 +132,7 @@ def backend_run(model_dir: str | Path, device: str, dtype: str, greedy_tokens: i
     from .loss import distill_token_kl
     from .modeling import load_model, make_trainable, trainable
     from .rollout import generate_completions
-    from .scoring import chunks, logits_at
+    from .forward import chunks, logits_at
     from .stages.srt import GENERATION, REVISION, srt_batches, srt_loss
     from .update import make_optimizer, optimizer_step
 

@@ -25,8 +25,10 @@ from typing import Callable, Optional, Sequence
 from .atomic import write_json, write_text
 from .config import Recipe
 from .evaluate import pass_at_k
-from .rundir import run_dir_lock
+from .recipe import chosen_methods, method_labels
+from .rundir import RunDir
 from .sweep import INTERVALS, interval_cell, interval_record, seed_recipe, test_problems_note
+from .tasks import evaluate_method, method_spec
 from .verifier.config import VerifierConfig
 
 
@@ -78,10 +80,9 @@ def problem_values(rows: Sequence[dict], n: int, verifier: VerifierConfig) -> di
 
 def evaluate_curve(recipe: Recipe, method: str, run_dir: Path, n: int, log: Callable[[str], None]) -> list[dict]:
     """One method's model of one run, sampled n times per test problem (cached); its rows."""
-    from .compare import evaluate_method
-
-    if method != "base" and not (run_dir / method / "done").is_file():
-        raise ValueError(f"{run_dir} has no finished {method} model ({run_dir / method / 'done'} is missing): run "
+    spec = method_spec(recipe, method)
+    if spec is not None and not spec.run_dir(run_dir / method).finished():
+        raise ValueError(f"{run_dir} has no finished {method} model ({run_dir / method} is not done): run "
                          "`sdzero compare` (or `sdzero sweep`) with it first.")
     curve = replace(recipe, eval=replace(recipe.eval, k=n, greedy=False, revise=False))
     evaluate_method(curve, method, run_dir, log, stem=f"{method}.pass{n}")
@@ -95,19 +96,19 @@ def run_pass_curve(
 ) -> dict:
     """The curves of `methods` in the compare run `out` (seeds None) or in OUT/seed-N of a sweep; writes
     OUT/pass-curve.json/.md/.png and returns the JSON's data. Holds OUT's lock, and each run's while it is read."""
-    with run_dir_lock(out):
+    with RunDir(out).writing():
         return _run_pass_curve(recipe, out, n, methods, seeds, log)
 
 
 def _run_pass_curve(recipe: Recipe, out: Path, n: int, methods: Sequence[str], seeds: Optional[Sequence[int]],
                     log: Callable[[str], None]) -> dict:
-    methods = list(replace(recipe.compare, methods=tuple(methods)).methods)  # names and ids, checked
+    methods = list(chosen_methods(recipe, methods))  # names and ids, checked
     runs = [(Path(recipe.run.output_dir), recipe)] if seeds is None else \
         [(out / f"seed-{s}", seed_recipe(recipe, s, out)) for s in seeds]
-    labels = recipe.compare.labels()
+    labels = method_labels(recipe)
     per_method: dict[str, list[dict]] = {m: [] for m in methods}
     for run_dir, run_recipe in runs:
-        with run_dir_lock(run_dir):  # its eval/ is written: not while a compare writes it
+        with RunDir(run_dir).writing():  # its eval/ is written: not while a compare writes it
             for m in methods:
                 log(f"pass-curve: {run_dir.name} {labels[m]} ({n} samples per problem)")
                 rows = evaluate_curve(run_recipe, m, run_dir, n, log)

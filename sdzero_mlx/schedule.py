@@ -1,14 +1,17 @@
-"""`compare` on several cores: its independent stages run in worker processes, run.workers at a time.
+"""A compare's task graph (tasks.plan) run run.workers at a time: in this process with one worker, in worker
+processes with more.
 
 A compare is a small graph of tasks: the SD-Zero chain (collect -> srt -> distill), each baseline's
 and each variant's training (a sampling baseline, or its variant, waits for collect, whose
 generations set its budget, unless compare.budget_generations does; a variant of distill waits for
-srt, its starting model), and one evaluation per model (which needs that model). With
-run.workers = N the parent process starts each ready task as `python -m sdzero_mlx.schedule RUN TASK
-BUDGET` (at most N at once, in the order of `plan`), relays their output lines to the log, and
-keeps the run directory's lock; each worker takes only its own stage folder's lock. sdzero's BLAS
-uses one thread per process (platform/threads.py), so on a CPU a second worker puts the idle core to
-work (docs/performance.md, "The demo on two cores").
+srt, its starting model), and one evaluation per model (which needs that model). Whatever the number
+of workers, a free worker takes the first ready task in the plan's order. With one worker each task
+runs in this process (tasks.run_task); with run.workers = N the parent process starts each ready task
+as `python -m sdzero_mlx.schedule RUN TASK BUDGET` (at most N at once), which reads the recipe the
+parent wrote (RUN/compare-recipe.yaml), relays their output lines to the log, and keeps the run
+directory's lock; each worker takes only its own stage folder's lock. sdzero's BLAS uses one thread
+per process (platform/threads.py), so on a CPU a second worker puts the idle core to work
+(docs/performance.md, "The demo on two cores").
 
 A failed task stops new ones from starting; the running ones finish, so their work is kept, and
 then the error is raised. Ctrl-C (or SIGTERM) stops every worker as it would stop `sdzero`: each
@@ -30,48 +33,22 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
+
+if TYPE_CHECKING:  # the worker's `python -m` start stays light until it has chosen its BLAS (main)
+    from .config import Recipe
+    from .tasks import Task
 
 RECIPE_FILE = "compare-recipe.yaml"  # what the workers read: the parent writes it before starting any
 
 
-@dataclass(frozen=True)
-class Task:
-    name: str  # "collect", "srt", "distill", "train rft", "eval base", ...
-    needs: tuple[str, ...]  # tasks that must have finished first
-    budget: bool = False  # a baseline's training: started with the matched budget, known once collect is done
-
-
-def plan(methods: Sequence[str], chain: Sequence[str], trained: dict, evaluate: bool, budget_given: bool = False) -> list[Task]:
-    """The tasks of a compare of `methods`, in the order a free worker takes the first ready one:
-    the chain's stages first (`chain`: compare.chain_stages, the longest path), then the training of each method
-    of `trained` (compare.trained_specs: baselines and variants), then the evaluations, the base's last (it needs
-    nothing, so it fills a worker while collect runs). A variant of distill waits for srt (its starting model); a
-    sampling baseline or its variant waits for collect, whose generations set its budget, unless `budget_given`
-    (compare.budget_generations is set)."""
-    tasks = [Task(stage, (chain[i - 1],) if i else ()) for i, stage in enumerate(chain)]
-    for m in methods:
-        if m in trained:
-            spec = trained[m]
-            waits = "collect" in chain and spec.matched and not budget_given
-            needs = ("srt",) if not spec.baseline else ("collect",) if waits else ()
-            tasks.append(Task(f"train {m}", needs, budget=spec.matched))
-    if evaluate:
-        trained_by = {"srt": "srt", "distill": "distill"} | {m: f"train {m}" for m in methods if m in trained}
-        tasks += [Task(f"eval {m}", (trained_by[m],)) for m in methods if m != "base"]
-        if "base" in methods:
-            tasks.append(Task("eval base", ()))
-    return tasks
-
-
-def _ready(waiting: Sequence[Task], done: set[str], free: int) -> list[Task]:
+def _ready(waiting: Sequence["Task"], done: set[str], free: int) -> list["Task"]:
     """The tasks a free worker takes next: the first `free` waiting ones, in plan order, whose needs are done."""
     return [t for t in waiting if all(n in done for n in t.needs)][:free]
 
 
-def makespan(tasks: Sequence[Task], seconds: dict[str, float], workers: int) -> float:
+def makespan(tasks: Sequence["Task"], seconds: dict[str, float], workers: int) -> float:
     """The wall time of `tasks` run as run_tasks runs them (the first ready task in order takes a free worker),
     each taking seconds[name] (0 when absent): doctor's estimate of a run with run.workers > 1.
 
@@ -90,11 +67,42 @@ def makespan(tasks: Sequence[Task], seconds: dict[str, float], workers: int) -> 
 
 
 def run_tasks(
-    tasks: Sequence[Task], run_dir: Path, workers: int, budget: Callable[[], int], log: Callable[[str], None],
+    tasks: Sequence["Task"], run_dir: Path, workers: int, budget: Callable[[], int], log: Callable[[str], None],
+    recipe: Optional["Recipe"] = None,
 ) -> None:
-    """Run `tasks` in at most `workers` processes; `budget()` gives the baselines' generations when the first
-    needs it. Output lines are relayed to `log` as they come. A failed task stops new ones from starting, the
-    running ones finish, then it raises; Ctrl-C stops them all (each resumes from its checkpoint on a rerun)."""
+    """Run `tasks`: with one worker each in turn in this process (with `recipe`, else the one in RUN/RECIPE_FILE, as
+    a worker reads it), with more in at most `workers` processes; `budget()` gives the baselines' generations
+    when the first needs it. Output lines are relayed to `log` as they come. A failed task stops new ones from
+    starting, the running ones finish, then it raises; Ctrl-C stops them all (each resumes from its checkpoint
+    on a rerun)."""
+    if workers == 1:
+        _run_here(tasks, run_dir, budget, log, recipe)
+    else:
+        _run_in_workers(tasks, run_dir, workers, budget, log)
+
+
+def _run_here(tasks: Sequence["Task"], run_dir: Path, budget: Callable[[], int], log: Callable[[str], None],
+              recipe: Optional["Recipe"]) -> None:
+    """One worker: this process takes the first ready task in plan order until none is left."""
+    from .tasks import run_task
+
+    recipe = recipe or _worker_recipe(run_dir)
+    done: set[str] = set()
+    waiting = list(tasks)
+    while waiting:
+        ready = _ready(waiting, done, 1)
+        if not ready:
+            stuck = ", ".join(f"{t.name} (needs {', '.join(t.needs)})" for t in waiting)
+            raise RuntimeError(f"compare's tasks cannot start: {stuck}.")
+        task = ready[0]
+        waiting.remove(task)
+        run_task(recipe, run_dir, task.name, budget() if task.budget else 0, log)
+        done.add(task.name)
+
+
+def _run_in_workers(
+    tasks: Sequence["Task"], run_dir: Path, workers: int, budget: Callable[[], int], log: Callable[[str], None],
+) -> None:
     lines: queue.Queue = queue.Queue()
     running: dict[str, tuple[subprocess.Popen, threading.Thread]] = {}
     tails: dict[str, list[str]] = {}
@@ -165,7 +173,7 @@ def _stop(procs: Sequence[subprocess.Popen]) -> None:
                 pass
 
 
-def _start(task: Task, run_dir: Path, budget: int, lines: queue.Queue) -> tuple[subprocess.Popen, threading.Thread]:
+def _start(task: "Task", run_dir: Path, budget: int, lines: queue.Queue) -> tuple[subprocess.Popen, threading.Thread]:
     from .rundir import invocation
 
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", SDZERO_INVOCATION=json.dumps(invocation()))
@@ -185,25 +193,14 @@ def _start(task: Task, run_dir: Path, budget: int, lines: queue.Queue) -> tuple[
     return proc, reader
 
 
-def run_task(run_dir: Path, name: str, budget: int, log: Callable[[str], None] = print) -> None:
-    """What a worker does: one task of a compare in RUN, with the recipe the parent wrote there."""
-    from .compare import budget_note, evaluate_method, run_trained, trained_specs
-    from .config import load_recipe
-    from .pipeline import CHAIN_STAGES, run_chain_stage
+def _worker_recipe(run_dir: Path) -> "Recipe":
+    """The recipe the parent wrote into RUN for its tasks, its device selected."""
     from .platform.device import use_device
+    from .recipe import load_recipe
 
     recipe = load_recipe(run_dir / RECIPE_FILE)
     use_device(recipe.run.device)
-    kind, _, method = name.partition(" ")
-    if name in CHAIN_STAGES:
-        run_chain_stage(recipe, run_dir, name, log)
-    elif kind == "train":
-        log(f"{method}: {budget_note(trained_specs(recipe)[method], budget)}")
-        run_trained(recipe, method, run_dir, budget, log)
-    elif kind == "eval":
-        evaluate_method(recipe, method, run_dir, log)
-    else:
-        raise ValueError(f"No compare task {name!r}.")
+    return recipe
 
 
 def _interrupt(signum, frame) -> None:
@@ -223,8 +220,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parent = json.loads(os.environ.get("SDZERO_INVOCATION", "null"))
     if parent:  # run.json names the command the user typed, not this worker's
         set_invocation(parent["argv"], parent["overrides"])
+    from .tasks import run_task
+
     try:
-        run_task(Path(run_dir), name, int(budget))
+        run_task(_worker_recipe(Path(run_dir)), Path(run_dir), name, int(budget))
     except KeyboardInterrupt:
         return 130
     except (ValueError, RuntimeError, OSError) as err:  # one line, which the parent's error repeats

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .atomic import write_json, write_text
-from .config import load_recipe
+from .recipe import chosen_methods, load_recipe, method_labels
 
 SHARED_CHAIN = ("collect", "srt")  # stage folders a point can borrow from OUT/chain
 
@@ -56,13 +56,14 @@ def run_search(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Train `method` at every grid point and score it on the validation split; returns search.json's data."""
-    from .compare import evaluate_method, run_compare
+    from .compare import run_compare
     from .pipeline import run_pipeline
+    from .tasks import evaluate_method
 
     base = load_recipe(recipe_path, list(overrides))  # a bad recipe fails before any work
-    names = base.compare.labels()
+    names = method_labels(base)
     try:  # sd-zero reads as distill, a variant's name as its id
-        method = replace(base.compare, methods=(method,)).methods[0]
+        method = chosen_methods(base, [method])[0]
     except ValueError:
         raise ValueError(f"--method {method!r}: use one of {sorted(names)} (a variant also by its name).") from None
     if method == "base":

@@ -37,6 +37,7 @@ from .config import Recipe
 from .configio import write_yaml
 from .data import generated_scheme
 from .evaluate import pass_at_k
+from .recipe import chosen_methods, method_labels
 from .stats import RESAMPLES, bootstrap_ci, hierarchical_ci, paired, seed_t_ci, seed_value, shares
 
 # per-problem metrics read from the test rows (`per_problem`), each a share per seed (stats.py)
@@ -247,13 +248,13 @@ def run_sweep(
 
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds {list(seeds)}: give distinct seeds, e.g. 0,1,2.")
-    methods = list(replace(recipe.compare, methods=tuple(methods)).methods if methods else recipe.compare.methods)
+    methods = list(chosen_methods(recipe, methods) if methods else recipe.compare.methods)
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(recipe, out / "sweep-recipe.yaml")
     for seed in seeds:
         log(f"sweep: seed {seed}")
         run_compare(seed_recipe(recipe, seed, out), log=lambda s, n=seed: log(f"[seed {n}] {s}"), methods=methods)
-    data = aggregate(recipe, out, seeds, methods, recipe.compare.labels())
+    data = aggregate(recipe, out, seeds, methods, method_labels(recipe))
     text = sweep_table(data, recipe.eval.k)
     write_text(out / "sweep.md", text)
     write_json(out / "sweep.json", data)

@@ -20,12 +20,20 @@ Sync ("iterative self-evolution" in the paper; main results: none):
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Protocol
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from .config import DistillConfig
 from .modeling import set_params, trainable
+
+
+class SyncRule(Protocol):
+    """The fields of the distill section (stages/distill.py) that say when the teacher follows the student."""
+
+    teacher_sync: str  # none / hard / ema
+    sync_every: int
+    ema_decay: float
 
 
 @contextmanager
@@ -43,7 +51,7 @@ def lora_values(model: nn.Module, params: dict[str, mx.array]):
 
 
 def next_teacher(
-    teacher: dict[str, mx.array], student: dict[str, mx.array], config: DistillConfig, steps_done: int
+    teacher: dict[str, mx.array], student: dict[str, mx.array], config: SyncRule, steps_done: int
 ) -> dict[str, mx.array]:
     """The teacher's LoRA values after `steps_done` optimizer steps."""
     if config.teacher_sync == "hard" and steps_done % config.sync_every == 0:

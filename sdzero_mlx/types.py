@@ -1,4 +1,4 @@
-"""Records that cross stage boundaries: data -> rollout -> grading -> distillation batch.
+"""Records that cross stage boundaries: data -> rollout -> grading -> distillation batch, and what training spent.
 
 Roles, named once: the paper's Generator (answers) and Reviser (reads an answer and a cue, then
 revises) are the same weights. Method-level text (docstrings of collect/srt, prompts.py, README)
@@ -12,6 +12,34 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal, Optional
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What training spent, the paper's accounting: sequences sampled, tokens sampled, tokens trained."""
+
+    generations: int = 0
+    sampled_tokens: int = 0
+    trained_tokens: int = 0
+
+    def __add__(self, other: "Budget") -> "Budget":
+        return Budget(self.generations + other.generations, self.sampled_tokens + other.sampled_tokens,
+                      self.trained_tokens + other.trained_tokens)
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Where a training stage stands: its optimizer steps and its budget so far (a checkpoint's state.json)."""
+
+    step: int = 0  # optimizer steps completed
+    generations: int = 0  # budget accounting (the paper's): sequences sampled
+    sampled_tokens: int = 0
+    trained_tokens: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.generations, self.sampled_tokens, self.trained_tokens)
 
 
 @dataclass(frozen=True)

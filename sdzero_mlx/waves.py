@@ -36,7 +36,7 @@ import mlx.core as mx
 from mlx_lm.models.cache import BatchKVCache, KVCache, make_prompt_cache
 from mlx_lm.sample_utils import make_sampler
 
-from .scoring import body_and_head
+from .forward import body_and_head
 
 # Padded prompt tokens prefilled in one forward pass: the attention scores of a prefill grow with
 # prompts x length^2, so long prompts go a few at a time (rollout.py's budget, kept).
@@ -75,7 +75,7 @@ def prefill_chunks(lengths: Sequence[int], budget: int = PREFILL_TOKENS) -> list
 
 def _last_logits(model, ids: mx.array, cache) -> mx.array:
     """The logits after each row's last token, (B, V): the output head applied to the last position only when
-    the model splits into body and head (scoring.body_and_head); a prompt's other positions need no logits."""
+    the model splits into body and head (forward.body_and_head); a prompt's other positions need no logits."""
     split = body_and_head(model)
     if split is None:
         return model(ids, cache=cache)[:, -1, :]

@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.stages.srt import run_srt
 

@@ -12,14 +12,14 @@ from mlx.utils import tree_flatten
 import pytest
 import yaml
 
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.loss import PolicyBatch, constant_logprobs, policy_loss
 from sdzero_mlx.stages.grpo import kept_groups, run_grpo
 from sdzero_mlx.kd import item_with_context
 from sdzero_mlx.loss import clipped_policy_loss, group_advantages
 from sdzero_mlx.stages.rft import run_rft
 from sdzero_mlx.loss import nll_batches
-from sdzero_mlx.scoring import scored_batch
+from sdzero_mlx.forward import scored_batch
 from sdzero_mlx.stages.sdft import run_sdft
 from sdzero_mlx.stages.sft import run_sft
 

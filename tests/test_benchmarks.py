@@ -143,7 +143,7 @@ def test_bench_peer_stops_off_runs_every_answer_to_max_tokens():
 
     from sdzero_mlx.config import ModelConfig, PromptConfig, SamplingConfig
     from sdzero_mlx.demo.app import DEFAULT_TASK, base_model_dir
-    from sdzero_mlx.demo.source import examples
+    from sdzero_mlx.sources.demo import examples
     from sdzero_mlx.modeling import load_model
     from sdzero_mlx.prompts import prompt_ids
     from sdzero_mlx.rollout import generate_completions

@@ -1,4 +1,4 @@
-"""Logits a block of positions at a time (scoring.logit_chunks): the same numbers as the full forward,
+"""Logits a block of positions at a time (forward.logit_chunks): the same numbers as the full forward,
 and a teacher / student pass at a 152k vocabulary that never holds a (B, L, V) float32 array."""
 
 import mlx.core as mx
@@ -12,7 +12,7 @@ from sdzero_mlx.kd import compute_teacher_targets, student_batch, teacher_batch
 from sdzero_mlx.loss import DistillMicroBatch, distill_loss
 from sdzero_mlx.loss import teacher_targets
 from sdzero_mlx.modeling import trainable
-from sdzero_mlx.scoring import body_and_head, logit_chunks, logits_at
+from sdzero_mlx.forward import body_and_head, logit_chunks, logits_at
 from sdzero_mlx.teacher import lora_values
 
 from test_distill import fresh_student, items_for_test

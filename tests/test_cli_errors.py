@@ -8,7 +8,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from sdzero_mlx import outputs
+from sdzero_mlx import writable
 from sdzero_mlx.cli import app
 
 runner = CliRunner()
@@ -31,7 +31,7 @@ def read_only(monkeypatch):
     def probe(folder):
         raise OSError(errno.EROFS, "Read-only file system", str(folder))
 
-    monkeypatch.setattr(outputs, "_write_probe", probe)
+    monkeypatch.setattr(writable, "_write_probe", probe)
 
 
 # -- output locations: checked before any work ------------------------------------------------

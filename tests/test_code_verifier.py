@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 import humaneval as he
 from sdzero_mlx.cli import app
-from sdzero_mlx.config import FieldMap, load_recipe
+from sdzero_mlx.config import FieldMap
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.data import load_examples, make_splits, questions_for_step, rows_to_examples
 from sdzero_mlx.verifier import VerifierConfig, check, check_batch, verify_batch
 from sdzero_mlx.verifier.code import extract_program, parse_tests

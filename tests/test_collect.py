@@ -11,7 +11,7 @@ from sdzero_mlx.stages.collect import (
     CleanRules, RevisionTuple, clean_tuple, load_tuples, opener_length, run_collect, select_tuples, strip_opener,
     trim_repeating_tail,
 )
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.data import make_splits
 from sdzero_mlx.demo.tinymodel import build_tokenizer
 

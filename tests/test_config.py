@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from sdzero_mlx.config import Recipe, load_recipe
-from sdzero_mlx.configio import from_dict
+from sdzero_mlx.config import Recipe
+from sdzero_mlx.recipe import load_recipe, recipe_from_dict
 
 RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
 
@@ -30,7 +30,7 @@ def test_overrides_are_coerced(tiny_recipe):
 
 
 def test_yaml_exponent_string_becomes_float():
-    r = from_dict(Recipe, {"model": {"path": "m"}, "data": {"source": "d.jsonl"}, "optim": {"learning_rate": "1e-5"}})
+    r = recipe_from_dict({"model": {"path": "m"}, "data": {"source": "d.jsonl"}, "optim": {"learning_rate": "1e-5"}})
     assert r.optim.learning_rate == 1e-5
 
 

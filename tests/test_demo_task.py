@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from sdzero_mlx.demo import task
+from sdzero_mlx.sources import demo_tasks as task
 from sdzero_mlx.demo.pretrain import RESTART, REPHRASE, encode_examples, pretrain
 from sdzero_mlx.demo.tinymodel import build_tokenizer
 
@@ -164,7 +164,7 @@ def test_shipped_base_models_match_their_recorded_arguments_and_score_as_recorde
     from sdzero_mlx.config import EvalConfig, PromptConfig
     from sdzero_mlx.demo.app import TASKS
     from sdzero_mlx.demo.pretrain import main as pretrain_main
-    from sdzero_mlx.evaluate import evaluate_examples
+    from sdzero_mlx.evaluate import EvalSettings, evaluate_examples
     from sdzero_mlx.types import Example
     from sdzero_mlx.verifier import VerifierConfig
 
@@ -189,8 +189,8 @@ def test_shipped_base_models_match_their_recorded_arguments_and_score_as_recorde
     test = task.split_problems(info["config"]["task_seed"], {"test": info["test_eval"]["n"]}, difficulty)["test"]
     examples = [Example(p.id, p.problem, p.answer) for p in test]
     config = EvalConfig(k=1, temperature=0.0, max_tokens=128, greedy=False)
-    greedy = evaluate_examples(model, tok, examples, PromptConfig(template="{problem}"), config, VerifierConfig(),
-                               seed=0, batch_size=128).avg_at_k
+    greedy = evaluate_examples(model, tok, examples, EvalSettings(config, PromptConfig(template="{problem}"),
+                                                                  VerifierConfig(), seed=0, batch_size=128)).avg_at_k
     # Same number up to float summation order (other BLAS, Metal): at most 2% of the problems may flip.
     assert abs(greedy - info["test_eval"]["greedy"]["accuracy"]) <= 0.02
     assert 0.15 <= greedy <= 0.5  # room to improve, skilled enough to self-revise

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from sdzero_mlx import rollout
 from sdzero_mlx.platform import device as device_mod
 from sdzero_mlx.cli import app
-from sdzero_mlx.config import SamplingConfig, load_recipe
+from sdzero_mlx.config import SamplingConfig
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.platform.device import device_name, gpu_status, use_device
 from sdzero_mlx.stages.distill import run_distill
 

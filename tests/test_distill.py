@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from sdzero_mlx.config import DistillConfig, KlSettings, LoraConfig, ModelConfig, OptimConfig, load_recipe
-from sdzero_mlx.stages.distill import (
-    distill_item, run_distill,
-)
+from sdzero_mlx.config import KlSettings, LoraConfig, ModelConfig
+from sdzero_mlx.contexts import distill_item
+from sdzero_mlx.recipe import load_recipe
+from sdzero_mlx.stages.distill import DistillConfig, run_distill
 from sdzero_mlx.kd import compute_teacher_targets, distill_step, student_batch
 from sdzero_mlx.loss import DistillMicroBatch, distill_loss
 from sdzero_mlx.modeling import make_trainable, load_model, trainable
@@ -86,7 +86,7 @@ def step_with(model, items, micro, top_k=16):
     config = DistillConfig(micro_batch_size=micro, top_k=top_k)
     opt = optim.SGD(learning_rate=1.0)
     before = trainable(model)
-    result = distill_step(model, opt, teacher, items, config.kl_settings, micro, 0, OptimConfig(grad_clip=0.0))
+    result = distill_step(model, opt, teacher, items, config.kl_settings, micro, 0, 0.0)
     after = trainable(model)
     return result, {k: before[k] - after[k] for k in before}  # SGD with lr 1: the gradient itself
 
@@ -192,8 +192,8 @@ def test_a_teacher_cap_that_leaves_no_room_for_the_answer_is_an_error(tiny_model
     model, _ = fresh_student(tiny_model_dir)
     with pytest.raises(ValueError, match="leaves no room for the answer"):
         distill_step(model, optim.SGD(learning_rate=1.0), trainable(model), items, DistillConfig().kl_settings, 8, 0,
-                     OptimConfig())
+                     1.0)
     # one answer with room is enough to train
     items.append(distill_item(Graded(rollout((2, 12), (23, 24)), 1.0), seps, 64))
     distill_step(model, optim.SGD(learning_rate=1.0), trainable(model), items, DistillConfig().kl_settings, 8, 0,
-                 OptimConfig())
+                 1.0)

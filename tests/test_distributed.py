@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.platform.device import device_name
 from sdzero_mlx.platform.distributed import all_sum_values, rank_seed, shard, step_tokens, sum_across_ranks, world

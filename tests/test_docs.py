@@ -9,7 +9,8 @@ import typing
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from sdzero_mlx.config import Recipe
+from sdzero_mlx.config import CLOSING_SECTIONS, SHARED_SECTIONS
+from sdzero_mlx.recipe import stage_sections
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -84,8 +85,14 @@ def package_paths() -> set[str]:
     return paths
 
 
-def recipe_fields(cls: type = Recipe, prefix: str = ""):
-    """(dotted path, help text) of every field of the recipe, nested sections included."""
+def recipe_fields(cls: type = None, prefix: str = ""):
+    """(dotted path, help text) of every field of the recipe (its shared sections and every stage's), nested
+    sections included."""
+    if cls is None:
+        for name, section in {**SHARED_SECTIONS, **stage_sections(), **CLOSING_SECTIONS}.items():
+            yield name, ""
+            yield from recipe_fields(section, name + ".")
+        return
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         path = prefix + f.name
@@ -165,3 +172,20 @@ def test_departures_without_a_field_are_in_the_table():
         if not any(first in cell and all(t in row for t in texts) for cell, row in rows)
     ]
     assert missing == [], f"departures missing from docs/configuration.md: {missing}"
+
+
+def test_the_architecture_picture_names_modules_that_exist():
+    """docs/architecture.md shows the picture scripts/draw_architecture.py draws: every module and folder the
+    script names is one of the package's (a module that moves fails here until the picture is drawn again)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("draw_architecture", ROOT / "scripts" / "draw_architecture.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    words = " ".join(f"{title} {detail}" for key, (*_, title, detail) in script.BOXES.items() if key != "run")
+    named = set(re.findall(r"[\w/]+\.py|\b\w+/(?=[\s,]|$)", words))
+    assert {"cli.py", "recipe.py", "stages/loop.py", "rundir.py", "verifier/"} <= named, named
+    missing = sorted(n for n in named if not (PACKAGE / n).exists())
+    assert missing == [], f"the architecture picture names what does not exist: {missing}"
+    assert "](img/architecture.svg)" in (ROOT / "docs" / "architecture.md").read_text()
+    assert (ROOT / "docs" / "img" / "architecture.svg").is_file()

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from scripted import scripted_model_dir, write_data
 from sdzero_mlx.cli import app
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.doctor.cost import (
     RunRates, StageEstimate, StepCost, estimate_run, memory_warning, run_peak_gb, run_seconds, srt_step_count,
     workers_warning,

@@ -23,6 +23,7 @@ from sdzero_mlx.cli import app
 from sdzero_mlx.config import EvalConfig, PromptConfig
 from sdzero_mlx.evaluate import (
     EvalResult,
+    EvalSettings,
     evaluate_examples,
     evaluate_model,
     generate_then_revise,
@@ -35,7 +36,7 @@ from sdzero_mlx.evaluate import (
 )
 from sdzero_mlx.metrics import last_budget
 from sdzero_mlx.demo.tinymodel import IM_END, init_weights, make_model_dir, model_config, vocabulary
-from sdzero_mlx.types import Example
+from sdzero_mlx.types import Example, TrainingState
 from sdzero_mlx.verifier import VerifierConfig
 
 L, DELTA = 30.0, 0.35  # chain logit; 7-vs-8 margin (T = 0.7: P(7) = 1 / (1 + e^-0.5) = 0.62)
@@ -117,7 +118,7 @@ def test_avg_pass_greedy_on_scripted_model(scripted, tmp_path):
     model, tok = scripted
     golds = ["7", "8", "9", "7", "8", "9"]
     config = EvalConfig(k=8, temperature=0.7, max_tokens=12, greedy=True)
-    res = evaluate_examples(model, tok, examples(golds), PromptConfig(), config, VERIFIER, seed=1, batch_size=16)
+    res = evaluate_examples(model, tok, examples(golds), EvalSettings(config, PromptConfig(), VERIFIER, seed=1))
 
     assert (res.k, res.n_problems, res.generations) == (8, 6, 6 * 8 + 6)
     # greedy always answers 7: right exactly where the gold is 7
@@ -143,7 +144,7 @@ def test_generate_then_revise_on_scripted_model(scripted, tmp_path):
     model, tok = scripted
     golds = ["7", "8"] * 6
     config = EvalConfig(k=1, temperature=1.0, max_tokens=12)
-    res = generate_then_revise(model, tok, examples(golds), PromptConfig(), config, VERIFIER, seed=3)
+    res = generate_then_revise(model, tok, examples(golds), EvalSettings(config, PromptConfig(), VERIFIER, seed=3))
 
     first = [by_hand(r.first_text, r.answer) for r in res.rows]
     revised = [by_hand(r.revised_text, r.answer) for r in res.rows]
@@ -165,7 +166,7 @@ def test_evaluate_model_revises_the_first_of_its_k_samples(scripted):
     golds = ["7", "8", "9"] * 4
     config = EvalConfig(k=3, temperature=1.0, max_tokens=12, greedy=False, revise=True)
     finished = []
-    sampled, revised = evaluate_model(model, tok, examples(golds), PromptConfig(), config, VERIFIER, seed=5,
+    sampled, revised = evaluate_model(model, tok, examples(golds), EvalSettings(config, PromptConfig(), VERIFIER, seed=5),
                                       on_progress=finished.append)
     assert [r.first_text for r in revised.rows] == [r.texts[0] for r in sampled.rows]
     assert [r.first_reward for r in revised.rows] == [r.rewards[0] for r in sampled.rows]
@@ -188,7 +189,7 @@ def test_results_table_and_budget(tmp_path):
         + json.dumps({"step": 2, "generations": 8, "sampled_tokens": 90, "trained_tokens": 98}) + "\n"
     )
     budget = last_budget(run)
-    assert budget == {"step": 2, "generations": 8, "sampled_tokens": 90, "trained_tokens": 98, "elapsed_s": 0.0}
+    assert budget == TrainingState(step=2, generations=8, sampled_tokens=90, trained_tokens=98, elapsed_s=0.0)
     table = results_table({"base": fake_eval(0.25), "tuned": fake_eval(0.5)}, {"tuned": budget})
     lines = table.splitlines()
     assert lines[0].startswith("| model | n | avg@8 | pass@8 | greedy | tokens |") and "train gens" in lines[0]

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from sdzero_mlx.cli import app
 from sdzero_mlx.demo.app import TASKS, base_model_dir
-from sdzero_mlx.demo.source import examples as demo_examples
+from sdzero_mlx.sources.demo import examples as demo_examples
 
 # in tests/ci_guard.py's REQUIRED_ON_LINUX_AS_ROOT: CI installs chromium, so there this skip is a failure
 NO_CHROMIUM = "chromium is not installed (make setup installs it through apt when run as root)"

@@ -12,7 +12,7 @@ import mlx.core as mx
 import pytest
 from mlx.utils import tree_map
 
-from sdzero_mlx.demo.task import Difficulty, generate, parse_problem, render_solution
+from sdzero_mlx.sources.demo_tasks import Difficulty, generate, parse_problem, render_solution
 from sdzero_mlx.doctor.verdict import Measures, decide
 from sdzero_mlx.explain import LocalisationScore, TokenReport, step_localisation
 from sdzero_mlx.hindsight import AnswerHindsight, step_position, summarize_first_error

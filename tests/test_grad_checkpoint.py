@@ -6,7 +6,8 @@ import mlx.optimizers as optim
 import numpy as np
 import pytest
 
-from sdzero_mlx.config import DistillConfig, LoraConfig, ModelConfig, OptimConfig
+from sdzero_mlx.config import LoraConfig, ModelConfig
+from sdzero_mlx.stages.distill import DistillConfig
 from sdzero_mlx.kd import distill_step
 from sdzero_mlx.modeling import load_model, make_trainable, trainable
 from sdzero_mlx.prompts import teacher_sequence
@@ -44,7 +45,7 @@ def step(model_dir, checkpointed: bool, fine_tune_type: str = "lora"):
     start = mx.get_active_memory()
     mx.reset_peak_memory()
     result = distill_step(model, optim.SGD(learning_rate=1.0), teacher, long_items(), DistillConfig(top_k=16).kl_settings,
-                          2, 0, OptimConfig(grad_clip=0.0))
+                          2, 0, 0.0)
     peak = mx.get_peak_memory() - start
     return model, result, trainable(model), peak
 

@@ -112,7 +112,7 @@ def test_sweep_compares_correction_rates_on_one_definition(tmp_path):
     (1/2). Seed 1: SD-Zero wrong on p0, p1, p2, corrects p0 (1/3); GRPO wrong on p0 only, not corrected (0).
     Rows: 5/12 and 1/4; their difference 1/6 (per seed 0 and 1/3). On the problems both got wrong (p0 alone) the
     difference would be +1 in both seeds: the number the table printed before."""
-    from sdzero_mlx.config import load_recipe
+    from sdzero_mlx.recipe import load_recipe
     from sdzero_mlx.demo.app import TASKS
     from sdzero_mlx.sweep import aggregate, sweep_table
 

@@ -11,8 +11,8 @@ from sdzero_mlx.kd import compute_teacher_targets, student_batch
 from sdzero_mlx.loss import DistillMicroBatch, distill_loss
 from sdzero_mlx.loss import initial_logprobs, k3_kl, log_softmax
 from sdzero_mlx.modeling import load_model, make_trainable, trainable
-from sdzero_mlx.loss import nll_batches, weighted_nll, with_reference
-from sdzero_mlx.scoring import logits_at
+from sdzero_mlx.loss import Penalty, nll_batches, weighted_nll, with_reference
+from sdzero_mlx.forward import logits_at
 
 from test_distill import items_for_test
 
@@ -36,7 +36,7 @@ def moved_student(tiny_model_dir):
 
 def test_nll_penalty_equals_weighted_k3(tiny_model_dir):
     model, initial = moved_student(tiny_model_dir)
-    [mb] = with_reference(model, initial, nll_batches([(2, 10, 11, 12), (2, 13, 14)], [(1, 4), (1, 3)], 4, 0), 0.5)
+    [mb] = with_reference(model, Penalty(0.5, initial), nll_batches([(2, 10, 11, 12), (2, 13, 14)], [(1, 4), (1, 3)], 4, 0))
     plain, _ = weighted_nll(model, mb)
     penalised, _ = weighted_nll(model, mb, kl_to_initial=0.5)
     logp = np.array(log_softmax(logits_at(model, mb.batch)))
@@ -86,7 +86,7 @@ def test_k3_expected_gradient_is_that_of_kl_from_the_reference():
 
 def test_grpo_penalty_is_at_temperature_one_like_every_stage(tiny_model_dir):
     from sdzero_mlx.loss import PolicyBatch, constant_logprobs, policy_loss
-    from sdzero_mlx.scoring import scored_batch
+    from sdzero_mlx.forward import scored_batch
 
     model, initial = moved_student(tiny_model_dir)
     batch = scored_batch([(2, 10, 11, 12), (2, 13, 14)], [(1, 4), (1, 3)], 0)
@@ -107,7 +107,7 @@ def test_full_fine_tuning_keeps_the_initial_weights_only_for_the_penalty(stage, 
     import yaml
     from mlx.utils import tree_flatten
 
-    from sdzero_mlx.config import load_recipe
+    from sdzero_mlx.recipe import load_recipe
     from sdzero_mlx.demo.tinymodel import make_model_dir
     from sdzero_mlx.stages import stage_spec
     from scripted import write_data

@@ -7,10 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from sdzero_mlx.config import KlSettings, load_recipe
+from sdzero_mlx.config import KlSettings
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.doctor.cost import (
-    LossFootprint, RunRates, StepCost, estimate_run, loss_footprint, memory_warning,
+    LossFootprint, RunRates, StageEstimate, StepCost, estimate_run, loss_footprint, memory_warning,
 )
+from sdzero_mlx.platform.device import MemoryLimit
 
 V = 50_000
 
@@ -71,6 +73,6 @@ def test_no_loss_growth_without_a_vocabulary_or_longer_answers(tiny_recipe):
 
 
 def test_memory_advice_names_the_loss_fields():
-    stages = [type("S", (), {"name": "distill", "peak_memory_gb": 7.0})()]
-    text = memory_warning(stages, 8.0)
+    stages = [StageEstimate("distill", "2 steps", 1.0, 7.0)]
+    text = memory_warning(stages, MemoryLimit(6.0, "this test's limit"))
     assert "distill.top_k > 0" in text and "distill.tail: false" in text and "jsd" in text

@@ -4,7 +4,7 @@ A user's first real model is often a Qwen2.5, Qwen3, Phi-3 or Gemma: mlx-lm buil
 module, with its own layer names (Phi-3 fuses q, k, v into one projection), its own head (tied or
 not) and sometimes work after the head (Gemma 2's final soft-cap, Granite's logit scaling). Each is
 built here from mlx-lm's class with this project's tokenizer, saved as an mlx-lm folder and put
-through: blocked scoring (scoring.logit_chunks) against the model's own logits, two `sdzero distill`
+through: blocked scoring (forward.logit_chunks) against the model's own logits, two `sdzero distill`
 steps (with lora.grad_checkpoint) whose adapters `mlx_lm.load(..., adapter_path=...)` accepts and reproduces, and the fused model
 that SRT writes.
 """
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from sdzero_mlx.cli import app
 from sdzero_mlx.config import LoraConfig, ModelConfig
 from sdzero_mlx.modeling import load_model, make_trainable, trainable
-from sdzero_mlx.scoring import body_and_head, logit_chunks, logits_at, scored_batch
+from sdzero_mlx.forward import body_and_head, logit_chunks, logits_at, scored_batch
 from sdzero_mlx.stages.srt import save_fused_model
 from sdzero_mlx.demo.tinymodel import model_config, write_tokenizer
 

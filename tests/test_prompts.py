@@ -75,7 +75,7 @@ def test_enable_thinking_reaches_the_chat_template(tiny_model_dir, tmp_path):
 def test_the_qwen3_recipe_turns_thinking_off():
     from pathlib import Path
 
-    from sdzero_mlx.config import load_recipe
+    from sdzero_mlx.recipe import load_recipe
 
     recipe = load_recipe(Path(__file__).resolve().parent.parent / "recipes" / "qwen3-0.6b-gsm8k.yaml")
     assert recipe.prompts.enable_thinking is False

@@ -26,9 +26,10 @@ from sdzero_mlx import fingerprint, rundir
 from sdzero_mlx.atomic import DamagedFile
 from sdzero_mlx.checkpoint import load_checkpoint, read_state
 from sdzero_mlx.cli import app
-from sdzero_mlx.config import EvalConfig, ModelConfig, PromptConfig, load_recipe
+from sdzero_mlx.config import EvalConfig, ModelConfig
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.demo.tinymodel import make_model_dir, model_config
-from sdzero_mlx.evaluate import evaluate_model
+from sdzero_mlx.evaluate import EvalSettings, evaluate_model
 from sdzero_mlx.metrics import read_metrics
 from sdzero_mlx.modeling import load_model
 from sdzero_mlx.stages.collect import run_collect
@@ -36,7 +37,6 @@ from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.stages.rft import run_rft
 from sdzero_mlx.types import Example
 from sdzero_mlx.update import NonFiniteStep
-from sdzero_mlx.verifier import VerifierConfig
 
 from conftest import arithmetic_rows, tiny_recipe_dict
 from test_cli_errors import fails_cleanly
@@ -107,8 +107,8 @@ def test_collect_is_refused_while_another_process_holds_the_folder(tiny_recipe, 
 
 
 def test_one_process_may_take_its_own_lock_again(tmp_path):
-    with rundir.run_dir_lock(tmp_path):
-        with rundir.run_dir_lock(tmp_path):  # compare -> pipeline: the same folder, the same process
+    with rundir.RunDir(tmp_path).writing():
+        with rundir.RunDir(tmp_path).writing():  # compare -> pipeline: the same folder, the same process
             pass
         assert rundir.Path(tmp_path).resolve() in rundir._held
     assert rundir.Path(tmp_path).resolve() not in rundir._held
@@ -240,7 +240,7 @@ def test_a_full_disk_names_the_file_leaves_no_half_file_and_resume_finishes(tiny
     # space again: the same command starts over (no checkpoint was saved) and finishes
     done = subprocess.run([*SDZERO, "distill", str(recipe), "--set", "distill.steps=2"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert rundir.damaged_outputs(run) == []
+    assert rundir.RunDir(run).damaged_outputs() == []
 
 
 def test_resume_of_a_finished_run_rewrites_missing_or_truncated_adapters(tiny_recipe, tmp_path):
@@ -251,7 +251,7 @@ def test_resume_of_a_finished_run_rewrites_missing_or_truncated_adapters(tiny_re
     good = weights.read_bytes()
     weights.write_bytes(good[: len(good) // 2])  # a truncated file
     (run / "adapters" / "adapter_config.json").unlink()
-    assert rundir.damaged_outputs(run) == ["adapters/adapters.safetensors", "adapters/adapter_config.json"]
+    assert rundir.RunDir(run).damaged_outputs() == ["adapters/adapters.safetensors", "adapters/adapter_config.json"]
     state = run_distill(recipe, run, resume=True)
     assert state.step == 2
     assert weights.read_bytes() == good and (run / "adapters" / "adapter_config.json").is_file()
@@ -313,8 +313,8 @@ def test_distill_skips_and_counts_a_problem_longer_than_the_context(tiny_model_d
 def test_evaluation_skips_and_counts_a_problem_longer_than_the_context(tiny_model_dir):
     model, tok = load_model(ModelConfig(path=str(tiny_model_dir)))
     examples = [Example("a", "What is 1 + 1?", "2"), Example("b", long_problem(), "1301"), Example("c", "What is 2 + 2?", "4")]
-    results = evaluate_model(model, tok, examples, PromptConfig(), EvalConfig(k=1, max_tokens=4, greedy=False, revise=True),
-                             VerifierConfig(), 0, max_prompt_tokens=100_000)
+    settings = EvalSettings(EvalConfig(k=1, max_tokens=4, greedy=False, revise=True), max_prompt_tokens=100_000)
+    results = evaluate_model(model, tok, examples, settings)
     assert [r.skipped_long_prompts for r in results] == [1, 1]
     assert [r.n_problems for r in results] == [2, 2]
 
@@ -381,7 +381,7 @@ def test_a_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path):
     bomb.write_text(BOMB)
     assert len(BOMB) < 1024  # 9^9 = 387 million strings once expanded
     code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30));"
-            "from sdzero_mlx.config import load_recipe\n"
+            "from sdzero_mlx.recipe import load_recipe\n"
             "try:\n    load_recipe(sys.argv[1])\nexcept ValueError as err:\n    print(err)")
     done = subprocess.run([sys.executable, "-c", code, str(bomb)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-500:]

@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from sdzero_mlx.stages.collect import run_collect
-from sdzero_mlx.config import DistillConfig, KlSettings, OptimConfig, load_recipe
+from sdzero_mlx.config import KlSettings, OptimConfig
+from sdzero_mlx.stages.distill import DistillConfig
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.data import make_splits
 from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.kd import compute_teacher_targets, student_batch

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from sdzero_mlx import atomic, checkpoint as ckpt
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.recipe import load_recipe
+from sdzero_mlx.rundir import RunDir
 from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.modeling import make_trainable, load_model, trainable
 from sdzero_mlx.stages.srt import run_srt
@@ -87,7 +88,7 @@ def test_crash_between_writing_and_renaming_a_checkpoint_resumes_from_old(tiny_r
     monkeypatch.setattr(atomic.os, "replace", real_replace)
     run = tmp_path / "b"
     assert not (run / "checkpoint").exists() and (run / "checkpoint.old").is_dir() and (run / "checkpoint.tmp").is_dir()
-    assert ckpt.checkpoint_dir(run) == run / "checkpoint.old"
+    assert RunDir(run).resume_from() == run / "checkpoint.old"
 
     state = run_distill(recipe, run, resume=True)
     assert state.step == 4

@@ -40,7 +40,7 @@ def test_fused_lora_sampling_matches_lora_layers_and_restores_them():
 
     from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig
     from sdzero_mlx.demo.app import base_model_dir
-    from sdzero_mlx.demo.source import examples
+    from sdzero_mlx.sources.demo import examples
     from sdzero_mlx.modeling import load_model, make_trainable
     from sdzero_mlx.prompts import prompt_ids
 

@@ -37,15 +37,15 @@ def flock_failing(monkeypatch):
 def test_a_filesystem_without_flock_is_not_called_busy(flock_failing, tmp_path, capsys, code):
     calls = flock_failing(code)
     run = tmp_path / "run"
-    with rundir.run_dir_lock(run):
-        with rundir.run_dir_lock(run):  # nested takes are free, as with a real lock
+    with rundir.RunDir(run).writing():
+        with rundir.RunDir(run).writing():  # nested takes are free, as with a real lock
             pass
     err = capsys.readouterr().err
     assert err.count("warning:") == 1, err
     assert f"cannot lock {run}" in err and "does not support file locks" in err and "one command at a time" in err
     assert fcntl.LOCK_UN not in calls  # nothing was locked, so nothing is unlocked
     assert run.resolve() not in rundir._held and (run / rundir.LOCK).is_file()
-    with rundir.run_dir_lock(run):  # taken again after the release: no error, no second warning for this folder
+    with rundir.RunDir(run).writing():  # taken again after the release: no error, no second warning for this folder
         pass
     assert "warning:" not in capsys.readouterr().err
 

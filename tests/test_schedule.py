@@ -4,11 +4,18 @@ import json
 
 import pytest
 
-from sdzero_mlx.compare import baseline_specs, run_compare
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.compare import run_compare
 from sdzero_mlx.demo.app import QUICK, TASKS, base_model_dir
-from sdzero_mlx.pipeline import CHAIN_STAGES
-from sdzero_mlx.schedule import Task, makespan, plan, run_tasks
+from sdzero_mlx.recipe import load_recipe
+from sdzero_mlx.schedule import makespan, run_tasks
+from sdzero_mlx.stages import baselines
+from sdzero_mlx.tasks import Task, chain_names, plan
+
+CHAIN_STAGES = chain_names()
+
+
+def baseline_specs() -> dict:
+    return {s.name: s for s in baselines()}
 
 
 def test_plan_puts_the_chain_first_the_baselines_after_collect_and_the_base_last():
@@ -91,7 +98,7 @@ def test_a_stopped_worker_unwinds_like_sdzero(tmp_path):
 
 
 def test_an_evaluation_cached_under_the_old_protocol_is_evaluated_again(tmp_path):
-    from sdzero_mlx.pipeline import eval_key, evaluate_cached
+    from sdzero_mlx.tasks import eval_key, evaluate_cached
 
     recipe = _quick_recipe(tmp_path, 1)
     key = eval_key(recipe, recipe.model.path, None, "test")

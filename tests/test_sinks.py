@@ -12,7 +12,8 @@ import sys
 
 import pytest
 
-from sdzero_mlx.config import RunConfig, load_recipe
+from sdzero_mlx.config import RunConfig
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.metrics import StepRecord
 from sdzero_mlx.sinks import TensorBoardSink

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from smollm import smollm_dir  # noqa: F401  (fixture)
-from sdzero_mlx.config import ModelConfig, PromptConfig, SamplingConfig, load_recipe
+from sdzero_mlx.config import ModelConfig, PromptConfig, SamplingConfig
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.modeling import load_model
 from sdzero_mlx.prompts import separators

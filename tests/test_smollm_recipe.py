@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from smollm import smollm_dir  # noqa: F401  (fixture)
 from sdzero_mlx.cli import app
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.recipe import load_recipe
 
 pytestmark = [
     pytest.mark.slow,

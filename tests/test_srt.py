@@ -9,7 +9,9 @@ import pytest
 import yaml
 
 from sdzero_mlx.types import RevisionTuple
-from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig, SrtConfig, load_recipe
+from sdzero_mlx.config import LoraConfig, ModelConfig, PromptConfig
+from sdzero_mlx.stages.srt import SrtConfig
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.modeling import make_trainable, load_model, trainable
 from sdzero_mlx.prompts import prompt_ids, separators
 from sdzero_mlx.stages.srt import (

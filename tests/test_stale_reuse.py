@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from sdzero_mlx.cli import app
 from sdzero_mlx.metrics import read_metrics
-from sdzero_mlx.rundir import MadeBy, StaleStage, begin, differences, reuse_or_clear
+from sdzero_mlx.rundir import MadeBy, RunDir, StaleStage, differences
+from sdzero_mlx.stages import continue_command
 
 from scripted import scripted_model_dir, write_data
 
@@ -34,44 +35,51 @@ def test_differences_name_each_changed_field_and_input():
     assert differences(legacy, want, settings_only=True) == []
 
 
-def _stage_dir(tmp_path, record: MadeBy):
-    stage = tmp_path / "rft"
-    stage.mkdir()
-    begin(stage, "rft", False, record)
-    (stage / "adapters.safetensors").write_bytes(b"old")
-    return stage
+def _stage_dir(tmp_path, record: MadeBy) -> RunDir:
+    """A started stage made by `record` (its resume point: progress.json) that vouches for no outputs."""
+    run = RunDir(tmp_path / "rft", outputs=())
+    run.path.mkdir()
+    run.begin("rft", False, continue_command, record)
+    (run.path / "progress.json").write_text("{}")
+    (run.path / "adapters.safetensors").write_bytes(b"old")
+    return run
 
 
 def test_reuse_or_clear_reuses_resumes_refuses_and_retrains(tmp_path):
     made = MadeBy({"rft.steps": 6, "rft.optim.learning_rate": 1e-4}, {"model": "m"})
-    stage = _stage_dir(tmp_path, made)
-    assert reuse_or_clear(stage, made, finished=True, started=True, retrain=False) is True  # the same: reuse
-    assert reuse_or_clear(stage, made, finished=False, started=True, retrain=False) is False  # unfinished: resume
+    run = _stage_dir(tmp_path, made)
+    assert run.started() and not run.finished()
+    assert run.reuse_or_clear(made, retrain=False) is False  # unfinished: resume
+    run.mark_done()
+    assert run.finished() and run.reuse_or_clear(made, retrain=False) is True  # the same: reuse
     longer = MadeBy({**made.settings, "rft.steps": 8}, made.inputs)
     # a resume may train longer (as `--resume` always could); a finished stage with other steps is stale
-    assert reuse_or_clear(stage, longer, finished=False, started=True, retrain=False, resume_ignore=("rft.steps",)) is False
     with pytest.raises(StaleStage, match=r"rft was trained from other settings .*\(rft\.steps: 6 -> 8\).*--retrain"):
-        reuse_or_clear(stage, longer, finished=True, started=True, retrain=False, resume_ignore=("rft.steps",))
-    assert (stage / "adapters.safetensors").read_bytes() == b"old"  # a refusal changes nothing
+        run.reuse_or_clear(longer, retrain=False, resume_ignore=("rft.steps",))
+    run.unmark_done()
+    assert run.reuse_or_clear(longer, retrain=False, resume_ignore=("rft.steps",)) is False
+    assert (run.path / "adapters.safetensors").read_bytes() == b"old"  # a refusal changes nothing
     other_model = MadeBy(made.settings, {"model": "n"})
     with pytest.raises(StaleStage, match="model: other bytes"):
-        reuse_or_clear(stage, other_model, finished=False, started=True, retrain=False)
+        run.reuse_or_clear(other_model, retrain=False)
     lines = []
-    assert reuse_or_clear(stage, longer, finished=True, started=True, retrain=True, log=lines.append) is False
-    assert sorted(p.name for p in stage.iterdir()) == [".lock"] and "training it again" in lines[0]
+    run.mark_done()
+    assert run.reuse_or_clear(longer, retrain=True, log=lines.append) is False
+    assert sorted(p.name for p in run.path.iterdir()) == [".lock"] and "training it again" in lines[0]
     # nothing started there: nothing to compare, nothing to keep
-    assert reuse_or_clear(tmp_path / "none", made, finished=False, started=False, retrain=False) is False
+    assert RunDir(tmp_path / "none").reuse_or_clear(made, retrain=False) is False
 
 
 def test_a_shared_stage_is_never_cleared_through_its_link(tmp_path):
     made = MadeBy({"srt.epochs": 1}, {"model": "m"})
     shared = _stage_dir(tmp_path, made)
+    shared.mark_done()
     link = tmp_path / "point" / "srt"
     link.parent.mkdir()
-    os.symlink(shared, link, target_is_directory=True)
+    os.symlink(shared.path, link, target_is_directory=True)
     with pytest.raises(StaleStage, match="is shared"):
-        reuse_or_clear(link, MadeBy({"srt.epochs": 2}, {"model": "m"}), finished=True, started=True, retrain=True)
-    assert (shared / "adapters.safetensors").read_bytes() == b"old"
+        RunDir(link, outputs=()).reuse_or_clear(MadeBy({"srt.epochs": 2}, {"model": "m"}), retrain=True)
+    assert (shared.path / "adapters.safetensors").read_bytes() == b"old"
 
 
 # -- real runs of compare on the scripted model --------------------------------------------------------

@@ -12,15 +12,17 @@ import numpy as np
 import pytest
 import yaml
 
-from sdzero_mlx.config import DistillConfig, KlSettings, OptimConfig, PromptConfig, load_recipe
-from sdzero_mlx.contexts import Reading, context_of, sibling_of, teacher_items
+from sdzero_mlx.config import KlSettings, PromptConfig
+from sdzero_mlx.stages.distill import DistillConfig
+from sdzero_mlx.recipe import load_recipe
+from sdzero_mlx.contexts import Reading, context_of, distill_item, sibling_of, teacher_items
 from sdzero_mlx.kd import compute_teacher_targets, distill_step, student_batch
 from sdzero_mlx.loss import DistillMicroBatch, distill_loss, log_softmax
 from sdzero_mlx.modeling import load_model, trainable
 from sdzero_mlx.config import ModelConfig
 from sdzero_mlx.prompts import Separators
 from sdzero_mlx.stages import stage_spec
-from sdzero_mlx.stages.distill import distill_item, run_distill, with_advantages
+from sdzero_mlx.stages.distill import run_distill, with_advantages
 from sdzero_mlx.stages.sdft import sdft_reading
 from sdzero_mlx.types import Example, Graded, Rollout
 from scripted import scripted_model_dir, write_data
@@ -279,7 +281,7 @@ def test_the_advantage_term_is_the_policy_gradient_by_hand(tiny_model_dir):
         np.testing.assert_allclose(np.array(a - b), 2 * np.array(c), rtol=1e-3, atol=1e-6, err_msg=k)
     # and through the step: the term moves the weights
     step = lambda w: distill_step(fresh_student(tiny_model_dir)[0], optim.SGD(learning_rate=1.0), teacher, items, kl,  # noqa: E731
-                                  8, 0, OptimConfig(grad_clip=0.0), advantage_weight=w)
+                                  8, 0, 0.0, advantage_weight=w)
     assert step(1.0).grad_norm != pytest.approx(step(0.0).grad_norm, rel=1e-3)
 
 

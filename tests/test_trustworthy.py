@@ -9,7 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from sdzero_mlx.cli import app
-from sdzero_mlx.config import DataConfig, FieldMap, load_recipe
+from sdzero_mlx.config import DataConfig, FieldMap
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.data import make_splits
 from sdzero_mlx.probe import probe_examples
 from sdzero_mlx.stats import bootstrap_ci, seed_t_ci
@@ -48,7 +49,7 @@ def test_repeats_and_overlap_are_dropped_and_counted(tmp_path):
 
 
 def test_generated_source_gives_each_seed_its_own_unseen_problems():
-    from sdzero_mlx.demo.source import pretrained_problems
+    from sdzero_mlx.sources.demo import pretrained_problems
 
     config = DataConfig(source="demo://inverse", phase1_size=20, phase2_size=20, eval_size=30, validation_size=10)
     a, b = make_splits(config, with_test=True), make_splits(DataConfig(**{**config.__dict__, "seed": 1}), with_test=True)
@@ -64,7 +65,7 @@ def test_shipped_pretraining_sets_are_the_regenerated_ones(tmp_path):
     import gzip
 
     from sdzero_mlx.demo.app import TASKS, base_model_dir
-    from sdzero_mlx.demo.source import (
+    from sdzero_mlx.sources.demo import (
         PRETRAINED_FILE, pretrained_problems, regenerate_pretrained_problems, write_pretrained_problems,
     )
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from sdzero_mlx.config import LoraConfig, ModelConfig, load_recipe
+from sdzero_mlx.config import LoraConfig, ModelConfig
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.stages.distill import run_distill
 from sdzero_mlx.modeling import load_model, make_trainable, trainable
 
@@ -59,7 +60,7 @@ def test_weight_change_and_entropy_monitors_by_hand(tiny_model_dir):
 
     from sdzero_mlx.loss import log_softmax
     from sdzero_mlx.loss import nll_batches, weighted_nll
-    from sdzero_mlx.scoring import logits_at
+    from sdzero_mlx.forward import logits_at
     from sdzero_mlx.update import optimizer_step
 
     model, _ = load_model(ModelConfig(path=str(tiny_model_dir)))

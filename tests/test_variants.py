@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from sdzero_mlx.cli import app
 from sdzero_mlx.compare import run_compare
-from sdzero_mlx.config import load_recipe
+from sdzero_mlx.recipe import load_recipe, method_labels
 from sdzero_mlx.fingerprint import model_fingerprint
 
 from scripted import scripted_model_dir, write_data
@@ -110,7 +110,7 @@ def test_the_sweep_tables_give_a_variant_its_row_and_its_difference(compared):
     from sdzero_mlx.sweep import aggregate, plot_sweep, sweep_table
 
     recipe = load_recipe(path)
-    data = aggregate(recipe, root, [0], list(recipe.compare.methods), recipe.compare.labels())
+    data = aggregate(recipe, root, [0], list(recipe.compare.methods), method_labels(recipe))
     assert "SD-Zero (paper loss)" in data["methods"] and "SD-Zero - SD-Zero (paper loss)" in data["pairs"]
     pair = data["pairs"]["SD-Zero - SD-Zero (paper loss)"]["avg_at_k"]
     rows = data["methods"]

@@ -8,7 +8,7 @@ from mlx_lm.models.cache import RotatingKVCache, make_prompt_cache
 from sdzero_mlx import rollout, waves
 from sdzero_mlx.config import ModelConfig, PromptConfig, SamplingConfig
 from sdzero_mlx.demo.app import base_model_dir
-from sdzero_mlx.demo.source import examples
+from sdzero_mlx.sources.demo import examples
 from sdzero_mlx.modeling import load_model
 from sdzero_mlx.prompts import prompt_ids
 

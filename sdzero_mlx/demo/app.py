@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..config import ModelConfig, Recipe, load_recipe
+from ..config import ModelConfig, Recipe
 from ..configio import write_yaml
-from ..outputs import check_output_dir
-from . import task
+from ..recipe import load_recipe
+from ..sources.demo import MODELS
+from ..writable import check_output_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -45,11 +46,11 @@ class DemoTask:
 
 TASKS = {
     "inverse": DemoTask(
-        "inverse", PACKAGE_DIR / "base_model_inverse", PACKAGE_DIR / "recipe_inverse.yaml",
+        "inverse", MODELS["inverse"], PACKAGE_DIR / "recipe_inverse.yaml",
         ("--kind", "inverse", "--min-steps", "4", "--max-steps", "4", "--init-from", "base_model",
          "--learning-rate", "1e-3", "--warmup-steps", "20", "--steps", "300", "--copy-fix-share", "0"),
     ),
-    "chain": DemoTask("chain", PACKAGE_DIR / "base_model", PACKAGE_DIR / "recipe.yaml"),
+    "chain": DemoTask("chain", MODELS["chain"], PACKAGE_DIR / "recipe.yaml"),
 }
 DEFAULT_TASK = "inverse"
 # --quick: the same comparison on a sliver of the data, to check that everything runs (CI uses it).
@@ -97,16 +98,17 @@ def self_localisation(recipe: Recipe, run_dir: Path, n: int = 48) -> tuple:
     """Token reports of the SRT model's own answers on validation problems (a diagnostic, so never the test
     split), Generator vs Reviser; pictures into RUN/explain."""
     from ..data import make_splits
-    from ..explain import explain_examples, explain_set_to_dir, kl_concentration, localisation_score, write_report
+    from ..explain import (
+        ExplainSettings, explain_examples, explain_set_to_dir, kl_concentration, localisation_score, write_report,
+    )
     from ..modeling import load_model
     from ..prompts import separators
 
     model, tokenizer = load_model(ModelConfig(path=str(run_dir / "srt" / "model")))
     examples = make_splits(recipe.data).validation[:n]
-    reports = explain_examples(
-        model, tokenizer, model, examples, recipe.prompts, recipe.sampling, recipe.verifier,
-        separators(tokenizer, recipe.prompts), recipe.run.seed, recipe.distill.kl_settings,
-    )
+    settings = ExplainSettings(recipe.prompts, recipe.sampling, recipe.verifier, separators(tokenizer, recipe.prompts),
+                               recipe.run.seed, recipe.distill.kl_settings)
+    reports = explain_examples(model, tokenizer, model, examples, settings)
     out = run_dir / "explain"
     table = explain_set_to_dir(reports, out, pictures=False)  # a page each; PNG for the README's one below
     wrong = [r for r in reports if r.reward < 0.5]
@@ -129,7 +131,7 @@ def stage_seconds(run_dir: Path, methods: Sequence[str]) -> list[tuple[str, floa
     for stage in ("distill", *[m for m in methods if m not in ("base", "srt", "distill")]):
         budget = last_budget(run_dir / stage)
         if budget:
-            out.append((stage, budget["elapsed_s"]))
+            out.append((stage, budget.elapsed_s))
     for m in methods:
         path = run_dir / "eval" / f"{m}.json"
         if path.is_file():

@@ -85,8 +85,8 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
-from sdzero_mlx.demo import task
-from sdzero_mlx.demo.source import write_pretrained_problems
+from sdzero_mlx.sources import demo_tasks as task
+from sdzero_mlx.sources.demo import write_pretrained_problems
 from sdzero_mlx.demo.tinymodel import IM_END, PAD, build_tokenizer, init_weights, make_model_dir, model_config
 
 REPHRASE = "Let me rephrase the above solution."
@@ -357,7 +357,7 @@ def evaluate_into_build_info(out_dir: Path, n: int) -> dict:
     import hashlib
 
     from sdzero_mlx.config import EvalConfig, ModelConfig, PromptConfig
-    from sdzero_mlx.evaluate import evaluate_examples, generate_then_revise
+    from sdzero_mlx.evaluate import EvalSettings, evaluate_examples, generate_then_revise
     from sdzero_mlx.modeling import load_model
     from sdzero_mlx.types import Example
     from sdzero_mlx.verifier import VerifierConfig
@@ -369,8 +369,9 @@ def evaluate_into_build_info(out_dir: Path, n: int) -> dict:
     examples = [Example(p.id, p.problem, p.answer) for p in test]
     model, tokenizer = load_model(ModelConfig(str(out_dir)))
     prompts, config = PromptConfig(template="{problem}"), EvalConfig(k=1, temperature=0.7, max_tokens=128, greedy=True)
-    sampled = evaluate_examples(model, tokenizer, examples, prompts, config, VerifierConfig(), seed=0, batch_size=128)
-    revised = generate_then_revise(model, tokenizer, examples, prompts, config, VerifierConfig(), seed=0, batch_size=128)
+    settings = EvalSettings(config, prompts, VerifierConfig(), seed=0, batch_size=128)
+    sampled = evaluate_examples(model, tokenizer, examples, settings)
+    revised = generate_then_revise(model, tokenizer, examples, settings)
     info["weights_sha256"] = hashlib.sha256((Path(out_dir) / "model.safetensors").read_bytes()).hexdigest()
     info["test_eval"] = {
         "n": n,

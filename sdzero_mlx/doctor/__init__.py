@@ -7,13 +7,14 @@ the run will cost, measured in minutes on the recipe's own model without trainin
                 the teacher after SRT
   cost.py       one real step of each stage in a temporary folder; the whole run counted from the recipe
   verdict.py    helps / unclear / unlikely, with reasons; the teacher context expected to help
-  report.py     doctor.md and doctor.json
+  report.py     what it found (DoctorReport): doctor.md and doctor.json
   run.py        the job that ties them together
 
 It never writes into run.output_dir and only reads model folders (the recipe's, and RUN/srt/model or
 --teacher when there is one).
 """
 
-from .run import DEFAULT_N, DoctorReport, run_doctor
+from .report import DoctorReport
+from .run import DEFAULT_N, run_doctor
 
 __all__ = ["DEFAULT_N", "DoctorReport", "run_doctor"]

@@ -34,12 +34,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..compare import chain_stages, trained_specs
-from ..config import KlSettings, Recipe, variant_recipe
+from ..config import KlSettings, Recipe
 from ..metrics import read_metrics
 from ..platform.device import MemoryLimit
-from ..stages import stage_spec
+from ..recipe import variant_recipe
+from ..schedule import makespan
+from ..stages import stage_spec, stage_specs
 from ..stages.sft import sft_steps
+from ..tasks import chain_stages, matched_budget, matched_steps, plan, planned_distill_generations, trained_specs
 from ..types import Graded, RevisionTuple
 
 
@@ -155,17 +157,15 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
         distill_peak = steps["distill"].peak_memory_gb + loss_growth_gb(recipe, rates)
         out.append(StageEstimate("distill", f"{ds} steps", rates.load_seconds + ds * steps["distill"].seconds
                                  + probes(recipe, ds) * probe_s, max(distill_peak, rates.sampling_peak_gb if probes(recipe, ds) else 0)))
-    distill_gens = recipe.distill.steps * stage_spec("distill").generations_per_step(recipe)  # a whole group per question
-    budget = recipe.compare.budget_generations or collect_gens + distill_gens
+    budget = matched_budget(recipe, lambda: collect_gens + planned_distill_generations(recipe))
     for m in methods:  # each baseline and each variant, at its stage's measured step
         spec = trained.get(m)
         if spec is None or spec.name not in steps:
             continue
         variant = recipe.compare.variant(m)
         own = variant_recipe(recipe, variant) if variant else recipe
-        per_step = spec.generations_per_step
-        n = (getattr(own, spec.name).steps if not spec.baseline else sft_steps(own, n_solutions) if per_step is None
-             else max(budget // per_step(own), 1))
+        n = (matched_steps(own, spec, budget) if spec.matched else
+             sft_steps(own, n_solutions) if spec.name == "sft" else getattr(own, spec.name).steps)
         cost = steps[spec.name]
         out.append(StageEstimate(m, f"{n} steps", rates.load_seconds + n * cost.seconds + probes(recipe, n) * probe_s,
                                  cost.peak_memory_gb))
@@ -242,8 +242,6 @@ def run_seconds(recipe: Recipe, stages: Sequence[StageEstimate], device: str = "
     as platform.device.device_name says it) the workers share it: no faster than one after another."""
     if recipe.run.workers <= 1 or device != "cpu":
         return sum(s.seconds for s in stages)
-    from ..schedule import makespan, plan
-
     trained, methods = trained_specs(recipe), list(recipe.compare.methods)
     tasks = plan(methods, chain_stages(recipe, methods, trained), trained, evaluate=True,
                  budget_given=bool(recipe.compare.budget_generations))
@@ -285,19 +283,16 @@ def srt_step_count(recipe: Recipe, kept: float) -> int:
     return cfg.epochs * (-(-revision // cfg.batch_size) + -(-(kept - revision) // cfg.batch_size))
 
 
-# what lowers each stage's peak memory, named as recipe fields
-MEMORY_FIELDS = {
-    "collect": "sampling.batch_size, sampling.max_tokens",
-    "srt": "srt.micro_batch_size, srt.max_tokens, lora.grad_checkpoint: true",
-    "distill": "distill.micro_batch_size, sampling.max_tokens, distill.max_teacher_tokens, lora.grad_checkpoint: true, "
-               "and the loss: a top-k without tail holds the least (distill.top_k > 0, distill.tail: false), the full "
-               "vocabulary (distill.top_k: 0) the most, jsd most of all",
-    "rft": "rft.micro_batch_size, sampling.max_tokens",
-    "grpo": "grpo.micro_batch_size, sampling.max_tokens",
-    "sft": "sft.micro_batch_size",
-    "sdft": "distill.micro_batch_size, distill.max_teacher_tokens, and distill's loss (as for distill)",
-    "eval": "sampling.batch_size, eval.max_tokens",
-}
+EVAL_MEMORY = "sampling.batch_size, eval.max_tokens"  # what lowers an evaluation's peak memory
+
+
+def memory_fields(estimate: str) -> str:
+    """What lowers a stage's (or an evaluation's) peak memory, as recipe fields: its StageSpec's memory."""
+    name = estimate.split()[0]
+    if name == "eval":
+        return EVAL_MEMORY
+    specs = {s.name: s for s in stage_specs()}
+    return specs[name].memory_fields if name in specs else f"{name}.micro_batch_size"
 
 
 def memory_warning(stages: Sequence[StageEstimate], limit: Optional[MemoryLimit], workers: int = 1) -> Optional[str]:
@@ -307,8 +302,7 @@ def memory_warning(stages: Sequence[StageEstimate], limit: Optional[MemoryLimit]
     over = [s for s in stages if s.peak_memory_gb > limit.gb]
     if over:
         worst = max(over, key=lambda s: s.peak_memory_gb)
-        fields = "; ".join(sorted({f"{s.name}: {MEMORY_FIELDS.get(s.name.split()[0], s.name.split()[0] + '.micro_batch_size')}"
-                                   for s in over}))
+        fields = "; ".join(sorted({f"{s.name}: {memory_fields(s.name)}" for s in over}))
         return (f"the run will not fit in memory: {worst.name} peaks at {worst.peak_memory_gb:.1f} GB, over {limit.source} "
                 f"({limit.gb:.1f} GB). Lower {fields}.")
     together = peak_together(stages, workers)

@@ -1,18 +1,78 @@
-"""The doctor's report: Markdown (terminal and OUT/doctor.md) and JSON (OUT/doctor.json)."""
+"""The doctor's report: the record of what it found (DoctorReport), as Markdown (terminal and OUT/doctor.md)
+and JSON (OUT/doctor.json)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 from ..atomic import write_json, write_text
-from ..evaluate import pct
+from ..evaluate import ReviseResult, pct
+from ..explain.tokens import BucketStats
+from ..hindsight import FirstErrorSummary, HindsightSummary
+from ..platform.device import MemoryLimit
+from .cost import StageEstimate, StepCost
+from .sequences import Flag, ShownSequence
+from .signal import RewardStats, Signal
+from .verdict import ContextChoice, Verdict
 
-if TYPE_CHECKING:
-    from ..hindsight import FirstErrorSummary
-    from .run import DoctorReport
-    from .signal import Signal
+
+@dataclass(frozen=True)
+class Template:
+    has_template: bool
+    args: dict  # extra chat-template variables (enable_thinking)
+    turn: str  # how an assistant turn ends
+    system: str  # the system prompt check
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    recipe: str
+    model: str
+    split: str  # which problems were sampled
+    n_problems: int
+    k: int
+    template: Template
+    sequences: tuple[ShownSequence, ...]
+    flags: tuple[Flag, ...]
+    base: Signal  # measured on the recipe's model
+    teacher: Optional[Signal]  # measured on the model phase 2's teacher will be (after SRT); None: not measured
+    teacher_source: str  # how the teacher model was chosen, or why none was measured
+    read: str  # the signal the verdict read: "teacher" (measured on it, or the recipe's model is it) or "base"
+    steps: dict[str, StepCost]
+    estimate: tuple[StageEstimate, ...]
+    machine_memory_gb: Optional[float]
+    memory_limit: Optional[MemoryLimit]  # platform.device.memory_limit: what the peaks are held against
+    memory_warning: Optional[str]
+    device: str  # where the steps ran (platform.device.device_name)
+    workers_warning: Optional[str]
+    load_average: Optional[float]  # the machine's 1-minute load average when the steps were timed
+    cores: int
+    verdict: Verdict
+    context_choice: ContextChoice  # the teacher context expected to help, from the signal the verdict reads
+    seconds: float
+    estimated_run_seconds: float  # cost.run_seconds: the stages in sequence, or side by side with run.workers > 1 on a CPU
+    peak_memory_gb: float  # cost.run_peak_gb
+    workers: int  # run.workers
+
+    # the base model's signal under the names the report has always used
+    @property
+    def rewards(self) -> RewardStats:
+        return self.base.rewards
+
+    @property
+    def revision(self) -> ReviseResult:
+        return self.base.revision
+
+    @property
+    def hindsight(self) -> HindsightSummary:
+        return self.base.hindsight
+
+    @property
+    def kl(self) -> dict[str, BucketStats]:
+        return self.base.kl
+
 
 
 def _f(x, digits: int = 3) -> str:
@@ -33,7 +93,7 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {s:02d} s" if minutes else f"{s} s"
 
 
-def signal_rows(sig: "Signal", k: int) -> list[tuple[str, str]]:
+def signal_rows(sig: Signal, k: int) -> list[tuple[str, str]]:
     """(measure, value) of one model's signal, in the report's order."""
     rw, rev, h, f = sig.rewards, sig.revision, sig.hindsight, sig.first_error
     rows = [
@@ -73,7 +133,7 @@ def signal_rows(sig: "Signal", k: int) -> list[tuple[str, str]]:
     return rows
 
 
-def signal_table(r: "DoctorReport") -> list[str]:
+def signal_table(r: DoctorReport) -> list[str]:
     """The signal of the base model, and beside it the teacher's when it was measured."""
     base = signal_rows(r.base, r.k)
     if r.teacher is None:
@@ -83,7 +143,7 @@ def signal_table(r: "DoctorReport") -> list[str]:
             *[f"| {m} | {v} | {teacher.get(m, '-')} |" for m, v in base]]
 
 
-def context_rows(sig: "Signal", scores: dict) -> list[str]:
+def context_rows(sig: Signal, scores: dict) -> list[str]:
     """The table of the Reviser's hindsight under each teacher context (doctor.signal.ContextMeasure)."""
     lines = ["| teacher context | coverage of wrong answers | p(gold) at the answer: Generator -> Reviser | "
              "p(own wrong answer) there | p(right value) at the first wrong step | per wrong answer |",
@@ -100,7 +160,7 @@ def context_rows(sig: "Signal", scores: dict) -> list[str]:
     return lines
 
 
-def render(r: "DoctorReport", width: int = 0) -> str:
+def render(r: DoctorReport, width: int = 0) -> str:
     """The report as Markdown; `width` > 0 elides the middle of longer sequence parts (the terminal's view)."""
     v = r.verdict
     read = (f"the teacher after SRT, {r.teacher.model}" if r.teacher is not None else
@@ -178,7 +238,7 @@ def render(r: "DoctorReport", width: int = 0) -> str:
     return "\n".join(lines)
 
 
-def first_error_json(f: Optional["FirstErrorSummary"]) -> Optional[dict]:
+def first_error_json(f: Optional[FirstErrorSummary]) -> Optional[dict]:
     """doctor.json's hindsight_first_error (None for code answers)."""
     if f is None:
         return None
@@ -194,7 +254,7 @@ def first_error_json(f: Optional["FirstErrorSummary"]) -> Optional[dict]:
     }
 
 
-def contexts_json(sig: "Signal") -> dict:
+def contexts_json(sig: Signal) -> dict:
     """doctor.json's teacher_contexts: the hindsight under each context, at the answer and the first wrong step."""
     out = {}
     for name, m in sig.contexts.items():
@@ -212,7 +272,7 @@ def contexts_json(sig: "Signal") -> dict:
     return out
 
 
-def signal_json(sig: "Signal") -> dict:
+def signal_json(sig: Signal) -> dict:
     """One model's signal: the headline numbers, then the detail."""
     return {
         "model": sig.model,
@@ -232,7 +292,7 @@ def signal_json(sig: "Signal") -> dict:
     }
 
 
-def report_json(r: "DoctorReport") -> dict:
+def report_json(r: DoctorReport) -> dict:
     """doctor.json: the verdict and the base model's signal at the top level (the teacher's under "teacher"), the
     detail below them."""
     base = signal_json(r.base)
@@ -274,7 +334,7 @@ def report_json(r: "DoctorReport") -> dict:
     }
 
 
-def write_report(r: "DoctorReport", out_dir: Path) -> tuple[Path, Path]:
+def write_report(r: DoctorReport, out_dir: Path) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
     md, js = out_dir / "doctor.md", out_dir / "doctor.json"
     write_text(md, render(r) + "\n")

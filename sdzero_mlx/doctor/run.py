@@ -10,84 +10,23 @@ from typing import Callable, Optional
 
 import mlx.core as mx
 
-from ..compare import trained_specs
 from ..config import Recipe
 from ..data import make_splits
-from ..evaluate import ReviseResult
-from ..explain import BucketStats
-from ..hindsight import HindsightSummary
 from ..modeling import load_model, padding_id
-from ..outputs import OutputError, check_output_dir
-from ..platform.device import MemoryLimit, device_name, memory_limit, ram_gb
+from ..platform.device import device_name, memory_limit, ram_gb
 from ..prompts import separators, template_args
-from ..pipeline import finished
-from .cost import (
-    RunRates, StageEstimate, StepCost, estimate_run, measure_steps, memory_warning, run_peak_gb, run_seconds,
-    workers_warning,
-)
+from ..stages import chain, stage_spec
+from ..tasks import trained_specs
+from ..writable import OutputError, check_output_dir
+from .cost import RunRates, estimate_run, measure_steps, memory_warning, run_peak_gb, run_seconds, workers_warning
+from .report import DoctorReport, Template, write_report
 from .sequences import (
-    Flag, ShownSequence, caps_flags, check_cue, check_system, check_thinking, check_turn, phase2_item, shown_sequences,
+    Flag, caps_flags, check_cue, check_system, check_thinking, check_turn, phase2_item, shown_sequences,
 )
-from .signal import RewardStats, Signal, corrections_by_problem, measure_signal
-from .verdict import ContextChoice, Measures, Verdict, decide, recommend_context
+from .signal import Signal, corrections_by_problem, measure_signal
+from .verdict import Measures, decide, recommend_context
 
 DEFAULT_N = 32
-
-
-@dataclass(frozen=True)
-class Template:
-    has_template: bool
-    args: dict  # extra chat-template variables (enable_thinking)
-    turn: str  # how an assistant turn ends
-    system: str  # the system prompt check
-
-
-@dataclass(frozen=True)
-class DoctorReport:
-    recipe: str
-    model: str
-    split: str  # which problems were sampled
-    n_problems: int
-    k: int
-    template: Template
-    sequences: tuple[ShownSequence, ...]
-    flags: tuple[Flag, ...]
-    base: Signal  # measured on the recipe's model
-    teacher: Optional[Signal]  # measured on the model phase 2's teacher will be (after SRT); None: not measured
-    teacher_source: str  # how the teacher model was chosen, or why none was measured
-    read: str  # the signal the verdict read: "teacher" (measured on it, or the recipe's model is it) or "base"
-    steps: dict[str, StepCost]
-    estimate: tuple[StageEstimate, ...]
-    machine_memory_gb: Optional[float]
-    memory_limit: Optional[MemoryLimit]  # platform.device.memory_limit: what the peaks are held against
-    memory_warning: Optional[str]
-    device: str  # where the steps ran (platform.device.device_name)
-    workers_warning: Optional[str]
-    load_average: Optional[float]  # the machine's 1-minute load average when the steps were timed
-    cores: int
-    verdict: Verdict
-    context_choice: ContextChoice  # the teacher context expected to help, from the signal the verdict reads
-    seconds: float
-    estimated_run_seconds: float  # cost.run_seconds: the stages in sequence, or side by side with run.workers > 1 on a CPU
-    peak_memory_gb: float  # cost.run_peak_gb
-    workers: int  # run.workers
-
-    # the base model's signal under the names the report has always used
-    @property
-    def rewards(self) -> RewardStats:
-        return self.base.rewards
-
-    @property
-    def revision(self) -> ReviseResult:
-        return self.base.revision
-
-    @property
-    def hindsight(self) -> HindsightSummary:
-        return self.base.hindsight
-
-    @property
-    def kl(self) -> dict[str, BucketStats]:
-        return self.base.kl
 
 
 def check_out_dir(out_dir: Path, run_dir: str) -> Path:
@@ -130,7 +69,7 @@ def teacher_model(recipe: Recipe, teacher: Optional[str]) -> TeacherChoice:
         path, source = Path(teacher).expanduser(), "--teacher"
     else:
         srt = Path(recipe.run.output_dir).expanduser() / "srt"
-        if not (finished(srt) and (srt / "model" / "config.json").is_file()):
+        if not (stage_spec("srt").run_dir(srt).finished() and (srt / "model" / "config.json").is_file()):
             return TeacherChoice(None, "not measured: the recipe's run has no finished SRT model (RUN/srt/model); "
                                        "after `sdzero collect` and `sdzero srt` doctor reads it, or pass --teacher PATH")
         path, source = srt / "model", "RUN/srt/model: the recipe's run has finished SRT"
@@ -164,8 +103,6 @@ def measures(signal: Signal, recipe: Recipe, read: str) -> Measures:
 def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Path = Path("doctor"),
                log: Callable[[str], None] = print, teacher: Optional[str] = None) -> DoctorReport:
     """Measure, step, decide; writes OUT/doctor.md and OUT/doctor.json and returns the report."""
-    from .report import write_report
-
     if n < 1:
         raise ValueError(f"--n must be >= 1, got {n}.")
     tic = time.perf_counter()
@@ -211,8 +148,9 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
         mx.clear_cache()
 
     trained = trained_specs(recipe)  # baselines and variants: one step of each stage they train
-    stages = list(dict.fromkeys(["srt", "distill"] + [trained[m].name for m in recipe.compare.methods if m in trained
-                                                      and (trained[m].name != "sft" or n_solutions)]))
+    chain_trained = [s.name for s in chain() if s.run is not None]  # srt, distill
+    stages = list(dict.fromkeys(chain_trained + [trained[m].name for m in recipe.compare.methods if m in trained
+                                                 and (trained[m].name != "sft" or n_solutions)]))
     log(f"doctor: [5/5] one step of each stage ({', '.join(stages)}) in a temporary folder")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     steps = measure_steps(recipe, samples.graded, k, seps, stages, log)

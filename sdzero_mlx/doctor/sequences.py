@@ -1,6 +1,6 @@
 """The exact token sequences each role reads, and the checks on them that catch what goes wrong in practice.
 
-Every sequence is assembled the way training assembles it (prompts.py, stages/distill.distill_item),
+Every sequence is assembled the way training assembles it (prompts.py, contexts.distill_item),
 from sampled ids; text is only ever decoded from ids, with special tokens left visible.
 Checks (each a `Flag` when it fires):
 - the cue in context: the text of y + sep(r) + y, encoded afresh, should hold exactly sep(r)'s ids
@@ -18,11 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 from ..config import Recipe
-from ..explain import token_pieces
+from ..explain.tokens import token_pieces
 from ..hindsight import span_logprobs
 from ..prompts import Separators, prompt_ids, template_args
 from ..contexts import Reading, context_of, item_in
-from ..stages.distill import distill_item
+from ..contexts import distill_item
 from ..types import DistillItem, Graded, Rollout
 
 

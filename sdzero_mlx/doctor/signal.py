@@ -22,15 +22,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 import mlx.core as mx
 
 from ..config import EvalConfig, Recipe
 from ..contexts import CONTEXTS, Reading, context_of
-from ..evaluate import ReviseResult, generate_then_revise, pass_at_k
-from ..explain import BucketStats, TokenReport, localisation_summary, step_localisation, token_report
+from ..evaluate import EvalSettings, ReviseResult, generate_then_revise, pass_at_k
+from ..explain.tokens import BucketStats, TokenReport, localisation_summary, step_localisation, token_report
 from ..hindsight import (
     FirstErrorSummary, HindsightSummary, measure_first_error, measure_hindsight, step_spans, summarize_first_error,
     summarize_hindsight,
@@ -118,8 +118,7 @@ def revise(model, tokenizer, examples: Sequence[Example], recipe: Recipe, copies
     config = EvalConfig(k=1, temperature=recipe.eval.temperature, max_tokens=recipe.eval.max_tokens, greedy=False,
                         revise=True)
     repeated = [ex for ex in examples for _ in range(copies)]
-    return generate_then_revise(model, tokenizer, repeated, recipe.prompts, config, recipe.verifier, recipe.run.seed,
-                                on_finish, recipe.sampling.batch_size)
+    return generate_then_revise(model, tokenizer, repeated, replace(EvalSettings.of(recipe), eval=config), on_finish)
 
 
 def corrections_by_problem(revision: ReviseResult) -> tuple[tuple[int, int], ...]:

@@ -1,1 +1,2 @@
-"""Generated data sources from outside libraries (data.GENERATED names each scheme's generator)."""
+"""Generated data sources (data.GENERATED names each scheme's generator): demo:// (the built-in tasks:
+demo_tasks.py generates them, demo.py draws a seed's fresh problems) and rg:// (reasoning-gym's)."""

@@ -1,11 +1,13 @@
 """The training stages, one module each, on the loop they share (loop.py), and the registry of them.
 
-Each stage module declares its spec once, `SPEC = StageSpec(...)`: name (its command, recipe
-section and folder), label in tables, recipe section (a frozen dataclass), run function, generations
-per step and the sections a resume must agree on. The registry finds every module of this package
-that has a SPEC, as mlx-lm finds a model family by its module; the recipe (config.recipe_type), the
-CLI's per-stage commands, `compare` and the pipeline read it. Adding a stage is its module and its
-recipe section, nothing else. `register` adds a stage defined elsewhere (a plugin, a test).
+Each stage module declares its recipe section (a frozen dataclass) and its spec once, `SPEC =
+StageSpec(...)`: name (its command, recipe section and folder), label in tables, run function,
+generations per step, the sections its output is made from, the sequence caps the model's context
+bounds, what lowers its memory, the outputs a finished run vouches for, and how a run continues.
+The registry finds every module of this package that has a SPEC, as mlx-lm finds a model family by
+its module; the recipe (recipe.load_recipe), the CLI's per-stage commands, `compare`, the pipeline
+and the doctor read it. Adding a stage is its module, nothing else. `register` adds a stage defined
+elsewhere (a plugin, a test).
 
 Reading the registry imports every stage module (and with them mlx-lm): callers that must start
 fast (`sdzero verify`) do not touch it.
@@ -15,13 +17,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Protocol
+
+from ..rundir import ADAPTER_FILES, MadeBy, RunDir, made_by
 
 if TYPE_CHECKING:
-    from ..checkpoint import TrainingState
     from ..metrics import StepRecord
+    from ..types import TrainingState
 
 
 class RunFn(Protocol):
@@ -40,18 +44,50 @@ class StageSpec:
     label: str  # the name of the model it trains, in tables
     help: str  # one line: the CLI command's help
     section: type  # the recipe section, a frozen dataclass (a training stage's has `steps` and `optim`)
-    sections: tuple[str, ...]  # the recipe sections a resume must agree on
+    sections: tuple[str, ...]  # the recipe sections its output is made from (run.json's made_by; a resume agrees)
     order: int  # position in tables, help and the recipe
     run: Optional[RunFn] = None  # None: not a training stage (collect: its own command)
     generations_per_step: Optional[Callable[[object], int]] = None  # None: samples nothing (SFT, SRT)
     baseline: bool = True  # compare trains it from model.path; False: a stage of the SD-Zero chain (pipeline.py)
     folder: str = ""  # the CLI runs it in RUN/<folder> and continues what is there (the chain's layout); "": RUN
     check: Optional[Callable[[object], None]] = None  # checks across sections of a whole recipe (raises ValueError)
+    caps: tuple[str, ...] = ()  # recipe fields that cap its sequences: each must fit the model's context
+    memory: str = ""  # what lowers its peak memory, as recipe fields (doctor's advice); "": its micro_batch_size
+    outputs: tuple[str, ...] = ADAPTER_FILES  # what a finished run vouches for in outputs.json (RunDir.finished)
+    inputs: Optional[Callable[[object, Path], Mapping[str, Path]]] = None  # (recipe, RUN) -> files it is made from
+    # besides the starting model and the data, by role (SRT: {"tuples": ...}); their bytes are in its record
+    starts_from: Optional[str] = None  # the stage whose fused model it trains from (distill: srt); None: model.path
+    fuses: bool = False  # also writes RUN/model, its adapters fused: its model in tables, a later stage's start
 
     @property
     def matched(self) -> bool:
         """Whether compare trains it from model.path at the matched generation budget: a sampling baseline."""
         return self.baseline and self.generations_per_step is not None
+
+    @property
+    def memory_fields(self) -> str:
+        return self.memory or f"{self.name}.micro_batch_size"
+
+    @property
+    def resume_ignore(self) -> tuple[str, ...]:
+        """The fields a resume may change: its number of steps, when its section has one."""
+        return (f"{self.name}.steps",) if any(f.name == "steps" for f in fields(self.section)) else ()
+
+    def made_by(self, recipe, run_dir: Path) -> MadeBy:
+        """What its output in run_dir is made from: its sections, the starting model's, the data's and its inputs'
+        bytes (rundir.MadeBy)."""
+        return made_by(recipe, self.sections, self.inputs(recipe, run_dir) if self.inputs else {})
+
+    def run_dir(self, path: str | Path) -> RunDir:
+        """Its run directory at `path`, finished when its outputs are sound."""
+        return RunDir(path, self.outputs)
+
+    def continue_command(self, run_dir: Path) -> str:
+        """The command that continues its run in run_dir: a stage of the chain's layout reruns (it continues
+        what is there), another takes --resume."""
+        if self.folder:
+            return f"sdzero {self.name} RECIPE"
+        return f"sdzero {self.name} RECIPE --resume {run_dir}"
 
 
 _REGISTRY: dict[str, StageSpec] = {}
@@ -101,3 +137,17 @@ def methods() -> tuple[str, ...]:
 def labels() -> dict[str, str]:
     """Method name -> its label in tables."""
     return {"base": "base", **{s.name: s.label for s in training_stages()}}
+
+
+def continue_command(stage: str, run_dir: Path) -> str:
+    """The command that continues a run of `stage` in run_dir (rundir.RunDir.check_stage names it); "pipeline":
+    run's and compare's top folder."""
+    if stage == "pipeline":
+        return "sdzero run RECIPE"  # (or sdzero compare RECIPE: the same layout)
+    specs = {s.name: s for s in stage_specs()}
+    return specs[stage].continue_command(run_dir) if stage in specs else f"sdzero {stage} RECIPE --resume {run_dir}"
+
+
+def chain() -> tuple[StageSpec, ...]:
+    """The SD-Zero chain's stages, in order, each starting from the one before (collect -> srt -> distill)."""
+    return tuple(s for s in stage_specs() if not s.baseline)

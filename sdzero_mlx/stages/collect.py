@@ -46,29 +46,52 @@ import os
 import re
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
-from ..config import CollectConfig
+from ..atomic import read_json, write_json
 from ..configio import write_yaml
 from ..data import make_splits
-from ..atomic import read_json, write_json, write_text
 from ..lengths import fitting, prompt_limit
-from ..rundir import MadeBy, begin, check_made_by, made_by, run_dir_lock
 from ..modeling import load_model
-from ..outputs import check_output_dir
 from ..prompts import Separators, prompt_ids, separators
 from ..rollout import generate_completions
+from ..rundir import PROGRESS, RunDir
 from ..seeds import derive_seed
 from ..types import Example, RevisionTuple, load_tuples
 from ..verifier import verify_batch
-from . import StageSpec
+from ..writable import check_output_dir
+from . import StageSpec, continue_command
 
 if TYPE_CHECKING:
     from ..config import Recipe
 
-TUPLES, PROGRESS, SUMMARY, DONE = "tuples.jsonl", "progress.json", "summary.json", "done"
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Phase 1 collection: initial answers, then revisions continued after sep(r)."""
+
+    initial_samples: int = field(default=1, metadata={"help": "n initial answers per question (paper: 1)."})
+    revisions: int = field(default=3, metadata={"help": "k revisions per initial answer (paper: 3)."})
+    rephrase_correct: bool = field(default=True, metadata={"help": "Also revise correct answers (rephrase cue)."})
+    target_tuples: int = field(default=0, metadata={"help": "Stop after this many kept tuples; 0 = whole split."})
+    questions_per_batch: int = field(
+        default=16, metadata={"help": "Questions sampled and revised together; also the resume unit (not in the paper)."}
+    )
+    clean: bool = field(default=True, metadata={"help": "Trim repeating tails, cut sycophantic openers (reference code)."})
+    tail_min_repeats: int = field(default=3, metadata={"help": "Copies of a block that make a tail degenerate (reference: 3)."})
+    tail_min_tokens: int = field(
+        default=16, metadata={"help": "Shortest degenerate tail in tokens (reference: 3 x >= 10 characters)."}
+    )
+
+    def __post_init__(self):
+        if self.initial_samples < 1 or self.revisions < 1 or self.target_tuples < 0:
+            raise ValueError("collect.initial_samples and collect.revisions must be >= 1, target_tuples >= 0.")
+        if self.questions_per_batch < 1 or self.tail_min_repeats < 2 or self.tail_min_tokens < 1:
+            raise ValueError("collect.questions_per_batch >= 1, tail_min_repeats >= 2 and tail_min_tokens >= 1 are needed.")
+
+TUPLES, SUMMARY = "tuples.jsonl", "summary.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,28 +418,24 @@ def run_collect(
 
     `stop_after` ends the call after that many batches (tests use it to interrupt).
     """
-    out_dir = check_output_dir(out_dir, "run.output_dir")  # before any work: a bad location costs nothing
-    with run_dir_lock(out_dir):
-        return _run_collect(recipe, out_dir, on_batch, on_finish, stop_after)
+    run = SPEC.run_dir(check_output_dir(out_dir, "run.output_dir"))  # before any work: a bad location costs nothing
+    with run.writing():
+        return _run_collect(recipe, run, on_batch, on_finish, stop_after)
 
 
-def collect_made_by(recipe: Recipe) -> MadeBy:
-    """What collect's tuples are made from: its sections, the model's bytes and the data's (rundir.MadeBy)."""
-    return made_by(recipe, COLLECT_SECTIONS)
-
-
-def _run_collect(recipe, out_dir, on_batch, on_finish, stop_after) -> CollectSummary:
-    record = collect_made_by(recipe)
-    if (out_dir / DONE).is_file():
-        check_made_by(out_dir, record)
+def _run_collect(recipe, run: RunDir, on_batch, on_finish, stop_after) -> CollectSummary:
+    out_dir = run.path
+    record = SPEC.made_by(recipe, out_dir)
+    if run.finished():
+        run.check_made_by(record)
         return read_summary(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tuples_path, progress_path = out_dir / TUPLES, out_dir / PROGRESS
     progress = CollectProgress()
     if progress_path.is_file():
-        check_made_by(out_dir, record)
+        run.check_made_by(record)
         progress = CollectProgress(**read_json(progress_path, f"delete {out_dir} to collect again"))
-    begin(out_dir, "collect", progress_path.is_file(), record)
+    run.begin("collect", progress_path.is_file(), continue_command, record)
     write_yaml(recipe, out_dir / "recipe.yaml")
     # rows past the recorded length belong to a batch that did not finish: it is redone
     with tuples_path.open("a+b") as f:
@@ -495,12 +514,13 @@ def _run_collect(recipe, out_dir, on_batch, on_finish, stop_after) -> CollectSum
     summary = summarize(progress, done)
     if done:
         write_json(out_dir / SUMMARY, summary.to_json())
-        write_text(out_dir / DONE, "")
+        run.mark_done()
     return summary
 
 
 # not a training stage (no run function of the common signature): `sdzero collect` and the pipeline call run_collect
 SPEC = StageSpec(
     name="collect", label="collect", help="Phase 1: sample answers and revisions, keep verified revisions.",
-    section=CollectConfig, sections=COLLECT_SECTIONS, order=10, baseline=False,
+    section=CollectConfig, sections=COLLECT_SECTIONS, order=10, baseline=False, folder="collect",
+    memory="sampling.batch_size, sampling.max_tokens", outputs=(),
 )

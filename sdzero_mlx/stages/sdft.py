@@ -22,22 +22,57 @@ top-64 by default; SDFT's paper: over the full vocabulary); LoRA by default.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Literal, Optional
 
-from ..checkpoint import TrainingState
-from ..config import SdftConfig
+from ..config import OptimConfig, optim_field
 from ..contexts import Reading, teacher_items
 from ..data import make_splits
 from ..kd import distill_step
-from .loop import StepOutcome, sample_and_grade, sampled_outcome, start_training
+from ..loss import Penalty
 from ..metrics import StepRecord
+from ..modeling import trainable
 from ..prompts import separators
-from ..types import Graded
+from ..types import Graded, TrainingState
+from ..update import make_optimizer
 from . import StageSpec
+from .loop import StepOutcome, open_stage, sample_and_grade, sampled_outcome
 
 if TYPE_CHECKING:
     from ..config import Recipe
+
+
+@dataclass(frozen=True)
+class SdftConfig:
+    """Self-distillation from demonstrations: phase 2's code, whose teacher reads a demonstration
+    instead of the student's own attempt and cue. KL direction, top-k, teacher cap and micro-batch
+    size come from the distill section, so the two differ only in the teacher's context."""
+
+    steps: int = 10
+    questions_per_step: int = 8
+    demonstration: Literal["gold", "own"] = field(
+        default="gold",
+        metadata={"help": "gold: the dataset's solution where it has one, else a verified own sample from this step "
+                  "(a question with neither is taught by the plain model); own: always a verified own sample."},
+    )
+    context: Literal["user", "rephrase"] = field(
+        default="user",
+        metadata={"help": "user (SDFT's form): the demonstration is shown in the user turn with demo_template; rephrase: "
+                  "it stands as a first attempt followed by sep(r=1), SD-Zero's layout with a correct answer."},
+    )
+    demo_template: str = field(
+        default="{problem}\n\nThis is an example of a correct solution:\n{demonstration}\n\nNow answer with a solution of your own.",
+        metadata={"help": "Teacher's user turn for context=user; {problem} and {demonstration} are replaced."},
+    )
+    optim: OptimConfig = optim_field("SDFT")
+
+    def __post_init__(self):
+        if self.steps < 1 or self.questions_per_step < 1:
+            raise ValueError("sdft.steps and questions_per_step must be >= 1.")
+        if "{demonstration}" not in self.demo_template:
+            raise ValueError("sdft.demo_template must contain {demonstration}.")
+
 
 SDFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "distill", "sdft", "verifier")
 
@@ -66,27 +101,32 @@ def run_sdft(
 ) -> TrainingState:
     """Train by SDFT into run_dir (adapters, metrics, checkpoint); resumable like distill."""
     cfg, kl_settings = recipe.sdft, recipe.distill.kl_settings  # SDFT trains with distill's KL
-    run = start_training(recipe, run_dir, resume, "sdft", SDFT_SECTIONS, cfg.steps, keep_initial=True)
-    model, tokenizer, pad, optimizer = run.model, run.tokenizer, run.pad_id, run.optimizer
-    teacher = run.initial  # frozen initial values (and the reference of optim.kl_to_initial)
-    reading = sdft_reading(recipe, tokenizer)
-    pool = make_splits(recipe.data).training
+    with open_stage(recipe, run_dir, resume, SPEC) as run:
+        model, tokenizer, pad = run.model, run.tokenizer, run.pad_id
+        teacher = trainable(model)  # frozen initial values, taken before any resume: also the penalty's reference
+        kl = Penalty(cfg.optim.kl_to_initial, teacher)
+        optimizer = make_optimizer(cfg.optim, cfg.steps)
+        state, _ = run.restore([optimizer])
+        reading = sdft_reading(recipe, tokenizer)
+        pool = make_splits(recipe.data).training
 
-    def step_fn(step: int) -> StepOutcome:
-        rollouts, rewards, sample_s = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step)
-        built = teacher_items(reading, [Graded(r, w) for r, w in zip(rollouts, rewards)], 1,
-                              recipe.distill.max_teacher_tokens)
-        items = built.items
-        result = distill_step(model, optimizer, teacher, items, kl_settings, recipe.distill.micro_batch_size, pad,
-                              cfg.optim, teacher)
-        return sampled_outcome(result, rollouts, rewards, sample_s,
-                               trained_tokens=sum(it.student_span[1] - it.student_span[0] for it in items),
-                               details=(("no_demonstration", float(built.without_hint)),))
+        def step_fn(step: int) -> StepOutcome:
+            sampled = sample_and_grade(model, tokenizer, recipe, pool, step, cfg.questions_per_step)
+            built = teacher_items(reading, [Graded(r, w) for r, w in zip(sampled.rollouts, sampled.rewards)], 1,
+                                  recipe.distill.max_teacher_tokens)
+            items = built.items
+            result = distill_step(model, optimizer, teacher, items, kl_settings, recipe.distill.micro_batch_size, pad,
+                                  cfg.optim.grad_clip, kl)
+            return sampled_outcome(result, sampled, trained_tokens=sum(it.student_span[1] - it.student_span[0]
+                                                                       for it in items),
+                                   details=(("no_demonstration", float(built.without_hint)),))
 
-    return run.train(cfg.steps, step_fn, on_step, stop_after)
+        return run.train(cfg.steps, step_fn, [optimizer], state=state, on_step=on_step, stop_after=stop_after)
 
 
 SPEC = StageSpec(
     name="sdft", label="SDFT", help="Baseline: self-distillation from demonstrations (section sdft; KL settings from distill).",
     section=SdftConfig, sections=SDFT_SECTIONS, order=70, run=run_sdft, generations_per_step=generations_per_step,
+    caps=("distill.max_teacher_tokens",),
+    memory="distill.micro_batch_size, distill.max_teacher_tokens, and distill's loss (as for distill)",
 )

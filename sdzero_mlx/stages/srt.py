@@ -12,16 +12,16 @@ gradient); `srt.mode` chooses how they combine:
         (a y_rev token carries weight 1/N_rev + 1/N_gen, a y_init or sep token 1/N_gen);
     revision / generation: that term alone on every tuple (the paper's ablation: 52.2 / 56.4
         against 57.6 for both, Qwen3-4B);
-    staged (reference code): first the generation loss on the wrong-initial tuples, then, with a
-        fresh optimizer, the revision loss on `srt.stage2_size` tuples (correct-initial first, then
-        wrong-initial ones the first stage did not use).
+    staged (reference code): two parts (the reference code's "stages"), first the generation loss on
+        the wrong-initial tuples, then, with a fresh optimizer, the revision loss on `srt.stage2_size`
+        tuples (correct-initial first, then wrong-initial ones the first part did not use).
 Output: LoRA adapters in mlx-lm's format (RUN/srt/adapters) and the model with them fused, saved as
 an ordinary mlx-lm model folder (RUN/srt/model): phase 2's starting point and teacher.
 
 Departures from the paper (recipe fields): LoRA by default instead of full fine-tuning
 (`lora.fine_tune_type`), learning rate `srt.optim.learning_rate` 1e-4 (paper 5e-6), tuples longer than `srt.max_tokens` are dropped,
-`srt.epochs` 1 (reference code: 3 per stage). Options with the paper's value as default:
-`srt.generation_tuples` (all; "wrong" = the reference code's generation stage, wrong-initial tuples
+`srt.epochs` 1 (reference code: 3 per part). Options with the paper's value as default:
+`srt.generation_tuples` (all; "wrong" = the reference code's generation part, wrong-initial tuples
 only) and `srt.drop_truncated` (false: revisions cut by max_tokens are kept, without an end-of-turn
 token). The fused model is saved in the training dtype (float32 on CPU).
 """
@@ -32,40 +32,74 @@ import random
 import shutil
 import sys
 from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from functools import partial
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
 
-from ..atomic import replace_dir, write_json, write_text
-from ..checkpoint import TrainingState, checkpoint_dir, read_state
-from ..rundir import MadeBy, check_made_by, damaged_outputs, made_by, record_outputs, run_dir_lock
-from ..types import load_tuples
-from ..config import SrtConfig
+from ..atomic import replace_dir, write_json
+from ..checkpoint import read_state
+from ..config import OptimConfig
 from ..data import epoch_order
-from ..platform.distributed import is_writer, shard, step_tokens
-from .loop import StepOutcome, penalty_reference, restore, start_stage, train_loop
-from ..metrics import StepRecord
-from ..modeling import fuse_lora, lora_num_layers, trainable
-from ..outputs import check_output_dir
-from ..seeds import derive_seed
-from ..probe import make_probe
+from ..forward import chunks, scored_batch
 from ..loss import WeightedBatch, weighted_nll, with_reference
-from ..scoring import chunks, scored_batch
-from ..checkpoint import save_adapters
+from ..metrics import StepRecord
+from ..modeling import fuse_lora
+from ..platform.distributed import is_writer, shard, step_tokens
+from ..rundir import ADAPTER_FILES, MODEL
+from ..seeds import derive_seed
+from ..types import RevisionTuple, TrainingState, load_tuples
 from ..update import make_optimizer, optimizer_step
-from ..types import RevisionTuple
+from ..writable import check_output_dir
 from . import StageSpec
+from .loop import StepOutcome, open_stage, penalty
 
 if TYPE_CHECKING:
     from ..config import Recipe
 
+
+@dataclass(frozen=True)
+class SrtConfig:
+    """Phase 1 training on kept tuples: revision loss + generation loss."""
+
+    mode: Literal["summed", "staged", "revision", "generation"] = field(
+        default="summed",
+        metadata={"help": "Paper: both NLL terms summed; reference code: two consecutive parts; "
+                          "revision / generation: one term only (the paper's ablation: 52.2 / 56.4 vs 57.6)."},
+    )
+    epochs: int = 1
+    batch_size: int = field(default=8, metadata={"help": "Tuples per optimizer step."})
+    micro_batch_size: int = 4
+    max_tokens: int = field(default=2048, metadata={"help": "Longest training sequence; longer tuples are dropped."})
+    generation_tuples: Literal["all", "wrong"] = field(
+        default="all",
+        metadata={"help": "Tuples the generation term trains on: all (paper) or wrong-initial only (reference code's "
+                  "generation part), so right first answers do not teach the Generator to write two attempts."},
+    )
+    drop_truncated: bool = field(
+        default=False, metadata={"help": "Drop tuples whose revision max_tokens cut (no end-of-turn token); kept in the paper."}
+    )
+    stage2_size: int = field(
+        default=1000,
+        metadata={"help": "staged mode: tuples of the revision part, correct-initial first (reference code: 1000); "
+                  "the other wrong-initial tuples train the generation part, which runs first."},
+    )
+    tuples: str = field(
+        default="", metadata={"help": "Tuples JSONL to train on; empty: RUN/collect/tuples.jsonl beside the SRT run."}
+    )
+    optim: OptimConfig = field(default=OptimConfig(), metadata={"help": "SRT's optimizer (paper: lr 5e-6, full fine-tuning) (defaults: top-level optim)."})
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.micro_batch_size < 1:
+            raise ValueError("srt.epochs, batch_size and micro_batch_size must be >= 1.")
+        if self.stage2_size < 1:
+            raise ValueError(f"srt.stage2_size must be >= 1, got {self.stage2_size}.")
+
 REVISION, GENERATION = "revision", "generation"
 SRT_SECTIONS = ("model", "lora", "srt")
-DONE = "done"
 
 
 @dataclass(frozen=True)
@@ -94,7 +128,7 @@ def srt_item(t: RevisionTuple) -> SrtItem:
 
 def item_terms(item: SrtItem, terms: tuple[str, ...], generation_wrong_only: bool = False) -> tuple[str, ...]:
     """The terms that train on this item: all of `terms`, less the generation term on a right first
-    answer when `srt.generation_tuples` is "wrong" (the reference code's generation stage)."""
+    answer when `srt.generation_tuples` is "wrong" (the reference code's generation part)."""
     return tuple(t for t in terms if not (t == GENERATION and generation_wrong_only and item.r_init >= 0.5))
 
 
@@ -167,12 +201,12 @@ def plan_parts(items: Sequence[SrtItem], config: SrtConfig, seed: int = 0) -> li
     return [SrtPart(GENERATION, (GENERATION,), tuple(wrong[n_wrong:])), SrtPart(REVISION, (REVISION,), tuple(revision))]
 
 
-def step_items(stage: SrtPart, step_in_stage: int, config: SrtConfig, seed: int) -> list[SrtItem]:
+def step_items(part: SrtPart, step_in_part: int, config: SrtConfig, seed: int) -> list[SrtItem]:
     """The items of one optimizer step: consecutive slices of a seeded per-epoch order."""
-    per_epoch = -(-len(stage.items) // config.batch_size)
-    epoch, b = divmod(step_in_stage, per_epoch)
-    order = epoch_order(len(stage.items), seed, epoch)
-    return [stage.items[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
+    per_epoch = -(-len(part.items) // config.batch_size)
+    epoch, b = divmod(step_in_part, per_epoch)
+    order = epoch_order(len(part.items), seed, epoch)
+    return [part.items[i] for i in order[b * config.batch_size : (b + 1) * config.batch_size]]
 
 
 def save_fused_model(model: nn.Module, tokenizer, source: str, out_dir: Path) -> list[Path]:
@@ -204,9 +238,13 @@ def tuples_path(recipe: Recipe, run_dir: Path) -> Path:
     return Path(recipe.srt.tuples).expanduser() if recipe.srt.tuples else Path(run_dir).parent / "collect" / "tuples.jsonl"
 
 
-def srt_made_by(recipe: Recipe, run_dir: Path) -> MadeBy:
-    """What SRT's output is made from: its sections, the base model's bytes and the tuples' (rundir.MadeBy)."""
-    return made_by(recipe, SRT_SECTIONS, {"tuples": tuples_path(recipe, run_dir)})
+def srt_inputs(recipe: Recipe, run_dir: Path) -> dict[str, Path]:
+    """What SRT's output is made from besides the base model and the data: the tuples' bytes (rundir.MadeBy)."""
+    return {"tuples": tuples_path(recipe, run_dir)}
+
+
+# what a finished SRT run vouches for in outputs.json (and the fused model's weights, listed there)
+FINAL_OUTPUTS = (*ADAPTER_FILES, "state.json", "summary.json")
 
 
 def run_srt(
@@ -220,102 +258,86 @@ def run_srt(
 
     `stop_after` ends the call after that many steps (tests use it to interrupt).
     """
-    out_dir = check_output_dir(run_dir, "run.output_dir")  # before any work: a bad location costs nothing
-    # held through the final writes below (train_loop gives back only its own take)
-    with run_dir_lock(out_dir) if is_writer() else nullcontext():
-        return _run_srt(recipe, out_dir, resume, on_step, stop_after)
-
-
-FINAL_OUTPUTS = ("adapters/adapters.safetensors", "adapters/adapter_config.json", "state.json", "summary.json")
-
-
-def _run_srt(recipe: Recipe, out_dir: Path, resume: bool, on_step, stop_after) -> TrainingState:
     cfg, seed = recipe.srt, recipe.run.seed
-    if (out_dir / DONE).is_file():
-        check_made_by(out_dir, srt_made_by(recipe, out_dir))
-        bad = damaged_outputs(out_dir, FINAL_OUTPUTS)
-        if not bad:
-            return read_state(out_dir / "state.json")
-        # redo the final writes from the last checkpoint (its step is the last: no step runs again)
-        print(f"warning: {', '.join(str(out_dir / b) for b in bad)} missing or damaged: rewriting SRT's outputs "
-              "from its checkpoint.", file=sys.stderr)
-        (out_dir / DONE).unlink()
-        resume = True
-    source = tuples_path(recipe, out_dir)
-    if source.is_dir():
-        raise FileNotFoundError(f"{source} is a folder; set srt.tuples to the tuples file (e.g. {source / 'tuples.jsonl'}).")
-    if not source.is_file():
-        raise FileNotFoundError(f"{source} does not exist: run `sdzero collect` with this recipe first, or set srt.tuples.")
-    tuples = load_tuples(source)
-    cut = [t for t in tuples if t.rev_stop is None]  # revisions that max_tokens ended, not the model
-    if cfg.drop_truncated:
-        tuples = [t for t in tuples if t.rev_stop is not None]
-    all_items = [srt_item(t) for t in tuples]
-    items = [it for it in all_items if len(it.ids) <= cfg.max_tokens]
-    if not items:
-        raise ValueError(
-            f"No SRT tuples to train on: {source} has {len(all_items)} rows, "
-            f"{len(all_items) - len(items)} longer than srt.max_tokens={cfg.max_tokens}. Collect more or raise it."
-        )
-    stages = [s for s in plan_parts(items, cfg, seed) if s.items]
-    bounds, total = [], 0
-    for s in stages:
-        bounds.append(total)
-        total += s.steps(cfg)
+    run = SPEC.run_dir(check_output_dir(run_dir, "run.output_dir"))  # before any work: a bad location costs nothing
+    # held through the final writes (open_stage takes it again for free)
+    with run.writing() if is_writer() else nullcontext():
+        if run.marked_done():
+            run.check_made_by(SPEC.made_by(recipe, run.path))
+            bad = run.damaged_outputs()
+            if not bad:
+                return read_state(run.path / "state.json")
+            # redo the final writes from the last checkpoint (its step is the last: no step runs again)
+            print(f"warning: {', '.join(str(run.path / b) for b in bad)} missing or damaged: rewriting SRT's outputs "
+                  "from its checkpoint.", file=sys.stderr)
+            run.unmark_done()
+            resume = True
+        source = tuples_path(recipe, run.path)
+        if source.is_dir():
+            raise FileNotFoundError(f"{source} is a folder; set srt.tuples to the tuples file (e.g. {source / 'tuples.jsonl'}).")
+        if not source.is_file():
+            raise FileNotFoundError(f"{source} does not exist: run `sdzero collect` with this recipe first, or set srt.tuples.")
+        tuples = load_tuples(source)
+        cut = [t for t in tuples if t.rev_stop is None]  # revisions that max_tokens ended, not the model
+        if cfg.drop_truncated:
+            tuples = [t for t in tuples if t.rev_stop is not None]
+        all_items = [srt_item(t) for t in tuples]
+        items = [it for it in all_items if len(it.ids) <= cfg.max_tokens]
+        if not items:
+            raise ValueError(
+                f"No SRT tuples to train on: {source} has {len(all_items)} rows, "
+                f"{len(all_items) - len(items)} longer than srt.max_tokens={cfg.max_tokens}. Collect more or raise it."
+            )
+        parts = [p for p in plan_parts(items, cfg, seed) if p.items]
+        bounds, total = [], 0
+        for p in parts:
+            bounds.append(total)
+            total += p.steps(cfg)
 
-    def stage_at(step: int) -> int:
-        return max(i for i, b in enumerate(bounds) if b <= step)
+        def part_at(step: int) -> int:
+            return max(i for i, b in enumerate(bounds) if b <= step)
 
-    run = start_stage(recipe, out_dir, resume, SRT_SECTIONS, stage="srt", inputs={"tuples": source})
-    model, tokenizer, pad = run.model, run.tokenizer, run.pad_id
-    # the reference code's second stage is a new fine-tuning run: a fresh optimizer per stage
-    initial = penalty_reference(model, cfg.optim)  # taken before any resume
-    optimizers = [make_optimizer(cfg.optim, st.steps(cfg)) for st in stages]
-    state = TrainingState()
-    if resume:
-        saved_step = read_state(checkpoint_dir(out_dir) / "state.json").step
-        # the saved moments belong to the stage of the last finished step
-        state, _ = restore(out_dir, model, optimizers[stage_at(max(saved_step - 1, 0))])
+        with open_stage(recipe, run.path, resume, SPEC, inputs=srt_inputs(recipe, run.path)) as trainee:
+            model, tokenizer, pad = trainee.model, trainee.tokenizer, trainee.pad_id
+            kl = penalty(model, cfg.optim)  # taken before any resume
+            # the reference code's second part is a new fine-tuning run: a fresh optimizer per part
+            optimizers = [make_optimizer(cfg.optim, p.steps(cfg)) for p in parts]
+            state, _ = trainee.restore(optimizers, part_at)  # the saved moments: the part of the last finished step
 
-    def step_fn(step: int) -> StepOutcome:
-        s = stage_at(step)
-        stage = stages[s]
-        chunk = shard(step_items(stage, step - bounds[s], cfg, derive_seed(seed, "srt_part", s)))
-        batches = srt_batches(chunk, stage.terms, cfg.micro_batch_size, pad, cfg.generation_tuples == "wrong")
-        batches = with_reference(model, initial, batches, cfg.optim.kl_to_initial)
-        loss = partial(srt_loss, kl_to_initial=cfg.optim.kl_to_initial)
-        result = optimizer_step(model, optimizers[s], loss, batches, cfg.optim.grad_clip)
-        widest = GENERATION if GENERATION in stage.terms else REVISION
-        return StepOutcome(
-            result=result,
-            trained_tokens=sum(len(it.ids) - it.span(widest)[0] for it in chunk),
-            part=stage.name,
-            details=(("tuples", float(len(chunk))),),
-        )
+            def step_fn(step: int) -> StepOutcome:
+                i = part_at(step)
+                part = parts[i]
+                chunk = shard(step_items(part, step - bounds[i], cfg, derive_seed(seed, "srt_part", i)))
+                batches = srt_batches(chunk, part.terms, cfg.micro_batch_size, pad, cfg.generation_tuples == "wrong")
+                batches = with_reference(model, kl, batches)
+                loss = partial(srt_loss, kl_to_initial=kl.weight)
+                result = optimizer_step(model, optimizers[i], loss, batches, cfg.optim.grad_clip)
+                widest = GENERATION if GENERATION in part.terms else REVISION
+                return StepOutcome(
+                    result=result,
+                    trained_tokens=sum(len(it.ids) - it.span(widest)[0] for it in chunk),
+                    part=part.name,
+                    details=(("tuples", float(len(chunk))),),
+                )
 
-    state = train_loop(
-        recipe=recipe, run_dir=out_dir, stage="srt", steps=total, model=model,
-        optimizer_for_step=lambda step: optimizers[stage_at(step)], step_fn=step_fn, state=state,
-        probe=make_probe(recipe, tokenizer), on_step=on_step, stop_after=stop_after,
-    )
-    if state.step < total or not is_writer():
-        return state
-    # every file atomically, `done` last, outputs.json before it: a `done` run's outputs are checked above
-    files = save_adapters(out_dir / "adapters", trainable(model), recipe.lora, lora_num_layers(model, recipe.lora),
-                          recipe.model.path)
-    files += save_fused_model(model, tokenizer, recipe.model.path, out_dir / "model")
-    write_json(out_dir / "state.json", asdict(state))
-    summary = {**asdict(state), "tuples": len(items), "dropped_too_long": len(all_items) - len(items),
-               "truncated_revisions": len(cut), "dropped_truncated": len(cut) if cfg.drop_truncated else 0,
-               "stages": {st.name: {"tuples": len(st.items), "steps": st.steps(cfg)} for st in stages}}
-    write_json(out_dir / "summary.json", summary)
-    record_outputs(out_dir, [*files, out_dir / "state.json", out_dir / "summary.json"])
-    write_text(out_dir / DONE, "")
-    return state
+            def final_outputs(state: TrainingState) -> list[Path]:
+                """The fused model, state.json and summary.json, written once the last step is saved."""
+                files = save_fused_model(model, tokenizer, recipe.model.path, run.path / MODEL)
+                write_json(run.path / "state.json", asdict(state))
+                summary = {**asdict(state), "tuples": len(items), "dropped_too_long": len(all_items) - len(items),
+                           "truncated_revisions": len(cut), "dropped_truncated": len(cut) if cfg.drop_truncated else 0,
+                           "parts": {p.name: {"tuples": len(p.items), "steps": p.steps(cfg)} for p in parts}}
+                write_json(run.path / "summary.json", summary)
+                return [*files, run.path / "state.json", run.path / "summary.json"]
+
+            return trainee.train(total, step_fn, optimizers, part_at, state=state, on_step=on_step,
+                                 stop_after=stop_after, final_outputs=final_outputs)
 
 
 SPEC = StageSpec(
     name="srt", label="SRT",
     help="Phase 1: self-revision training on collected tuples -> RUN/srt/adapters and the fused RUN/srt/model.",
     section=SrtConfig, sections=SRT_SECTIONS, order=20, run=run_srt, baseline=False, folder="srt",
+    caps=("srt.max_tokens",), memory="srt.micro_batch_size, srt.max_tokens, lora.grad_checkpoint: true",
+    outputs=FINAL_OUTPUTS, inputs=srt_inputs, fuses=True,
 )

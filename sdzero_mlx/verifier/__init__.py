@@ -8,6 +8,7 @@ Modules, one job each:
   steps.py     the first line of an answer whose equation does not hold (doctor's hindsight at that step)
   worker.py    the worker process that normalises, parses and compares under a time budget
   pool.py      the worker pool and the verdict cache
+  verdict.py   what grading one answer found (Verdict), for every kind
   grade.py     the public API below (verifier.kind: code dispatches to code.py)
   code.py      the code reward: run the answer's program against the row's tests
   code_worker.py, sandbox.py   the code workers and the sandbox each run happens in

@@ -23,7 +23,7 @@ import json
 import re
 
 from .config import VerifierConfig
-from .grade import Verdict
+from .verdict import Verdict
 from .pool import SharedPool, WorkerPool, cache_get, cache_put
 
 LANGUAGES = {"python": "python", "py": "python", "python3": "python", "cpp": "cpp", "c++": "cpp", "cxx": "cpp", "cc": "cpp"}

@@ -29,14 +29,7 @@ from .config import VerifierConfig
 from .extract import extract_answer, extract_gold
 from .numbers import compare_plain_numbers
 from .pool import cache_get, cache_put, get_pool
-
-
-@dataclass(frozen=True)
-class Verdict:
-    score: float  # 1.0 or 0.0
-    extracted: str | None  # the answer found in the text (before normalisation)
-    gold: str | None  # the normalised gold answer (un-normalised if the worker never answered)
-    reason: str  # one short sentence
+from .verdict import Verdict
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,12 @@ import json
 from pathlib import Path
 
 from ..types import Example
-from . import task
+from . import demo_tasks as task
+
+# The shipped base models, one per task, in the demo package (demo/app.py's TASKS): the problems each was
+# pretrained on are not drawn (build_info.json names them).
+MODELS_DIR = Path(__file__).resolve().parent.parent / "demo"
+MODELS = {"inverse": MODELS_DIR / "base_model_inverse", "chain": MODELS_DIR / "base_model"}
 
 # Beside each shipped base model: the texts it was pretrained on, one per line, sorted, after a header
 # line naming the build it belongs to (pretrain.py writes it). Reading it takes milliseconds where
@@ -27,18 +32,14 @@ PRETRAINED_FILE = "pretrained_problems.txt.gz"
 
 
 def _build(name: str) -> dict:
-    from .app import base_model_dir
-
-    return json.loads((base_model_dir(name) / "build_info.json").read_text())["config"]
+    return json.loads((MODELS[name] / "build_info.json").read_text())["config"]
 
 
 @functools.lru_cache(maxsize=4)
 def pretrained_problems(name: str) -> frozenset[str]:
     """Problem texts the task's shipped base model was pretrained on (the stream after its held-out splits):
     read from the model's PRETRAINED_FILE, or regenerated when it has none."""
-    from .app import base_model_dir
-
-    shipped = base_model_dir(name) / PRETRAINED_FILE
+    shipped = MODELS[name] / PRETRAINED_FILE
     if shipped.is_file():
         header, _, texts = gzip.decompress(shipped.read_bytes()).decode("utf-8").partition("\n")
         if header == _header(_build(name)):
@@ -77,10 +78,8 @@ def examples(name: str, seed: int, n: int) -> list[Example]:
 
     Example: examples("inverse", 0, 2)[0].problem == task.generate(0, 1, inverse difficulty)[0].problem
     """
-    from .app import TASKS
-
-    if name not in TASKS:
-        raise ValueError(f"Unknown demo task in demo://{name}; use one of {[f'demo://{t}' for t in sorted(TASKS)]}.")
+    if name not in MODELS:
+        raise ValueError(f"Unknown demo task in demo://{name}; use one of {[f'demo://{t}' for t in sorted(MODELS)]}.")
     difficulty = task.Difficulty(**_build(name)["difficulty"])
     seen = pretrained_problems(name)
     drawn = 2 * n + 100

@@ -1,4 +1,4 @@
-"""Scoring fixed token ids with a model: the forward pass every training stage (and `explain`) shares.
+"""Forward passes on fixed token ids: the pass every training stage (and `explain`) shares.
 
 A stage builds token sequences from sampled or collected ids, says which span of each sequence is
 scored, and gets back the logits that predict exactly those tokens, whole (logits_at) or a block of
@@ -12,7 +12,6 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
-
 
 
 @dataclass(frozen=True)
