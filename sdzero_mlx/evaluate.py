@@ -38,7 +38,7 @@ from .verifier import VerifierConfig, verify_batch
 
 Progress = Optional[Callable[[int], None]]  # called with the number of generations just finished
 
-# Which samples an evaluation draws for given settings and seed; a cached evaluation (pipeline.evaluate_cached)
+# Which samples an evaluation draws for given settings and seed; a cached evaluation (tasks.evaluate_cached)
 # is reused only under the same. 3: sampled in waves with the greedy answer as one more row per problem
 # (waves.py); 2: revise starts from the first of the k samples (ddc5190) and a batch's prompts are prefilled
 # together (9f7dc13); 1 (no field): before.

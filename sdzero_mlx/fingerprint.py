@@ -1,7 +1,7 @@
 """Content hashes of what a stage reads and writes: files, model folders (local or from the Hub), adapters.
 
 A stage is reused only when the bytes it started from are the ones it was trained on (rundir.py,
-`MadeBy`), and an evaluation is cached under the evaluated model's bytes (pipeline.py). Paths are
+`MadeBy`), and an evaluation is cached under the evaluated model's bytes (tasks.py). Paths are
 not enough: a fused SRT model is rewritten in place when SRT is retrained, and a run folder may move.
 
 Hashing a 2.5 GB float32 model takes seconds, so a folder's digest is remembered for the life of the

@@ -3,7 +3,7 @@
 A separate evaluation beside compare's avg@k (the headline): each chosen model of a compare run (or of
 each seed of a sweep folder) is sampled n times per test problem at eval.temperature, with neither
 greedy answers nor revisions, and cached as RUN/eval/NAME.passN.json (+ rows) under the model's bytes
-and these settings (pipeline.eval_key), so a rerun reads it back and the avg@k files are untouched.
+and these settings (tasks.eval_key), so a rerun reads it back and the avg@k files are untouched.
 - pass@k: the unbiased estimator from n samples (evaluate.pass_at_k), per problem, averaged.
 - distinct answers: the verifier's final answer of each sample (verifier.extract: the answer it
   grades, normalised), counted per problem; a sample without one counts as no answer (its share is

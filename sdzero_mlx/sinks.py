@@ -55,7 +55,7 @@ class JsonlSink:
 
 def experiment_name(run_dir: Path, stage: str) -> str:
     """What a stage's run directory belongs to: RUN for RUN/<stage> (`sdzero run` and `compare`:
-    RUN/srt, RUN/distill, RUN/grpo, ...), else the directory itself (`sdzero distill --out X`)."""
+    RUN/srt, RUN/distill, RUN/grpo, ...), else the directory itself (`sdzero distill` into run.output_dir X)."""
     run_dir = Path(run_dir).resolve()
     return run_dir.parent.name if run_dir.name == stage and run_dir.parent.name else run_dir.name
 

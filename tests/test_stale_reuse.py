@@ -1,5 +1,5 @@
 """A changed recipe never reports old models: every stage is reused only under the record of what made it
-(rundir.MadeBy), and an evaluation only under the evaluated model's bytes (pipeline.eval_key)."""
+(rundir.MadeBy), and an evaluation only under the evaluated model's bytes (tasks.eval_key)."""
 
 import json
 import os

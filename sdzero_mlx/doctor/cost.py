@@ -272,7 +272,7 @@ def workers_warning(recipe: Recipe, device: str) -> Optional[str]:
 
 
 def srt_step_count(recipe: Recipe, kept: float) -> int:
-    """SRT's optimizer steps for `kept` tuples (srt.plan_stages: one stage, or two when staged)."""
+    """SRT's optimizer steps for `kept` tuples (stages/srt.py's plan_parts: one part, or two when staged)."""
     cfg = recipe.srt
     kept = int(round(kept))
     if not kept:
