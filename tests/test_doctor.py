@@ -26,6 +26,7 @@ from sdzero_mlx.doctor.signal import reward_stats
 from sdzero_mlx.doctor.verdict import Measures, beats, correction_se, decide
 from sdzero_mlx.hindsight import AnswerHindsight, answer_position, summarize_hindsight
 from sdzero_mlx.platform.device import memory_limit_for, ram_gb
+from sdzero_mlx.stages import stage_spec
 from sdzero_mlx.verifier.extract import answer_span
 from sdzero_mlx.types import Example, Rollout
 
@@ -237,6 +238,20 @@ def test_estimate_counts_a_variant_at_its_stage_step_with_its_own_settings(tiny_
     alone = replace(recipe, compare=replace(recipe.compare, methods=("sd-zero-4-steps",)))
     assert {s.name for s in estimate_run(alone, rates, steps, 0)} == {"collect", "srt", "sd-zero-4-steps",
                                                                       "eval sd-zero-4-steps"}
+
+
+def test_memory_advice_for_a_variant_names_its_stage_fields(tiny_recipe):
+    """A variant's row is named by its id, but the fields that lower its memory are its stage's: a variant of
+    distill over the limit is told distill's, not a section named after the variant (there is none)."""
+    variants = 'compare.variants=[{name: "SD-Zero (4 steps)", stage: distill, set: [distill.steps=4]}]'
+    recipe = load_recipe(tiny_recipe, [variants, "run.probe_every=0", "compare.methods=[base, sd-zero-4-steps]"])
+    rates = RunRates(seconds_per_sampled_token=0.01, answer_tokens=10, revision_tokens=20, accuracy=0.5,
+                     correction_rate=0.2, rephrase_rate=0.8, distinct_share=1.0, sampling_peak_gb=0.5, load_seconds=1.0)
+    steps = {"srt": StepCost("srt", 2.0, 1.0), "distill": StepCost("distill", 3.0, 7.0)}
+    text = memory_warning(estimate_run(recipe, rates, steps, n_solutions=0), memory_limit_for("cpu", {}, ram_gb=8.0))
+    assert "sd-zero-4-steps peaks at 7.0 GB" in text
+    assert f"sd-zero-4-steps: {stage_spec('distill').memory_fields}" in text, text
+    assert "sd-zero-4-steps.micro_batch_size" not in text
 
 
 def stage(name: str, peak_gb: float, seconds: float = 1.0) -> StageEstimate:

@@ -122,6 +122,7 @@ class StageEstimate:
     work: str  # what is counted, in words
     seconds: float
     peak_memory_gb: float
+    stage: str = ""  # the stage it trains, whose fields lower its memory (a variant's stage); "": its name
 
 
 def probes(recipe: Recipe, steps: int) -> int:
@@ -168,7 +169,7 @@ def estimate_run(recipe: Recipe, rates: RunRates, steps: dict[str, StepCost], n_
              sft_steps(own, n_solutions) if spec.name == "sft" else getattr(own, spec.name).steps)
         cost = steps[spec.name]
         out.append(StageEstimate(m, f"{n} steps", rates.load_seconds + n * cost.seconds + probes(recipe, n) * probe_s,
-                                 cost.peak_memory_gb))
+                                 cost.peak_memory_gb, stage=spec.name))
     e = recipe.eval
     # k samples + greedy answers, and with revise one revision each (its first attempt is the first sample)
     tokens = d.eval_size * ((e.k + e.greedy) * rates.answer_tokens + e.revise * rates.revision_tokens)
@@ -302,7 +303,7 @@ def memory_warning(stages: Sequence[StageEstimate], limit: Optional[MemoryLimit]
     over = [s for s in stages if s.peak_memory_gb > limit.gb]
     if over:
         worst = max(over, key=lambda s: s.peak_memory_gb)
-        fields = "; ".join(sorted({f"{s.name}: {memory_fields(s.name)}" for s in over}))
+        fields = "; ".join(sorted({f"{s.name}: {memory_fields(s.stage or s.name)}" for s in over}))
         return (f"the run will not fit in memory: {worst.name} peaks at {worst.peak_memory_gb:.1f} GB, over {limit.source} "
                 f"({limit.gb:.1f} GB). Lower {fields}.")
     together = peak_together(stages, workers)
