@@ -126,12 +126,12 @@ def _checked_variant(v: VariantConfig, before: Sequence[VariantConfig]) -> Varia
         if "=" not in item or "." not in key:
             raise ValueError(f"{where}: override {item!r} must look like section.key=value, e.g. "
                              f"{stage}.optim.learning_rate=3e-5.")
-        if section not in allowed:
+        if section not in allowed and key not in spec.reads:
             fix = (f"write {stage}.{key}" if section == "optim" else
                    "every row starts from the same model on the same problems" if section in COMPARED_ON else
                    f"{stage} does not read it")
             raise ValueError(f"{where}: override {item!r} is outside the sections a variant of {stage} may set "
-                             f"({', '.join(allowed)}): {fix}.")
+                             f"({', '.join(allowed + list(spec.reads))}): {fix}.")
         if key == f"{stage}.steps" and spec.matched:
             raise ValueError(f"{where}: {key} is set by the matched budget (compare.budget_generations); "
                              "remove it.")

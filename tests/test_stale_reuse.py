@@ -3,6 +3,8 @@
 
 import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -10,8 +12,9 @@ from typer.testing import CliRunner
 
 from sdzero_mlx.cli import app
 from sdzero_mlx.metrics import read_metrics
+from sdzero_mlx.recipe import load_recipe
 from sdzero_mlx.rundir import MadeBy, RunDir, StaleStage, differences
-from sdzero_mlx.stages import continue_command
+from sdzero_mlx.stages import continue_command, stage_spec
 
 from scripted import scripted_model_dir, write_data
 
@@ -80,6 +83,26 @@ def test_a_shared_stage_is_never_cleared_through_its_link(tmp_path):
     with pytest.raises(StaleStage, match="is shared"):
         RunDir(link, outputs=()).reuse_or_clear(MadeBy({"srt.epochs": 2}, {"model": "m"}), retrain=True)
     assert (shared.path / "adapters.safetensors").read_bytes() == b"old"
+
+
+def test_sdft_is_made_by_the_distill_fields_it_reads_not_by_distill(tiny_recipe):
+    """SDFT trains with distill's loss, teacher cap and micro-batch, nothing else of that section: a finished SDFT
+    (its record written by the stage itself) is reused when distill's steps, context or optimizer change, and is
+    stale when its loss changes."""
+    recipe = load_recipe(tiny_recipe, ["sdft.steps=1", "sdft.questions_per_step=2"])
+    spec = stage_spec("sdft")
+    run_dir = Path(recipe.run.output_dir) / "sdft"
+    spec.run(recipe, run_dir)
+    run = spec.run_dir(run_dir)
+    assert run.finished()
+    for change in ("distill.steps=7", "distill.teacher_context=answer", "distill.optim.learning_rate=3e-3"):
+        other = load_recipe(tiny_recipe, ["sdft.steps=1", "sdft.questions_per_step=2", change])
+        assert run.reuse_or_clear(spec.made_by(other, run_dir), retrain=False) is True, change
+    for change, diff in (("distill.kl=forward", "distill.kl: 'reverse' -> 'forward'"),
+                         ("distill.max_teacher_tokens=96", "distill.max_teacher_tokens: 128 -> 96")):
+        other = load_recipe(tiny_recipe, ["sdft.steps=1", "sdft.questions_per_step=2", change])
+        with pytest.raises(StaleStage, match=re.escape(f"({diff})")):
+            run.reuse_or_clear(spec.made_by(other, run_dir), retrain=False)
 
 
 # -- real runs of compare on the scripted model --------------------------------------------------------

@@ -155,6 +155,18 @@ def test_a_search_tunes_a_variant_of_distill_on_the_shared_chain(compared):
     assert refused.exit_code == 2 and "sets these itself" in refused.output
 
 
+def test_a_variant_of_sdft_may_set_the_distill_fields_sdft_reads(tmp_path):
+    write_data(tmp_path / "d.jsonl", 8)
+    forward = {"name": "SDFT (forward KL)", "stage": "sdft", "set": ["distill.kl=forward", "distill.top_k=0"]}
+    raw = {"model": {"path": "m"}, "data": {"source": str(tmp_path / "d.jsonl")}, "compare": {"variants": [forward]}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(raw))
+    recipe = load_recipe(tmp_path / "r.yaml")
+    from sdzero_mlx.recipe import variant_recipe
+
+    own = variant_recipe(recipe, recipe.compare.variants[0])
+    assert (own.distill.kl, own.distill.top_k, own.sdft) == ("forward", 0, recipe.sdft)
+
+
 @pytest.mark.parametrize("variants, message", [
     ([{"name": "x", "stage": "srt", "set": ["srt.epochs=2"]}], "stage 'srt' is not one a variant can train"),
     ([PAPER, {**FAST_RFT, "name": "sd zero paper loss"}], "its id 'sd-zero-paper-loss' is also that of"),
@@ -163,6 +175,8 @@ def test_a_search_tunes_a_variant_of_distill_on_the_shared_chain(compared):
     ([{**PAPER, "set": ["optim.kl_to_initial=0"]}], "write distill.optim.kl_to_initial"),
     ([{**FAST_RFT, "set": ["eval.k=8"]}], "rft does not read it"),
     ([{**FAST_RFT, "set": ["rft.steps=3"]}], "set by the matched budget"),
+    # SDFT reads distill's loss, not its steps: a variant setting them would train SDFT's model again
+    ([{"name": "SDFT (x)", "stage": "sdft", "set": ["distill.steps=3"]}], "sdft does not read it"),
     ([{**PAPER, "set": ["distill.optim.kl_to_initial=-1"]}], "'SD-Zero (paper loss)': optim.kl_to_initial must be"),
     ([{**PAPER, "set": []}], "no overrides"),
 ])

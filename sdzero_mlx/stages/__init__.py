@@ -58,6 +58,8 @@ class StageSpec:
     # besides the starting model and the data, by role (SRT: {"tuples": ...}); their bytes are in its record
     starts_from: Optional[str] = None  # the stage whose fused model it trains from (distill: srt); None: model.path
     fuses: bool = False  # also writes RUN/model, its adapters fused: its model in tables, a later stage's start
+    reads: tuple[str, ...] = ()  # fields of another stage's section it reads (SDFT: distill's loss), section.key:
+    # in its record beside its sections, and what its variants may set of that section
 
     @property
     def matched(self) -> bool:
@@ -74,9 +76,11 @@ class StageSpec:
         return (f"{self.name}.steps",) if any(f.name == "steps" for f in fields(self.section)) else ()
 
     def made_by(self, recipe, run_dir: Path) -> MadeBy:
-        """What its output in run_dir is made from: its sections, the starting model's, the data's and its inputs'
-        bytes (rundir.MadeBy)."""
-        return made_by(recipe, self.sections, self.inputs(recipe, run_dir) if self.inputs else {})
+        """What its output in run_dir is made from: its sections and the fields it reads of others, the starting
+        model's, the data's and its inputs' bytes (rundir.MadeBy). The one record of a stage: the loop writes it, a
+        resume and a reuse compare with it."""
+        return made_by(recipe, self.sections, self.inputs(recipe, run_dir) if self.inputs else {},
+                       extra=("run.seed", *self.reads))
 
     def run_dir(self, path: str | Path) -> RunDir:
         """Its run directory at `path`, finished when its outputs are sound."""

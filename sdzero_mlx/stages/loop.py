@@ -28,7 +28,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -45,7 +45,7 @@ from ..platform.device import device_name, use_device
 from ..platform.distributed import is_writer, outcome_across_ranks, shard, world
 from ..probe import make_probe
 from ..rollout import sample_groups
-from ..rundir import ADAPTER_FILES, RunDir, made_by
+from ..rundir import ADAPTER_FILES, RunDir
 from ..seeds import derive_seed
 from ..sinks import Sinks, open_sinks
 from ..types import Rollout, TrainingState
@@ -274,13 +274,12 @@ def step_record(stage: str, steps: int, state: TrainingState, out: StepOutcome, 
 
 
 @contextmanager
-def open_stage(recipe, run_dir: Path, resume: bool, spec: "StageSpec", inputs: Mapping[str, Path] = {}
-               ) -> Iterator[Trainee]:
+def open_stage(recipe, run_dir: Path, resume: bool, spec: "StageSpec") -> Iterator[Trainee]:
     """What every stage does first, its run directory held (rank 0 locks it) until the block ends: select
     run.device; check the folder can hold results (before any work: a bad location costs nothing); check that
-    a resumed run is a `spec` run made from the same record (spec.sections but what a resume may change, the
-    starting model's and the data's bytes, `inputs` by role: {"tuples": ...} for SRT), or that a new one holds
-    no run; write recipe.yaml and run.json with that record (rank 0); load recipe.model, check that the
+    a resumed run is a `spec` run made from the same record (spec.made_by: its sections and the fields it reads,
+    but what a resume may change; the starting model's, the data's and its inputs' bytes), or that a new one
+    holds no run; write recipe.yaml and run.json with that record (rank 0); load recipe.model, check that the
     stage's sequence caps fit its context, and make its trained parameters (seeded)."""
     use_device(recipe.run.device)
     run = spec.run_dir(check_output_dir(run_dir, "run.output_dir"))
@@ -289,7 +288,7 @@ def open_stage(recipe, run_dir: Path, resume: bool, spec: "StageSpec", inputs: M
         if resume and run.resume_from() is None:
             raise FileNotFoundError(f"{run.path} has no checkpoint to resume from (a run stopped before its first "
                                     "save, at step run.save_every): run the same command without --resume to start it.")
-        record = made_by(recipe, spec.sections, inputs)
+        record = spec.made_by(recipe, run.path)
         if resume:
             run.check_stage(spec.name, resume, continue_command)  # another stage's run: say so before comparing
             run.check_made_by(record, ignore=spec.resume_ignore)

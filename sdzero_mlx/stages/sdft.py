@@ -74,7 +74,11 @@ class SdftConfig:
             raise ValueError("sdft.demo_template must contain {demonstration}.")
 
 
-SDFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "distill", "sdft", "verifier")
+SDFT_SECTIONS = ("model", "data", "lora", "prompts", "sampling", "sdft", "verifier")
+# what SDFT reads of the distill section: its loss (KlSettings), the teacher's cap and the micro-batch, no more (a
+# change of distill's steps or context leaves SDFT's model as it was)
+SDFT_READS = ("distill.kl", "distill.forward_weight", "distill.beta", "distill.top_k", "distill.top_k_from",
+              "distill.tail", "distill.max_teacher_tokens", "distill.micro_batch_size")
 
 
 def generations_per_step(recipe: Recipe) -> int:
@@ -127,6 +131,6 @@ def run_sdft(
 SPEC = StageSpec(
     name="sdft", label="SDFT", help="Baseline: self-distillation from demonstrations (section sdft; KL settings from distill).",
     section=SdftConfig, sections=SDFT_SECTIONS, order=70, run=run_sdft, generations_per_step=generations_per_step,
-    caps=("distill.max_teacher_tokens",),
+    caps=("distill.max_teacher_tokens",), reads=SDFT_READS,
     memory="distill.micro_batch_size, distill.max_teacher_tokens, and distill's loss (as for distill)",
 )

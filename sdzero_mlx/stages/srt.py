@@ -297,7 +297,7 @@ def run_srt(
         def part_at(step: int) -> int:
             return max(i for i, b in enumerate(bounds) if b <= step)
 
-        with open_stage(recipe, run.path, resume, SPEC, inputs=srt_inputs(recipe, run.path)) as trainee:
+        with open_stage(recipe, run.path, resume, SPEC) as trainee:
             model, tokenizer, pad = trainee.model, trainee.tokenizer, trainee.pad_id
             kl = penalty(model, cfg.optim)  # taken before any resume
             # the reference code's second part is a new fine-tuning run: a fresh optimizer per part
