@@ -22,6 +22,7 @@ from sdzero_mlx.doctor.cost import (
     workers_warning,
 )
 from sdzero_mlx.doctor.sequences import cue_in_context
+from sdzero_mlx.doctor.run import sft_without_solutions
 from sdzero_mlx.doctor.signal import reward_stats
 from sdzero_mlx.doctor.verdict import Measures, beats, correction_se, decide
 from sdzero_mlx.hindsight import AnswerHindsight, answer_position, summarize_hindsight
@@ -238,6 +239,17 @@ def test_estimate_counts_a_variant_at_its_stage_step_with_its_own_settings(tiny_
     alone = replace(recipe, compare=replace(recipe.compare, methods=("sd-zero-4-steps",)))
     assert {s.name for s in estimate_run(alone, rates, steps, 0)} == {"collect", "srt", "sd-zero-4-steps",
                                                                       "eval sd-zero-4-steps"}
+
+
+def test_sft_without_solutions_is_flagged_for_a_variant_of_sft_too(tiny_recipe):
+    """compare stops at an SFT row when no training row has a solution, a variant of SFT as much as SFT itself."""
+    variant = 'compare.variants=[{name: "SFT (lr 1e-3)", stage: sft, set: [sft.optim.learning_rate=1e-3]}]'
+    recipe = load_recipe(tiny_recipe, [variant, "compare.methods=[base, distill, SFT (lr 1e-3)]"])
+    flag = sft_without_solutions(recipe, n_solutions=0)
+    assert flag is not None and "compare.methods has SFT (lr 1e-3)" in flag.message, flag
+    assert sft_without_solutions(recipe, n_solutions=3) is None
+    assert sft_without_solutions(load_recipe(tiny_recipe, [variant, "compare.methods=[base, distill]"]), 0) is None
+    assert "compare.methods has SFT" in sft_without_solutions(load_recipe(tiny_recipe, ["compare.methods=[sft]"]), 0).message
 
 
 def test_memory_advice_for_a_variant_names_its_stage_fields(tiny_recipe):

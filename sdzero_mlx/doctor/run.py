@@ -15,6 +15,7 @@ from ..data import make_splits
 from ..modeling import load_model, padding_id
 from ..platform.device import device_name, memory_limit, ram_gb
 from ..prompts import separators, template_args
+from ..recipe import method_labels
 from ..stages import chain, stage_spec
 from ..tasks import trained_specs
 from ..writable import OutputError, check_output_dir
@@ -78,6 +79,16 @@ def teacher_model(recipe: Recipe, teacher: Optional[str]) -> TeacherChoice:
     return TeacherChoice(str(path), source)
 
 
+def sft_without_solutions(recipe: Recipe, n_solutions: int) -> Optional[Flag]:
+    """The flag for a compared method trained by SFT (sft, or a variant of it) when no training row has a solution."""
+    trained = trained_specs(recipe)
+    sft = [method_labels(recipe)[m] for m in recipe.compare.methods if m in trained and trained[m].name == "sft"]
+    if not sft or n_solutions:
+        return None
+    return Flag("SFT without solutions", f"compare.methods has {', '.join(sft)}, which trains on gold solutions, but no "
+                "training row has one: compare stops there. Set data.fields.solution or drop it from compare.methods.")
+
+
 def measures(signal: Signal, recipe: Recipe, read: str) -> Measures:
     """What the verdict reads, from one model's signal."""
     stats, h, f, kl = signal.rewards, signal.hindsight, signal.first_error, signal.kl
@@ -130,9 +141,7 @@ def run_doctor(recipe: Recipe, recipe_path: str, n: int = DEFAULT_N, out_dir: Pa
     flags += [f for f in (check_cue(tokenizer, samples.graded, seps), check_thinking(tokenizer, recipe), system_flag) if f]
     flags += caps_flags(recipe, samples.rollouts, [row.revised_tokens for row in revision.rows], seps)
     n_solutions = sum(ex.solution is not None for ex in make_splits(recipe.data).training)
-    if "sft" in recipe.compare.methods and not n_solutions:
-        flags.append(Flag("SFT without solutions", "compare.methods has sft but no training row has a solution: "
-                          "compare stops there. Set data.fields.solution or drop sft from compare.methods."))
+    flags += [f for f in (sft_without_solutions(recipe, n_solutions),) if f]
     template = Template(bool(getattr(tokenizer, "chat_template", None)), template_args(tokenizer, recipe.prompts), turn, system)
     vocab = int(model(mx.array([[0]])).shape[-1])  # the logits' width: what the loss's targets span
     del model
