@@ -76,6 +76,20 @@ def test_rounded_decimals_and_the_right_value_as_written():
     assert written_value(sp.Rational(10, 3), "3.34") == "3.33" and written_value(sp.sqrt(2), "1.4") is None
 
 
+def test_a_right_value_is_written_exactly_or_not_at_all_and_never_raises():
+    # exact decimals, not a float's 17 digits: 123456789123456789 / 2 is ...94.5, not ...92.0
+    assert first_wrong_step("123456789123456789/2 = 5").right == "61728394561728394.5"
+    assert first_wrong_step("(10^40+1)/4 = 5").right == "25" + "0" * 38 + ".25"
+    assert first_wrong_step("-10/3 = -3.34").right == "-3.33"
+    assert first_wrong_step("(10^400+1)/2 = 3").right == "5" + "0" * 399 + ".5"  # past a float's 1e308
+    # model text with a huge value: the step is found, its right value is too long to write (no answer the
+    # verifier reads is longer than max_answer_chars), and nothing raises (Python refuses int -> str past 4300
+    # digits)
+    for text in ("2^100000 = 3", "2^14000 = 3", "10^5000/3 = 1.5"):
+        step = first_wrong_step(text)
+        assert step is not None and step.written in ("3", "1.5") and step.right is None, text
+
+
 def test_the_demo_tasks():
     # every gold solution of both demo tasks holds line by line
     for kind in ("chain", "inverse"):

@@ -201,17 +201,31 @@ def _rewrite_head(text: str) -> Optional[tuple[int, int]]:
     return m.span(1) if m else None
 
 
+# the longest right value written out: no answer the verifier reads is longer (VerifierConfig.max_answer_chars)
+MAX_WRITTEN = VerifierConfig().max_answer_chars
+
+
+def _fixed(q: Fraction, places: int) -> str:
+    """q rounded to `places` decimal places, in exact arithmetic (a float keeps 17 digits and ends at 1e308).
+
+    Example: _fixed(Fraction(-10, 3), 2) == "-3.33"; _fixed(Fraction(1, 8), 3) == "0.125"
+    """
+    n = round(q * 10**places)
+    digits = str(abs(n)).rjust(places + 1, "0")
+    return ("-" if n < 0 else "") + (f"{digits[:-places]}.{digits[-places:]}" if places else digits)
+
+
 def written_value(value: sp.Expr, like: str) -> Optional[str]:
     """`value` as an answer writes it: an integer, a terminating decimal, or rounded to the decimal places of
-    `like` (the wrong value it replaces); None when none applies.
+    `like` (the wrong value it replaces); None when none applies, or when it would be longer than MAX_WRITTEN.
 
     Example: written_value(7/2, "3") == "3.5"; written_value(10/3, "3.34") == "3.33"; written_value(10/3, "3") is None
     """
     if not value.is_Rational:
         return None
-    if value.is_Integer:
-        return str(int(value))
     q = Fraction(int(value.p), int(value.q))
+    if abs(q) >= 10**MAX_WRITTEN or q.denominator >= 10**MAX_WRITTEN:  # before str(): Python refuses 4300+ digits
+        return None
     d = q.denominator
     for p in (2, 5):
         while d % p == 0:
@@ -220,9 +234,12 @@ def written_value(value: sp.Expr, like: str) -> Optional[str]:
         places = 0
         while (q * 10**places).denominator != 1:
             places += 1
-        return f"{float(q):.{places}f}"
-    places = _decimals(like)
-    return f"{float(q):.{places}f}" if places else None
+    else:
+        places = _decimals(like)
+        if not places:
+            return None
+    text = _fixed(q, places)
+    return text if len(text) <= MAX_WRITTEN else None
 
 
 def _line_error(line: str) -> Optional[tuple[tuple[int, int], str, str, Optional[str]]]:
