@@ -271,9 +271,10 @@ def run_trained(recipe: Recipe, method: str, run_dir: Path, budget: int, log: Lo
 
 
 def eval_settings(recipe: Recipe) -> dict:
-    """What an evaluation depends on besides the model: the recipe sections, the seed and the protocol."""
+    """What an evaluation depends on besides the model: the recipe sections, the seed, the protocol, and the rows
+    decoded at once (sampling.batch_size: which samples a seed draws depends on how rows are batched)."""
     return ({s: to_dict(getattr(recipe, s)) for s in ("eval", "data", "prompts", "verifier")}
-            | {"seed": recipe.run.seed, "protocol": EVAL_PROTOCOL})
+            | {"seed": recipe.run.seed, "protocol": EVAL_PROTOCOL, "batch_size": recipe.sampling.batch_size})
 
 
 def eval_key(recipe: Recipe, model_path: str, adapter: Optional[str], split: str) -> dict:

@@ -209,3 +209,30 @@ def test_an_evaluation_cache_of_another_model_is_never_read(compared):
     assert "eval grpo: " in again.output and "adapters: " in again.output and "evaluating again" in again.output
     assert "eval rft: done, skipped" in again.output
     assert json.loads((run / "eval" / "grpo.json").read_text())["results"] == grpo["results"]
+
+
+def test_a_resume_may_take_the_memory_advice_but_not_another_setting(tiny_recipe, tmp_path):
+    """After an out-of-memory stop the advice is a smaller micro-batch or gradient checkpointing: a resume with
+    them continues (the same gradient up to rounding); a resume with another learning rate is refused."""
+    from sdzero_mlx.recipe import load_recipe
+    from sdzero_mlx.stages.distill import run_distill
+
+    run = tmp_path / "d"
+    first = load_recipe(tiny_recipe, [f"run.output_dir={run}", "distill.steps=2"])
+    run_distill(first, run, stop_after=1)
+    with pytest.raises(ValueError, match=r"distill\.optim\.learning_rate: 0\.01 -> 0\.02"):
+        run_distill(load_recipe(tiny_recipe, [f"run.output_dir={run}", "distill.steps=2", "distill.optim.learning_rate=0.02"]),
+                    run, resume=True)
+    advised = load_recipe(tiny_recipe, [f"run.output_dir={run}", "distill.steps=2", "distill.micro_batch_size=1",
+                                        "lora.grad_checkpoint=true"])
+    assert run_distill(advised, run, resume=True).step == 2
+    made = json.loads((run / "run.json").read_text())["made_by"]["settings"]
+    assert made["distill.micro_batch_size"] == 1 and made["lora.grad_checkpoint"] is True  # the record says what ran
+
+
+def test_an_evaluation_is_keyed_by_the_rows_decoded_at_once(tiny_recipe, tiny_model_dir):
+    from sdzero_mlx.recipe import load_recipe
+    from sdzero_mlx.tasks import eval_key
+
+    a, b = (load_recipe(tiny_recipe, [f"sampling.batch_size={n}"]) for n in (8, 16))
+    assert eval_key(a, str(tiny_model_dir), None, "test") != eval_key(b, str(tiny_model_dir), None, "test")

@@ -72,8 +72,11 @@ class StageSpec:
 
     @property
     def resume_ignore(self) -> tuple[str, ...]:
-        """The fields a resume may change: its number of steps, when its section has one."""
-        return (f"{self.name}.steps",) if any(f.name == "steps" for f in fields(self.section)) else ()
+        """The fields a resume may change: its number of steps, and what only bounds memory (its micro-batch size,
+        lora.grad_checkpoint: the same gradient up to float rounding), so that the remedy the memory advice names
+        for an out-of-memory stop continues the run. A finished stage is reused only under all of them."""
+        own = {f.name for f in fields(self.section)}
+        return (*(f"{self.name}.{k}" for k in ("steps", "micro_batch_size") if k in own), "lora.grad_checkpoint")
 
     def made_by(self, recipe, run_dir: Path) -> MadeBy:
         """What its output in run_dir is made from: its sections and the fields it reads of others, the starting
