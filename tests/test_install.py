@@ -77,10 +77,17 @@ def test_the_script_runs_silently_here_and_fails_in_one_line_there():
     assert "make test PYTHON=python3.12" in done.stderr
 
 
+def make_env() -> dict:
+    """The environment of a top-level make: under `make test` (CI) the outer make's MAKEFLAGS and MAKELEVEL
+    would make the inner one print "Entering directory" lines and inherit the outer one's flags."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_checks_the_interpreter_before_anything_else(tmp_path):
-    lines = subprocess.run(["make", "-n", "demo", f"VENV={tmp_path / 'venv'}", "PYTHON=python3"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60).stdout.splitlines()
+    lines = subprocess.run(["make", "--no-print-directory", "-n", "demo", f"VENV={tmp_path / 'venv'}",
+                            "PYTHON=python3"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                           env=make_env()).stdout.splitlines()
     assert "scripts/check_python.py demo" in lines[0], lines  # before apt-get, the venv and pip
 
 
@@ -94,8 +101,8 @@ def make_bench(fast_blas: str, tmp_path: Path) -> str:
     venv.mkdir(exist_ok=True)
     (venv / ".installed").touch()  # `setup` done
     os.utime(venv / ".installed", (time.time() + 60,) * 2)
-    return subprocess.run(["make", "-n", "bench", f"VENV={venv}", f"FAST_BLAS={fast_blas}"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60).stdout
+    return subprocess.run(["make", "--no-print-directory", "-n", "bench", f"VENV={venv}", f"FAST_BLAS={fast_blas}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, env=make_env()).stdout
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
