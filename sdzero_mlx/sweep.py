@@ -228,7 +228,8 @@ def plot_sweep(data: dict, out_png: Path) -> None:
             else:
                 ax.plot([x], [mean], "o")
             ax.plot([x - 0.12] * len(rec["per_seed"]), [100 * v for v in rec["per_seed"]], ".", color="grey")
-        ax.set_xticks(range(len(labels)), labels, rotation=30)
+        # a variant's name ("SD-Zero (paper loss)") breaks before its bracket, else it runs into its neighbours
+        ax.set_xticks(range(len(labels)), [lab.replace(" (", "\n(") for lab in labels], rotation=30, ha="right")
         ax.set_title(metric)
         ax.set_ylabel("%")
         ax.grid(alpha=0.3)
