@@ -215,9 +215,10 @@ class OptimConfig:
                 raise ValueError(f"optim.{name} must be a finite number >= 0, got {value}.")
 
 
-def optim_field(what: str):
+def optim_field(what: str, paper: str = ""):
     """A training stage's `optim` section: its own optimizer, filled from the top-level one."""
-    return field(default=OptimConfig(), metadata={"help": f"{what}'s optimizer (defaults: top-level optim)."})
+    note = f" (paper: {paper})" if paper else ""
+    return field(default=OptimConfig(), metadata={"help": f"{what}'s optimizer{note} (defaults: top-level optim)."})
 
 
 DIVERGENCES = ("reverse", "forward", "mixed", "jsd")  # over a support: the full vocabulary or top-k ids

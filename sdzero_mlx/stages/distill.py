@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Callable, Literal, Optional, Sequence
 
 import mlx.core as mx
 
-from ..config import KlSettings, OptimConfig
+from ..config import KlSettings, OptimConfig, optim_field
 from ..contexts import Reading, teacher_items
 from ..data import make_splits
 from ..kd import distill_step
@@ -120,7 +120,7 @@ class DistillConfig:
     teacher_sync: Literal["none", "hard", "ema"] = field(default="none", metadata={"help": "Paper main results: none."})
     sync_every: int = field(default=0, metadata={"help": "Steps between hard syncs."})
     ema_decay: float = field(default=0.99, metadata={"help": "Teacher <- decay * teacher + (1 - decay) * student."})
-    optim: OptimConfig = field(default=OptimConfig(), metadata={"help": "This stage's optimizer (defaults: top-level optim)."})
+    optim: OptimConfig = optim_field("Distill")
 
     def __post_init__(self):
         if self.steps < 1 or self.questions_per_step < 1 or self.micro_batch_size < 1 or self.group_size < 1:

@@ -42,7 +42,7 @@ import mlx.nn as nn
 
 from ..atomic import replace_dir, write_json
 from ..checkpoint import read_state
-from ..config import OptimConfig
+from ..config import OptimConfig, optim_field
 from ..data import epoch_order
 from ..forward import chunks, scored_batch
 from ..loss import WeightedBatch, weighted_nll, with_reference
@@ -90,7 +90,7 @@ class SrtConfig:
     tuples: str = field(
         default="", metadata={"help": "Tuples JSONL to train on; empty: RUN/collect/tuples.jsonl beside the SRT run."}
     )
-    optim: OptimConfig = field(default=OptimConfig(), metadata={"help": "SRT's optimizer (paper: lr 5e-6, full fine-tuning) (defaults: top-level optim)."})
+    optim: OptimConfig = optim_field("SRT", paper="lr 5e-6, full fine-tuning")
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or self.micro_batch_size < 1:
